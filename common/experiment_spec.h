@@ -1,0 +1,69 @@
+// What a user asks gradlab to train, with the reference experiment's defaults, and the
+// one place that checks a spec and fills in the defaults that depend on the model or the
+// dataset. Shared by the server and the CLI; knows nothing of LibTorch or gRPC.
+#ifndef GRADLAB_COMMON_EXPERIMENT_SPEC_H_
+#define GRADLAB_COMMON_EXPERIMENT_SPEC_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace gradlab {
+
+// The reference experiment: SGD momentum 0.9, lr 0.001, no weight decay, no LR schedule,
+// batch 128, 20 epochs, seed 42, PyTorch's default initialisation. In-class defaults are
+// those values; fields whose default depends on the model or the dataset are optional
+// until ResolveSpec fills them in.
+struct ExperimentSpec {
+  std::string model = "simple_cnn";
+  std::string dataset = "cifar10";
+  // Where the dataset's files are; empty means the dataset's default location.
+  std::string data_dir;
+  int epochs = 20;
+  int batch_size = 128;
+  double learning_rate = 0.001;
+  double momentum = 0.9;
+  double weight_decay = 0.0;
+  // StepLR: multiply the learning rate by lr_gamma every lr_step_size epochs; 0 = never.
+  int lr_step_size = 0;
+  double lr_gamma = 0.1;
+  uint64_t seed = 42;
+  // RandomCrop(pad 4) + horizontal flip on the train split. Default: on for cifar10 only.
+  std::optional<bool> augment;
+  // Default: on for resnet and mlp, off for simple_cnn and deep_cnn.
+  std::optional<bool> batch_norm;
+  // resnet only (default on); off keeps every layer and drops the shortcut addition.
+  std::optional<bool> skip_connections;
+  std::string init = "pytorch_default";
+  // 0 = the whole split; otherwise the first N samples. For `synthetic`, the split's size.
+  int64_t max_train_samples = 0;
+  int64_t max_test_samples = 0;
+  // A gradient snapshot every N optimizer steps, besides step 1 and every epoch's last
+  // step; 0 = only those.
+  int gradient_every_n_steps = 50;
+  // Intra-op threads for this run; 0 = the CPUs this process may use.
+  int threads = 0;
+  std::string precision = "fp32";
+  std::string name;
+  std::map<std::string, std::string> labels;
+};
+
+// The names a spec may use, in the order they are listed to users.
+const std::vector<std::string>& ModelNames();
+const std::vector<std::string>& DatasetNames();
+const std::vector<std::string>& InitNames();
+const std::vector<std::string>& PrecisionNames();
+
+// Checks every field and returns the spec with every default filled in (augment,
+// batch_norm, skip_connections set), so that a run can be repeated from its record.
+// Errors are INVALID_ARGUMENT and name the field, the value and what is allowed, e.g.
+// "spec.epochs: 0 is out of range [1, 1000]".
+absl::StatusOr<ExperimentSpec> ResolveSpec(const ExperimentSpec& spec);
+
+}  // namespace gradlab
+
+#endif  // GRADLAB_COMMON_EXPERIMENT_SPEC_H_

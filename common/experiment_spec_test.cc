@@ -1,0 +1,129 @@
+#include "common/experiment_spec.h"
+
+#include <functional>
+#include <limits>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace gradlab {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(ResolveSpecTest, DefaultsAreTheReferenceExperiment) {
+  absl::StatusOr<ExperimentSpec> spec = ResolveSpec(ExperimentSpec{});
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->model, "simple_cnn");
+  EXPECT_EQ(spec->dataset, "cifar10");
+  EXPECT_EQ(spec->epochs, 20);
+  EXPECT_EQ(spec->batch_size, 128);
+  EXPECT_DOUBLE_EQ(spec->learning_rate, 0.001);
+  EXPECT_DOUBLE_EQ(spec->momentum, 0.9);
+  EXPECT_DOUBLE_EQ(spec->weight_decay, 0.0);
+  EXPECT_EQ(spec->lr_step_size, 0);
+  EXPECT_EQ(spec->seed, 42u);
+  EXPECT_EQ(spec->init, "pytorch_default");
+  EXPECT_EQ(spec->precision, "fp32");
+  EXPECT_EQ(spec->augment, true);
+  EXPECT_EQ(spec->batch_norm, false);
+  EXPECT_EQ(spec->skip_connections, false);
+}
+
+TEST(ResolveSpecTest, ModelAndDatasetDependentDefaults) {
+  ExperimentSpec spec;
+  spec.model = "resnet";
+  spec.dataset = "fashion_mnist";
+  absl::StatusOr<ExperimentSpec> resnet = ResolveSpec(spec);
+  ASSERT_TRUE(resnet.ok()) << resnet.status();
+  EXPECT_EQ(resnet->batch_norm, true);
+  EXPECT_EQ(resnet->skip_connections, true);
+  EXPECT_EQ(resnet->augment, false);
+
+  spec.model = "mlp";
+  EXPECT_EQ(ResolveSpec(spec)->batch_norm, true);
+  spec.model = "deep_cnn";
+  EXPECT_EQ(ResolveSpec(spec)->batch_norm, false);
+}
+
+TEST(ResolveSpecTest, ExplicitValuesWin) {
+  ExperimentSpec spec;
+  spec.model = "resnet";
+  spec.batch_norm = false;
+  spec.skip_connections = false;
+  spec.augment = false;
+  absl::StatusOr<ExperimentSpec> resolved = ResolveSpec(spec);
+  ASSERT_TRUE(resolved.ok());
+  EXPECT_EQ(resolved->batch_norm, false);
+  EXPECT_EQ(resolved->skip_connections, false);
+  EXPECT_EQ(resolved->augment, false);
+}
+
+struct InvalidCase {
+  std::string label;
+  std::function<void(ExperimentSpec&)> mutate;
+  std::string message;
+};
+
+class InvalidSpecTest : public ::testing::TestWithParam<InvalidCase> {};
+
+TEST_P(InvalidSpecTest, IsRejectedWithMessageNamingFieldAndAllowedValues) {
+  ExperimentSpec spec;
+  GetParam().mutate(spec);
+  absl::StatusOr<ExperimentSpec> resolved = ResolveSpec(spec);
+  ASSERT_FALSE(resolved.ok());
+  EXPECT_EQ(resolved.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(resolved.status().message()), HasSubstr(GetParam().message));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, InvalidSpecTest,
+    ::testing::Values(
+        InvalidCase{"model", [](ExperimentSpec& s) { s.model = "vgg"; },
+                    "spec.model: unknown value \"vgg\"; valid values: simple_cnn, deep_cnn, "
+                    "resnet, mlp"},
+        InvalidCase{"dataset", [](ExperimentSpec& s) { s.dataset = "imagenet"; },
+                    "spec.dataset: unknown value \"imagenet\"; valid values: cifar10, "
+                    "fashion_mnist, mnist, synthetic"},
+        InvalidCase{"init", [](ExperimentSpec& s) { s.init = "xavier"; },
+                    "valid values: pytorch_default, kaiming_normal"},
+        InvalidCase{"precision", [](ExperimentSpec& s) { s.precision = "fp16"; },
+                    "spec.precision: unknown value \"fp16\"; valid values: fp32, bf16"},
+        InvalidCase{"bf16", [](ExperimentSpec& s) { s.precision = "bf16"; },
+                    "spec.precision: \"bf16\" is not supported yet"},
+        InvalidCase{"epochs", [](ExperimentSpec& s) { s.epochs = 0; },
+                    "spec.epochs: 0 is out of range [1, 1000]"},
+        InvalidCase{"batch", [](ExperimentSpec& s) { s.batch_size = 5000; },
+                    "spec.batch_size: 5000 is out of range [1, 4096]"},
+        InvalidCase{"lr0", [](ExperimentSpec& s) { s.learning_rate = 0; },
+                    "spec.learning_rate: 0 is out of range (0, 10]"},
+        InvalidCase{
+            "lrnan",
+            [](ExperimentSpec& s) { s.learning_rate = std::numeric_limits<double>::quiet_NaN(); },
+            "spec.learning_rate: nan is out of range (0, 10]"},
+        InvalidCase{"momentum", [](ExperimentSpec& s) { s.momentum = 1; },
+                    "spec.momentum: 1 is out of range [0, 1)"},
+        InvalidCase{"wd", [](ExperimentSpec& s) { s.weight_decay = -0.1; },
+                    "spec.weight_decay: -0.1 is out of range [0, 1]"},
+        InvalidCase{"step", [](ExperimentSpec& s) { s.lr_step_size = -1; },
+                    "spec.lr_step_size: -1 is out of range [0, 1000]"},
+        InvalidCase{"gamma", [](ExperimentSpec& s) { s.lr_gamma = 0; },
+                    "spec.lr_gamma: 0 is out of range (0, 1]"},
+        InvalidCase{"train", [](ExperimentSpec& s) { s.max_train_samples = -5; },
+                    "spec.max_train_samples: -5 is out of range [0, 100000000]"},
+        InvalidCase{"test", [](ExperimentSpec& s) { s.max_test_samples = -1; },
+                    "spec.max_test_samples: -1 is out of range"},
+        InvalidCase{"every", [](ExperimentSpec& s) { s.gradient_every_n_steps = -1; },
+                    "spec.gradient_every_n_steps: -1 is out of range [0, 1000000]"},
+        InvalidCase{"threads", [](ExperimentSpec& s) { s.threads = 5000; },
+                    "spec.threads: 5000 is out of range [0, 1024]"},
+        InvalidCase{"skip", [](ExperimentSpec& s) { s.skip_connections = true; },
+                    "spec.skip_connections: true is not allowed for model \"simple_cnn\""},
+        InvalidCase{"name", [](ExperimentSpec& s) { s.name = std::string(201, 'x'); },
+                    "spec.name: 201 characters is longer than the limit of 200"},
+        InvalidCase{"label", [](ExperimentSpec& s) { s.labels[""] = "x"; },
+                    "spec.labels: key \"\" must be 1 to 200 characters"}),
+    [](const ::testing::TestParamInfo<InvalidCase>& info) { return info.param.label; });
+
+}  // namespace
+}  // namespace gradlab

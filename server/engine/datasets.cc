@@ -1,0 +1,289 @@
+#include "server/engine/datasets.h"
+
+#include <zlib.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "server/engine/torch_errors.h"
+
+namespace gradlab {
+namespace {
+
+namespace fs = std::filesystem;
+
+// No file gradlab reads is larger once decompressed (MNIST's train images are 47 MB).
+constexpr int64_t kMaxFileBytes = int64_t{1} << 30;
+constexpr int64_t kCifarSide = 32;
+constexpr int64_t kCifarRecordBytes = 1 + 3 * kCifarSide * kCifarSide;
+constexpr int kIdxUnsignedByte = 0x08;
+
+// Reads a whole file, raw or gzipped (zlib reads both), refusing anything larger than
+// kMaxFileBytes. A truncated or corrupt gzip stream is an error naming the file.
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  gzFile file = gzopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
+  }
+  std::unique_ptr<gzFile_s, int (*)(gzFile)> closer(file, gzclose);
+  std::string contents;
+  std::array<char, 1 << 16> buffer;
+  while (true) {
+    const int n = gzread(file, buffer.data(), buffer.size());
+    if (n < 0) {
+      int code = 0;
+      const char* message = gzerror(file, &code);
+      return absl::DataLossError(
+          absl::StrCat(path, ": cannot read after ", contents.size(), " bytes: ", message));
+    }
+    if (n == 0) break;
+    contents.append(buffer.data(), n);
+    if (static_cast<int64_t>(contents.size()) > kMaxFileBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": larger than the limit of ", kMaxFileBytes, " bytes"));
+    }
+  }
+  // gzread reports a gzip stream cut short as end of file plus this error.
+  int code = Z_OK;
+  const char* message = gzerror(file, &code);
+  if (code != Z_OK) {
+    return absl::DataLossError(absl::StrCat(path, ": gzip stream is truncated or corrupt after ",
+                                            contents.size(), " bytes: ", message));
+  }
+  return contents;
+}
+
+uint32_t BigEndian32(const std::string& bytes, size_t offset) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data() + offset);
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+// Parses an IDX file of unsigned bytes with `dims` dimensions; returns it as a uint8 tensor.
+absl::StatusOr<torch::Tensor> ParseIdx(const std::string& path, const std::string& bytes,
+                                       int dims) {
+  const size_t header = 4 + 4 * static_cast<size_t>(dims);
+  if (bytes.size() < header) {
+    return absl::DataLossError(absl::StrCat(
+        path, ": ", bytes.size(), " bytes is too short for an IDX header of ", header, " bytes"));
+  }
+  const auto* magic = reinterpret_cast<const unsigned char*>(bytes.data());
+  if (magic[0] != 0 || magic[1] != 0 || magic[2] != kIdxUnsignedByte || magic[3] != dims) {
+    return absl::DataLossError(absl::StrFormat(
+        "%s: bad magic number 0x%02x%02x%02x%02x; expected 0x000008%02x (IDX, unsigned bytes, "
+        "%d dimensions)",
+        path, magic[0], magic[1], magic[2], magic[3], dims, dims));
+  }
+  std::vector<int64_t> shape;
+  int64_t expected = 1;
+  for (int d = 0; d < dims; ++d) {
+    shape.push_back(BigEndian32(bytes, 4 + 4 * d));
+    expected *= shape.back();
+    if (expected > kMaxFileBytes) {
+      return absl::DataLossError(absl::StrCat(path, ": header declares dimensions ",
+                                              absl::StrJoin(shape, " x "), ", over the limit"));
+    }
+  }
+  const int64_t actual = static_cast<int64_t>(bytes.size() - header);
+  if (actual != expected) {
+    return absl::DataLossError(absl::StrCat(path, ": header declares ", absl::StrJoin(shape, " x "),
+                                            " = ", expected, " bytes of data but the file holds ",
+                                            actual, actual < expected ? " (truncated)" : ""));
+  }
+  torch::Tensor tensor = torch::empty(shape, torch::kUInt8);
+  std::memcpy(tensor.data_ptr<uint8_t>(), bytes.data() + header, expected);
+  return tensor;
+}
+
+// Finds `name` or `name.gz` in `dir`.
+absl::StatusOr<std::string> FindIdxFile(const std::string& dir, const std::string& name) {
+  for (const std::string& candidate : {name, name + ".gz"}) {
+    const fs::path path = fs::path(dir) / candidate;
+    if (fs::exists(path)) return path.string();
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("missing file: looked for ", name, " and ", name, ".gz in ", dir));
+}
+
+absl::Status CheckLabels(const std::string& path, const torch::Tensor& labels,
+                         int64_t num_classes) {
+  const auto* data = labels.data_ptr<uint8_t>();
+  for (int64_t i = 0; i < labels.numel(); ++i) {
+    if (data[i] >= num_classes) {
+      return absl::DataLossError(absl::StrCat(path, ": label ", int{data[i]}, " of record ", i,
+                                              " is out of range [0, ", num_classes - 1, "]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DatasetSplit> LoadIdxSplit(const std::string& dir, const std::string& prefix) {
+  absl::StatusOr<std::string> images_path = FindIdxFile(dir, prefix + "-images-idx3-ubyte");
+  if (!images_path.ok()) return images_path.status();
+  absl::StatusOr<std::string> labels_path = FindIdxFile(dir, prefix + "-labels-idx1-ubyte");
+  if (!labels_path.ok()) return labels_path.status();
+
+  absl::StatusOr<std::string> image_bytes = ReadWholeFile(*images_path);
+  if (!image_bytes.ok()) return image_bytes.status();
+  absl::StatusOr<torch::Tensor> images = ParseIdx(*images_path, *image_bytes, 3);
+  if (!images.ok()) return images.status();
+  absl::StatusOr<std::string> label_bytes = ReadWholeFile(*labels_path);
+  if (!label_bytes.ok()) return label_bytes.status();
+  absl::StatusOr<torch::Tensor> labels = ParseIdx(*labels_path, *label_bytes, 1);
+  if (!labels.ok()) return labels.status();
+
+  if (images->size(0) != labels->size(0)) {
+    return absl::DataLossError(absl::StrCat(*images_path, " holds ", images->size(0),
+                                            " images but ", *labels_path, " holds ",
+                                            labels->size(0), " labels"));
+  }
+  if (absl::Status status = CheckLabels(*labels_path, *labels, 10); !status.ok()) return status;
+  return DatasetSplit{images->unsqueeze(1), labels->to(torch::kInt64)};
+}
+
+absl::StatusOr<DatasetSplit> LoadCifarSplit(const std::string& dir,
+                                            const std::vector<std::string>& files) {
+  std::vector<torch::Tensor> images;
+  std::vector<torch::Tensor> labels;
+  for (const std::string& file : files) {
+    const std::string path = (fs::path(dir) / file).string();
+    absl::StatusOr<std::string> bytes = ReadWholeFile(path);
+    if (!bytes.ok()) return bytes.status();
+    const int64_t size = static_cast<int64_t>(bytes->size());
+    if (size == 0 || size % kCifarRecordBytes != 0) {
+      return absl::DataLossError(
+          absl::StrCat(path, ": ", size, " bytes is not a whole number of ", kCifarRecordBytes,
+                       "-byte records (1 label byte + 3072 pixel bytes; a standard batch file is ",
+                       10000 * kCifarRecordBytes, " bytes)"));
+    }
+    const int64_t records = size / kCifarRecordBytes;
+    torch::Tensor raw = torch::empty({records, kCifarRecordBytes}, torch::kUInt8);
+    std::memcpy(raw.data_ptr<uint8_t>(), bytes->data(), size);
+    torch::Tensor file_labels = raw.select(1, 0).contiguous();
+    if (absl::Status status = CheckLabels(path, file_labels, 10); !status.ok()) return status;
+    labels.push_back(file_labels.to(torch::kInt64));
+    images.push_back(
+        raw.narrow(1, 1, kCifarRecordBytes - 1).reshape({records, 3, kCifarSide, kCifarSide}));
+  }
+  return DatasetSplit{torch::cat(images), torch::cat(labels)};
+}
+
+// Class-dependent low-frequency patterns (drawn at a quarter of the resolution and
+// upsampled) plus per-pixel noise, stored as uint8 like the real datasets.
+DatasetSplit MakeSyntheticSplit(const SyntheticOptions& o, const torch::Tensor& patterns,
+                                int64_t size, at::Generator& generator) {
+  torch::Tensor labels = torch::arange(size, torch::kInt64).remainder(o.num_classes);
+  labels = labels.index_select(0, torch::randperm(size, generator, torch::kInt64));
+  torch::Tensor noise = torch::randn({size, o.channels, o.height, o.width}, generator);
+  torch::Tensor pixels = patterns.index_select(0, labels) * 50.0 + noise * 40.0 + 128.0;
+  return DatasetSplit{pixels.round().clamp(0, 255).to(torch::kUInt8), labels};
+}
+
+Dataset MakeSynthetic(const DatasetRequest& request) {
+  SyntheticOptions o = request.synthetic;
+  if (request.max_train_samples > 0) o.train_size = request.max_train_samples;
+  if (request.max_test_samples > 0) o.test_size = request.max_test_samples;
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(request.seed);
+  torch::Tensor coarse =
+      torch::randn({o.num_classes, o.channels, std::max<int64_t>(o.height / 4, 1),
+                    std::max<int64_t>(o.width / 4, 1)},
+                   generator);
+  namespace F = torch::nn::functional;
+  torch::Tensor patterns = F::interpolate(coarse, F::InterpolateFuncOptions()
+                                                      .size(std::vector<int64_t>{o.height, o.width})
+                                                      .mode(torch::kBilinear)
+                                                      .align_corners(false));
+  Dataset dataset;
+  dataset.name = "synthetic";
+  dataset.num_classes = o.num_classes;
+  dataset.train = MakeSyntheticSplit(o, patterns, o.train_size, generator);
+  dataset.test = MakeSyntheticSplit(o, patterns, o.test_size, generator);
+  torch::Tensor pixels = dataset.train.images.to(torch::kFloat64).div(255.0);
+  torch::Tensor mean = pixels.mean({0, 2, 3});
+  torch::Tensor std = pixels.std({0, 2, 3});
+  for (int64_t c = 0; c < o.channels; ++c) {
+    dataset.mean.push_back(mean[c].item<double>());
+    dataset.std.push_back(std::max(std[c].item<double>(), 1e-6));
+  }
+  return dataset;
+}
+
+DatasetSplit FirstSamples(const DatasetSplit& split, int64_t limit) {
+  if (limit <= 0 || limit >= split.size()) return split;
+  return DatasetSplit{split.images.narrow(0, 0, limit).clone(),
+                      split.labels.narrow(0, 0, limit).clone()};
+}
+
+}  // namespace
+
+std::string DefaultDataDir(const std::string& dataset) {
+  if (dataset == "fashion_mnist") return "/usr/share/datasets/fashion-mnist";
+  if (dataset == "mnist") return "/usr/share/datasets/mnist";
+  if (dataset == "cifar10") return "data";
+  return "";
+}
+
+absl::StatusOr<std::string> LocateDataset(const std::string& dataset, const std::string& data_dir) {
+  const std::string dir = data_dir.empty() ? DefaultDataDir(dataset) : data_dir;
+  if (dataset == "synthetic") return std::string();
+  if (dataset == "cifar10") {
+    for (const fs::path& candidate : {fs::path(dir), fs::path(dir) / "cifar-10-batches-bin"}) {
+      if (fs::exists(candidate / "data_batch_1.bin")) return candidate.string();
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("dataset cifar10 is not present: no data_batch_1.bin in ", dir, " or ", dir,
+                     "/cifar-10-batches-bin (the CIFAR-10 binary version)"));
+  }
+  if (dataset == "fashion_mnist" || dataset == "mnist") {
+    for (const char* name : {"train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"}) {
+      if (fs::exists(fs::path(dir) / name)) return dir;
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "dataset ", dataset, " is not present: no train-images-idx3-ubyte[.gz] in ", dir,
+        dataset == "fashion_mnist" ? " (Debian package dataset-fashion-mnist)" : ""));
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown dataset \"", dataset, "\""));
+}
+
+absl::StatusOr<Dataset> LoadDataset(const DatasetRequest& request) {
+  return CatchTorchErrors([&]() -> absl::StatusOr<Dataset> {
+    if (request.name == "synthetic") return MakeSynthetic(request);
+    absl::StatusOr<std::string> dir = LocateDataset(request.name, request.data_dir);
+    if (!dir.ok()) return dir.status();
+    Dataset dataset;
+    dataset.name = request.name;
+    dataset.location = *dir;
+    absl::StatusOr<DatasetSplit> train, test;
+    if (request.name == "cifar10") {
+      train = LoadCifarSplit(*dir, {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
+                                    "data_batch_4.bin", "data_batch_5.bin"});
+      if (train.ok()) test = LoadCifarSplit(*dir, {"test_batch.bin"});
+      dataset.mean = {0.4914, 0.4822, 0.4465};
+      dataset.std = {0.2470, 0.2435, 0.2616};
+    } else {
+      train = LoadIdxSplit(*dir, "train");
+      if (train.ok()) test = LoadIdxSplit(*dir, "t10k");
+      const bool fashion = request.name == "fashion_mnist";
+      dataset.mean = {fashion ? 0.2860 : 0.1307};
+      dataset.std = {fashion ? 0.3530 : 0.3081};
+    }
+    if (!train.ok()) return train.status();
+    if (!test.ok()) return test.status();
+    if (train->images.sizes().slice(1) != test->images.sizes().slice(1)) {
+      return absl::DataLossError(absl::StrCat(
+          *dir, ": train images are ", absl::StrJoin(train->images.sizes().slice(1), "x"),
+          " but test images are ", absl::StrJoin(test->images.sizes().slice(1), "x")));
+    }
+    dataset.train = FirstSamples(*train, request.max_train_samples);
+    dataset.test = FirstSamples(*test, request.max_test_samples);
+    return dataset;
+  });
+}
+
+}  // namespace gradlab

@@ -1,0 +1,294 @@
+#include "server/engine/models.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace gradlab {
+namespace {
+
+namespace nn = torch::nn;
+namespace F = torch::nn::functional;
+
+nn::Conv2d Conv3x3(int64_t in, int64_t out, int64_t stride, bool bias) {
+  return nn::Conv2d(
+      nn::Conv2dOptions(in, out, /*kernel_size=*/3).stride(stride).padding(1).bias(bias));
+}
+
+torch::Tensor Recorded(ActivationRecorder* recorder, const std::string& layer,
+                       torch::Tensor output) {
+  if (recorder != nullptr) recorder->Record(layer, output);
+  return output;
+}
+
+// conv -> [bn] -> relu, the unit that simple_cnn and deep_cnn are stacked from. With
+// BatchNorm the conv has no bias: BN's shift makes it redundant.
+class ConvStack {
+ public:
+  void Add(nn::Module& owner, int64_t index, int64_t in, int64_t out, bool batch_norm) {
+    const std::string suffix = std::to_string(index);
+    convs_.push_back(owner.register_module("conv" + suffix, Conv3x3(in, out, 1, !batch_norm)));
+    if (batch_norm) bns_.push_back(owner.register_module("bn" + suffix, nn::BatchNorm2d(out)));
+  }
+  // Applies layer `i` (0-based) of the stack.
+  torch::Tensor Apply(size_t i, torch::Tensor x, ActivationRecorder* recorder) {
+    x = Recorded(recorder, "conv" + std::to_string(i + 1), convs_[i]->forward(x));
+    if (!bns_.empty()) x = bns_[i]->forward(x);
+    return torch::relu(x);
+  }
+  size_t size() const { return convs_.size(); }
+
+ private:
+  std::vector<nn::Conv2d> convs_;
+  std::vector<nn::BatchNorm2d> bns_;
+};
+
+class SimpleCnnImpl : public ClassifierImpl {
+ public:
+  explicit SimpleCnnImpl(const ModelOptions& o) {
+    const int64_t widths[] = {o.in_channels, 32, 64, 128};
+    for (int i = 0; i < 3; ++i) stack_.Add(*this, i + 1, widths[i], widths[i + 1], o.batch_norm);
+    // Two 2x2 max pools: flattened size follows the input's height and width.
+    fc_ = register_module("fc", nn::Linear(128 * (o.height / 4) * (o.width / 4), o.num_classes));
+  }
+  torch::Tensor forward(torch::Tensor x, ActivationRecorder* recorder) override {
+    x = F::max_pool2d(stack_.Apply(0, x, recorder), F::MaxPool2dFuncOptions(2));
+    x = F::max_pool2d(stack_.Apply(1, x, recorder), F::MaxPool2dFuncOptions(2));
+    x = stack_.Apply(2, x, recorder);
+    return Recorded(recorder, "fc", fc_->forward(x.flatten(1)));
+  }
+
+ private:
+  ConvStack stack_;
+  nn::Linear fc_{nullptr};
+};
+
+// Ten 3x3 convs; a 2x2 max pool after the 5th and the 8th.
+constexpr int64_t kDeepCnnChannels[] = {64, 64, 64, 64, 64, 128, 128, 128, 256, 256};
+
+class DeepCnnImpl : public ClassifierImpl {
+ public:
+  explicit DeepCnnImpl(const ModelOptions& o) {
+    int64_t in = o.in_channels;
+    int64_t index = 1;
+    for (int64_t out : kDeepCnnChannels) {
+      stack_.Add(*this, index++, in, out, o.batch_norm);
+      in = out;
+    }
+    fc_ = register_module("fc", nn::Linear(in, o.num_classes));
+  }
+  torch::Tensor forward(torch::Tensor x, ActivationRecorder* recorder) override {
+    for (size_t i = 0; i < stack_.size(); ++i) {
+      x = stack_.Apply(i, x, recorder);
+      if (i == 4 || i == 7) x = F::max_pool2d(x, F::MaxPool2dFuncOptions(2));
+    }
+    x = F::adaptive_avg_pool2d(x, F::AdaptiveAvgPool2dFuncOptions(1)).flatten(1);
+    return Recorded(recorder, "fc", fc_->forward(x));
+  }
+
+ private:
+  ConvStack stack_;
+  nn::Linear fc_{nullptr};
+};
+
+// conv3x3(stride) + BN + ReLU, conv3x3 + BN, + shortcut, ReLU. Without skip connections
+// the block keeps both convs but neither adds the input nor has a projection shortcut.
+class BasicBlockImpl : public nn::Module {
+ public:
+  BasicBlockImpl(std::string name, int64_t in, int64_t out, int64_t stride, bool batch_norm,
+                 bool skip)
+      : name_(std::move(name)), skip_(skip) {
+    conv1_ = register_module("conv1", Conv3x3(in, out, stride, !batch_norm));
+    if (batch_norm) bn1_ = register_module("bn1", nn::BatchNorm2d(out));
+    conv2_ = register_module("conv2", Conv3x3(out, out, 1, !batch_norm));
+    if (batch_norm) bn2_ = register_module("bn2", nn::BatchNorm2d(out));
+    if (skip && (stride != 1 || in != out)) {
+      shortcut_conv_ = nn::Conv2d(
+          nn::Conv2dOptions(in, out, /*kernel_size=*/1).stride(stride).bias(!batch_norm));
+      nn::ModuleList shortcut(shortcut_conv_);
+      if (batch_norm) {
+        shortcut_bn_ = nn::BatchNorm2d(out);
+        shortcut->push_back(shortcut_bn_);
+      }
+      register_module("shortcut", shortcut);
+    }
+  }
+
+  torch::Tensor forward(const torch::Tensor& x, ActivationRecorder* recorder) {
+    torch::Tensor out = Recorded(recorder, name_ + ".conv1", conv1_->forward(x));
+    if (bn1_) out = bn1_->forward(out);
+    out = torch::relu(out);
+    out = Recorded(recorder, name_ + ".conv2", conv2_->forward(out));
+    if (bn2_) out = bn2_->forward(out);
+    if (skip_) {
+      torch::Tensor shortcut = x;
+      if (shortcut_conv_) {
+        shortcut = Recorded(recorder, name_ + ".shortcut.0", shortcut_conv_->forward(x));
+        if (shortcut_bn_) shortcut = shortcut_bn_->forward(shortcut);
+      }
+      out = out + shortcut;
+    }
+    return torch::relu(out);
+  }
+
+ private:
+  std::string name_;
+  bool skip_;
+  nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, shortcut_conv_{nullptr};
+  nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr}, shortcut_bn_{nullptr};
+};
+TORCH_MODULE(BasicBlock);
+
+class ResNetImpl : public ClassifierImpl {
+ public:
+  explicit ResNetImpl(const ModelOptions& o) {
+    // The stem is a list (a Sequential in PyTorch) so that its names are conv1.0 (conv) and conv1.1
+    // (BN).
+    stem_conv_ = nn::Conv2d(
+        nn::Conv2dOptions(o.in_channels, 64, /*kernel_size=*/3).padding(1).bias(!o.batch_norm));
+    nn::ModuleList stem(stem_conv_);
+    if (o.batch_norm) {
+      stem_bn_ = nn::BatchNorm2d(64);
+      stem->push_back(stem_bn_);
+    }
+    stem->push_back(nn::ReLU(nn::ReLUOptions(/*inplace=*/true)));
+    register_module("conv1", stem);
+
+    struct Stage {
+      int64_t channels, stride;
+    };
+    int64_t in = 64;
+    int stage_index = 1;
+    for (Stage stage : {Stage{64, 1}, Stage{128, 2}, Stage{256, 2}}) {
+      const std::string name = "layer" + std::to_string(stage_index++);
+      nn::ModuleList blocks;
+      for (int b = 0; b < 2; ++b) {
+        BasicBlock block(absl::StrCat(name, ".", b), b == 0 ? in : stage.channels, stage.channels,
+                         b == 0 ? stage.stride : 1, o.batch_norm, o.skip_connections);
+        blocks->push_back(block);
+        blocks_.push_back(block);
+      }
+      register_module(name, blocks);
+      in = stage.channels;
+    }
+    fc_ = register_module("fc", nn::Linear(in, o.num_classes));
+  }
+
+  torch::Tensor forward(torch::Tensor x, ActivationRecorder* recorder) override {
+    x = Recorded(recorder, "conv1.0", stem_conv_->forward(x));
+    if (stem_bn_) x = stem_bn_->forward(x);
+    x = torch::relu(x);
+    for (BasicBlock& block : blocks_) x = block->forward(x, recorder);
+    x = F::adaptive_avg_pool2d(x, F::AdaptiveAvgPool2dFuncOptions(1)).flatten(1);
+    return Recorded(recorder, "fc", fc_->forward(x));
+  }
+
+ private:
+  nn::Conv2d stem_conv_{nullptr};
+  nn::BatchNorm2d stem_bn_{nullptr};
+  std::vector<BasicBlock> blocks_;
+  nn::Linear fc_{nullptr};
+};
+
+class MlpImpl : public ClassifierImpl {
+ public:
+  explicit MlpImpl(const ModelOptions& o) {
+    fc1_ = register_module("fc1", nn::Linear(o.in_channels * o.height * o.width, 256));
+    fc2_ = register_module("fc2", nn::Linear(256, 128));
+    if (o.batch_norm) bn2_ = register_module("bn2", nn::BatchNorm1d(128));
+    fc3_ = register_module("fc3", nn::Linear(128, o.num_classes));
+  }
+  torch::Tensor forward(torch::Tensor x, ActivationRecorder* recorder) override {
+    x = torch::relu(Recorded(recorder, "fc1", fc1_->forward(x.flatten(1))));
+    x = Recorded(recorder, "fc2", fc2_->forward(x));
+    if (bn2_) x = bn2_->forward(x);
+    return Recorded(recorder, "fc3", fc3_->forward(torch::relu(x)));
+  }
+
+ private:
+  nn::Linear fc1_{nullptr}, fc2_{nullptr}, fc3_{nullptr};
+  nn::BatchNorm1d bn2_{nullptr};
+};
+
+// He initialisation as torchvision's ResNet does it: conv weights from a normal with
+// std sqrt(2 / fan_out), conv biases 0, BatchNorm weight 1 and bias 0; linear layers
+// keep their default initialisation. Visits modules in the order PyTorch's modules() does.
+void ApplyKaimingNormal(nn::Module& model) {
+  torch::NoGradGuard no_grad;
+  for (const auto& module : model.modules(/*include_self=*/false)) {
+    if (auto* conv = module->as<nn::Conv2d>()) {
+      nn::init::kaiming_normal_(conv->weight, /*a=*/0, torch::kFanOut, torch::kReLU);
+      if (conv->bias.defined()) nn::init::zeros_(conv->bias);
+    } else if (auto* bn2d = module->as<nn::BatchNorm2d>()) {
+      nn::init::ones_(bn2d->weight);
+      nn::init::zeros_(bn2d->bias);
+    } else if (auto* bn1d = module->as<nn::BatchNorm1d>()) {
+      nn::init::ones_(bn1d->weight);
+      nn::init::zeros_(bn1d->bias);
+    }
+  }
+}
+
+}  // namespace
+
+void ActivationRecorder::Record(const std::string& layer, const torch::Tensor& output) {
+  torch::NoGradGuard no_grad;
+  stds_.emplace_back(layer, output.detach().std().item<double>());
+}
+
+namespace {
+
+void AppendStateDict(const torch::nn::Module& module, const std::string& prefix,
+                     std::vector<std::pair<std::string, torch::Tensor>>& out) {
+  for (const auto& item : module.named_parameters(/*recurse=*/false)) {
+    out.emplace_back(prefix + item.key(), item.value());
+  }
+  for (const auto& item : module.named_buffers(/*recurse=*/false)) {
+    out.emplace_back(prefix + item.key(), item.value());
+  }
+  for (const auto& child : module.named_children()) {
+    AppendStateDict(*child.value(), prefix + child.key() + ".", out);
+  }
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, torch::Tensor>> StateDict(const torch::nn::Module& module) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  AppendStateDict(module, "", out);
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<ClassifierImpl>> BuildModel(const ModelOptions& options) {
+  if (options.in_channels < 1 || options.num_classes < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model needs at least 1 input channel and 2 classes, got ",
+                     options.in_channels, " and ", options.num_classes));
+  }
+  // deep_cnn and simple_cnn pool twice by 2; resnet strides twice by 2.
+  const int64_t min_side = options.model == "mlp" ? 1 : 4;
+  if (options.height < min_side || options.width < min_side) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model ", options.model, " needs inputs of at least ", min_side, "x", min_side,
+                     " pixels, got ", options.height, "x", options.width));
+  }
+  std::shared_ptr<ClassifierImpl> model;
+  if (options.model == "simple_cnn") {
+    model = std::make_shared<SimpleCnnImpl>(options);
+  } else if (options.model == "deep_cnn") {
+    model = std::make_shared<DeepCnnImpl>(options);
+  } else if (options.model == "resnet") {
+    model = std::make_shared<ResNetImpl>(options);
+  } else if (options.model == "mlp") {
+    model = std::make_shared<MlpImpl>(options);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("unknown model \"", options.model, "\""));
+  }
+  if (options.init == "kaiming_normal") {
+    ApplyKaimingNormal(*model);
+  } else if (options.init != "pytorch_default") {
+    return absl::InvalidArgumentError(absl::StrCat("unknown init \"", options.init, "\""));
+  }
+  return model;
+}
+
+}  // namespace gradlab

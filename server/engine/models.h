@@ -1,0 +1,61 @@
+// gradlab's models: the reference experiment's simple_cnn, deep_cnn and resnet, and an
+// mlp, built so that their parameter names equal the PyTorch reference's state_dict keys
+// (tests/reference/models.py) and their default initialisation equals PyTorch's, bit for
+// bit, after the same seed.
+#ifndef GRADLAB_SERVER_ENGINE_MODELS_H_
+#define GRADLAB_SERVER_ENGINE_MODELS_H_
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace gradlab {
+
+// Collects the standard deviation of every conv and linear layer's output during one
+// forward pass. Only passed to forward() on the steps that take a gradient snapshot, so
+// that other steps pay nothing. Not thread-safe; one per forward pass.
+class ActivationRecorder {
+ public:
+  void Record(const std::string& layer, const torch::Tensor& output);
+  const std::vector<std::pair<std::string, double>>& stds() const { return stds_; }
+
+ private:
+  std::vector<std::pair<std::string, double>> stds_;
+};
+
+// An image classifier: [N, C, H, W] float in, [N, classes] logits out.
+class ClassifierImpl : public torch::nn::Module {
+ public:
+  // `recorder` may be null; when it is not, every conv and linear output is recorded.
+  virtual torch::Tensor forward(torch::Tensor x, ActivationRecorder* recorder) = 0;
+  torch::Tensor forward(torch::Tensor x) { return forward(std::move(x), nullptr); }
+};
+
+struct ModelOptions {
+  std::string model = "simple_cnn";  // one of ModelNames()
+  int64_t in_channels = 3;
+  int64_t height = 32;
+  int64_t width = 32;
+  int64_t num_classes = 10;
+  bool batch_norm = false;
+  bool skip_connections = true;          // resnet only
+  std::string init = "pytorch_default";  // one of InitNames()
+};
+
+// Builds a model. Its parameters are drawn from LibTorch's global generator, which the
+// caller seeds (see SeededModelBuild in trainer.cc). INVALID_ARGUMENT for an unknown model
+// or init, or an input too small for the model's pooling.
+absl::StatusOr<std::shared_ptr<ClassifierImpl>> BuildModel(const ModelOptions& options);
+
+// Every parameter and buffer under the keys and in the order of PyTorch's state_dict():
+// a module's own parameters, then its own buffers, then each child's, depth first.
+std::vector<std::pair<std::string, torch::Tensor>> StateDict(const torch::nn::Module& module);
+
+}  // namespace gradlab
+
+#endif  // GRADLAB_SERVER_ENGINE_MODELS_H_

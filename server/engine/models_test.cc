@@ -1,0 +1,202 @@
+#include "server/engine/models.h"
+
+#include <zlib.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace gradlab {
+namespace {
+
+absl::StatusOr<std::shared_ptr<ClassifierImpl>> Build(const std::string& model, int64_t c,
+                                                      int64_t h, int64_t w,
+                                                      std::optional<bool> batch_norm = {},
+                                                      std::optional<bool> skip = {},
+                                                      const std::string& init = "pytorch_default") {
+  ModelOptions options;
+  options.model = model;
+  options.in_channels = c;
+  options.height = h;
+  options.width = w;
+  options.batch_norm = batch_norm.value_or(model == "resnet" || model == "mlp");
+  options.skip_connections = skip.value_or(true);
+  options.init = init;
+  torch::manual_seed(42);
+  return BuildModel(options);
+}
+
+int64_t ParameterCount(const torch::nn::Module& model) {
+  int64_t count = 0;
+  for (const auto& p : model.parameters()) count += p.numel();
+  return count;
+}
+
+TEST(ModelsTest, ParameterCountsMatchTheReference) {
+  EXPECT_EQ(ParameterCount(**Build("simple_cnn", 3, 32, 32)), 175'178);
+  EXPECT_EQ(ParameterCount(**Build("deep_cnn", 3, 32, 32)), 1'406'346);
+  EXPECT_EQ(ParameterCount(**Build("resnet", 3, 32, 32)), 2'777'674);
+  EXPECT_EQ(ParameterCount(**Build("mlp", 1, 28, 28)), 235'402);
+}
+
+TEST(ModelsTest, OutputShapeIsBatchByClassesForEveryModelAndInput) {
+  for (const std::string model : {"simple_cnn", "deep_cnn", "resnet", "mlp"}) {
+    for (const auto& [c, h, w] : {std::tuple{3, 32, 32}, std::tuple{1, 28, 28}}) {
+      auto net = Build(model, c, h, w);
+      ASSERT_TRUE(net.ok()) << net.status();
+      (*net)->eval();
+      torch::Tensor out = (*net)->forward(torch::randn({5, c, h, w}));
+      EXPECT_EQ(out.sizes(), (std::vector<int64_t>{5, 10})) << model << " " << h;
+    }
+  }
+}
+
+TEST(ModelsTest, ResNetNamesFollowPyTorchStateDict) {
+  std::vector<std::string> names;
+  for (const auto& [name, tensor] : StateDict(**Build("resnet", 3, 32, 32))) {
+    names.push_back(name);
+  }
+  EXPECT_EQ(names.front(), "conv1.0.weight");
+  EXPECT_THAT(names, ::testing::Contains("conv1.1.running_mean"));
+  EXPECT_THAT(names, ::testing::Contains("layer2.0.conv1.weight"));
+  EXPECT_THAT(names, ::testing::Contains("layer2.0.shortcut.0.weight"));
+  EXPECT_THAT(names, ::testing::Contains("layer3.1.bn2.num_batches_tracked"));
+  EXPECT_EQ(names.back(), "fc.bias");
+}
+
+TEST(ModelsTest, ResNetWithoutSkipConnectionsDropsOnlyTheShortcuts) {
+  auto plain = Build("resnet", 3, 32, 32, true, false);
+  ASSERT_TRUE(plain.ok());
+  for (const auto& [name, tensor] : StateDict(**plain)) {
+    EXPECT_EQ(name.find("shortcut"), std::string::npos) << name;
+  }
+  // The two projection shortcuts: conv1x1 64->128 and 128->256, each with BatchNorm.
+  EXPECT_EQ(ParameterCount(**plain), 2'777'674 - (64 * 128 + 256) - (128 * 256 + 512));
+}
+
+TEST(ModelsTest, ActivationRecorderSeesEveryConvAndLinearLayer) {
+  auto net = Build("resnet", 3, 32, 32);
+  ASSERT_TRUE(net.ok());
+  ActivationRecorder recorder;
+  (*net)->forward(torch::randn({4, 3, 32, 32}), &recorder);
+  std::vector<std::string> layers;
+  for (const auto& [name, std] : recorder.stds()) {
+    layers.push_back(name);
+    EXPECT_GT(std, 0) << name;
+  }
+  // 1 stem conv + 12 block convs + 2 projection shortcuts + fc.
+  EXPECT_EQ(layers.size(), 16u);
+  EXPECT_EQ(layers.front(), "conv1.0");
+  EXPECT_THAT(layers, ::testing::Contains("layer3.0.shortcut.0"));
+  EXPECT_EQ(layers.back(), "fc");
+}
+
+TEST(ModelsTest, RejectsInputsTooSmallForPooling) {
+  auto net = Build("deep_cnn", 3, 2, 2);
+  ASSERT_FALSE(net.ok());
+  EXPECT_THAT(std::string(net.status().message()),
+              ::testing::HasSubstr("needs inputs of at least 4x4 pixels, got 2x2"));
+}
+
+// One line of tests/reference/init_fixture.txt, written by make_fixture.py.
+struct FixtureTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  uint32_t crc32 = 0;
+  double sum = 0;
+  std::vector<double> head;
+};
+
+struct FixtureConfig {
+  std::vector<FixtureTensor> tensors;
+  std::vector<double> logits;
+};
+
+double ParseHexDouble(const std::string& text) { return std::strtod(text.c_str(), nullptr); }
+
+std::map<std::string, FixtureConfig> ReadFixture() {
+  std::ifstream in("tests/reference/init_fixture.txt");
+  EXPECT_TRUE(in) << "run the test from the repository root";
+  std::map<std::string, FixtureConfig> configs;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<std::string> fields = absl::StrSplit(line, ' ');
+    FixtureConfig& config = configs[fields[0]];
+    if (fields[1] == "@logits") {
+      for (size_t i = 2; i < fields.size(); ++i) config.logits.push_back(ParseHexDouble(fields[i]));
+      continue;
+    }
+    FixtureTensor tensor;
+    tensor.name = fields[1];
+    if (fields[3] != "scalar") {
+      for (absl::string_view dim : absl::StrSplit(fields[3], ',')) {
+        int64_t value = 0;
+        EXPECT_TRUE(absl::SimpleAtoi(dim, &value));
+        tensor.shape.push_back(value);
+      }
+    }
+    EXPECT_TRUE(absl::SimpleAtoi(fields[4], &tensor.crc32));
+    tensor.sum = ParseHexDouble(fields[5]);
+    for (size_t i = 6; i < fields.size(); ++i) tensor.head.push_back(ParseHexDouble(fields[i]));
+    config.tensors.push_back(tensor);
+  }
+  return configs;
+}
+
+std::optional<bool> ParseOptionalBool(const std::string& field) {
+  const std::string value = field.substr(field.find('=') + 1);
+  if (value == "None") return std::nullopt;
+  return value == "True";
+}
+
+TEST(ModelsTest, DefaultInitialisationEqualsPyTorchBitForBit) {
+  const std::map<std::string, FixtureConfig> fixture = ReadFixture();
+  ASSERT_EQ(fixture.size(), 9u);
+  for (const auto& [config_name, expected] : fixture) {
+    SCOPED_TRACE(config_name);
+    // "resnet/3x32x32/bn=False/skip=False/pytorch_default"
+    std::vector<std::string> parts = absl::StrSplit(config_name, '/');
+    std::vector<std::string> dims = absl::StrSplit(parts[1], 'x');
+    const int64_t c = std::stoll(dims[0]), h = std::stoll(dims[1]), w = std::stoll(dims[2]);
+    auto net = Build(parts[0], c, h, w, ParseOptionalBool(parts[2]), ParseOptionalBool(parts[3]),
+                     parts[4]);
+    ASSERT_TRUE(net.ok()) << net.status();
+
+    const auto state = StateDict(**net);
+    ASSERT_EQ(state.size(), expected.tensors.size());
+    for (size_t i = 0; i < state.size(); ++i) {
+      const auto& [name, value] = state[i];
+      const FixtureTensor& want = expected.tensors[i];
+      ASSERT_EQ(name, want.name);
+      EXPECT_EQ(value.sizes().vec(), want.shape) << name;
+      const torch::Tensor t = value.contiguous();
+      const uint32_t crc =
+          crc32(0L, static_cast<const Bytef*>(t.data_ptr()), static_cast<uInt>(t.nbytes()));
+      EXPECT_EQ(crc, want.crc32) << name << ": bytes differ from PyTorch's";
+      const torch::Tensor flat = t.reshape(-1).to(torch::kFloat64);
+      EXPECT_DOUBLE_EQ(flat.sum().item<double>(), want.sum) << name;
+      for (size_t k = 0; k < want.head.size(); ++k) {
+        EXPECT_EQ(flat[k].item<double>(), want.head[k]) << name << "[" << k << "]";
+      }
+    }
+
+    (*net)->eval();
+    torch::NoGradGuard no_grad;
+    // The same fixed input as make_fixture.py: linspace(-2, 2) over a batch of 2.
+    torch::Tensor input = torch::linspace(-2.0, 2.0, 2 * c * h * w).reshape({2, c, h, w});
+    torch::Tensor logits = (*net)->forward(input).reshape(-1).to(torch::kFloat64);
+    ASSERT_EQ(logits.numel(), static_cast<int64_t>(expected.logits.size()));
+    for (size_t k = 0; k < expected.logits.size(); ++k) {
+      EXPECT_NEAR(logits[k].item<double>(), expected.logits[k], 1e-5) << "logit " << k;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gradlab

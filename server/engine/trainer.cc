@@ -1,0 +1,257 @@
+#include "server/engine/trainer.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/usable_cpus.h"
+#include "server/engine/batch_transform.h"
+#include "server/engine/models.h"
+#include "server/engine/torch_errors.h"
+
+namespace gradlab {
+namespace {
+
+// LibTorch's default generator, from which the default initialisation draws, is
+// process-wide: runs on other threads must not draw from it between our seeding and our
+// last parameter, or the initialisation would differ from PyTorch's.
+ABSL_CONST_INIT absl::Mutex default_generator_mutex(absl::kConstInit);
+
+absl::StatusOr<std::shared_ptr<ClassifierImpl>> SeededModelBuild(const ExperimentSpec& spec,
+                                                                 const Dataset& dataset) {
+  ModelOptions options;
+  options.model = spec.model;
+  options.in_channels = dataset.channels();
+  options.height = dataset.height();
+  options.width = dataset.width();
+  options.num_classes = dataset.num_classes;
+  options.batch_norm = spec.batch_norm.value_or(false);
+  options.skip_connections = spec.skip_connections.value_or(false);
+  options.init = spec.init;
+  absl::MutexLock lock(&default_generator_mutex);
+  torch::manual_seed(spec.seed);
+  return BuildModel(options);
+}
+
+// Sums a loss and a count of correct predictions over the samples seen so far.
+struct RunningScore {
+  double loss_sum = 0;
+  int64_t correct = 0;
+  int64_t samples = 0;
+
+  void Add(const torch::Tensor& logits, const torch::Tensor& labels,
+           const torch::Tensor& mean_loss) {
+    const int64_t n = labels.size(0);
+    loss_sum += mean_loss.item<double>() * static_cast<double>(n);
+    correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
+    samples += n;
+  }
+  double loss() const { return samples ? loss_sum / static_cast<double>(samples) : 0; }
+  double accuracy() const {
+    return samples ? static_cast<double>(correct) / static_cast<double>(samples) : 0;
+  }
+};
+
+// One run's state. Lives on the training thread for the whole of Train().
+class TrainingRun {
+ public:
+  TrainingRun(const ExperimentSpec& spec, const Dataset& dataset, const TrainingControl& control,
+              TrainingEventSink& sink, std::shared_ptr<ClassifierImpl> model)
+      : spec_(spec),
+        dataset_(dataset),
+        control_(control),
+        sink_(sink),
+        model_(std::move(model)),
+        transform_(dataset.mean, dataset.std),
+        optimizer_(model_->parameters(), torch::optim::SGDOptions(spec.learning_rate)
+                                             .momentum(spec.momentum)
+                                             .weight_decay(spec.weight_decay)),
+        data_generator_(at::make_generator<at::CPUGeneratorImpl>(spec.seed)),
+        batches_per_epoch_(
+            static_cast<int>((dataset.train.size() + spec.batch_size - 1) / spec.batch_size)) {}
+
+  absl::Status Run() {
+    double best_test_accuracy = 0;
+    double learning_rate = spec_.learning_rate;
+    for (int epoch = 1; epoch <= spec_.epochs; ++epoch) {
+      const absl::Time epoch_start = control_.clock();
+      RunningScore train;
+      if (absl::Status status = TrainEpoch(epoch, train); !status.ok()) return status;
+      const absl::Duration train_time = control_.clock() - epoch_start;
+      absl::StatusOr<RunningScore> test = Evaluate();
+      if (!test.ok()) return test.status();
+
+      EpochMetrics metrics;
+      metrics.epoch = epoch;
+      metrics.train_loss = train.loss();
+      metrics.train_accuracy = train.accuracy();
+      metrics.test_loss = test->loss();
+      metrics.test_accuracy = test->accuracy();
+      best_test_accuracy = std::max(best_test_accuracy, metrics.test_accuracy);
+      metrics.best_test_accuracy = best_test_accuracy;
+      metrics.learning_rate = learning_rate;
+      metrics.epoch_seconds = absl::ToDoubleSeconds(control_.clock() - epoch_start);
+      metrics.images_per_second = PerSecond(train.samples, train_time);
+      sink_.OnEpochMetrics(metrics);
+
+      // StepLR, stepped after each epoch's evaluation as the reference does.
+      if (spec_.lr_step_size > 0 && epoch % spec_.lr_step_size == 0) {
+        learning_rate *= spec_.lr_gamma;
+        for (auto& group : optimizer_.param_groups()) {
+          static_cast<torch::optim::SGDOptions&>(group.options()).lr(learning_rate);
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  static double PerSecond(int64_t count, absl::Duration elapsed) {
+    const double seconds = absl::ToDoubleSeconds(elapsed);
+    return seconds > 0 ? static_cast<double>(count) / seconds : 0;
+  }
+
+  bool StopRequested() const {
+    return control_.stop_requested != nullptr &&
+           control_.stop_requested->load(std::memory_order_relaxed);
+  }
+
+  bool IsSnapshotStep(int batch_index) const {
+    const int every = spec_.gradient_every_n_steps;
+    return step_ == 1 || (every > 0 && step_ % every == 0) || batch_index == batches_per_epoch_ - 1;
+  }
+
+  absl::Status TrainEpoch(int epoch, RunningScore& score) {
+    model_->train();
+    const DatasetSplit& split = dataset_.train;
+    const int64_t size = split.size();
+    const torch::Tensor order = torch::randperm(size, data_generator_, torch::kInt64);
+    const absl::Time start = control_.clock();
+    absl::Time last_progress = start;
+    for (int b = 0; b < batches_per_epoch_; ++b) {
+      if (StopRequested()) {
+        return absl::CancelledError(absl::StrCat("cancelled in epoch ", epoch, " before batch ",
+                                                 b + 1, " of ", batches_per_epoch_));
+      }
+      const int64_t first = static_cast<int64_t>(b) * spec_.batch_size;
+      const torch::Tensor indices =
+          order.narrow(0, first, std::min<int64_t>(spec_.batch_size, size - first));
+      const torch::Tensor images = split.images.index_select(0, indices);
+      const torch::Tensor labels = split.labels.index_select(0, indices);
+      const torch::Tensor input = spec_.augment.value_or(false)
+                                      ? transform_.Augment(images, data_generator_)
+                                      : transform_.Normalize(images);
+      ++step_;
+      const bool snapshot = IsSnapshotStep(b);
+      ActivationRecorder recorder;
+      optimizer_.zero_grad();
+      const torch::Tensor logits = model_->forward(input, snapshot ? &recorder : nullptr);
+      const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, labels);
+      loss.backward();
+      // Data-parallel training all-reduces the gradients here, between backward and the
+      // optimizer step; snapshots then show the averaged gradients.
+      if (snapshot) sink_.OnGradientSnapshot(Snapshot(epoch, b + 1, recorder));
+      optimizer_.step();
+      score.Add(logits.detach(), labels, loss.detach());
+
+      const absl::Time now = control_.clock();
+      if (now - last_progress >= control_.progress_interval || b == batches_per_epoch_ - 1) {
+        last_progress = now;
+        sink_.OnBatchProgress(BatchProgress{epoch, b + 1, batches_per_epoch_, score.loss(),
+                                            score.accuracy(),
+                                            PerSecond(score.samples, now - start)});
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  GradientSnapshot Snapshot(int epoch, int batch, const ActivationRecorder& recorder) {
+    torch::NoGradGuard no_grad;
+    GradientSnapshot snapshot;
+    snapshot.step = step_;
+    snapshot.epoch = epoch;
+    snapshot.batch = batch;
+    for (const auto& item : model_->named_parameters()) {
+      LayerGradient layer;
+      layer.name = item.key();
+      const torch::Tensor& grad = item.value().grad();
+      layer.grad_norm = grad.defined() ? grad.norm().item<double>() : 0.0;
+      layer.weight_norm = item.value().norm().item<double>();
+      layer.ratio = layer.weight_norm > 0 ? layer.grad_norm / layer.weight_norm : 0.0;
+      snapshot.gradients.push_back(std::move(layer));
+    }
+    for (const auto& [name, std] : recorder.stds()) {
+      snapshot.activations.push_back(LayerActivation{name, std});
+    }
+    return snapshot;
+  }
+
+  absl::StatusOr<RunningScore> Evaluate() {
+    torch::NoGradGuard no_grad;
+    model_->eval();
+    RunningScore score;
+    const DatasetSplit& split = dataset_.test;
+    for (int64_t first = 0; first < split.size(); first += spec_.batch_size) {
+      if (StopRequested()) return absl::CancelledError("cancelled during evaluation");
+      const int64_t n = std::min<int64_t>(spec_.batch_size, split.size() - first);
+      const torch::Tensor labels = split.labels.narrow(0, first, n);
+      const torch::Tensor logits =
+          model_->forward(transform_.Normalize(split.images.narrow(0, first, n)), nullptr);
+      score.Add(logits, labels, torch::nn::functional::cross_entropy(logits, labels));
+    }
+    return score;
+  }
+
+  const ExperimentSpec& spec_;
+  const Dataset& dataset_;
+  const TrainingControl& control_;
+  TrainingEventSink& sink_;
+  std::shared_ptr<ClassifierImpl> model_;
+  BatchTransform transform_;
+  torch::optim::SGD optimizer_;
+  at::Generator data_generator_;  // shuffling and augmentation, seeded by the spec
+  const int batches_per_epoch_;
+  int64_t step_ = 0;
+};
+
+absl::Status CheckTrainable(const ExperimentSpec& spec, const Dataset& dataset) {
+  if (dataset.train.size() == 0 || dataset.test.size() == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("dataset ", dataset.name, " has ", dataset.train.size(), " training and ",
+                     dataset.test.size(), " test samples; both splits need at least one"));
+  }
+  // BatchNorm1d cannot normalise a batch of one in train mode; the last partial batch
+  // of an mlp run must not be a single sample.
+  if (spec.model == "mlp" && spec.batch_norm.value_or(false) && spec.batch_size > 1 &&
+      dataset.train.size() % spec.batch_size == 1) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("mlp with batch_norm: ", dataset.train.size(),
+                     " training samples in batches of ", spec.batch_size,
+                     " leave a last batch of 1, which BatchNorm cannot normalise; "
+                     "change batch_size or max_train_samples"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status Train(const ExperimentSpec& spec, const Dataset& dataset,
+                   const TrainingControl& control, TrainingEventSink& sink) {
+  return CatchTorchErrors([&]() -> absl::Status {
+    if (absl::Status status = CheckTrainable(spec, dataset); !status.ok()) return status;
+    // LibTorch keeps one intra-op thread count for the whole process: concurrent runs
+    // must ask for the same count (the server gives every job --threads_per_job).
+    at::init_num_threads();
+    at::set_num_threads(spec.threads > 0 ? spec.threads : UsableCpus());
+    absl::StatusOr<std::shared_ptr<ClassifierImpl>> model = SeededModelBuild(spec, dataset);
+    if (!model.ok()) return model.status();
+    return TrainingRun(spec, dataset, control, sink, *std::move(model)).Run();
+  });
+}
+
+}  // namespace gradlab

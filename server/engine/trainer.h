@@ -1,0 +1,39 @@
+// Trains one experiment: builds the model from the seed, runs SGD over the dataset for
+// the spec's epochs, evaluates after each, and reports epoch metrics, batch progress and
+// gradient snapshots to a sink. Knows nothing of gRPC, queues or storage.
+#ifndef GRADLAB_SERVER_ENGINE_TRAINER_H_
+#define GRADLAB_SERVER_ENGINE_TRAINER_H_
+
+#include <atomic>
+#include <functional>
+
+#include "absl/status/status.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/experiment_spec.h"
+#include "server/engine/datasets.h"
+#include "server/engine/training_events.h"
+
+namespace gradlab {
+
+struct TrainingControl {
+  // Set from any thread to stop the run; checked before every batch, so the run stops
+  // within one batch and returns CANCELLED.
+  const std::atomic<bool>* stop_requested = nullptr;
+  // Times epochs and paces batch progress; tests inject a fake.
+  std::function<absl::Time()> clock = [] { return absl::Now(); };
+  absl::Duration progress_interval = absl::Milliseconds(500);
+};
+
+// Runs `spec` (as returned by ResolveSpec) on `dataset` on the calling thread, with
+// spec.threads intra-op threads (0: UsableCpus()). Returns OK after the last epoch,
+// CANCELLED when stopped, or the error that ended it; never throws. The same spec, seed
+// and thread count give identical metrics, run after run. Thread-safe: several runs may
+// go on at once on different threads, but LibTorch's intra-op thread count is
+// process-wide, so concurrent runs must use the same spec.threads.
+absl::Status Train(const ExperimentSpec& spec, const Dataset& dataset,
+                   const TrainingControl& control, TrainingEventSink& sink);
+
+}  // namespace gradlab
+
+#endif  // GRADLAB_SERVER_ENGINE_TRAINER_H_
