@@ -1,0 +1,195 @@
+#include "server/engine/trainer.h"
+
+#include <set>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/engine/testing/recording_sink.h"
+
+namespace gradlab {
+namespace {
+
+using ::testing::HasSubstr;
+
+Dataset Synthetic(int64_t train, int64_t test, int64_t side, int64_t channels = 3) {
+  DatasetRequest request;
+  request.name = "synthetic";
+  request.max_train_samples = train;
+  request.max_test_samples = test;
+  request.synthetic.channels = channels;
+  request.synthetic.height = side;
+  request.synthetic.width = side;
+  absl::StatusOr<Dataset> dataset = LoadDataset(request);
+  EXPECT_TRUE(dataset.ok()) << dataset.status();
+  return *std::move(dataset);
+}
+
+ExperimentSpec Spec(const std::string& model, int epochs) {
+  ExperimentSpec spec;
+  spec.model = model;
+  spec.dataset = "synthetic";
+  spec.epochs = epochs;
+  spec.batch_size = 32;
+  spec.learning_rate = 0.01;
+  spec.threads = 2;
+  absl::StatusOr<ExperimentSpec> resolved = ResolveSpec(spec);
+  EXPECT_TRUE(resolved.ok()) << resolved.status();
+  return *resolved;
+}
+
+TEST(TrainerTest, SimpleCnnLearnsSyntheticData) {
+  const Dataset data = Synthetic(1000, 300, 32);
+  RecordingSink sink;
+  ASSERT_TRUE(Train(Spec("simple_cnn", 3), data, {}, sink).ok());
+  ASSERT_EQ(sink.epochs.size(), 3u);
+  EXPECT_EQ(sink.epochs.back().epoch, 3);
+  // Chance is 10%.
+  EXPECT_GT(sink.epochs.back().test_accuracy, 0.6);
+  EXPECT_LT(sink.epochs.back().train_loss, sink.epochs.front().train_loss);
+  EXPECT_GT(sink.epochs.back().images_per_second, 0);
+  EXPECT_GT(sink.epochs.back().epoch_seconds, 0);
+  EXPECT_DOUBLE_EQ(sink.epochs.back().best_test_accuracy,
+                   std::max({sink.epochs[0].test_accuracy, sink.epochs[1].test_accuracy,
+                             sink.epochs[2].test_accuracy}));
+}
+
+TEST(TrainerTest, ResNetLearnsSyntheticData) {
+  const Dataset data = Synthetic(640, 200, 16);
+  RecordingSink sink;
+  ASSERT_TRUE(Train(Spec("resnet", 2), data, {}, sink).ok());
+  ASSERT_EQ(sink.epochs.size(), 2u);
+  EXPECT_GT(sink.epochs.back().test_accuracy, 0.6);
+}
+
+TEST(TrainerTest, SameSeedGivesIdenticalMetricsAndSnapshots) {
+  const Dataset data = Synthetic(200, 64, 16);
+  ExperimentSpec spec = Spec("simple_cnn", 2);
+  spec.augment = true;
+  spec.gradient_every_n_steps = 2;
+  RecordingSink first, second;
+  ASSERT_TRUE(Train(spec, data, {}, first).ok());
+  ASSERT_TRUE(Train(spec, data, {}, second).ok());
+  ASSERT_EQ(first.epochs.size(), second.epochs.size());
+  for (size_t i = 0; i < first.epochs.size(); ++i) {
+    EXPECT_EQ(first.epochs[i].train_loss, second.epochs[i].train_loss);
+    EXPECT_EQ(first.epochs[i].train_accuracy, second.epochs[i].train_accuracy);
+    EXPECT_EQ(first.epochs[i].test_loss, second.epochs[i].test_loss);
+    EXPECT_EQ(first.epochs[i].test_accuracy, second.epochs[i].test_accuracy);
+  }
+  ASSERT_EQ(first.snapshots.size(), second.snapshots.size());
+  for (size_t i = 0; i < first.snapshots.size(); ++i) {
+    for (size_t k = 0; k < first.snapshots[i].gradients.size(); ++k) {
+      EXPECT_EQ(first.snapshots[i].gradients[k].grad_norm,
+                second.snapshots[i].gradients[k].grad_norm);
+    }
+  }
+
+  spec.seed = 43;
+  RecordingSink other;
+  ASSERT_TRUE(Train(spec, data, {}, other).ok());
+  EXPECT_NE(first.epochs.back().train_loss, other.epochs.back().train_loss);
+}
+
+TEST(TrainerTest, SnapshotsAtStepOneEveryNStepsAndEveryEpochEnd) {
+  // 200 samples in batches of 32: 7 batches per epoch, 14 steps in all.
+  const Dataset data = Synthetic(200, 32, 16);
+  ExperimentSpec spec = Spec("deep_cnn", 2);
+  spec.gradient_every_n_steps = 5;
+  RecordingSink sink;
+  ASSERT_TRUE(Train(spec, data, {}, sink).ok());
+  std::vector<int64_t> steps;
+  for (const GradientSnapshot& s : sink.snapshots) steps.push_back(s.step);
+  EXPECT_EQ(steps, (std::vector<int64_t>{1, 5, 7, 10, 14}));
+  EXPECT_EQ(sink.snapshots[2].epoch, 1);
+  EXPECT_EQ(sink.snapshots[2].batch, 7);
+  EXPECT_EQ(sink.snapshots[3].epoch, 2);
+  EXPECT_EQ(sink.snapshots[3].batch, 3);
+
+  const GradientSnapshot& first = sink.snapshots.front();
+  // 10 convs and fc, each with weight and bias.
+  ASSERT_EQ(first.gradients.size(), 22u);
+  EXPECT_EQ(first.gradients.front().name, "conv1.weight");
+  EXPECT_EQ(first.gradients.back().name, "fc.bias");
+  for (const LayerGradient& layer : first.gradients) {
+    EXPECT_GE(layer.grad_norm, 0) << layer.name;
+    EXPECT_GT(layer.weight_norm, 0) << layer.name;
+    EXPECT_DOUBLE_EQ(layer.ratio, layer.grad_norm / layer.weight_norm);
+  }
+  ASSERT_EQ(first.activations.size(), 11u);
+  EXPECT_EQ(first.activations.front().name, "conv1");
+  EXPECT_EQ(first.activations.back().name, "fc");
+
+  spec.gradient_every_n_steps = 0;
+  RecordingSink sparse;
+  ASSERT_TRUE(Train(spec, data, {}, sparse).ok());
+  steps.clear();
+  for (const GradientSnapshot& s : sparse.snapshots) steps.push_back(s.step);
+  EXPECT_EQ(steps, (std::vector<int64_t>{1, 7, 14}));
+}
+
+TEST(TrainerTest, CancellationStopsWithinOneBatch) {
+  const Dataset data = Synthetic(640, 64, 16);
+  std::atomic<bool> stop{false};
+  TrainingControl control;
+  control.stop_requested = &stop;
+  control.progress_interval = absl::ZeroDuration();  // a progress event after every batch
+  RecordingSink sink;
+  sink.StopAfterBatches(3, &stop);
+  absl::Status status = Train(Spec("simple_cnn", 5), data, control, sink);
+  EXPECT_EQ(status.code(), absl::StatusCode::kCancelled) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("cancelled in epoch 1 before batch 4"));
+  ASSERT_FALSE(sink.progress.empty());
+  EXPECT_EQ(sink.progress.back().batch, 3);
+  EXPECT_TRUE(sink.epochs.empty());
+}
+
+TEST(TrainerTest, BatchProgressIsPacedByTheClock) {
+  const Dataset data = Synthetic(320, 32, 8);
+  // Each call of the fake clock advances it by 100 ms; progress every 500 ms of it.
+  absl::Time now = absl::UnixEpoch();
+  TrainingControl control;
+  control.clock = [&now] { return now += absl::Milliseconds(100); };
+  RecordingSink sink;
+  ExperimentSpec spec = Spec("mlp", 1);
+  ASSERT_TRUE(Train(spec, data, control, sink).ok());
+  // 10 batches; one clock reading per batch plus the epoch's own readings.
+  ASSERT_GE(sink.progress.size(), 2u);
+  EXPECT_LT(sink.progress.size(), 10u);
+  EXPECT_EQ(sink.progress.back().batch, 10);
+  EXPECT_EQ(sink.progress.back().batches, 10);
+  EXPECT_GT(sink.progress.back().images_per_second, 0);
+}
+
+TEST(TrainerTest, StepLrMultipliesTheRateAfterEachStep) {
+  const Dataset data = Synthetic(64, 32, 8);
+  ExperimentSpec spec = Spec("mlp", 3);
+  spec.lr_step_size = 1;
+  spec.lr_gamma = 0.5;
+  RecordingSink sink;
+  ASSERT_TRUE(Train(spec, data, {}, sink).ok());
+  ASSERT_EQ(sink.epochs.size(), 3u);
+  EXPECT_DOUBLE_EQ(sink.epochs[0].learning_rate, 0.01);
+  EXPECT_DOUBLE_EQ(sink.epochs[1].learning_rate, 0.005);
+  EXPECT_DOUBLE_EQ(sink.epochs[2].learning_rate, 0.0025);
+}
+
+TEST(TrainerTest, MlpBatchNormWithALastBatchOfOneIsRefused) {
+  const Dataset data = Synthetic(65, 32, 8);
+  RecordingSink sink;
+  absl::Status status = Train(Spec("mlp", 1), data, {}, sink);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("leave a last batch of 1"));
+}
+
+TEST(TrainerTest, LibTorchErrorsBecomeStatuses) {
+  Dataset data = Synthetic(64, 32, 8);
+  // Labels beyond the model's classes make cross_entropy throw inside LibTorch.
+  data.train.labels.fill_(42);
+  RecordingSink sink;
+  absl::Status status = Train(Spec("simple_cnn", 1), data, {}, sink);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("LibTorch error"));
+}
+
+}  // namespace
+}  // namespace gradlab
