@@ -222,39 +222,63 @@ DatasetSplit FirstSamples(const DatasetSplit& split, int64_t limit) {
 
 }  // namespace
 
-std::string DefaultDataDir(const std::string& dataset) {
-  if (dataset == "fashion_mnist") return "/usr/share/datasets/fashion-mnist";
-  if (dataset == "mnist") return "/usr/share/datasets/mnist";
-  if (dataset == "cifar10") return "data";
-  return "";
+std::vector<std::string> DatasetSearchPath(const std::string& dataset, const std::string& data_dir,
+                                           const std::string& root) {
+  if (!data_dir.empty()) return {data_dir};
+  std::vector<std::string> path;
+  auto under_root = [&](const std::string& name) {
+    if (!root.empty()) path.push_back((fs::path(root) / name).string());
+  };
+  if (dataset == "cifar10") {
+    if (!root.empty()) path.push_back(root);
+    under_root("cifar10");
+  } else if (dataset == "fashion_mnist") {
+    under_root("fashion-mnist");
+    under_root("fashion_mnist");
+    path.push_back("/usr/share/datasets/fashion-mnist");
+  } else if (dataset == "mnist") {
+    under_root("mnist");
+    path.push_back("/usr/share/datasets/mnist");
+  }
+  return path;
 }
 
-absl::StatusOr<std::string> LocateDataset(const std::string& dataset, const std::string& data_dir) {
-  const std::string dir = data_dir.empty() ? DefaultDataDir(dataset) : data_dir;
+absl::StatusOr<std::string> LocateDataset(const std::string& dataset,
+                                          const std::vector<std::string>& search_path) {
   if (dataset == "synthetic") return std::string();
+  std::vector<std::string> marker_files;
+  std::vector<std::string> candidates;
   if (dataset == "cifar10") {
-    for (const fs::path& candidate : {fs::path(dir), fs::path(dir) / "cifar-10-batches-bin"}) {
-      if (fs::exists(candidate / "data_batch_1.bin")) return candidate.string();
+    marker_files = {"data_batch_1.bin"};
+    for (const std::string& dir : search_path) {
+      candidates.push_back(dir);
+      candidates.push_back((fs::path(dir) / "cifar-10-batches-bin").string());
     }
-    return absl::FailedPreconditionError(
-        absl::StrCat("dataset cifar10 is not present: no data_batch_1.bin in ", dir, " or ", dir,
-                     "/cifar-10-batches-bin (the CIFAR-10 binary version)"));
+  } else if (dataset == "fashion_mnist" || dataset == "mnist") {
+    marker_files = {"train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"};
+    candidates = search_path;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("unknown dataset \"", dataset, "\""));
   }
-  if (dataset == "fashion_mnist" || dataset == "mnist") {
-    for (const char* name : {"train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"}) {
-      if (fs::exists(fs::path(dir) / name)) return dir;
+  for (const std::string& dir : candidates) {
+    for (const std::string& marker : marker_files) {
+      std::error_code error;
+      if (fs::exists(fs::path(dir) / marker, error)) return dir;
     }
-    return absl::FailedPreconditionError(absl::StrCat(
-        "dataset ", dataset, " is not present: no train-images-idx3-ubyte[.gz] in ", dir,
-        dataset == "fashion_mnist" ? " (Debian package dataset-fashion-mnist)" : ""));
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown dataset \"", dataset, "\""));
+  return absl::FailedPreconditionError(absl::StrCat(
+      "dataset ", dataset, " is not present: no ", absl::StrJoin(marker_files, " or "), " in ",
+      candidates.empty() ? "any folder (none configured)" : absl::StrJoin(candidates, ", "),
+      dataset == "cifar10"         ? " (the CIFAR-10 binary version)"
+      : dataset == "fashion_mnist" ? " (Debian package dataset-fashion-mnist)"
+                                   : ""));
 }
 
 absl::StatusOr<Dataset> LoadDataset(const DatasetRequest& request) {
   return CatchTorchErrors([&]() -> absl::StatusOr<Dataset> {
     if (request.name == "synthetic") return MakeSynthetic(request);
-    absl::StatusOr<std::string> dir = LocateDataset(request.name, request.data_dir);
+    absl::StatusOr<std::string> dir =
+        LocateDataset(request.name, DatasetSearchPath(request.name, request.data_dir, ""));
     if (!dir.ok()) return dir.status();
     Dataset dataset;
     dataset.name = request.name;

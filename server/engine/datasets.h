@@ -54,14 +54,21 @@ struct DatasetRequest {
   SyntheticOptions synthetic;
 };
 
-// Where a dataset is read from when the request names no folder.
-std::string DefaultDataDir(const std::string& dataset);
+// The folders to look for `dataset` in: `data_dir` alone when it is set; otherwise,
+// under `root` (the server's --data_dir; may be empty), `root` itself for cifar10 and a
+// subfolder named after the dataset ("fashion-mnist" or "fashion_mnist", "mnist",
+// "cifar10"), then the system's copy (/usr/share/datasets/fashion-mnist from Debian's
+// dataset-fashion-mnist, /usr/share/datasets/mnist).
+std::vector<std::string> DatasetSearchPath(const std::string& dataset, const std::string& data_dir,
+                                           const std::string& root);
 
-// The folder holding the dataset's files: `data_dir` itself or, for cifar10, its
-// `cifar-10-batches-bin/` subfolder. FAILED_PRECONDITION saying where it looked when the
-// files are not there. Synthetic datasets need no files and give "".
-absl::StatusOr<std::string> LocateDataset(const std::string& dataset, const std::string& data_dir);
+// The first folder of `search_path` that holds the dataset's files (for cifar10, the
+// folder or its `cifar-10-batches-bin/` subfolder). FAILED_PRECONDITION saying where it
+// looked when none does. Synthetic datasets need no files and give "".
+absl::StatusOr<std::string> LocateDataset(const std::string& dataset,
+                                          const std::vector<std::string>& search_path);
 
+// Loads the dataset from request.data_dir, or from the default search path when empty.
 absl::StatusOr<Dataset> LoadDataset(const DatasetRequest& request);
 
 }  // namespace gradlab

@@ -20,8 +20,8 @@ std::string BigEndian(uint32_t value) {
 }
 
 std::string IdxImages(int count, int rows, int cols) {
-  std::string bytes = std::string("\0\0\x08\x03", 4) + BigEndian(count) + BigEndian(rows) +
-                      BigEndian(cols);
+  std::string bytes =
+      std::string("\0\0\x08\x03", 4) + BigEndian(count) + BigEndian(rows) + BigEndian(cols);
   for (int i = 0; i < count * rows * cols; ++i) bytes.push_back(static_cast<char>(i % 251));
   return bytes;
 }
@@ -140,8 +140,9 @@ TEST_F(DatasetsTest, MaxTrainSamplesKeepsTheFirstSamples) {
 TEST_F(DatasetsTest, MissingFolderSaysWhereItLooked) {
   fs::remove_all(dir_);
   ExpectError("fashion_mnist", absl::StatusCode::kFailedPrecondition,
-              "dataset fashion_mnist is not present: no train-images-idx3-ubyte[.gz] in " +
-                  dir_.string());
+              "dataset fashion_mnist is not present: no train-images-idx3-ubyte or "
+              "train-images-idx3-ubyte.gz in " +
+                  dir_.string() + " (Debian package dataset-fashion-mnist)");
 }
 
 TEST_F(DatasetsTest, MissingLabelFileIsNamed) {
@@ -211,7 +212,7 @@ TEST_F(DatasetsTest, CifarFromTheFolderOrItsParent) {
   EXPECT_NEAR(dataset->mean[2], 0.4465, 1e-12);
 
   absl::StatusOr<std::string> located =
-      LocateDataset("cifar10", (dir_ / "cifar-10-batches-bin").string());
+      LocateDataset("cifar10", {(dir_ / "cifar-10-batches-bin").string()});
   ASSERT_TRUE(located.ok());
   EXPECT_EQ(*located, (dir_ / "cifar-10-batches-bin").string());
 }
@@ -238,7 +239,23 @@ TEST_F(DatasetsTest, CifarMissingTestBatch) {
 
 TEST_F(DatasetsTest, CifarNotPresent) {
   ExpectError("cifar10", absl::StatusCode::kFailedPrecondition,
-              "dataset cifar10 is not present: no data_batch_1.bin in " + dir_.string());
+              "dataset cifar10 is not present: no data_batch_1.bin in " + dir_.string() + ", " +
+                  dir_.string() + "/cifar-10-batches-bin");
+}
+
+TEST(DatasetSearchPathTest, SpecFolderAloneOrServerRootThenSystemCopy) {
+  EXPECT_EQ(DatasetSearchPath("mnist", "/x", "/root"), (std::vector<std::string>{"/x"}));
+  EXPECT_EQ(DatasetSearchPath("cifar10", "", "/root"),
+            (std::vector<std::string>{"/root", "/root/cifar10"}));
+  EXPECT_EQ(DatasetSearchPath("fashion_mnist", "", "/root"),
+            (std::vector<std::string>{"/root/fashion-mnist", "/root/fashion_mnist",
+                                      "/usr/share/datasets/fashion-mnist"}));
+  EXPECT_EQ(DatasetSearchPath("fashion_mnist", "", ""),
+            (std::vector<std::string>{"/usr/share/datasets/fashion-mnist"}));
+  EXPECT_TRUE(DatasetSearchPath("cifar10", "", "").empty());
+  absl::StatusOr<std::string> none = LocateDataset("cifar10", {});
+  ASSERT_FALSE(none.ok());
+  EXPECT_THAT(std::string(none.status().message()), HasSubstr("any folder (none configured)"));
 }
 
 TEST(SyntheticDatasetTest, SameSeedSameDataOtherSeedOtherData) {
@@ -266,7 +283,7 @@ TEST(SyntheticDatasetTest, SameSeedSameDataOtherSeedOtherData) {
 }
 
 TEST(FashionMnistPackageTest, LoadsTheDebianPackage) {
-  if (!fs::exists(DefaultDataDir("fashion_mnist"))) {
+  if (!fs::exists("/usr/share/datasets/fashion-mnist")) {
     GTEST_FAIL() << "Fashion-MNIST missing: scripts/setup installs dataset-fashion-mnist";
   }
   DatasetRequest request;
@@ -276,8 +293,8 @@ TEST(FashionMnistPackageTest, LoadsTheDebianPackage) {
   EXPECT_EQ(dataset->train.images.sizes(), (std::vector<int64_t>{60000, 1, 28, 28}));
   EXPECT_EQ(dataset->test.size(), 10000);
   // 6,000 training images of each class; pixel mean matches the normalisation constant.
-  EXPECT_TRUE(torch::equal(torch::bincount(dataset->train.labels),
-                           torch::full({10}, 6000, torch::kLong)));
+  EXPECT_TRUE(
+      torch::equal(torch::bincount(dataset->train.labels), torch::full({10}, 6000, torch::kLong)));
   EXPECT_NEAR(dataset->train.images.to(torch::kFloat64).mean().item<double>() / 255.0, 0.2860,
               1e-3);
 }

@@ -1,7 +1,10 @@
 #include "server/engine/models.h"
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "server/engine/torch_errors.h"
 
 namespace gradlab {
 namespace {
@@ -228,6 +231,11 @@ void ApplyKaimingNormal(nn::Module& model) {
   }
 }
 
+// LibTorch's default generator, from which the default initialisation draws, is
+// process-wide: no other thread may draw from it between our seeding and our last
+// parameter, or the initialisation would differ from PyTorch's.
+ABSL_CONST_INIT absl::Mutex default_generator_mutex(absl::kConstInit);
+
 }  // namespace
 
 void ActivationRecorder::Record(const std::string& layer, const torch::Tensor& output) {
@@ -258,7 +266,8 @@ std::vector<std::pair<std::string, torch::Tensor>> StateDict(const torch::nn::Mo
   return out;
 }
 
-absl::StatusOr<std::shared_ptr<ClassifierImpl>> BuildModel(const ModelOptions& options) {
+absl::StatusOr<std::shared_ptr<ClassifierImpl>> BuildModel(const ModelOptions& options,
+                                                           uint64_t seed) {
   if (options.in_channels < 1 || options.num_classes < 2) {
     return absl::InvalidArgumentError(
         absl::StrCat("model needs at least 1 input channel and 2 classes, got ",
@@ -271,24 +280,36 @@ absl::StatusOr<std::shared_ptr<ClassifierImpl>> BuildModel(const ModelOptions& o
         absl::StrCat("model ", options.model, " needs inputs of at least ", min_side, "x", min_side,
                      " pixels, got ", options.height, "x", options.width));
   }
-  std::shared_ptr<ClassifierImpl> model;
-  if (options.model == "simple_cnn") {
-    model = std::make_shared<SimpleCnnImpl>(options);
-  } else if (options.model == "deep_cnn") {
-    model = std::make_shared<DeepCnnImpl>(options);
-  } else if (options.model == "resnet") {
-    model = std::make_shared<ResNetImpl>(options);
-  } else if (options.model == "mlp") {
-    model = std::make_shared<MlpImpl>(options);
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat("unknown model \"", options.model, "\""));
-  }
-  if (options.init == "kaiming_normal") {
-    ApplyKaimingNormal(*model);
-  } else if (options.init != "pytorch_default") {
-    return absl::InvalidArgumentError(absl::StrCat("unknown init \"", options.init, "\""));
-  }
-  return model;
+  return CatchTorchErrors([&]() -> absl::StatusOr<std::shared_ptr<ClassifierImpl>> {
+    std::shared_ptr<ClassifierImpl> model;
+    absl::MutexLock lock(&default_generator_mutex);
+    torch::manual_seed(seed);
+    if (options.model == "simple_cnn") {
+      model = std::make_shared<SimpleCnnImpl>(options);
+    } else if (options.model == "deep_cnn") {
+      model = std::make_shared<DeepCnnImpl>(options);
+    } else if (options.model == "resnet") {
+      model = std::make_shared<ResNetImpl>(options);
+    } else if (options.model == "mlp") {
+      model = std::make_shared<MlpImpl>(options);
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unknown model \"", options.model, "\""));
+    }
+    if (options.init == "kaiming_normal") {
+      ApplyKaimingNormal(*model);
+    } else if (options.init != "pytorch_default") {
+      return absl::InvalidArgumentError(absl::StrCat("unknown init \"", options.init, "\""));
+    }
+    return model;
+  });
+}
+
+absl::StatusOr<int64_t> CountParameters(const ModelOptions& options) {
+  absl::StatusOr<std::shared_ptr<ClassifierImpl>> model = BuildModel(options, /*seed=*/0);
+  if (!model.ok()) return model.status();
+  int64_t count = 0;
+  for (const torch::Tensor& parameter : (*model)->parameters()) count += parameter.numel();
+  return count;
 }
 
 }  // namespace gradlab

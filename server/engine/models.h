@@ -47,10 +47,14 @@ struct ModelOptions {
   std::string init = "pytorch_default";  // one of InitNames()
 };
 
-// Builds a model. Its parameters are drawn from LibTorch's global generator, which the
-// caller seeds (see SeededModelBuild in trainer.cc). INVALID_ARGUMENT for an unknown model
-// or init, or an input too small for the model's pooling.
-absl::StatusOr<std::shared_ptr<ClassifierImpl>> BuildModel(const ModelOptions& options);
+// Builds a model whose initial parameters equal those of the PyTorch reference module
+// built after torch.manual_seed(seed). Thread-safe. INVALID_ARGUMENT for an unknown
+// model or init, or an input too small for the model's pooling.
+absl::StatusOr<std::shared_ptr<ClassifierImpl>> BuildModel(const ModelOptions& options,
+                                                           uint64_t seed);
+
+// The number of trainable parameters of the model `options` describe.
+absl::StatusOr<int64_t> CountParameters(const ModelOptions& options);
 
 // Every parameter and buffer under the keys and in the order of PyTorch's state_dict():
 // a module's own parameters, then its own buffers, then each child's, depth first.

@@ -27,14 +27,21 @@ absl::StatusOr<std::shared_ptr<ClassifierImpl>> Build(const std::string& model, 
   options.batch_norm = batch_norm.value_or(model == "resnet" || model == "mlp");
   options.skip_connections = skip.value_or(true);
   options.init = init;
-  torch::manual_seed(42);
-  return BuildModel(options);
+  return BuildModel(options, /*seed=*/42);
 }
 
 int64_t ParameterCount(const torch::nn::Module& model) {
   int64_t count = 0;
   for (const auto& p : model.parameters()) count += p.numel();
   return count;
+}
+
+TEST(ModelsTest, CountParametersAgreesWithTheBuiltModel) {
+  ModelOptions options;
+  options.model = "deep_cnn";
+  EXPECT_EQ(*CountParameters(options), 1'406'346);
+  options.model = "vgg";
+  EXPECT_FALSE(CountParameters(options).ok());
 }
 
 TEST(ModelsTest, ParameterCountsMatchTheReference) {

@@ -5,10 +5,8 @@
 #include <algorithm>
 #include <memory>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "common/usable_cpus.h"
 #include "server/engine/batch_transform.h"
 #include "server/engine/models.h"
@@ -17,13 +15,8 @@
 namespace gradlab {
 namespace {
 
-// LibTorch's default generator, from which the default initialisation draws, is
-// process-wide: runs on other threads must not draw from it between our seeding and our
-// last parameter, or the initialisation would differ from PyTorch's.
-ABSL_CONST_INIT absl::Mutex default_generator_mutex(absl::kConstInit);
-
-absl::StatusOr<std::shared_ptr<ClassifierImpl>> SeededModelBuild(const ExperimentSpec& spec,
-                                                                 const Dataset& dataset) {
+absl::StatusOr<std::shared_ptr<ClassifierImpl>> BuildModelFor(const ExperimentSpec& spec,
+                                                              const Dataset& dataset) {
   ModelOptions options;
   options.model = spec.model;
   options.in_channels = dataset.channels();
@@ -33,9 +26,7 @@ absl::StatusOr<std::shared_ptr<ClassifierImpl>> SeededModelBuild(const Experimen
   options.batch_norm = spec.batch_norm.value_or(false);
   options.skip_connections = spec.skip_connections.value_or(false);
   options.init = spec.init;
-  absl::MutexLock lock(&default_generator_mutex);
-  torch::manual_seed(spec.seed);
-  return BuildModel(options);
+  return BuildModel(options, spec.seed);
 }
 
 // Sums a loss and a count of correct predictions over the samples seen so far.
@@ -248,7 +239,7 @@ absl::Status Train(const ExperimentSpec& spec, const Dataset& dataset,
     // must ask for the same count (the server gives every job --threads_per_job).
     at::init_num_threads();
     at::set_num_threads(spec.threads > 0 ? spec.threads : UsableCpus());
-    absl::StatusOr<std::shared_ptr<ClassifierImpl>> model = SeededModelBuild(spec, dataset);
+    absl::StatusOr<std::shared_ptr<ClassifierImpl>> model = BuildModelFor(spec, dataset);
     if (!model.ok()) return model.status();
     return TrainingRun(spec, dataset, control, sink, *std::move(model)).Run();
   });

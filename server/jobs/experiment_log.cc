@@ -1,0 +1,126 @@
+#include "server/jobs/experiment_log.h"
+
+#include <algorithm>
+
+namespace gradlab {
+namespace {
+
+// The first element of a sequence-ordered container whose key is >= `from`.
+template <typename Container, typename Key>
+typename Container::const_iterator FirstAtOrAfter(const Container& events, int64_t from, Key key) {
+  return std::lower_bound(events.begin(), events.end(), from,
+                          [&](const auto& event, int64_t value) { return key(*event) < value; });
+}
+
+}  // namespace
+
+int64_t ExperimentLog::Append(v1::MetricsEvent event) {
+  int64_t sequence;
+  {
+    absl::MutexLock lock(&mu_);
+    sequence = ++last_sequence_;
+    event.set_sequence(sequence);
+    auto stored = std::make_shared<const v1::MetricsEvent>(std::move(event));
+    if (stored->has_batch_progress()) {
+      recent_progress_.push_back(std::move(stored));
+      if (recent_progress_.size() > retention_.batch_progress) recent_progress_.pop_front();
+    } else {
+      kept_metrics_.push_back(std::move(stored));
+    }
+  }
+  NotifyListeners();
+  return sequence;
+}
+
+int64_t ExperimentLog::Append(v1::GradientSnapshot snapshot) {
+  int64_t sequence;
+  {
+    absl::MutexLock lock(&mu_);
+    sequence = ++last_sequence_;
+    snapshot.set_sequence(sequence);
+    auto stored = std::make_shared<const v1::GradientSnapshot>(std::move(snapshot));
+    if (stored->step() == 1 && first_snapshot_ == nullptr) {
+      first_snapshot_ = std::move(stored);
+    } else {
+      recent_snapshots_.push_back(std::move(stored));
+      if (recent_snapshots_.size() > retention_.gradient_snapshots) recent_snapshots_.pop_front();
+    }
+  }
+  NotifyListeners();
+  return sequence;
+}
+
+void ExperimentLog::Close() {
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+  }
+  NotifyListeners();
+}
+
+void ExperimentLog::Abort(absl::Status status) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!abort_status_.has_value()) abort_status_ = std::move(status);
+  }
+  NotifyListeners();
+}
+
+std::optional<absl::Status> ExperimentLog::EndStatus(bool nothing_left) const {
+  if (abort_status_.has_value()) return abort_status_;
+  if (closed_ && nothing_left) return absl::OkStatus();
+  return std::nullopt;
+}
+
+ExperimentLog::Next<v1::MetricsEvent> ExperimentLog::NextMetrics(int64_t from_sequence) const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (abort_status_.has_value()) return {nullptr, abort_status_};
+  auto by_sequence = [](const v1::MetricsEvent& event) { return event.sequence(); };
+  auto kept = FirstAtOrAfter(kept_metrics_, from_sequence, by_sequence);
+  auto progress = FirstAtOrAfter(recent_progress_, from_sequence, by_sequence);
+  MetricsPtr next;
+  if (kept != kept_metrics_.end()) next = *kept;
+  if (progress != recent_progress_.end() &&
+      (next == nullptr || (*progress)->sequence() < next->sequence())) {
+    next = *progress;
+  }
+  if (next != nullptr) return {next, std::nullopt};
+  return {nullptr, EndStatus(/*nothing_left=*/true)};
+}
+
+ExperimentLog::Next<v1::GradientSnapshot> ExperimentLog::NextGradients(int64_t from_step) const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (abort_status_.has_value()) return {nullptr, abort_status_};
+  // The step-1 snapshot precedes every other.
+  if (first_snapshot_ != nullptr && first_snapshot_->step() >= from_step) {
+    return {first_snapshot_, std::nullopt};
+  }
+  auto next = FirstAtOrAfter(recent_snapshots_, from_step,
+                             [](const v1::GradientSnapshot& s) { return s.step(); });
+  if (next != recent_snapshots_.end()) return {*next, std::nullopt};
+  return {nullptr, EndStatus(/*nothing_left=*/true)};
+}
+
+int64_t ExperimentLog::Subscribe(std::function<void()> listener) {
+  absl::MutexLock lock(&listeners_mu_);
+  const int64_t handle = next_handle_++;
+  listeners_.emplace(handle, std::move(listener));
+  return handle;
+}
+
+void ExperimentLog::Unsubscribe(int64_t handle) {
+  absl::MutexLock lock(&listeners_mu_);
+  listeners_.erase(handle);
+}
+
+void ExperimentLog::NotifyListeners() {
+  absl::MutexLock lock(&listeners_mu_);
+  for (auto& [handle, listener] : listeners_) listener();
+}
+
+int64_t ExperimentLog::last_sequence() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return last_sequence_;
+}
+
+}  // namespace gradlab

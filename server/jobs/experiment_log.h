@@ -1,0 +1,92 @@
+// One experiment's events, in sequence order: what its streams replay and follow. The
+// training thread appends each event once; any number of readers pull from it with
+// their own cursor, so a slow reader costs the writer nothing and holds no copy.
+#ifndef GRADLAB_SERVER_JOBS_EXPERIMENT_LOG_H_
+#define GRADLAB_SERVER_JOBS_EXPERIMENT_LOG_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "gradlab/v1/experiment_service.pb.h"
+
+namespace gradlab {
+
+// How many events of the bounded kinds a log keeps; state changes and epoch metrics are
+// always kept in full. The step-1 gradient snapshot is kept besides the newest ones.
+struct LogRetention {
+  size_t batch_progress = 256;
+  size_t gradient_snapshots = 2000;
+};
+
+// Thread-safe. Listeners run on the appending thread, one at a time, and must not block
+// nor call Subscribe or Unsubscribe.
+class ExperimentLog {
+ public:
+  explicit ExperimentLog(LogRetention retention = {}) : retention_(retention) {}
+  ExperimentLog(const ExperimentLog&) = delete;
+  ExperimentLog& operator=(const ExperimentLog&) = delete;
+
+  // Each stamps the event with the log's next sequence number, stores it, wakes the
+  // listeners and returns the number.
+  int64_t Append(v1::MetricsEvent event) ABSL_LOCKS_EXCLUDED(mu_, listeners_mu_);
+  int64_t Append(v1::GradientSnapshot snapshot) ABSL_LOCKS_EXCLUDED(mu_, listeners_mu_);
+
+  // No more events will come: readers finish OK once they have read everything.
+  void Close() ABSL_LOCKS_EXCLUDED(mu_, listeners_mu_);
+  // Ends every reader now with `status` (UNAVAILABLE when the server shuts down).
+  void Abort(absl::Status status) ABSL_LOCKS_EXCLUDED(mu_, listeners_mu_);
+
+  // What a reader gets next: an event, or nothing yet (wait for a listener call), or the
+  // end of the log with the status to finish the stream with.
+  template <typename Event>
+  struct Next {
+    std::shared_ptr<const Event> event;
+    std::optional<absl::Status> end;
+  };
+  // The first metrics event (state change, epoch metrics, batch progress) with
+  // sequence >= from_sequence that is still kept.
+  Next<v1::MetricsEvent> NextMetrics(int64_t from_sequence) const ABSL_LOCKS_EXCLUDED(mu_);
+  // The first kept gradient snapshot with step >= from_step.
+  Next<v1::GradientSnapshot> NextGradients(int64_t from_step) const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Runs `listener` after every append, Close and Abort. Returns a handle for Unsubscribe,
+  // after which the listener is never running nor run again.
+  int64_t Subscribe(std::function<void()> listener) ABSL_LOCKS_EXCLUDED(listeners_mu_);
+  void Unsubscribe(int64_t handle) ABSL_LOCKS_EXCLUDED(listeners_mu_);
+
+  int64_t last_sequence() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  using MetricsPtr = std::shared_ptr<const v1::MetricsEvent>;
+  using SnapshotPtr = std::shared_ptr<const v1::GradientSnapshot>;
+
+  void NotifyListeners() ABSL_LOCKS_EXCLUDED(listeners_mu_);
+  std::optional<absl::Status> EndStatus(bool nothing_left) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
+  const LogRetention retention_;
+  mutable absl::Mutex mu_;
+  int64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<MetricsPtr> kept_metrics_ ABSL_GUARDED_BY(mu_);  // state changes, epochs
+  std::deque<MetricsPtr> recent_progress_ ABSL_GUARDED_BY(mu_);
+  SnapshotPtr first_snapshot_ ABSL_GUARDED_BY(mu_);
+  std::deque<SnapshotPtr> recent_snapshots_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<absl::Status> abort_status_ ABSL_GUARDED_BY(mu_);
+
+  // Held while listeners run, so that Unsubscribe waits for a running call to return.
+  absl::Mutex listeners_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  int64_t next_handle_ ABSL_GUARDED_BY(listeners_mu_) = 1;
+  std::map<int64_t, std::function<void()>> listeners_ ABSL_GUARDED_BY(listeners_mu_);
+};
+
+}  // namespace gradlab
+
+#endif  // GRADLAB_SERVER_JOBS_EXPERIMENT_LOG_H_

@@ -1,0 +1,138 @@
+#include "server/jobs/experiment_log.h"
+
+#include <thread>
+
+#include "gtest/gtest.h"
+
+namespace gradlab {
+namespace {
+
+v1::MetricsEvent Progress(int batch) {
+  v1::MetricsEvent event;
+  event.mutable_batch_progress()->set_batch(batch);
+  return event;
+}
+
+v1::MetricsEvent Epoch(int epoch) {
+  v1::MetricsEvent event;
+  event.mutable_epoch_metrics()->set_epoch(epoch);
+  return event;
+}
+
+v1::GradientSnapshot Snapshot(int64_t step) {
+  v1::GradientSnapshot snapshot;
+  snapshot.set_step(step);
+  return snapshot;
+}
+
+// Reads every metrics event from `from` on, as a stream would.
+std::vector<int64_t> MetricsSequences(const ExperimentLog& log, int64_t from) {
+  std::vector<int64_t> sequences;
+  while (true) {
+    auto next = log.NextMetrics(from);
+    if (next.event == nullptr) break;
+    sequences.push_back(next.event->sequence());
+    from = next.event->sequence() + 1;
+  }
+  return sequences;
+}
+
+TEST(ExperimentLogTest, OneSequenceAcrossBothKinds) {
+  ExperimentLog log;
+  EXPECT_EQ(log.Append(Epoch(1)), 1);
+  EXPECT_EQ(log.Append(Snapshot(1)), 2);
+  EXPECT_EQ(log.Append(Progress(1)), 3);
+  EXPECT_EQ(log.Append(Snapshot(50)), 4);
+  EXPECT_EQ(MetricsSequences(log, 0), (std::vector<int64_t>{1, 3}));
+  EXPECT_EQ(MetricsSequences(log, 2), (std::vector<int64_t>{3}));
+  auto gradients = log.NextGradients(2);
+  ASSERT_NE(gradients.event, nullptr);
+  EXPECT_EQ(gradients.event->step(), 50);
+  EXPECT_EQ(gradients.event->sequence(), 4);
+}
+
+TEST(ExperimentLogTest, WaitsUntilClosedThenEndsOkAfterTheLastEvent) {
+  ExperimentLog log;
+  log.Append(Epoch(1));
+  auto waiting = log.NextMetrics(2);
+  EXPECT_EQ(waiting.event, nullptr);
+  EXPECT_FALSE(waiting.end.has_value());
+  log.Close();
+  // What is left is still read before the end.
+  EXPECT_NE(log.NextMetrics(1).event, nullptr);
+  auto end = log.NextMetrics(2);
+  ASSERT_TRUE(end.end.has_value());
+  EXPECT_TRUE(end.end->ok());
+}
+
+TEST(ExperimentLogTest, AbortEndsReadersAtOnce) {
+  ExperimentLog log;
+  log.Append(Epoch(1));
+  log.Abort(absl::UnavailableError("server shutting down"));
+  auto next = log.NextMetrics(0);
+  EXPECT_EQ(next.event, nullptr);
+  ASSERT_TRUE(next.end.has_value());
+  EXPECT_EQ(next.end->code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(log.NextGradients(0).end->code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(ExperimentLogTest, KeepsEpochsInFullAndBoundsProgressAndSnapshots) {
+  ExperimentLog log(LogRetention{/*batch_progress=*/3, /*gradient_snapshots=*/2});
+  log.Append(Snapshot(1));
+  for (int i = 1; i <= 10; ++i) {
+    log.Append(Progress(i));
+    log.Append(Snapshot(i * 10));
+    if (i % 5 == 0) log.Append(Epoch(i / 5));
+  }
+  std::vector<int> batches;
+  std::vector<int> epochs;
+  for (int64_t from = 0;;) {
+    auto next = log.NextMetrics(from);
+    if (next.event == nullptr) break;
+    if (next.event->has_batch_progress()) batches.push_back(next.event->batch_progress().batch());
+    if (next.event->has_epoch_metrics()) epochs.push_back(next.event->epoch_metrics().epoch());
+    from = next.event->sequence() + 1;
+  }
+  EXPECT_EQ(batches, (std::vector<int>{8, 9, 10}));
+  EXPECT_EQ(epochs, (std::vector<int>{1, 2}));
+  std::vector<int64_t> steps;
+  for (int64_t from = 0;;) {
+    auto next = log.NextGradients(from);
+    if (next.event == nullptr) break;
+    steps.push_back(next.event->step());
+    from = next.event->step() + 1;
+  }
+  // The step-1 snapshot and the newest two.
+  EXPECT_EQ(steps, (std::vector<int64_t>{1, 90, 100}));
+}
+
+TEST(ExperimentLogTest, ListenersRunOnEveryAppendUntilUnsubscribed) {
+  ExperimentLog log;
+  int calls = 0;
+  const int64_t handle = log.Subscribe([&calls] { ++calls; });
+  log.Append(Epoch(1));
+  log.Append(Snapshot(1));
+  log.Close();
+  EXPECT_EQ(calls, 3);
+  log.Unsubscribe(handle);
+  log.Append(Epoch(2));
+  EXPECT_EQ(calls, 3);
+}
+
+TEST(ExperimentLogTest, ConcurrentWritersGiveUniqueRisingSequences) {
+  ExperimentLog log;
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 4; ++t) {
+    writers.emplace_back([&log] {
+      for (int i = 0; i < 500; ++i) log.Append(Epoch(i));
+    });
+  }
+  for (auto& writer : writers) writer.join();
+  std::vector<int64_t> sequences = MetricsSequences(log, 0);
+  ASSERT_EQ(sequences.size(), 2000u);
+  for (size_t i = 0; i < sequences.size(); ++i)
+    EXPECT_EQ(sequences[i], static_cast<int64_t>(i + 1));
+}
+
+}  // namespace
+}  // namespace gradlab

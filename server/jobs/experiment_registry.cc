@@ -1,0 +1,508 @@
+#include "server/jobs/experiment_registry.h"
+
+#include <glog/logging.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/random/random.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/spec_proto.h"
+#include "common/version.h"
+#include "server/engine/datasets.h"
+#include "server/engine/models.h"
+#include "server/engine/trainer.h"
+
+namespace gradlab {
+namespace {
+
+constexpr int kDefaultPageSize = 50;
+constexpr int kMaxPageSize = 1000;
+constexpr size_t kMaxRequestIdLength = 200;
+constexpr int kIdLength = 8;
+
+google::protobuf::Timestamp ToTimestamp(absl::Time time) {
+  google::protobuf::Timestamp timestamp;
+  const int64_t seconds = absl::ToUnixSeconds(time);
+  timestamp.set_seconds(seconds);
+  timestamp.set_nanos(
+      static_cast<int32_t>(absl::ToInt64Nanoseconds(time - absl::FromUnixSeconds(seconds))));
+  return timestamp;
+}
+
+v1::EpochMetrics ToProto(const EpochMetrics& m) {
+  v1::EpochMetrics proto;
+  proto.set_epoch(m.epoch);
+  proto.set_train_loss(m.train_loss);
+  proto.set_train_accuracy(m.train_accuracy);
+  proto.set_test_loss(m.test_loss);
+  proto.set_test_accuracy(m.test_accuracy);
+  proto.set_best_test_accuracy(m.best_test_accuracy);
+  proto.set_learning_rate(m.learning_rate);
+  proto.set_epoch_seconds(m.epoch_seconds);
+  proto.set_images_per_second(m.images_per_second);
+  return proto;
+}
+
+v1::BatchProgress ToProto(const BatchProgress& p) {
+  v1::BatchProgress proto;
+  proto.set_epoch(p.epoch);
+  proto.set_batch(p.batch);
+  proto.set_batches(p.batches);
+  proto.set_running_loss(p.running_loss);
+  proto.set_running_accuracy(p.running_accuracy);
+  proto.set_images_per_second(p.images_per_second);
+  return proto;
+}
+
+v1::GradientSnapshot ToProto(const GradientSnapshot& s) {
+  v1::GradientSnapshot proto;
+  proto.set_step(s.step);
+  proto.set_epoch(s.epoch);
+  proto.set_batch(s.batch);
+  for (const LayerGradient& g : s.gradients) {
+    v1::LayerGradient* layer = proto.add_layers();
+    layer->set_name(g.name);
+    layer->set_grad_norm(g.grad_norm);
+    layer->set_weight_norm(g.weight_norm);
+    layer->set_ratio(g.ratio);
+  }
+  for (const LayerActivation& a : s.activations) {
+    v1::LayerActivation* activation = proto.add_activations();
+    activation->set_name(a.name);
+    activation->set_std(a.std);
+  }
+  return proto;
+}
+
+bool IsFinished(v1::ExperimentState state) {
+  return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
+}
+
+// The input each model is described at in ServerInfo: CIFAR-10's for the conv models,
+// MNIST's for the mlp (the sizes the reference table gives).
+ModelOptions DefaultModelOptions(const std::string& model) {
+  ModelOptions options;
+  options.model = model;
+  options.batch_norm = model == "resnet" || model == "mlp";
+  if (model == "mlp") {
+    options.in_channels = 1;
+    options.height = options.width = 28;
+  }
+  return options;
+}
+
+}  // namespace
+
+// One experiment. `record` and `on_cancelled` are guarded by the registry's mu_; the rest
+// is set before the job is shared and never changes (`stop` is atomic).
+struct ExperimentRegistry::Job {
+  std::string id;
+  int64_t ordinal = 0;  // creation order, for listing and page tokens
+  ExperimentSpec spec;  // resolved
+  std::shared_ptr<ExperimentLog> log;
+  std::atomic<bool> stop{false};
+  v1::Experiment record;
+  std::vector<std::function<void(absl::StatusOr<v1::Experiment>)>> on_cancelled;
+};
+
+// Turns a run's events into the API's messages, appends them to the job's log and keeps
+// the experiment's record current. Runs on the worker thread.
+class ExperimentRegistry::JobSink : public TrainingEventSink {
+ public:
+  JobSink(ExperimentRegistry& registry, Job& job) : registry_(registry), job_(job) {}
+
+  void OnBatchProgress(const BatchProgress& progress) override {
+    {
+      absl::MutexLock lock(&registry_.mu_);
+      job_.record.set_current_epoch(progress.epoch);
+    }
+    v1::MetricsEvent event = NewEvent();
+    *event.mutable_batch_progress() = ToProto(progress);
+    job_.log->Append(std::move(event));
+  }
+
+  void OnEpochMetrics(const EpochMetrics& metrics) override {
+    v1::MetricsEvent event = NewEvent();
+    *event.mutable_epoch_metrics() = ToProto(metrics);
+    {
+      absl::MutexLock lock(&registry_.mu_);
+      job_.record.set_current_epoch(metrics.epoch);
+      *job_.record.mutable_last_metrics() = event.epoch_metrics();
+      job_.record.set_best_test_accuracy(metrics.best_test_accuracy);
+      job_.log->Append(std::move(event));
+    }
+    registry_.NotifyChange(job_.id);
+  }
+
+  void OnGradientSnapshot(const GradientSnapshot& snapshot) override {
+    v1::GradientSnapshot proto = ToProto(snapshot);
+    *proto.mutable_time() = ToTimestamp(registry_.options_.clock());
+    job_.log->Append(std::move(proto));
+  }
+
+ private:
+  v1::MetricsEvent NewEvent() {
+    v1::MetricsEvent event;
+    *event.mutable_time() = ToTimestamp(registry_.options_.clock());
+    return event;
+  }
+
+  ExperimentRegistry& registry_;
+  Job& job_;
+};
+
+ExperimentRegistry::ExperimentRegistry(RegistryOptions options) : options_(std::move(options)) {
+  for (const std::string& model : ModelNames()) {
+    v1::ModelInfo info;
+    info.set_name(model);
+    const ModelOptions model_options = DefaultModelOptions(model);
+    info.set_parameter_count(CountParameters(model_options).value_or(0));
+    info.set_input_shape(absl::StrCat(model_options.in_channels, "x", model_options.height, "x",
+                                      model_options.width));
+    ExperimentSpec spec;
+    spec.model = model;
+    *info.mutable_default_spec() = SpecToProto(ResolveSpec(spec).value_or(spec));
+    model_infos_.push_back(std::move(info));
+  }
+  for (int i = 0; i < std::max(options_.workers, 1); ++i) {
+    workers_.emplace_back([this] { WorkerLoop(); });
+  }
+}
+
+ExperimentRegistry::~ExperimentRegistry() { Shutdown(); }
+
+std::string ExperimentRegistry::NewId() {
+  static constexpr char kAlphabet[] = "abcdefghijkmnpqrstuvwxyz23456789";  // no l, o, 0, 1
+  absl::BitGen random;
+  while (true) {
+    std::string id;
+    for (int i = 0; i < kIdLength; ++i) {
+      id.push_back(kAlphabet[absl::Uniform<size_t>(random, 0, sizeof(kAlphabet) - 1)]);
+    }
+    if (jobs_.find(id) == jobs_.end()) return id;
+  }
+}
+
+absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
+    const v1::StartExperimentRequest& request) {
+  if (request.request_id().size() > kMaxRequestIdLength) {
+    return absl::InvalidArgumentError(absl::StrCat("request_id: ", request.request_id().size(),
+                                                   " characters is longer than the limit of ",
+                                                   kMaxRequestIdLength));
+  }
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (auto it = request_ids_.find(request.request_id());
+        !request.request_id().empty() && it != request_ids_.end()) {
+      return Describe(**FindJob(it->second));
+    }
+  }
+  absl::StatusOr<ExperimentSpec> spec = ResolveSpec(SpecFromProto(request.spec()));
+  if (!spec.ok()) return spec.status();
+  if (spec->threads > options_.threads_per_job) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.threads: ", spec->threads, " is more than this server's threads per job (",
+        options_.threads_per_job, "); allowed: 0 to ", options_.threads_per_job));
+  }
+  if (spec->threads == 0) spec->threads = options_.threads_per_job;
+  absl::StatusOr<std::string> location = LocateDataset(
+      spec->dataset, DatasetSearchPath(spec->dataset, spec->data_dir, options_.data_dir));
+  if (!location.ok()) return location.status();
+  spec->data_dir = *location;
+
+  std::shared_ptr<Job> job;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) return absl::UnavailableError("server shutting down");
+    // A concurrent request with the same id may have won the race since the check above.
+    if (auto it = request_ids_.find(request.request_id());
+        !request.request_id().empty() && it != request_ids_.end()) {
+      return Describe(**FindJob(it->second));
+    }
+    if (static_cast<int>(queue_.size()) >= options_.max_queue) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the queue is full: ", queue_.size(),
+                       " experiments are waiting, the limit (--max_queue) is ", options_.max_queue,
+                       "; try again when some have finished"));
+    }
+    job = std::make_shared<Job>();
+    job->id = NewId();
+    job->ordinal = by_age_.empty() ? 1 : by_age_.back()->ordinal + 1;
+    job->spec = *spec;
+    job->log = std::make_shared<ExperimentLog>(options_.retention);
+    job->record.set_id(job->id);
+    job->record.set_name(spec->name);
+    *job->record.mutable_spec() = SpecToProto(*spec);
+    *job->record.mutable_created_time() = ToTimestamp(options_.clock());
+    jobs_.emplace(job->id, job);
+    by_age_.push_back(job);
+    queue_.push_back(job);
+    if (!request.request_id().empty()) request_ids_[request.request_id()] = job->id;
+    ChangeState(*job, v1::QUEUED, absl::StrCat("queued at position ", queue_.size()));
+  }
+  NotifyChange(job->id);
+  absl::ReaderMutexLock lock(&mu_);
+  return Describe(*job);
+}
+
+absl::StatusOr<std::shared_ptr<ExperimentRegistry::Job>> ExperimentRegistry::FindJob(
+    absl::string_view id) const {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) {
+    return absl::NotFoundError(absl::StrCat("no experiment with id \"", id, "\""));
+  }
+  return it->second;
+}
+
+v1::Experiment ExperimentRegistry::Describe(const Job& job) const {
+  v1::Experiment experiment = job.record;
+  if (experiment.state() == v1::QUEUED) {
+    auto it = std::find_if(queue_.begin(), queue_.end(), [&](const std::shared_ptr<Job>& queued) {
+      return queued.get() == &job;
+    });
+    if (it != queue_.end())
+      experiment.set_queue_position(static_cast<int32_t>(it - queue_.begin()) + 1);
+  }
+  return experiment;
+}
+
+absl::StatusOr<v1::Experiment> ExperimentRegistry::GetExperiment(absl::string_view id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  absl::StatusOr<std::shared_ptr<Job>> job = FindJob(id);
+  if (!job.ok()) return job.status();
+  return Describe(**job);
+}
+
+absl::StatusOr<v1::ListExperimentsResponse> ExperimentRegistry::ListExperiments(
+    const v1::ListExperimentsRequest& request) const {
+  if (request.page_size() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("page_size: ", request.page_size(),
+                                                   " is out of range [0, ", kMaxPageSize, "]"));
+  }
+  const int page_size =
+      request.page_size() == 0 ? kDefaultPageSize : std::min(request.page_size(), kMaxPageSize);
+  // The token is the ordinal of the last experiment of the previous page.
+  int64_t before = INT64_MAX;
+  if (!request.page_token().empty() &&
+      (!absl::SimpleAtoi(request.page_token(), &before) || before <= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("page_token: \"", request.page_token(),
+                                                   "\" is not a token this server gave out"));
+  }
+  v1::ListExperimentsResponse response;
+  absl::ReaderMutexLock lock(&mu_);
+  int64_t last_ordinal = 0;
+  for (auto it = by_age_.rbegin(); it != by_age_.rend(); ++it) {
+    const Job& job = **it;
+    if (job.ordinal >= before) continue;
+    if (request.state() != v1::EXPERIMENT_STATE_UNSPECIFIED &&
+        job.record.state() != request.state()) {
+      continue;
+    }
+    if (response.experiments_size() == page_size) {
+      response.set_next_page_token(absl::StrCat(last_ordinal));
+      break;
+    }
+    *response.add_experiments() = Describe(job);
+    last_ordinal = job.ordinal;
+  }
+  return response;
+}
+
+void ExperimentRegistry::CancelExperiment(
+    absl::string_view id, std::function<void(absl::StatusOr<v1::Experiment>)> done) {
+  absl::StatusOr<v1::Experiment> answer;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<std::shared_ptr<Job>> found = FindJob(id);
+    if (!found.ok()) {
+      answer = found.status();
+    } else if (Job& job = **found; IsFinished(job.record.state())) {
+      answer = absl::FailedPreconditionError(
+          absl::StrCat("experiment ", id, " has already finished (",
+                       v1::ExperimentState_Name(job.record.state()), ")"));
+    } else if (job.record.state() == v1::QUEUED) {
+      queue_.erase(std::find(queue_.begin(), queue_.end(), *found));
+      job.record.set_queue_position(0);
+      *job.record.mutable_finished_time() = ToTimestamp(options_.clock());
+      ChangeState(job, v1::CANCELLED, "cancelled by request while queued");
+      answer = Describe(job);
+    } else {
+      // Running: the worker stops at the next batch and answers when it has.
+      job.stop.store(true);
+      job.on_cancelled.push_back(std::move(done));
+      return;
+    }
+  }
+  if (answer.ok()) NotifyChange(std::string(id));
+  done(std::move(answer));
+}
+
+absl::StatusOr<std::shared_ptr<ExperimentLog>> ExperimentRegistry::EventLog(
+    absl::string_view id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  absl::StatusOr<std::shared_ptr<Job>> job = FindJob(id);
+  if (!job.ok()) return job.status();
+  return (*job)->log;
+}
+
+v1::ServerInfo ExperimentRegistry::ServerInfo() const {
+  v1::ServerInfo info;
+  info.set_version(kGradlabVersion);
+  for (const v1::ModelInfo& model : model_infos_) *info.add_models() = model;
+  for (const std::string& name : DatasetNames()) {
+    v1::DatasetInfo* dataset = info.add_datasets();
+    dataset->set_name(name);
+    absl::StatusOr<std::string> location =
+        LocateDataset(name, DatasetSearchPath(name, "", options_.data_dir));
+    dataset->set_present(location.ok());
+    dataset->set_location(location.ok()
+                              ? (location->empty() ? "generated from the seed" : *location)
+                              : std::string(location.status().message()));
+  }
+  info.set_workers(static_cast<int32_t>(workers_.size()));
+  info.set_threads_per_job(options_.threads_per_job);
+  info.set_queue_capacity(options_.max_queue);
+  absl::ReaderMutexLock lock(&mu_);
+  info.set_queue_length(static_cast<int32_t>(queue_.size()));
+  return info;
+}
+
+std::vector<v1::Experiment> ExperimentRegistry::AllExperiments() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<v1::Experiment> all;
+  for (const auto& job : by_age_) all.push_back(Describe(*job));
+  return all;
+}
+
+int64_t ExperimentRegistry::AddChangeListener(std::function<void(const std::string&)> listener) {
+  absl::MutexLock lock(&listeners_mu_);
+  const int64_t handle = next_listener_++;
+  listeners_.emplace(handle, std::move(listener));
+  return handle;
+}
+
+void ExperimentRegistry::RemoveChangeListener(int64_t handle) {
+  absl::MutexLock lock(&listeners_mu_);
+  listeners_.erase(handle);
+}
+
+void ExperimentRegistry::NotifyChange(const std::string& id) {
+  absl::MutexLock lock(&listeners_mu_);
+  for (auto& [handle, listener] : listeners_) listener(id);
+}
+
+bool ExperimentRegistry::shutting_down() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return shutting_down_;
+}
+
+void ExperimentRegistry::ChangeState(Job& job, v1::ExperimentState state,
+                                     const std::string& reason) {
+  job.record.set_state(state);
+  if (state == v1::FAILED) job.record.set_error(reason);
+  v1::MetricsEvent event;
+  *event.mutable_time() = ToTimestamp(options_.clock());
+  event.mutable_state_change()->set_state(state);
+  event.mutable_state_change()->set_reason(reason);
+  job.log->Append(std::move(event));
+  if (IsFinished(state)) job.log->Close();
+  LOG(INFO) << "experiment " << job.id << " (" << job.spec.model << " on " << job.spec.dataset
+            << "): " << v1::ExperimentState_Name(state) << ": " << reason;
+}
+
+void ExperimentRegistry::WorkerLoop() {
+  while (true) {
+    std::shared_ptr<Job> job;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](ExperimentRegistry* self) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            return self->shutting_down_ || !self->queue_.empty();
+          },
+          this));
+      if (shutting_down_) return;
+      job = queue_.front();
+      queue_.pop_front();
+      *job->record.mutable_started_time() = ToTimestamp(options_.clock());
+      ChangeState(*job, v1::RUNNING, "started");
+    }
+    NotifyChange(job->id);
+    RunJob(job);
+  }
+}
+
+void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job) {
+  DatasetRequest request;
+  request.name = job->spec.dataset;
+  request.data_dir = job->spec.data_dir;
+  request.max_train_samples = job->spec.max_train_samples;
+  request.max_test_samples = job->spec.max_test_samples;
+  request.seed = job->spec.seed;
+  absl::Status status;
+  absl::StatusOr<Dataset> dataset = LoadDataset(request);
+  if (!dataset.ok()) {
+    status = dataset.status();
+  } else {
+    TrainingControl control;
+    control.stop_requested = &job->stop;
+    control.clock = options_.clock;
+    control.progress_interval = options_.progress_interval;
+    JobSink sink(*this, *job);
+    status = Train(job->spec, *dataset, control, sink);
+  }
+
+  std::vector<std::function<void(absl::StatusOr<v1::Experiment>)>> on_cancelled;
+  v1::Experiment final_record;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_ && absl::IsCancelled(status)) {
+      // Stopped by shutdown, not by a user: the experiment keeps its state; its streams
+      // have already ended with UNAVAILABLE.
+      LOG(INFO) << "experiment " << job->id << " stopped by shutdown";
+    } else {
+      *job->record.mutable_finished_time() = ToTimestamp(options_.clock());
+      if (status.ok()) {
+        ChangeState(*job, v1::SUCCEEDED, "finished all epochs");
+      } else if (absl::IsCancelled(status)) {
+        ChangeState(*job, v1::CANCELLED, absl::StrCat("cancelled by request: ", status.message()));
+      } else {
+        ChangeState(*job, v1::FAILED, std::string(status.message()));
+      }
+    }
+    on_cancelled.swap(job->on_cancelled);
+    final_record = Describe(*job);
+  }
+  NotifyChange(job->id);
+  for (auto& done : on_cancelled) {
+    if (final_record.state() == v1::CANCELLED) {
+      done(final_record);
+    } else if (final_record.state() == v1::RUNNING) {
+      done(absl::UnavailableError("server shutting down"));
+    } else {
+      done(absl::FailedPreconditionError(absl::StrCat(
+          "experiment ", job->id, " finished (", v1::ExperimentState_Name(final_record.state()),
+          ") before it could be cancelled")));
+    }
+  }
+}
+
+void ExperimentRegistry::Shutdown() {
+  std::vector<std::shared_ptr<Job>> jobs;
+  {
+    absl::MutexLock lock(&mu_);
+    shutting_down_ = true;
+    jobs = by_age_;
+  }
+  for (const auto& job : jobs) {
+    job->stop.store(true);
+    job->log->Abort(absl::UnavailableError("server shutting down"));
+  }
+  NotifyChange("");
+  for (std::thread& worker : workers_) {
+    if (worker.joinable()) worker.join();
+  }
+}
+
+}  // namespace gradlab

@@ -1,0 +1,110 @@
+// The core of gradlabd: every experiment, the queue of those waiting, and the worker
+// threads that train them. Its methods mirror the API's RPCs in plain terms (messages
+// in, absl::Status out); it knows nothing of gRPC, so it is tested without a server.
+#ifndef GRADLAB_SERVER_JOBS_EXPERIMENT_REGISTRY_H_
+#define GRADLAB_SERVER_JOBS_EXPERIMENT_REGISTRY_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/experiment_spec.h"
+#include "gradlab/v1/experiment_service.pb.h"
+#include "server/jobs/experiment_log.h"
+
+namespace gradlab {
+
+struct RegistryOptions {
+  int workers = 1;          // trainings at once
+  int threads_per_job = 1;  // intra-op threads of each training
+  int max_queue = 100;      // queued experiments beyond those running
+  std::string data_dir;     // where datasets are looked for first (see DatasetSearchPath)
+  LogRetention retention;
+  std::function<absl::Time()> clock = [] { return absl::Now(); };
+  absl::Duration progress_interval = absl::Milliseconds(500);
+};
+
+// Thread-safe. Worker threads start in the constructor and stop in Shutdown (or the
+// destructor). Listeners run on the thread that made the change and must not block nor
+// call back into the registry's listener methods.
+class ExperimentRegistry {
+ public:
+  explicit ExperimentRegistry(RegistryOptions options);
+  ~ExperimentRegistry();
+  ExperimentRegistry(const ExperimentRegistry&) = delete;
+  ExperimentRegistry& operator=(const ExperimentRegistry&) = delete;
+
+  absl::StatusOr<v1::Experiment> StartExperiment(const v1::StartExperimentRequest& request);
+  absl::StatusOr<v1::Experiment> GetExperiment(absl::string_view id) const;
+  absl::StatusOr<v1::ListExperimentsResponse> ListExperiments(
+      const v1::ListExperimentsRequest& request) const;
+  // Calls `done` with the experiment once it is CANCELLED: at once for a queued one, when
+  // its worker has stopped for a running one (within one batch). NOT_FOUND or
+  // FAILED_PRECONDITION (already finished) at once. `done` may run on a worker thread.
+  void CancelExperiment(absl::string_view id,
+                        std::function<void(absl::StatusOr<v1::Experiment>)> done);
+  absl::StatusOr<std::shared_ptr<ExperimentLog>> EventLog(absl::string_view id) const;
+  v1::ServerInfo ServerInfo() const;
+
+  // Every experiment's current state, oldest first.
+  std::vector<v1::Experiment> AllExperiments() const;
+  // Runs `listener(id)` whenever an experiment is created, changes state or finishes an
+  // epoch, and `listener("")` when shutdown begins. Returns a handle for
+  // RemoveChangeListener, after which the listener is never running nor run again.
+  int64_t AddChangeListener(std::function<void(const std::string& id)> listener);
+  void RemoveChangeListener(int64_t handle);
+  bool shutting_down() const;
+
+  // Refuses new experiments (UNAVAILABLE), stops running trainings at the next batch,
+  // ends every stream with UNAVAILABLE ("server shutting down") and joins the workers.
+  // Queued and running experiments keep their state. Idempotent.
+  void Shutdown();
+
+ private:
+  struct Job;
+  class JobSink;
+
+  void WorkerLoop();
+  void RunJob(const std::shared_ptr<Job>& job);
+  // The experiment as the API shows it, with its queue position.
+  v1::Experiment Describe(const Job& job) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::shared_ptr<Job>> FindJob(absl::string_view id) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Sets the state, appends the StateChange event; `terminal` also closes the log.
+  void ChangeState(Job& job, v1::ExperimentState state, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NotifyChange(const std::string& id) ABSL_LOCKS_EXCLUDED(listeners_mu_);
+  std::string NewId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const RegistryOptions options_;
+  std::vector<v1::ModelInfo> model_infos_;  // computed once; models do not change
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<Job>, std::less<>> jobs_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Job>> by_age_ ABSL_GUARDED_BY(mu_);  // oldest first
+  std::deque<std::shared_ptr<Job>> queue_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> request_ids_ ABSL_GUARDED_BY(mu_);  // -> experiment id
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> workers_;
+
+  absl::Mutex listeners_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  int64_t next_listener_ ABSL_GUARDED_BY(listeners_mu_) = 1;
+  std::map<int64_t, std::function<void(const std::string&)>> listeners_
+      ABSL_GUARDED_BY(listeners_mu_);
+};
+
+}  // namespace gradlab
+
+#endif  // GRADLAB_SERVER_JOBS_EXPERIMENT_REGISTRY_H_

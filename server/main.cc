@@ -1,0 +1,118 @@
+// gradlabd: trains CNNs on CPU from a job queue and streams their learning curves and
+// per-layer gradient norms over gRPC.
+//
+// Usage:
+//   gradlabd [--listen=127.0.0.1:50051] [--workers=1] [--threads_per_job=N]
+//            [--max_queue=100] [--data_dir=data] [--max_request_bytes=262144]
+//
+// Then, e.g.: gradlab submit --model=resnet --dataset=fashion_mnist --follow
+//             grpcurl -plaintext 127.0.0.1:50051 list
+// SIGINT or SIGTERM shuts it down gracefully: health NOT_SERVING, trainings stop at the
+// next batch, open streams end with UNAVAILABLE, exit 0.
+#include <glog/logging.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "common/usable_cpus.h"
+#include "common/version.h"
+#include "server/service/server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "host:port to serve gRPC on; port 0 picks a free port (printed at start)");
+ABSL_FLAG(int, workers, 1, "trainings that run at once");
+ABSL_FLAG(int, threads_per_job, 0,
+          "intra-op threads of each training; 0: the usable CPUs divided by --workers");
+ABSL_FLAG(int, max_queue, 100,
+          "experiments that may wait in the queue; beyond it StartExperiment gives "
+          "RESOURCE_EXHAUSTED");
+ABSL_FLAG(std::string, data_dir, "data",
+          "where datasets are looked for first: cifar10 in DIR or DIR/cifar-10-batches-bin, "
+          "fashion_mnist in DIR/fashion-mnist, mnist in DIR/mnist; then the system's copies "
+          "(/usr/share/datasets/fashion-mnist)");
+ABSL_FLAG(int, max_request_bytes, 256 * 1024, "larger requests are refused");
+
+namespace {
+
+// Validates the flags into the server's options.
+absl::StatusOr<gradlab::ServerOptions> OptionsFromFlags() {
+  gradlab::ServerOptions options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
+  gradlab::RegistryOptions& registry = options.registry;
+  registry.workers = absl::GetFlag(FLAGS_workers);
+  registry.max_queue = absl::GetFlag(FLAGS_max_queue);
+  registry.data_dir = absl::GetFlag(FLAGS_data_dir);
+  const int cpus = gradlab::UsableCpus();
+  if (registry.workers < 1 || registry.workers > cpus) {
+    return absl::InvalidArgumentError(absl::StrCat("--workers: ", registry.workers,
+                                                   " is out of range [1, ", cpus,
+                                                   "] (the CPUs this process may use)"));
+  }
+  const int threads = absl::GetFlag(FLAGS_threads_per_job);
+  if (threads < 0 || threads * registry.workers > cpus) {
+    return absl::InvalidArgumentError(absl::StrCat("--threads_per_job: ", threads, " x ",
+                                                   registry.workers, " workers is more than the ",
+                                                   cpus, " CPUs this process may use"));
+  }
+  registry.threads_per_job = threads > 0 ? threads : std::max(1, cpus / registry.workers);
+  if (registry.max_queue < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_queue: ", registry.max_queue, " must be 0 or more"));
+  }
+  if (options.max_request_bytes < 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_request_bytes: ", options.max_request_bytes, " must be at least 1024"));
+  }
+  return options;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      absl::StrCat("gradlabd ", gradlab::kGradlabVersion,
+                   ": trains CNNs on CPU and streams their metrics and gradients over gRPC."));
+  absl::ParseCommandLine(argc, argv);
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+
+  absl::StatusOr<gradlab::ServerOptions> options = OptionsFromFlags();
+  if (!options.ok()) {
+    std::cerr << "gradlabd: " << options.status().message() << "\n";
+    return 2;
+  }
+  // Block the shutdown signals in every thread (threads inherit the mask), and take them
+  // on one thread of our own with sigwait.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<gradlab::GradlabServer>> server =
+      gradlab::GradlabServer::Start(*options);
+  if (!server.ok()) {
+    std::cerr << "gradlabd: " << server.status().message() << "\n";
+    return 1;
+  }
+  // Scripts read the port from this line when they pass --listen=...:0.
+  std::cout << "gradlabd listening on port " << (*server)->port() << std::endl;
+
+  std::thread signal_thread([&signals, &server] {
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    LOG(INFO) << "received " << strsignal(signal_number);
+    (*server)->Shutdown();
+  });
+  (*server)->Wait();
+  signal_thread.join();
+  LOG(INFO) << "stopped";
+  return 0;
+}

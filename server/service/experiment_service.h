@@ -1,0 +1,47 @@
+// The gRPC face of ExperimentRegistry: each unary handler validates, calls the registry
+// and converts the status in one place; each stream is a reactor holding a cursor over
+// an experiment's event log (or the registry's change feed), with one write in flight.
+#ifndef GRADLAB_SERVER_SERVICE_EXPERIMENT_SERVICE_H_
+#define GRADLAB_SERVER_SERVICE_EXPERIMENT_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "gradlab/v1/experiment_service.grpc.pb.h"
+#include "server/jobs/experiment_registry.h"
+
+namespace gradlab {
+
+// Thread-safe; the registry must outlive it.
+class ExperimentServiceImpl final : public v1::ExperimentService::CallbackService {
+ public:
+  explicit ExperimentServiceImpl(ExperimentRegistry& registry) : registry_(registry) {}
+
+  grpc::ServerUnaryReactor* StartExperiment(grpc::CallbackServerContext* context,
+                                            const v1::StartExperimentRequest* request,
+                                            v1::Experiment* response) override;
+  grpc::ServerUnaryReactor* GetExperiment(grpc::CallbackServerContext* context,
+                                          const v1::GetExperimentRequest* request,
+                                          v1::Experiment* response) override;
+  grpc::ServerUnaryReactor* ListExperiments(grpc::CallbackServerContext* context,
+                                            const v1::ListExperimentsRequest* request,
+                                            v1::ListExperimentsResponse* response) override;
+  grpc::ServerUnaryReactor* CancelExperiment(grpc::CallbackServerContext* context,
+                                             const v1::CancelExperimentRequest* request,
+                                             v1::Experiment* response) override;
+  grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
+                                          const v1::GetServerInfoRequest* request,
+                                          v1::ServerInfo* response) override;
+  grpc::ServerWriteReactor<v1::MetricsEvent>* StreamMetrics(
+      grpc::CallbackServerContext* context, const v1::StreamMetricsRequest* request) override;
+  grpc::ServerWriteReactor<v1::GradientSnapshot>* StreamGradients(
+      grpc::CallbackServerContext* context, const v1::StreamGradientsRequest* request) override;
+  grpc::ServerWriteReactor<v1::Experiment>* WatchExperiments(
+      grpc::CallbackServerContext* context, const v1::WatchExperimentsRequest* request) override;
+
+ private:
+  ExperimentRegistry& registry_;
+};
+
+}  // namespace gradlab
+
+#endif  // GRADLAB_SERVER_SERVICE_EXPERIMENT_SERVICE_H_

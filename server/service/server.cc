@@ -1,0 +1,61 @@
+#include "server/service/server.h"
+
+#include <glog/logging.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.pb.h"
+
+namespace gradlab {
+
+constexpr char kServiceName[] = "gradlab.v1.ExperimentService";
+
+absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOptions options) {
+  // The health service is gRPC's own; its messages are also compiled into this binary
+  // (from Debian's grpc-proto) so that reflection can describe grpc.health.v1.Health.
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  std::unique_ptr<GradlabServer> server(new GradlabServer());
+  server->registry_ = std::make_unique<ExperimentRegistry>(options.registry);
+  server->service_ = std::make_unique<ExperimentServiceImpl>(*server->registry_);
+
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.RegisterService(server->service_.get());
+  builder.SetMaxReceiveMessageSize(options.max_request_bytes);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    server->registry_->Shutdown();
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options.listen, " (address in use or invalid?)"));
+  }
+  server->server_->GetHealthCheckService()->SetServingStatus(kServiceName, true);
+  server->server_->GetHealthCheckService()->SetServingStatus("", true);
+  LOG(INFO) << "gradlabd listening on " << options.listen << " (port " << server->port_ << ")";
+  return server;
+}
+
+GradlabServer::~GradlabServer() {
+  Shutdown();
+  Wait();
+}
+
+void GradlabServer::Shutdown() {
+  {
+    absl::MutexLock lock(&shutdown_mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  LOG(INFO) << "shutting down";
+  server_->GetHealthCheckService()->Shutdown();
+  registry_->Shutdown();
+  // Streams have ended; unary calls in flight get a moment to finish.
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(3));
+}
+
+void GradlabServer::Wait() { server_->Wait(); }
+
+}  // namespace gradlab

@@ -1,0 +1,53 @@
+// gradlabd's gRPC server: the ExperimentService, the standard health service and server
+// reflection on one port, over an ExperimentRegistry, with a graceful shutdown.
+#ifndef GRADLAB_SERVER_SERVICE_SERVER_H_
+#define GRADLAB_SERVER_SERVICE_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "server/jobs/experiment_registry.h"
+#include "server/service/experiment_service.h"
+
+namespace gradlab {
+
+struct ServerOptions {
+  // host:port; port 0 picks a free one (see GradlabServer::port).
+  std::string listen = "127.0.0.1:50051";
+  // Larger requests are refused with RESOURCE_EXHAUSTED.
+  int max_request_bytes = 256 * 1024;
+  RegistryOptions registry;
+};
+
+// Start() builds and starts everything; Shutdown() may be called from any thread (a
+// signal thread), once or more; Wait() returns after it.
+class GradlabServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<GradlabServer>> Start(ServerOptions options);
+  ~GradlabServer();
+
+  int port() const { return port_; }
+  ExperimentRegistry& registry() { return *registry_; }
+
+  // Health turns NOT_SERVING, new experiments are refused, running trainings stop at
+  // their next batch, open streams end with UNAVAILABLE, and the server stops.
+  void Shutdown();
+  void Wait();
+
+ private:
+  GradlabServer() = default;
+
+  std::unique_ptr<ExperimentRegistry> registry_;
+  std::unique_ptr<ExperimentServiceImpl> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  absl::Mutex shutdown_mu_;
+  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+};
+
+}  // namespace gradlab
+
+#endif  // GRADLAB_SERVER_SERVICE_SERVER_H_
