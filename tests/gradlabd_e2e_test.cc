@@ -1,0 +1,98 @@
+// End to end: the real gradlabd binary on a free port, driven over a real channel.
+#include <signal.h>
+
+#include <grpcpp/grpcpp.h>
+
+#include "gradlab/v1/experiment_service.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "tests/testing/child_process.h"
+
+namespace gradlab {
+namespace {
+
+class GradlabdTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<ChildProcess> server =
+        ChildProcess::Start({GRADLABD_PATH, "--listen=127.0.0.1:0", "--threads_per_job=1"});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_.emplace(*std::move(server));
+    absl::StatusOr<std::string> line =
+        server_->ReadLineContaining("listening on port", absl::Seconds(60));
+    ASSERT_TRUE(line.ok()) << line.status();
+    port_ = line->substr(line->rfind(' ') + 1);
+    stub_ = v1::ExperimentService::NewStub(
+        grpc::CreateChannel("127.0.0.1:" + port_, grpc::InsecureChannelCredentials()));
+  }
+
+  v1::Experiment Start(int epochs, const std::string& model = "mlp") {
+    v1::StartExperimentRequest request;
+    request.mutable_spec()->set_model(model);
+    request.mutable_spec()->set_dataset("synthetic");
+    request.mutable_spec()->set_epochs(epochs);
+    request.mutable_spec()->set_max_train_samples(256);
+    request.mutable_spec()->set_max_test_samples(64);
+    grpc::ClientContext context;
+    v1::Experiment experiment;
+    grpc::Status status = stub_->StartExperiment(&context, request, &experiment);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return experiment;
+  }
+
+  std::optional<ChildProcess> server_;
+  std::string port_;
+  std::unique_ptr<v1::ExperimentService::Stub> stub_;
+};
+
+TEST_F(GradlabdTest, SubmitStreamToTheEndThenSigtermExitsZero) {
+  v1::Experiment experiment = Start(2);
+  grpc::ClientContext context;
+  v1::StreamMetricsRequest request;
+  request.set_id(experiment.id());
+  auto stream = stub_->StreamMetrics(&context, request);
+  v1::MetricsEvent event;
+  int epochs = 0;
+  v1::ExperimentState last_state = v1::EXPERIMENT_STATE_UNSPECIFIED;
+  while (stream->Read(&event)) {
+    epochs += event.has_epoch_metrics();
+    if (event.has_state_change()) last_state = event.state_change().state();
+  }
+  ASSERT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(epochs, 2);
+  EXPECT_EQ(last_state, v1::SUCCEEDED);
+
+  server_->Signal(SIGTERM);
+  EXPECT_EQ(server_->Wait(absl::Seconds(10)), 0);
+}
+
+TEST_F(GradlabdTest, SigtermDuringTrainingEndsStreamsAndExitsZeroWithinTenSeconds) {
+  v1::Experiment experiment = Start(1000, "resnet");
+  grpc::ClientContext context;
+  v1::StreamMetricsRequest request;
+  request.set_id(experiment.id());
+  auto stream = stub_->StreamMetrics(&context, request);
+  v1::MetricsEvent event;
+  // Wait until it runs.
+  while (stream->Read(&event) &&
+         !(event.has_state_change() && event.state_change().state() == v1::RUNNING)) {
+  }
+  const absl::Time start = absl::Now();
+  server_->Signal(SIGTERM);
+  while (stream->Read(&event)) {
+  }
+  grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(status.error_message(), "server shutting down");
+  EXPECT_EQ(server_->Wait(absl::Seconds(10)), 0);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+}
+
+TEST(GradlabdFlagsTest, BadFlagsAreRefusedWithAClearMessage) {
+  CommandResult help = RunCommand({GRADLABD_PATH, "--helpfull"});
+  EXPECT_NE(help.out.find("--threads_per_job"), std::string::npos);
+  CommandResult bad = RunCommand({GRADLABD_PATH, "--workers=0"});
+  EXPECT_EQ(bad.exit_code, 2);
+}
+
+}  // namespace
+}  // namespace gradlab

@@ -1,0 +1,144 @@
+#include "tests/testing/child_process.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+extern char** environ;
+
+namespace gradlab {
+
+absl::StatusOr<ChildProcess> ChildProcess::Start(const std::vector<std::string>& argv,
+                                                 const std::vector<std::string>& env) {
+  int pipe_fds[2];
+  if (pipe(pipe_fds) != 0) return absl::InternalError(std::strerror(errno));
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
+  posix_spawn_file_actions_addclose(&actions, pipe_fds[1]);
+
+  std::vector<char*> args;
+  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  std::vector<std::string> environment;
+  for (char** e = environ; *e != nullptr; ++e) environment.emplace_back(*e);
+  environment.insert(environment.end(), env.begin(), env.end());
+  std::vector<char*> envp;
+  for (std::string& e : environment) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  pid_t pid = -1;
+  const int error =
+      posix_spawn(&pid, argv[0].c_str(), &actions, nullptr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  close(pipe_fds[1]);
+  if (error != 0) {
+    close(pipe_fds[0]);
+    return absl::InternalError(absl::StrCat("cannot start ", argv[0], ": ", std::strerror(error)));
+  }
+  return ChildProcess(pid, pipe_fds[0]);
+}
+
+ChildProcess::ChildProcess(ChildProcess&& other) noexcept
+    : pid_(other.pid_),
+      stdout_fd_(other.stdout_fd_),
+      buffer_(std::move(other.buffer_)),
+      stdout_closed_(other.stdout_closed_),
+      exit_code_(other.exit_code_) {
+  other.pid_ = -1;
+  other.stdout_fd_ = -1;
+}
+
+ChildProcess::~ChildProcess() {
+  if (pid_ > 0 && !exit_code_.has_value()) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  if (stdout_fd_ >= 0) close(stdout_fd_);
+}
+
+bool ChildProcess::FillBuffer(absl::Time deadline) {
+  if (stdout_closed_) return false;
+  pollfd fd{stdout_fd_, POLLIN, 0};
+  const int64_t wait_ms = std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now()));
+  if (poll(&fd, 1, static_cast<int>(wait_ms)) <= 0) return false;
+  char chunk[4096];
+  const ssize_t n = read(stdout_fd_, chunk, sizeof(chunk));
+  if (n <= 0) {
+    stdout_closed_ = true;
+    return false;
+  }
+  buffer_.append(chunk, n);
+  return true;
+}
+
+absl::StatusOr<std::string> ChildProcess::ReadLine(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    const size_t newline = buffer_.find('\n');
+    if (newline != std::string::npos) {
+      std::string line = buffer_.substr(0, newline);
+      buffer_.erase(0, newline + 1);
+      return line;
+    }
+    if (!FillBuffer(deadline)) {
+      if (stdout_closed_) return absl::OutOfRangeError("end of output");
+      if (absl::Now() >= deadline) return absl::DeadlineExceededError("no line in time");
+    }
+  }
+}
+
+absl::StatusOr<std::string> ChildProcess::ReadLineContaining(const std::string& text,
+                                                             absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    absl::StatusOr<std::string> line = ReadLine(deadline - absl::Now());
+    if (!line.ok() || line->find(text) != std::string::npos) return line;
+  }
+}
+
+std::string ChildProcess::ReadAll(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline && !stdout_closed_) FillBuffer(deadline);
+  return std::exchange(buffer_, "");
+}
+
+void ChildProcess::Signal(int signal_number) {
+  if (pid_ > 0 && !exit_code_.has_value()) kill(pid_, signal_number);
+}
+
+std::optional<int> ChildProcess::Wait(absl::Duration timeout) {
+  if (exit_code_.has_value()) return exit_code_;
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    int status = 0;
+    const pid_t done = waitpid(pid_, &status, WNOHANG);
+    if (done == pid_) {
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return exit_code_;
+    }
+    if (absl::Now() >= deadline) return std::nullopt;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                         absl::Duration timeout) {
+  CommandResult result;
+  absl::StatusOr<ChildProcess> child = ChildProcess::Start(argv, env);
+  if (!child.ok()) return result;
+  result.out = child->ReadAll(timeout);
+  result.exit_code = child->Wait(absl::Seconds(10)).value_or(-1);
+  return result;
+}
+
+}  // namespace gradlab

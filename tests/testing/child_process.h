@@ -1,0 +1,63 @@
+// Runs a real binary of ours (gradlabd, gradlab) as a child process for end-to-end
+// tests: its stdout is read line by line with a deadline, its stderr is collected, it
+// can be signalled, and its exit is awaited with a deadline.
+#ifndef GRADLAB_TESTS_TESTING_CHILD_PROCESS_H_
+#define GRADLAB_TESTS_TESTING_CHILD_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace gradlab {
+
+class ChildProcess {
+ public:
+  // Starts `argv[0]` with `argv`, and `env` added to this process's environment.
+  static absl::StatusOr<ChildProcess> Start(const std::vector<std::string>& argv,
+                                            const std::vector<std::string>& env = {});
+  ChildProcess(ChildProcess&& other) noexcept;
+  ChildProcess& operator=(ChildProcess&&) = delete;
+  // Kills the child if it is still running.
+  ~ChildProcess();
+
+  // The next whole line of stdout (without its newline); DEADLINE_EXCEEDED or
+  // OUT_OF_RANGE (end of output).
+  absl::StatusOr<std::string> ReadLine(absl::Duration timeout);
+  // Reads stdout lines until one contains `text`; returns that line.
+  absl::StatusOr<std::string> ReadLineContaining(const std::string& text, absl::Duration timeout);
+  // Everything left on stdout, until the child closes it.
+  std::string ReadAll(absl::Duration timeout);
+
+  void Signal(int signal_number);
+  // The exit code (128 + signal when killed by one), or nullopt if it did not exit in time.
+  std::optional<int> Wait(absl::Duration timeout);
+  pid_t pid() const { return pid_; }
+
+ private:
+  ChildProcess(pid_t pid, int stdout_fd) : pid_(pid), stdout_fd_(stdout_fd) {}
+  bool FillBuffer(absl::Time deadline);
+
+  pid_t pid_ = -1;
+  int stdout_fd_ = -1;
+  std::string buffer_;
+  bool stdout_closed_ = false;
+  std::optional<int> exit_code_;
+};
+
+// Runs a command to completion and returns its exit code and stdout.
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+};
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         const std::vector<std::string>& env = {},
+                         absl::Duration timeout = absl::Seconds(120));
+
+}  // namespace gradlab
+
+#endif  // GRADLAB_TESTS_TESTING_CHILD_PROCESS_H_
