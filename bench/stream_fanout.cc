@@ -1,0 +1,171 @@
+// stream_fanout: how many subscribers one running experiment can feed. Starts gradlabd's
+// server in this process on a free port, runs the same training with 0, 10, 100 and 500
+// subscribers that read every metrics and gradient event, and prints training images/s
+// and event delivery latency (server timestamp to client receipt; one clock).
+//
+//   build/bench/stream_fanout [--subscribers=0,10,100,500] [--epochs=3]
+#include <algorithm>
+#include <cstdio>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "gradlab/v1/experiment_service.grpc.pb.h"
+#include "server/service/server.h"
+
+ABSL_FLAG(std::string, subscribers, "0,10,100,500", "subscriber counts to measure");
+ABSL_FLAG(int, epochs, 3, "epochs of the measured training");
+ABSL_FLAG(int, channels, 10, "client channels the subscribers share");
+
+namespace gradlab {
+namespace {
+
+absl::Time FromTimestamp(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+// Collects delivery latencies from every subscriber.
+class LatencyLog {
+ public:
+  void Add(absl::Duration latency) {
+    absl::MutexLock lock(&mu_);
+    millis_.push_back(absl::ToDoubleMilliseconds(latency));
+  }
+  double Percentile(double p) {
+    absl::MutexLock lock(&mu_);
+    if (millis_.empty()) return 0;
+    std::sort(millis_.begin(), millis_.end());
+    return millis_[std::min(millis_.size() - 1, static_cast<size_t>(p * millis_.size()))];
+  }
+  size_t count() {
+    absl::MutexLock lock(&mu_);
+    return millis_.size();
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<double> millis_ ABSL_GUARDED_BY(mu_);
+};
+
+// A callback-API client stream that reads every event and records its latency.
+template <typename Event>
+class Subscriber : public grpc::ClientReadReactor<Event> {
+ public:
+  Subscriber(LatencyLog& latencies, absl::Notification& done) : latencies_(latencies), done_(done) {}
+  void Begin() {
+    this->StartRead(&event_);
+    this->StartCall();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    latencies_.Add(absl::Now() - FromTimestamp(event_.time()));
+    this->StartRead(&event_);
+  }
+  void OnDone(const grpc::Status&) override { done_.Notify(); }
+  grpc::ClientContext context;
+
+ private:
+  LatencyLog& latencies_;
+  absl::Notification& done_;
+  Event event_;
+};
+
+struct Result {
+  int subscribers;
+  double images_per_second;
+  double p50_ms, p99_ms;
+  size_t events;
+};
+
+Result Measure(int subscribers, int epochs, int channel_count) {
+  ServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.registry.threads_per_job = 2;
+  absl::StatusOr<std::unique_ptr<GradlabServer>> server = GradlabServer::Start(options);
+  if (!server.ok()) std::abort();
+  std::vector<std::unique_ptr<v1::ExperimentService::Stub>> stubs;
+  for (int c = 0; c < channel_count; ++c) {
+    grpc::ChannelArguments args;
+    args.SetInt("grpc.channel_id", c);  // a separate connection per channel
+    stubs.push_back(v1::ExperimentService::NewStub(grpc::CreateCustomChannel(
+        "127.0.0.1:" + std::to_string((*server)->port()), grpc::InsecureChannelCredentials(),
+        args)));
+  }
+  v1::StartExperimentRequest request;
+  v1::ExperimentSpec* spec = request.mutable_spec();
+  spec->set_model("simple_cnn");
+  spec->set_dataset("synthetic");
+  spec->set_epochs(epochs);
+  spec->set_max_train_samples(8192);
+  spec->set_max_test_samples(512);
+  spec->set_gradient_every_n_steps(10);
+  grpc::ClientContext start_context;
+  v1::Experiment experiment;
+  if (!stubs[0]->StartExperiment(&start_context, request, &experiment).ok()) std::abort();
+
+  LatencyLog latencies;
+  std::vector<std::unique_ptr<absl::Notification>> done;
+  std::vector<std::unique_ptr<Subscriber<v1::MetricsEvent>>> metrics;
+  std::vector<std::unique_ptr<Subscriber<v1::GradientSnapshot>>> gradients;
+  v1::StreamMetricsRequest metrics_request;
+  metrics_request.set_id(experiment.id());
+  v1::StreamGradientsRequest gradients_request;
+  gradients_request.set_id(experiment.id());
+  for (int i = 0; i < subscribers; ++i) {
+    auto& stub = stubs[i % stubs.size()];
+    done.push_back(std::make_unique<absl::Notification>());
+    metrics.push_back(std::make_unique<Subscriber<v1::MetricsEvent>>(latencies, *done.back()));
+    stub->async()->StreamMetrics(&metrics.back()->context, &metrics_request, metrics.back().get());
+    metrics.back()->Begin();
+    done.push_back(std::make_unique<absl::Notification>());
+    gradients.push_back(
+        std::make_unique<Subscriber<v1::GradientSnapshot>>(latencies, *done.back()));
+    stub->async()->StreamGradients(&gradients.back()->context, &gradients_request,
+                                   gradients.back().get());
+    gradients.back()->Begin();
+  }
+
+  // Follow the run to its end on a plain stream of our own and average its epochs.
+  grpc::ClientContext context;
+  auto stream = stubs[0]->StreamMetrics(&context, metrics_request);
+  v1::MetricsEvent event;
+  double images_per_second = 0;
+  while (stream->Read(&event)) {
+    if (event.has_epoch_metrics()) images_per_second += event.epoch_metrics().images_per_second();
+  }
+  stream->Finish();
+  for (auto& d : done) d->WaitForNotification();
+  (*server)->Shutdown();
+  return Result{subscribers, images_per_second / epochs, latencies.Percentile(0.5),
+                latencies.Percentile(0.99), latencies.count()};
+}
+
+}  // namespace
+}  // namespace gradlab
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  std::printf("| subscribers | images/s | vs 0 | events delivered | p50 latency ms | p99 latency ms |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|\n");
+  double baseline = 0;
+  for (absl::string_view count_text : absl::StrSplit(absl::GetFlag(FLAGS_subscribers), ',')) {
+    int count = 0;
+    if (!absl::SimpleAtoi(count_text, &count)) return 2;
+    gradlab::Result r =
+        gradlab::Measure(count, absl::GetFlag(FLAGS_epochs), absl::GetFlag(FLAGS_channels));
+    if (count == 0) baseline = r.images_per_second;
+    std::printf("| %d | %.1f | %s | %zu | %.2f | %.2f |\n", r.subscribers, r.images_per_second,
+                baseline > 0 ? absl::StrFormat("%+.1f%%", 100 * (r.images_per_second / baseline - 1)).c_str() : "-",
+                r.events, r.p50_ms, r.p99_ms);
+    std::fflush(stdout);
+  }
+  return 0;
+}

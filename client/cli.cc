@@ -1,0 +1,388 @@
+#include "client/cli.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <map>
+#include <ostream>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "client/format.h"
+
+namespace gradlab {
+namespace {
+
+bool IsFinished(v1::ExperimentState state) {
+  return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
+}
+
+// Clears the progress line drawn on a terminal.
+constexpr char kClearLine[] = "\r\033[K";
+
+}  // namespace
+
+Cli::Cli(CliOptions options, std::ostream& out, std::ostream& err)
+    : options_(std::move(options)),
+      out_(out),
+      err_(err),
+      channel_(grpc::CreateChannel(options_.server, grpc::InsecureChannelCredentials())),
+      stub_(v1::ExperimentService::NewStub(channel_)),
+      health_(grpc::health::v1::Health::NewStub(channel_)) {}
+
+std::unique_ptr<grpc::ClientContext> Cli::UnaryContext() const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+  return context;
+}
+
+int Cli::Fail(const grpc::Status& status) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      err_ << "gradlab: cannot reach gradlabd at " << options_.server << " (is it running?)";
+      if (!status.error_message().empty()) err_ << ": " << status.error_message();
+      err_ << "\n";
+      return kExitUnreachable;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::ALREADY_EXISTS:
+    case grpc::StatusCode::OUT_OF_RANGE:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::UNAUTHENTICATED:
+      err_ << "gradlab: " << status.error_message() << "\n";
+      return kExitRefused;
+    default:
+      err_ << "gradlab: error " << status.error_code() << ": " << status.error_message() << "\n";
+      return kExitError;
+  }
+}
+
+void Cli::PrintJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions json;
+  json.always_print_primitive_fields = true;
+  std::string text;
+  (void)google::protobuf::util::MessageToJsonString(message, &text, json);
+  out_ << text << "\n";
+}
+
+grpc::Status Cli::GetExperiment(const std::string& id, v1::Experiment* experiment) {
+  v1::GetExperimentRequest request;
+  request.set_id(id);
+  return stub_->GetExperiment(UnaryContext().get(), request, experiment);
+}
+
+int Cli::Submit(const v1::StartExperimentRequest& request, bool follow) {
+  v1::Experiment experiment;
+  grpc::Status status = stub_->StartExperiment(UnaryContext().get(), request, &experiment);
+  if (!status.ok()) return Fail(status);
+  if (options_.json) {
+    PrintJson(experiment);
+  } else if (follow) {
+    out_ << "submitted " << experiment.id() << " (" << experiment.spec().model() << " on "
+         << experiment.spec().dataset() << ")\n";
+  } else {
+    out_ << experiment.id() << "\n";
+  }
+  out_.flush();
+  return follow ? Watch(experiment.id()) : kExitOk;
+}
+
+int Cli::List(v1::ExperimentState state, int limit) {
+  std::vector<v1::Experiment> experiments;
+  v1::ListExperimentsRequest request;
+  request.set_state(state);
+  do {
+    request.set_page_size(std::min(limit - static_cast<int>(experiments.size()), 1000));
+    v1::ListExperimentsResponse response;
+    grpc::Status status = stub_->ListExperiments(UnaryContext().get(), request, &response);
+    if (!status.ok()) return Fail(status);
+    experiments.insert(experiments.end(), response.experiments().begin(),
+                       response.experiments().end());
+    request.set_page_token(response.next_page_token());
+  } while (!request.page_token().empty() && static_cast<int>(experiments.size()) < limit);
+  if (options_.json) {
+    for (const v1::Experiment& e : experiments) PrintJson(e);
+  } else {
+    out_ << ExperimentTable(experiments);
+  }
+  return kExitOk;
+}
+
+int Cli::Get(const std::string& id) {
+  v1::Experiment experiment;
+  grpc::Status status = GetExperiment(id, &experiment);
+  if (!status.ok()) return Fail(status);
+  if (options_.json) {
+    PrintJson(experiment);
+  } else {
+    out_ << ExperimentDetails(experiment);
+  }
+  return kExitOk;
+}
+
+int Cli::Cancel(const std::string& id) {
+  v1::CancelExperimentRequest request;
+  request.set_id(id);
+  v1::Experiment experiment;
+  // A running experiment answers once it has stopped, within one batch.
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout + absl::Seconds(60)));
+  grpc::Status status = stub_->CancelExperiment(context.get(), request, &experiment);
+  if (!status.ok()) return Fail(status);
+  if (options_.json) {
+    PrintJson(experiment);
+  } else {
+    out_ << experiment.id() << " " << v1::ExperimentState_Name(experiment.state()) << "\n";
+  }
+  return kExitOk;
+}
+
+grpc::Status Cli::FollowMetrics(const std::string& id,
+                                const std::function<void(const v1::MetricsEvent&)>& on_event) {
+  int64_t next_sequence = 0;
+  absl::Time last_contact = absl::Now();
+  absl::Duration backoff = absl::Milliseconds(250);
+  while (true) {
+    grpc::ClientContext context;
+    v1::StreamMetricsRequest request;
+    request.set_id(id);
+    request.set_from_sequence(next_sequence);
+    auto reader = stub_->StreamMetrics(&context, request);
+    v1::MetricsEvent event;
+    while (reader->Read(&event)) {
+      next_sequence = event.sequence() + 1;
+      last_contact = absl::Now();
+      backoff = absl::Milliseconds(250);
+      on_event(event);
+    }
+    grpc::Status status = reader->Finish();
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE ||
+        absl::Now() - last_contact > options_.reconnect_timeout) {
+      return status;
+    }
+    // The connection dropped or the server restarts: resume where we were.
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(5));
+  }
+}
+
+int Cli::Watch(const std::string& id) {
+  v1::Experiment experiment;
+  grpc::Status status = GetExperiment(id, &experiment);
+  if (!status.ok()) return Fail(status);
+  const int batch_size = experiment.spec().batch_size();
+  bool progress_drawn = false;
+  status = FollowMetrics(id, [&](const v1::MetricsEvent& event) {
+    if (options_.json) {
+      PrintJson(event);
+      out_.flush();
+      return;
+    }
+    if (event.has_batch_progress()) {
+      if (options_.interactive) {
+        out_ << kClearLine << ProgressLine(event.batch_progress(), batch_size) << std::flush;
+        progress_drawn = true;
+      }
+      return;
+    }
+    if (progress_drawn) {
+      out_ << kClearLine;
+      progress_drawn = false;
+    }
+    if (event.has_epoch_metrics()) {
+      out_ << EpochLine(event.epoch_metrics()) << std::endl;
+    } else if (options_.interactive && !IsFinished(event.state_change().state())) {
+      out_ << v1::ExperimentState_Name(event.state_change().state()) << ": "
+           << event.state_change().reason() << std::endl;
+    }
+  });
+  if (progress_drawn) out_ << kClearLine;
+  if (!status.ok()) return Fail(status);
+  status = GetExperiment(id, &experiment);
+  if (!status.ok()) return Fail(status);
+  // With --json the stream's own terminal StateChange event has said how it ended.
+  if (!options_.json) out_ << FinalStateLine(experiment) << "\n";
+  return experiment.state() == v1::SUCCEEDED ? kExitOk : kExitRunNotSucceeded;
+}
+
+int Cli::Grads(const std::string& id, std::optional<int64_t> step, const std::string& layers,
+               bool follow) {
+  auto print = [&](const v1::GradientSnapshot& snapshot) {
+    if (options_.json) {
+      PrintJson(snapshot);
+    } else {
+      out_ << GradientTable(snapshot) << "\n";
+    }
+    out_.flush();
+  };
+  auto open = [&](grpc::ClientContext& context, int64_t from_step, bool follow_stream) {
+    v1::StreamGradientsRequest request;
+    request.set_id(id);
+    request.set_from_step(from_step);
+    request.set_layers(layers);
+    request.set_follow(follow_stream);
+    return stub_->StreamGradients(&context, request);
+  };
+
+  int64_t next_step = 0;
+  v1::GradientSnapshot snapshot;
+  if (step.has_value()) {
+    // The first snapshot at or after the step, waiting for it if the run has not got there.
+    grpc::ClientContext context;
+    auto reader = open(context, *step, /*follow_stream=*/true);
+    const bool found = reader->Read(&snapshot);
+    context.TryCancel();
+    grpc::Status status = reader->Finish();
+    if (!found) {
+      if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) return Fail(status);
+      err_ << "gradlab: experiment " << id << " has no gradient snapshot at or after step "
+           << *step << "\n";
+      return kExitRefused;
+    }
+    print(snapshot);
+    next_step = snapshot.step() + 1;
+  } else {
+    // The latest snapshot so far.
+    grpc::ClientContext context;
+    auto reader = open(context, 0, /*follow_stream=*/false);
+    bool found = false;
+    v1::GradientSnapshot latest;
+    while (reader->Read(&latest)) {
+      snapshot = latest;
+      found = true;
+    }
+    grpc::Status status = reader->Finish();
+    if (!status.ok()) return Fail(status);
+    if (found) {
+      print(snapshot);
+      next_step = snapshot.step() + 1;
+    } else if (!follow) {
+      err_ << "gradlab: experiment " << id << " has no gradient snapshot yet\n";
+      return kExitRefused;
+    }
+  }
+  if (!follow) return kExitOk;
+  grpc::ClientContext context;
+  auto reader = open(context, next_step, /*follow_stream=*/true);
+  while (reader->Read(&snapshot)) print(snapshot);
+  grpc::Status status = reader->Finish();
+  return status.ok() ? kExitOk : Fail(status);
+}
+
+int Cli::Compare(const std::vector<std::string>& models, const v1::StartExperimentRequest& base,
+                 const std::vector<std::string>& ids) {
+  std::vector<std::string> experiment_ids = ids;
+  if (experiment_ids.empty()) {
+    for (const std::string& model : models) {
+      v1::StartExperimentRequest request = base;
+      request.mutable_spec()->set_model(model);
+      if (request.spec().name().empty()) request.mutable_spec()->set_name("compare " + model);
+      if (!base.request_id().empty()) request.set_request_id(base.request_id() + "-" + model);
+      v1::Experiment experiment;
+      grpc::Status status = stub_->StartExperiment(UnaryContext().get(), request, &experiment);
+      if (!status.ok()) return Fail(status);
+      experiment_ids.push_back(experiment.id());
+      if (!options_.json) out_ << "submitted " << model << " as " << experiment.id() << "\n";
+    }
+    out_.flush();
+  }
+
+  // Live progress from the server's change feed until every experiment has finished.
+  std::map<std::string, v1::Experiment> latest;
+  std::set<std::string> wanted(experiment_ids.begin(), experiment_ids.end());
+  std::map<std::string, int> epochs_shown;
+  {
+    grpc::ClientContext context;
+    auto watch = stub_->WatchExperiments(&context, {});
+    v1::Experiment update;
+    size_t finished = 0;
+    while (finished < wanted.size() && watch->Read(&update)) {
+      if (wanted.count(update.id()) == 0) continue;
+      latest[update.id()] = update;
+      if (!options_.json && update.last_metrics().epoch() > epochs_shown[update.id()]) {
+        epochs_shown[update.id()] = update.last_metrics().epoch();
+        out_ << absl::StrFormat("%-10s %s", update.spec().model(),
+                                EpochLine(update.last_metrics()))
+             << std::endl;
+      }
+      finished = std::count_if(latest.begin(), latest.end(),
+                               [](const auto& item) { return IsFinished(item.second.state()); });
+    }
+    context.TryCancel();
+    grpc::Status status = watch->Finish();
+    if (finished < wanted.size()) return Fail(status);
+  }
+
+  std::vector<ComparisonRow> rows;
+  bool all_succeeded = true;
+  for (const std::string& id : experiment_ids) {
+    ComparisonRow row;
+    row.experiment = latest[id];
+    all_succeeded = all_succeeded && row.experiment.state() == v1::SUCCEEDED;
+    int epochs = 0;
+    grpc::Status status = FollowMetrics(id, [&](const v1::MetricsEvent& event) {
+      if (!event.has_epoch_metrics()) return;
+      const v1::EpochMetrics& m = event.epoch_metrics();
+      row.final_train_loss = m.train_loss();
+      row.final_test_accuracy = m.test_accuracy();
+      row.seconds += m.epoch_seconds();
+      row.images_per_second += m.images_per_second();
+      ++epochs;
+    });
+    if (!status.ok()) return Fail(status);
+    if (epochs > 0) row.images_per_second /= epochs;
+    grpc::ClientContext context;
+    v1::StreamGradientsRequest request;
+    request.set_id(id);
+    request.set_follow(false);
+    auto reader = stub_->StreamGradients(&context, request);
+    v1::GradientSnapshot first;
+    if (reader->Read(&first) && first.step() == 1) {
+      row.first_to_last_grad_ratio = FirstToLastGradRatio(first);
+    }
+    context.TryCancel();
+    reader->Finish();
+    rows.push_back(std::move(row));
+  }
+  if (options_.json) {
+    for (const ComparisonRow& row : rows) PrintJson(row.experiment);
+  } else {
+    out_ << "\n" << ComparisonTable(rows);
+  }
+  return all_succeeded ? kExitOk : kExitRunNotSucceeded;
+}
+
+int Cli::Info() {
+  v1::ServerInfo info;
+  grpc::Status status = stub_->GetServerInfo(UnaryContext().get(), {}, &info);
+  if (!status.ok()) return Fail(status);
+  if (options_.json) {
+    PrintJson(info);
+  } else {
+    out_ << ServerInfoText(info);
+  }
+  return kExitOk;
+}
+
+int Cli::Health() {
+  grpc::health::v1::HealthCheckRequest request;
+  grpc::health::v1::HealthCheckResponse response;
+  grpc::Status status = health_->Check(UnaryContext().get(), request, &response);
+  if (!status.ok()) return Fail(status);
+  if (options_.json) {
+    PrintJson(response);
+  } else {
+    out_ << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status()) << "\n";
+  }
+  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING
+             ? kExitOk
+             : kExitRunNotSucceeded;
+}
+
+}  // namespace gradlab

@@ -1,0 +1,79 @@
+// The commands of the `gradlab` CLI, over a gRPC channel to gradlabd. Each returns the
+// process's exit code (see ExitCode) and writes to the streams it is given, so that the
+// real binary's behaviour is also what the tests drive.
+#ifndef GRADLAB_CLIENT_CLI_H_
+#define GRADLAB_CLIENT_CLI_H_
+
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/time/time.h"
+#include "gradlab/v1/experiment_service.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace gradlab {
+
+// Documented in `gradlab --help`.
+enum ExitCode {
+  kExitOk = 0,
+  kExitRunNotSucceeded = 1,  // the experiment ended FAILED or CANCELLED; server not serving
+  kExitUsage = 2,            // bad command, flag or argument
+  kExitRefused = 3,          // the server refused the request (invalid spec, unknown id, ...)
+  kExitUnreachable = 4,      // cannot reach gradlabd
+  kExitError = 5,            // any other error
+};
+
+struct CliOptions {
+  std::string server = "127.0.0.1:50051";
+  bool json = false;  // one protobuf-JSON object per line
+  absl::Duration timeout = absl::Seconds(10);  // for unary calls
+  // How long watch keeps trying to reconnect a dropped stream.
+  absl::Duration reconnect_timeout = absl::Seconds(60);
+  bool interactive = false;  // stdout is a terminal: draw progress bars
+};
+
+class Cli {
+ public:
+  Cli(CliOptions options, std::ostream& out, std::ostream& err);
+
+  int Submit(const v1::StartExperimentRequest& request, bool follow);
+  int List(v1::ExperimentState state, int limit);
+  int Get(const std::string& id);
+  int Cancel(const std::string& id);
+  int Watch(const std::string& id);
+  // `step`: the first snapshot at or after it; otherwise the latest one.
+  int Grads(const std::string& id, std::optional<int64_t> step, const std::string& layers,
+            bool follow);
+  // Submits `base` once per model (or follows `ids`), shows their progress, then the table.
+  int Compare(const std::vector<std::string>& models, const v1::StartExperimentRequest& base,
+              const std::vector<std::string>& ids);
+  int Info();
+  int Health();
+
+ private:
+  std::unique_ptr<grpc::ClientContext> UnaryContext() const;
+  // Prints what went wrong as a sentence and returns its exit code.
+  int Fail(const grpc::Status& status);
+  void PrintJson(const google::protobuf::Message& message);
+  // Streams an experiment's metrics to the end, reconnecting from the last sequence seen.
+  // `on_event` sees each event once. Returns the stream's final status.
+  grpc::Status FollowMetrics(const std::string& id,
+                             const std::function<void(const v1::MetricsEvent&)>& on_event);
+  grpc::Status GetExperiment(const std::string& id, v1::Experiment* experiment);
+
+  const CliOptions options_;
+  std::ostream& out_;
+  std::ostream& err_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::ExperimentService::Stub> stub_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+};
+
+}  // namespace gradlab
+
+#endif  // GRADLAB_CLIENT_CLI_H_

@@ -1,0 +1,58 @@
+// How the CLI shows things: the reference's epoch line, the progress bar, and the tables
+// of experiments, gradients and model comparisons. Pure functions of the API's messages,
+// so that their output is checked against golden files.
+#ifndef GRADLAB_CLIENT_FORMAT_H_
+#define GRADLAB_CLIENT_FORMAT_H_
+
+#include <string>
+#include <vector>
+
+#include "gradlab/v1/experiment_service.pb.h"
+
+namespace gradlab {
+
+// "[Epoch 01] train 2.3032/10.00% | val 2.3029/10.00% (best 10.00%)", as the reference
+// prints it.
+std::string EpochLine(const v1::EpochMetrics& metrics);
+
+// One line for a terminal: "[Epoch 03] [######------] 120/391 loss 1.2345 acc 45.67%
+// 812 img/s ETA 42.7s"; the ETA is for the epoch's training batches.
+std::string ProgressLine(const v1::BatchProgress& progress, int batch_size);
+
+// The final line of a watch: "SUCCEEDED after 20 epochs, best test accuracy 71.23%".
+std::string FinalStateLine(const v1::Experiment& experiment);
+
+// ID, NAME, MODEL, DATASET, STATE, EPOCH, BEST, CREATED (UTC).
+std::string ExperimentTable(const std::vector<v1::Experiment>& experiments);
+
+// Every field of one experiment, one per line.
+std::string ExperimentDetails(const v1::Experiment& experiment);
+
+// Per parameter: grad norm, weight norm, ratio, the std of the layer's output (on the
+// weight rows) and a bar whose length is the grad norm on a log scale spanning the
+// snapshot's decades, so that vanishing gradients show at a glance.
+std::string GradientTable(const v1::GradientSnapshot& snapshot);
+
+// One row of the comparison table.
+struct ComparisonRow {
+  v1::Experiment experiment;
+  double final_train_loss = 0;
+  double final_test_accuracy = 0;
+  double seconds = 0;            // summed epoch seconds
+  double images_per_second = 0;  // mean over epochs
+  // Grad norm of the first layer's weights over the last layer's at step 1; 0 if unknown.
+  double first_to_last_grad_ratio = 0;
+};
+std::string ComparisonTable(const std::vector<ComparisonRow>& rows);
+
+// The first conv/linear layer's weight-gradient norm over the last one's (0 if none).
+double FirstToLastGradRatio(const v1::GradientSnapshot& snapshot);
+
+std::string ServerInfoText(const v1::ServerInfo& info);
+
+// "1h02m03s", "4m05s", "12.3s".
+std::string Duration(double seconds);
+
+}  // namespace gradlab
+
+#endif  // GRADLAB_CLIENT_FORMAT_H_

@@ -1,0 +1,122 @@
+#include "client/format.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <google/protobuf/text_format.h>
+
+#include "gtest/gtest.h"
+
+namespace gradlab {
+namespace {
+
+// Compares `actual` with client/testdata/NAME; GRADLAB_UPDATE_GOLDEN=1 rewrites the file
+// (review the diff before committing it).
+void ExpectGolden(const std::string& name, const std::string& actual) {
+  const std::string path = "client/testdata/" + name;
+  if (std::getenv("GRADLAB_UPDATE_GOLDEN") != nullptr) {
+    std::ofstream(path) << actual;
+    return;
+  }
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << "missing golden file " << path << " (run from the repository root)";
+  std::stringstream expected;
+  expected << in.rdbuf();
+  EXPECT_EQ(actual, expected.str()) << "golden file " << path;
+}
+
+template <typename Message>
+Message Parse(const std::string& text) {
+  Message message;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &message));
+  return message;
+}
+
+TEST(FormatTest, EpochLineIsTheReferenceFormat) {
+  auto metrics = Parse<v1::EpochMetrics>(
+      "epoch: 1 train_loss: 2.30321 train_accuracy: 0.1 test_loss: 2.30289 test_accuracy: 0.1 "
+      "best_test_accuracy: 0.1");
+  EXPECT_EQ(EpochLine(metrics), "[Epoch 01] train 2.3032/10.00% | val 2.3029/10.00% (best 10.00%)");
+}
+
+TEST(FormatTest, ProgressLineShowsBarRateAndEta) {
+  auto progress = Parse<v1::BatchProgress>(
+      "epoch: 3 batch: 120 batches: 391 running_loss: 1.23456 running_accuracy: 0.4567 "
+      "images_per_second: 812");
+  EXPECT_EQ(ProgressLine(progress, 128),
+            "[Epoch 03] [#######-----------------] 120/391 loss 1.2346 acc 45.67% 812 img/s "
+            "ETA 42.7s");
+}
+
+TEST(FormatTest, Durations) {
+  EXPECT_EQ(Duration(12.34), "12.3s");
+  EXPECT_EQ(Duration(245), "4m05s");
+  EXPECT_EQ(Duration(3723), "1h02m03s");
+}
+
+v1::Experiment Finished(const std::string& id, const std::string& model, double best) {
+  v1::Experiment e;
+  e.set_id(id);
+  e.set_state(v1::SUCCEEDED);
+  e.mutable_spec()->set_model(model);
+  e.mutable_spec()->set_dataset("fashion_mnist");
+  e.mutable_spec()->set_epochs(2);
+  e.set_current_epoch(2);
+  e.mutable_last_metrics()->set_epoch(2);
+  e.set_best_test_accuracy(best);
+  e.mutable_created_time()->set_seconds(1'790'000'000);
+  return e;
+}
+
+TEST(FormatTest, ExperimentTableGolden) {
+  v1::Experiment queued;
+  queued.set_id("q2w3e4r5");
+  queued.set_name("long run");
+  queued.set_state(v1::QUEUED);
+  queued.set_queue_position(2);
+  queued.mutable_spec()->set_model("resnet");
+  queued.mutable_spec()->set_dataset("cifar10");
+  queued.mutable_spec()->set_epochs(20);
+  ExpectGolden("experiment_table.txt",
+               ExperimentTable({queued, Finished("a2b3c4d5", "deep_cnn", 0.0985)}));
+}
+
+TEST(FormatTest, GradientTableGolden) {
+  auto snapshot = Parse<v1::GradientSnapshot>(R"pb(
+    step: 1 epoch: 1 batch: 1
+    layers { name: "conv1.weight" grad_norm: 1.221e-05 weight_norm: 4.657 ratio: 2.621e-06 }
+    layers { name: "conv1.bias" grad_norm: 3.1e-06 weight_norm: 0.6 ratio: 5.2e-06 }
+    layers { name: "conv10.weight" grad_norm: 0.01552 weight_norm: 9.234 ratio: 0.001681 }
+    layers { name: "fc.weight" grad_norm: 0.01162 weight_norm: 1.835 ratio: 0.006334 }
+    layers { name: "fc.bias" grad_norm: 0.2 weight_norm: 0.05 ratio: 4 }
+    activations { name: "conv1" std: 0.25 }
+    activations { name: "conv10" std: 0.0003 }
+    activations { name: "fc" std: 0.03 }
+  )pb");
+  ExpectGolden("gradient_table.txt", GradientTable(snapshot));
+  EXPECT_NEAR(FirstToLastGradRatio(snapshot), 1.221e-05 / 0.01162, 1e-12);
+}
+
+TEST(FormatTest, ComparisonTableGolden) {
+  ComparisonRow shallow{Finished("s1s1s1s1", "simple_cnn", 0.4215), 2.2214, 0.4215, 3.26, 1740,
+                        0.0394};
+  ComparisonRow deep{Finished("d2d2d2d2", "deep_cnn", 0.0985), 2.3034, 0.0985, 42.5, 124.1,
+                     0.00105};
+  ComparisonRow failed{Finished("r3r3r3r3", "resnet", 0), 0, 0, 0, 0, 0};
+  failed.experiment.set_state(v1::FAILED);
+  failed.experiment.clear_last_metrics();
+  ExpectGolden("comparison_table.txt", ComparisonTable({shallow, deep, failed}));
+}
+
+TEST(FormatTest, FinalStateLine) {
+  v1::Experiment e = Finished("x", "resnet", 0.4865);
+  EXPECT_EQ(FinalStateLine(e), "SUCCEEDED after 2 epochs, best test accuracy 48.65%");
+  e.set_state(v1::FAILED);
+  e.set_error("test_batch.bin: cannot open");
+  e.clear_last_metrics();
+  EXPECT_EQ(FinalStateLine(e), "FAILED after 0 epochs: test_batch.bin: cannot open");
+}
+
+}  // namespace
+}  // namespace gradlab

@@ -1,0 +1,322 @@
+// gradlab: the command-line client of gradlabd. See kUsage below, or `gradlab --help`.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "client/cli.h"
+#include "common/version.h"
+
+// Global flags.
+ABSL_FLAG(std::string, server, "",
+          "gradlabd's address; default: $GRADLAB_SERVER, else 127.0.0.1:50051");
+ABSL_FLAG(bool, json, false, "print one protobuf-JSON object per line, for scripts");
+ABSL_FLAG(int, timeout, 10, "seconds to wait for a unary call");
+ABSL_FLAG(int, reconnect_timeout, 60, "seconds watch keeps reconnecting a dropped stream");
+
+// ExperimentSpec fields, for submit and compare; unset ones take the server's defaults.
+ABSL_FLAG(std::optional<std::string>, model, std::nullopt, "simple_cnn, deep_cnn, resnet or mlp");
+ABSL_FLAG(std::optional<std::string>, dataset, std::nullopt,
+          "cifar10, fashion_mnist, mnist or synthetic");
+ABSL_FLAG(std::optional<std::string>, data_dir, std::nullopt, "dataset folder on the server");
+ABSL_FLAG(std::optional<int>, epochs, std::nullopt, "epochs [1, 1000]; default 20");
+ABSL_FLAG(std::optional<int>, batch_size, std::nullopt, "batch size [1, 4096]; default 128");
+ABSL_FLAG(std::optional<double>, learning_rate, std::nullopt, "SGD learning rate; default 0.001");
+ABSL_FLAG(std::optional<double>, momentum, std::nullopt, "SGD momentum; default 0.9");
+ABSL_FLAG(std::optional<double>, weight_decay, std::nullopt, "weight decay; default 0");
+ABSL_FLAG(std::optional<int>, lr_step_size, std::nullopt, "StepLR step in epochs; default 0 (off)");
+ABSL_FLAG(std::optional<double>, lr_gamma, std::nullopt, "StepLR factor; default 0.1");
+ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt, "seed; default 42");
+ABSL_FLAG(std::optional<bool>, augment, std::nullopt, "crop and flip; default on for cifar10");
+ABSL_FLAG(std::optional<bool>, batch_norm, std::nullopt,
+          "BatchNorm; default on for resnet and mlp");
+ABSL_FLAG(std::optional<bool>, skip_connections, std::nullopt, "resnet only; default on");
+ABSL_FLAG(std::optional<std::string>, init, std::nullopt, "pytorch_default or kaiming_normal");
+ABSL_FLAG(std::optional<int64_t>, max_train_samples, std::nullopt, "first N training samples");
+ABSL_FLAG(std::optional<int64_t>, max_test_samples, std::nullopt, "first N test samples");
+ABSL_FLAG(std::optional<int>, gradient_every_n_steps, std::nullopt,
+          "gradient snapshot cadence; default 50");
+ABSL_FLAG(std::optional<int>, threads, std::nullopt, "intra-op threads; default the server's");
+ABSL_FLAG(std::optional<std::string>, precision, std::nullopt, "fp32");
+ABSL_FLAG(std::optional<std::string>, name, std::nullopt, "a name for people");
+ABSL_FLAG(std::vector<std::string>, labels, {}, "labels, key=value,key2=value2");
+ABSL_FLAG(std::string, request_id, "", "retrying with the same id does not submit twice");
+
+// Command flags.
+ABSL_FLAG(bool, follow, false, "keep following (submit, grads)");
+ABSL_FLAG(std::string, state, "", "list: only QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELLED");
+ABSL_FLAG(int, limit, 50, "list: at most this many, newest first");
+ABSL_FLAG(std::optional<int64_t>, step, std::nullopt, "grads: the snapshot at or after step N");
+ABSL_FLAG(bool, last, false, "grads: the latest snapshot (the default)");
+ABSL_FLAG(std::string, layers, "", "grads: a regular expression on layer names");
+ABSL_FLAG(std::vector<std::string>, models, std::vector<std::string>({"simple_cnn", "deep_cnn", "resnet"}),
+          "compare: the models to compare");
+ABSL_FLAG(std::vector<std::string>, ids, {}, "compare: existing experiments instead of new ones");
+
+namespace {
+
+constexpr char kUsage[] = R"(gradlab: submit and watch CNN trainings on a gradlabd server.
+
+usage: gradlab [global flags] COMMAND [ARGS] [flags]
+
+commands:
+  submit [spec flags] [--follow] [--request_id=ID]
+                        queue an experiment; print its id, or follow it like watch
+  list [--state=S] [--limit=N]
+                        experiments, newest first
+  get ID                one experiment, every field
+  cancel ID             cancel a queued or running experiment
+  watch ID              a progress bar while an epoch runs (on a terminal), one line per
+                        epoch in the reference's format, then the final state; reconnects
+                        and resumes if the connection drops
+  grads ID [--step=N | --last] [--layers=REGEX] [--follow]
+                        per-layer gradient norms, weight norms, ratios and activation
+                        spread, with a log-scale bar per layer
+  compare [--models=a,b,c | --ids=x,y] [spec flags]
+                        one experiment per model with the same settings, live progress,
+                        then the side-by-side table of the reference experiment
+  info                  the server's models, datasets and capacity
+  health                the server's health (exit 0 when SERVING)
+
+global flags:
+  --server=HOST:PORT    default $GRADLAB_SERVER, else 127.0.0.1:50051
+  --json                one protobuf-JSON object per line, for scripts
+  --timeout=SECONDS     for unary calls (default 10)
+  --reconnect_timeout=SECONDS
+                        how long watch retries a dropped stream (default 60)
+
+spec flags (unset ones take the server's defaults, the reference experiment's):
+  --model --dataset --data_dir --epochs --batch_size --learning_rate --momentum
+  --weight_decay --lr_step_size --lr_gamma --seed --augment --batch_norm
+  --skip_connections --init --max_train_samples --max_test_samples
+  --gradient_every_n_steps --threads --precision --name --labels=k=v,k2=v2
+  (each is the ExperimentSpec field of the same name; see gradlab.v1 in the .proto)
+
+exit codes:
+  0  success (watch, submit --follow, compare: the experiments SUCCEEDED)
+  1  an experiment ended FAILED or CANCELLED; health: not SERVING
+  2  usage error: unknown command or flag, bad flag value, missing argument
+  3  the server refused the request: invalid spec, unknown id, queue full, ...
+  4  cannot reach gradlabd
+  5  any other error
+)";
+
+const std::vector<std::string> kSpecFlags = {
+    "model",        "dataset",       "data_dir",          "epochs",
+    "batch_size",   "learning_rate", "momentum",          "weight_decay",
+    "lr_step_size", "lr_gamma",      "seed",              "augment",
+    "batch_norm",   "skip_connections", "init",           "max_train_samples",
+    "max_test_samples", "gradient_every_n_steps", "threads", "precision",
+    "name",         "labels"};
+
+// The flags each command takes, besides the global ones.
+std::map<std::string, std::set<std::string>> CommandFlags() {
+  std::set<std::string> spec(kSpecFlags.begin(), kSpecFlags.end());
+  std::set<std::string> submit = spec;
+  submit.insert({"follow", "request_id"});
+  std::set<std::string> compare = spec;
+  compare.insert({"models", "ids", "request_id"});
+  return {{"submit", submit},
+          {"list", {"state", "limit"}},
+          {"get", {}},
+          {"cancel", {}},
+          {"watch", {}},
+          {"grads", {"step", "last", "layers", "follow"}},
+          {"compare", compare},
+          {"info", {}},
+          {"health", {}}};
+}
+
+const std::set<std::string> kGlobalFlags = {"server", "json", "timeout", "reconnect_timeout"};
+
+int UsageError(const std::string& message) {
+  std::cerr << "gradlab: " << message << "\nRun 'gradlab --help' for usage.\n";
+  return gradlab::kExitUsage;
+}
+
+// Parses argv with the flags above. Unlike absl::ParseCommandLine, which exits with 1 on
+// a bad flag, this reports usage errors with gradlab's own exit code. Accepts --name=value,
+// --name value (not for booleans), --name and --noname for booleans.
+int ParseArgs(int argc, char** argv, std::vector<std::string>& positional,
+              std::set<std::string>& given) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--") {
+      for (++i; i < argc; ++i) positional.push_back(argv[i]);
+      break;
+    }
+    if (!absl::StartsWith(arg, "-") || arg == "-") {
+      positional.push_back(arg);
+      continue;
+    }
+    absl::string_view body = absl::StripPrefix(absl::StripPrefix(arg, "-"), "-");
+    std::string name(body.substr(0, body.find('=')));
+    std::optional<std::string> value;
+    if (body.find('=') != absl::string_view::npos) value = std::string(body.substr(body.find('=') + 1));
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    const bool negated = flag == nullptr && absl::StartsWith(name, "no") &&
+                         absl::FindCommandLineFlag(name.substr(2)) != nullptr;
+    if (negated) {
+      name = name.substr(2);
+      flag = absl::FindCommandLineFlag(name);
+    }
+    if (flag == nullptr || flag->Filename().find("client/main.cc") == std::string::npos) {
+      return UsageError(absl::StrCat("unknown flag --", name));
+    }
+    const bool is_bool = flag->IsOfType<bool>() || flag->IsOfType<std::optional<bool>>();
+    if (negated) {
+      if (!is_bool || value.has_value()) return UsageError(absl::StrCat("--no", name, " takes no value"));
+      value = "false";
+    } else if (!value.has_value()) {
+      if (is_bool) {
+        value = "true";
+      } else if (i + 1 < argc) {
+        value = argv[++i];
+      } else {
+        return UsageError(absl::StrCat("--", name, " needs a value"));
+      }
+    }
+    std::string error;
+    if (!flag->ParseFrom(*value, &error)) {
+      return UsageError(absl::StrCat("--", name, "=", *value, ": ", error));
+    }
+    given.insert(name);
+  }
+  return gradlab::kExitOk;
+}
+
+template <typename T, typename Setter>
+void SetIfGiven(const absl::Flag<std::optional<T>>& flag, Setter set) {
+  if (std::optional<T> value = absl::GetFlag(flag); value.has_value()) set(*value);
+}
+
+// The spec the flags describe; fields whose flags are not given stay unset.
+absl::StatusOr<gradlab::v1::StartExperimentRequest> RequestFromFlags() {
+  gradlab::v1::StartExperimentRequest request;
+  gradlab::v1::ExperimentSpec& s = *request.mutable_spec();
+  SetIfGiven(FLAGS_model, [&](const std::string& v) { s.set_model(v); });
+  SetIfGiven(FLAGS_dataset, [&](const std::string& v) { s.set_dataset(v); });
+  SetIfGiven(FLAGS_data_dir, [&](const std::string& v) { s.set_data_dir(v); });
+  SetIfGiven(FLAGS_epochs, [&](int v) { s.set_epochs(v); });
+  SetIfGiven(FLAGS_batch_size, [&](int v) { s.set_batch_size(v); });
+  SetIfGiven(FLAGS_learning_rate, [&](double v) { s.set_learning_rate(v); });
+  SetIfGiven(FLAGS_momentum, [&](double v) { s.set_momentum(v); });
+  SetIfGiven(FLAGS_weight_decay, [&](double v) { s.set_weight_decay(v); });
+  SetIfGiven(FLAGS_lr_step_size, [&](int v) { s.set_lr_step_size(v); });
+  SetIfGiven(FLAGS_lr_gamma, [&](double v) { s.set_lr_gamma(v); });
+  SetIfGiven(FLAGS_seed, [&](uint64_t v) { s.set_seed(v); });
+  SetIfGiven(FLAGS_augment, [&](bool v) { s.set_augment(v); });
+  SetIfGiven(FLAGS_batch_norm, [&](bool v) { s.set_batch_norm(v); });
+  SetIfGiven(FLAGS_skip_connections, [&](bool v) { s.set_skip_connections(v); });
+  SetIfGiven(FLAGS_init, [&](const std::string& v) { s.set_init(v); });
+  SetIfGiven(FLAGS_max_train_samples, [&](int64_t v) { s.set_max_train_samples(v); });
+  SetIfGiven(FLAGS_max_test_samples, [&](int64_t v) { s.set_max_test_samples(v); });
+  SetIfGiven(FLAGS_gradient_every_n_steps, [&](int v) { s.set_gradient_every_n_steps(v); });
+  SetIfGiven(FLAGS_threads, [&](int v) { s.set_threads(v); });
+  SetIfGiven(FLAGS_precision, [&](const std::string& v) { s.set_precision(v); });
+  SetIfGiven(FLAGS_name, [&](const std::string& v) { s.set_name(v); });
+  for (const std::string& label : absl::GetFlag(FLAGS_labels)) {
+    std::vector<std::string> parts = absl::StrSplit(label, absl::MaxSplits('=', 1));
+    if (parts.size() != 2 || parts[0].empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--labels: \"", label, "\" is not key=value"));
+    }
+    (*s.mutable_labels())[parts[0]] = parts[1];
+  }
+  request.set_request_id(absl::GetFlag(FLAGS_request_id));
+  return request;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h" || arg == "help") {
+      std::cout << kUsage;
+      return gradlab::kExitOk;
+    }
+    if (arg == "--version") {
+      std::cout << "gradlab " << gradlab::kGradlabVersion << "\n";
+      return gradlab::kExitOk;
+    }
+  }
+  std::vector<std::string> positional;
+  std::set<std::string> given;
+  if (int code = ParseArgs(argc, argv, positional, given); code != gradlab::kExitOk) return code;
+  if (positional.empty()) return UsageError("no command given");
+  const std::string command = positional[0];
+  const auto flags_of = CommandFlags();
+  auto allowed = flags_of.find(command);
+  if (allowed == flags_of.end()) return UsageError(absl::StrCat("unknown command \"", command, "\""));
+  for (const std::string& name : given) {
+    if (kGlobalFlags.count(name) == 0 && allowed->second.count(name) == 0) {
+      return UsageError(absl::StrCat("--", name, " is not a flag of 'gradlab ", command, "'"));
+    }
+  }
+  const bool takes_id = command == "get" || command == "cancel" || command == "watch" ||
+                        command == "grads";
+  if (takes_id && positional.size() != 2) {
+    return UsageError(absl::StrCat("'gradlab ", command, "' takes one experiment id"));
+  }
+  if (!takes_id && positional.size() != 1) {
+    return UsageError(absl::StrCat("unexpected argument \"", positional[1], "\""));
+  }
+
+  gradlab::CliOptions options;
+  options.server = absl::GetFlag(FLAGS_server);
+  if (options.server.empty()) {
+    const char* from_env = std::getenv("GRADLAB_SERVER");
+    options.server = from_env != nullptr && *from_env != '\0' ? from_env : "127.0.0.1:50051";
+  }
+  options.json = absl::GetFlag(FLAGS_json);
+  if (absl::GetFlag(FLAGS_timeout) <= 0 || absl::GetFlag(FLAGS_reconnect_timeout) < 0) {
+    return UsageError("--timeout must be positive and --reconnect_timeout not negative");
+  }
+  options.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout));
+  options.reconnect_timeout = absl::Seconds(absl::GetFlag(FLAGS_reconnect_timeout));
+  options.interactive = isatty(STDOUT_FILENO) && !options.json;
+  gradlab::Cli cli(options, std::cout, std::cerr);
+
+  if (command == "submit" || command == "compare") {
+    absl::StatusOr<gradlab::v1::StartExperimentRequest> request = RequestFromFlags();
+    if (!request.ok()) return UsageError(std::string(request.status().message()));
+    if (command == "submit") return cli.Submit(*request, absl::GetFlag(FLAGS_follow));
+    if (given.count("model")) return UsageError("compare takes --models, not --model");
+    return cli.Compare(absl::GetFlag(FLAGS_models), *request, absl::GetFlag(FLAGS_ids));
+  }
+  if (command == "list") {
+    gradlab::v1::ExperimentState state = gradlab::v1::EXPERIMENT_STATE_UNSPECIFIED;
+    const std::string state_name = absl::GetFlag(FLAGS_state);
+    if (!state_name.empty() && (!gradlab::v1::ExperimentState_Parse(state_name, &state) ||
+                                state == gradlab::v1::EXPERIMENT_STATE_UNSPECIFIED)) {
+      return UsageError(absl::StrCat("--state: \"", state_name,
+                                     "\" is not one of QUEUED, RUNNING, SUCCEEDED, FAILED, "
+                                     "CANCELLED"));
+    }
+    if (absl::GetFlag(FLAGS_limit) < 1) return UsageError("--limit must be at least 1");
+    return cli.List(state, absl::GetFlag(FLAGS_limit));
+  }
+  if (command == "get") return cli.Get(positional[1]);
+  if (command == "cancel") return cli.Cancel(positional[1]);
+  if (command == "watch") return cli.Watch(positional[1]);
+  if (command == "grads") {
+    if (absl::GetFlag(FLAGS_step).has_value() && absl::GetFlag(FLAGS_last)) {
+      return UsageError("--step and --last exclude each other");
+    }
+    return cli.Grads(positional[1], absl::GetFlag(FLAGS_step), absl::GetFlag(FLAGS_layers),
+                     absl::GetFlag(FLAGS_follow));
+  }
+  if (command == "info") return cli.Info();
+  return cli.Health();
+}

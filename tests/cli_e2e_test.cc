@@ -1,0 +1,209 @@
+// The real `gradlab` CLI against a real gradlabd: every command, --json, exit codes.
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gradlab/v1/experiment_service.pb.h"
+#include "gtest/gtest.h"
+#include "re2/re2.h"
+#include "tests/testing/child_process.h"
+
+namespace gradlab {
+namespace {
+
+using ::testing::HasSubstr;
+
+// One gradlabd for the whole suite; each test submits its own experiments.
+class CliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    absl::StatusOr<ChildProcess> server = ChildProcess::Start(
+        {GRADLABD_PATH, "--listen=127.0.0.1:0", "--threads_per_job=2", "--data_dir=/nonexistent"});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = new ChildProcess(*std::move(server));
+    absl::StatusOr<std::string> line =
+        server_->ReadLineContaining("listening on port", absl::Seconds(60));
+    ASSERT_TRUE(line.ok()) << line.status();
+    address_ = new std::string("127.0.0.1:" + line->substr(line->rfind(' ') + 1));
+  }
+  static void TearDownTestSuite() {
+    server_->Signal(SIGTERM);
+    EXPECT_EQ(server_->Wait(absl::Seconds(10)), 0);
+    delete server_;
+    delete address_;
+  }
+
+  static CommandResult Gradlab(std::vector<std::string> args,
+                               absl::Duration timeout = absl::Seconds(300)) {
+    args.insert(args.begin(), {GRADLAB_PATH, "--server=" + *address_});
+    return RunCommand(args, {}, timeout);
+  }
+
+  // Quick synthetic runs.
+  static std::vector<std::string> Quick(int epochs = 2) {
+    return {"--model=mlp", "--dataset=synthetic", "--epochs=" + std::to_string(epochs),
+            "--max_train_samples=256", "--max_test_samples=64", "--batch_size=32"};
+  }
+
+  static std::string Submit(std::vector<std::string> flags) {
+    flags.insert(flags.begin(), "submit");
+    CommandResult result = Gradlab(flags);
+    EXPECT_EQ(result.exit_code, 0) << result.out;
+    return std::string(absl::StripAsciiWhitespace(result.out));
+  }
+
+  template <typename Message>
+  static std::vector<Message> ParseJsonLines(const std::string& out) {
+    std::vector<Message> messages;
+    for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+      Message message;
+      auto status = google::protobuf::util::JsonStringToMessage(std::string(line), &message);
+      EXPECT_TRUE(status.ok()) << status.ToString() << ": " << line;
+      messages.push_back(message);
+    }
+    return messages;
+  }
+
+  static ChildProcess* server_;
+  static std::string* address_;
+};
+
+ChildProcess* CliTest::server_ = nullptr;
+std::string* CliTest::address_ = nullptr;
+
+TEST_F(CliTest, SubmitFollowPrintsReferenceEpochLinesAndExitsZero) {
+  std::vector<std::string> args = {"submit", "--follow"};
+  for (const std::string& flag : Quick()) args.push_back(flag);
+  CommandResult result = Gradlab(args);
+  EXPECT_EQ(result.exit_code, 0) << result.out;
+  EXPECT_TRUE(RE2::PartialMatch(
+      result.out, R"(\[Epoch 01\] train \d\.\d{4}/\d+\.\d\d% \| val \d\.\d{4}/\d+\.\d\d% \(best \d+\.\d\d%\)\n)"))
+      << result.out;
+  EXPECT_THAT(result.out, HasSubstr("[Epoch 02]"));
+  EXPECT_TRUE(RE2::PartialMatch(result.out, R"(SUCCEEDED after 2 epochs, best test accuracy \d+\.\d\d%\n$)"))
+      << result.out;
+}
+
+TEST_F(CliTest, SubmitListGetWatchGradsAndTheirJson) {
+  const std::string id = Submit(Quick());
+  ASSERT_TRUE(RE2::FullMatch(id, "[a-z0-9]{8}")) << id;
+  CommandResult watch = Gradlab({"watch", id});
+  EXPECT_EQ(watch.exit_code, 0);
+
+  CommandResult list = Gradlab({"list"});
+  EXPECT_EQ(list.exit_code, 0);
+  EXPECT_THAT(list.out, HasSubstr("ID"));
+  EXPECT_THAT(list.out, HasSubstr(id));
+  std::vector<v1::Experiment> listed = ParseJsonLines<v1::Experiment>(
+      Gradlab({"--json", "list", "--state=SUCCEEDED"}).out);
+  ASSERT_FALSE(listed.empty());
+  for (const auto& e : listed) EXPECT_EQ(e.state(), v1::SUCCEEDED);
+
+  CommandResult get = Gradlab({"get", id});
+  EXPECT_EQ(get.exit_code, 0);
+  EXPECT_TRUE(RE2::PartialMatch(get.out, R"(state:\s+SUCCEEDED\n)")) << get.out;
+  std::vector<v1::Experiment> got = ParseJsonLines<v1::Experiment>(Gradlab({"get", id, "--json"}).out);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].id(), id);
+  EXPECT_EQ(got[0].spec().learning_rate(), 0.001);
+
+  std::vector<v1::MetricsEvent> events =
+      ParseJsonLines<v1::MetricsEvent>(Gradlab({"watch", id, "--json"}).out);
+  ASSERT_GE(events.size(), 5u);
+  EXPECT_EQ(events.front().state_change().state(), v1::QUEUED);
+
+  CommandResult grads = Gradlab({"grads", id, "--step=1"});
+  EXPECT_EQ(grads.exit_code, 0);
+  EXPECT_THAT(grads.out, HasSubstr("step 1 (epoch 1, batch 1)"));
+  EXPECT_TRUE(RE2::PartialMatch(grads.out, R"(fc1\.weight\s+\d\.\d{3}e[-+]\d\d\s+\S+\s+\S+\s+\S+\s+#+)"))
+      << grads.out;
+  std::vector<v1::GradientSnapshot> snapshots = ParseJsonLines<v1::GradientSnapshot>(
+      Gradlab({"grads", id, "--json", "--layers=^fc3"}).out);
+  ASSERT_EQ(snapshots.size(), 1u);
+  EXPECT_GT(snapshots[0].step(), 1);  // the latest, not step 1
+  for (const auto& layer : snapshots[0].layers()) EXPECT_THAT(layer.name(), HasSubstr("fc3"));
+}
+
+TEST_F(CliTest, CancelARunningExperiment) {
+  const std::string id = Submit(Quick(1000));
+  CommandResult cancel = Gradlab({"cancel", id});
+  EXPECT_EQ(cancel.exit_code, 0) << cancel.out;
+  EXPECT_EQ(cancel.out, id + " CANCELLED\n");
+  CommandResult watch = Gradlab({"watch", id});
+  EXPECT_EQ(watch.exit_code, 1);
+  EXPECT_THAT(watch.out, HasSubstr("CANCELLED after"));
+}
+
+TEST_F(CliTest, InfoAndHealth) {
+  CommandResult info = Gradlab({"info"});
+  EXPECT_EQ(info.exit_code, 0);
+  EXPECT_TRUE(RE2::PartialMatch(info.out, R"(resnet\s+2777674\s+3x32x32)")) << info.out;
+  EXPECT_TRUE(RE2::PartialMatch(info.out, R"(fashion_mnist\s+yes)")) << info.out;
+  std::vector<v1::ServerInfo> parsed = ParseJsonLines<v1::ServerInfo>(Gradlab({"info", "--json"}).out);
+  ASSERT_EQ(parsed.size(), 1u);
+  EXPECT_EQ(parsed[0].models_size(), 4);
+  CommandResult health = Gradlab({"health"});
+  EXPECT_EQ(health.exit_code, 0);
+  EXPECT_EQ(health.out, "SERVING\n");
+}
+
+TEST_F(CliTest, ExitCodesForEachKindOfFailure) {
+  // A failed run: the dataset folder is there but its files are corrupt.
+  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "cli_corrupt";
+  std::filesystem::create_directories(dir);
+  for (const char* name : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                           "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}) {
+    std::ofstream(dir / name) << "this is not an IDX file at all";
+  }
+  CommandResult failed = Gradlab({"submit", "--follow", "--model=mlp", "--dataset=mnist",
+                                  "--data_dir=" + dir.string()});
+  EXPECT_EQ(failed.exit_code, 1) << failed.out;
+  EXPECT_THAT(failed.out, HasSubstr("FAILED after 0 epochs"));
+  EXPECT_THAT(failed.out, HasSubstr("bad magic number"));
+
+  EXPECT_EQ(Gradlab({"submit", "--epochz=3"}).exit_code, 2);
+  EXPECT_EQ(Gradlab({"submit", "--epochs=three"}).exit_code, 2);
+  EXPECT_EQ(Gradlab({"list", "--model=resnet"}).exit_code, 2);
+  EXPECT_EQ(Gradlab({"frobnicate"}).exit_code, 2);
+  EXPECT_EQ(Gradlab({"get"}).exit_code, 2);
+  EXPECT_EQ(Gradlab({"grads", "x", "--step=1", "--last"}).exit_code, 2);
+
+  CommandResult invalid = Gradlab({"submit", "--model=vgg"});
+  EXPECT_EQ(invalid.exit_code, 3);
+  EXPECT_EQ(Gradlab({"get", "nosuchid"}).exit_code, 3);
+
+  CommandResult unreachable =
+      RunCommand({GRADLAB_PATH, "--server=127.0.0.1:1", "--timeout=2", "list"});
+  EXPECT_EQ(unreachable.exit_code, 4);
+  CommandResult help = RunCommand({GRADLAB_PATH, "submit", "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_THAT(help.out, HasSubstr("exit codes:"));
+}
+
+TEST_F(CliTest, CompareRunsEachModelAndPrintsTheTable) {
+  CommandResult compare = Gradlab({"compare", "--models=mlp,simple_cnn", "--dataset=synthetic",
+                                   "--epochs=1", "--max_train_samples=256",
+                                   "--max_test_samples=64", "--batch_size=32"});
+  EXPECT_EQ(compare.exit_code, 0) << compare.out;
+  EXPECT_THAT(compare.out, HasSubstr("MODEL"));
+  EXPECT_TRUE(RE2::PartialMatch(compare.out, R"(\nmlp\s+\S{8}\s+SUCCEEDED\s+\d+\.\d\d%)"))
+      << compare.out;
+  EXPECT_TRUE(RE2::PartialMatch(compare.out, R"(\nsimple_cnn\s+\S{8}\s+SUCCEEDED)"))
+      << compare.out;
+}
+
+TEST(CliBinaryTest, DoesNotLinkLibTorch) {
+  CommandResult ldd = RunCommand({"/usr/bin/ldd", GRADLAB_PATH});
+  ASSERT_EQ(ldd.exit_code, 0);
+  EXPECT_THAT(ldd.out, HasSubstr("libgrpc++"));
+  EXPECT_THAT(ldd.out, ::testing::Not(HasSubstr("libtorch")));
+  EXPECT_THAT(ldd.out, ::testing::Not(HasSubstr("libc10")));
+}
+
+}  // namespace
+}  // namespace gradlab
