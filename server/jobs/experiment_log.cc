@@ -28,7 +28,7 @@ int64_t ExperimentLog::Append(v1::MetricsEvent event) {
       kept_metrics_.push_back(std::move(stored));
     }
   }
-  NotifyListeners();
+  Wake();
   return sequence;
 }
 
@@ -46,7 +46,7 @@ int64_t ExperimentLog::Append(v1::GradientSnapshot snapshot) {
       if (recent_snapshots_.size() > retention_.gradient_snapshots) recent_snapshots_.pop_front();
     }
   }
-  NotifyListeners();
+  Wake();
   return sequence;
 }
 
@@ -55,7 +55,7 @@ void ExperimentLog::Close() {
     absl::MutexLock lock(&mu_);
     closed_ = true;
   }
-  NotifyListeners();
+  Wake();
 }
 
 void ExperimentLog::Abort(absl::Status status) {
@@ -63,7 +63,7 @@ void ExperimentLog::Abort(absl::Status status) {
     absl::MutexLock lock(&mu_);
     if (!abort_status_.has_value()) abort_status_ = std::move(status);
   }
-  NotifyListeners();
+  Wake();
 }
 
 std::optional<absl::Status> ExperimentLog::EndStatus(bool nothing_left) const {
@@ -111,6 +111,20 @@ int64_t ExperimentLog::Subscribe(std::function<void()> listener) {
 void ExperimentLog::Unsubscribe(int64_t handle) {
   absl::MutexLock lock(&listeners_mu_);
   listeners_.erase(handle);
+}
+
+void ExperimentLog::Wake() {
+  if (notifier_ == nullptr) {
+    NotifyListeners();
+    return;
+  }
+  if (wake_pending_.exchange(true)) return;  // the pending run will see this event too
+  notifier_->Schedule([weak = weak_from_this()] {
+    if (std::shared_ptr<ExperimentLog> log = weak.lock()) {
+      log->wake_pending_.store(false);
+      log->NotifyListeners();
+    }
+  });
 }
 
 void ExperimentLog::NotifyListeners() {

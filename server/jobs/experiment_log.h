@@ -4,6 +4,7 @@
 #ifndef GRADLAB_SERVER_JOBS_EXPERIMENT_LOG_H_
 #define GRADLAB_SERVER_JOBS_EXPERIMENT_LOG_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -16,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "gradlab/v1/experiment_service.pb.h"
+#include "server/jobs/notifier.h"
 
 namespace gradlab {
 
@@ -26,11 +28,14 @@ struct LogRetention {
   size_t gradient_snapshots = 2000;
 };
 
-// Thread-safe. Listeners run on the appending thread, one at a time, and must not block
-// nor call Subscribe or Unsubscribe.
-class ExperimentLog {
+// Thread-safe. Listeners run one at a time, on the notifier's thread when the log has a
+// notifier (so that appending costs the same whatever the number of readers), else on the
+// appending thread; they must not block nor call Subscribe or Unsubscribe. A log with a
+// notifier must be owned by a std::shared_ptr.
+class ExperimentLog : public std::enable_shared_from_this<ExperimentLog> {
  public:
-  explicit ExperimentLog(LogRetention retention = {}) : retention_(retention) {}
+  explicit ExperimentLog(LogRetention retention = {}, Notifier* notifier = nullptr)
+      : retention_(retention), notifier_(notifier) {}
   ExperimentLog(const ExperimentLog&) = delete;
   ExperimentLog& operator=(const ExperimentLog&) = delete;
 
@@ -57,7 +62,8 @@ class ExperimentLog {
   // The first kept gradient snapshot with step >= from_step.
   Next<v1::GradientSnapshot> NextGradients(int64_t from_step) const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Runs `listener` after every append, Close and Abort. Returns a handle for Unsubscribe,
+  // Runs `listener` after appends, Close and Abort: at least once after each, possibly
+  // once for several when the notifier is busy. Returns a handle for Unsubscribe,
   // after which the listener is never running nor run again.
   int64_t Subscribe(std::function<void()> listener) ABSL_LOCKS_EXCLUDED(listeners_mu_);
   void Unsubscribe(int64_t handle) ABSL_LOCKS_EXCLUDED(listeners_mu_);
@@ -68,10 +74,14 @@ class ExperimentLog {
   using MetricsPtr = std::shared_ptr<const v1::MetricsEvent>;
   using SnapshotPtr = std::shared_ptr<const v1::GradientSnapshot>;
 
+  // Runs the listeners now, or has the notifier run them soon.
+  void Wake();
   void NotifyListeners() ABSL_LOCKS_EXCLUDED(listeners_mu_);
   std::optional<absl::Status> EndStatus(bool nothing_left) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   const LogRetention retention_;
+  Notifier* const notifier_;
+  std::atomic<bool> wake_pending_{false};
   mutable absl::Mutex mu_;
   int64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<MetricsPtr> kept_metrics_ ABSL_GUARDED_BY(mu_);  // state changes, epochs

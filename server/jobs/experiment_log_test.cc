@@ -119,6 +119,36 @@ TEST(ExperimentLogTest, ListenersRunOnEveryAppendUntilUnsubscribed) {
   EXPECT_EQ(calls, 3);
 }
 
+TEST(ExperimentLogTest, WithANotifierListenersRunOnItsThreadNotTheAppender) {
+  Notifier notifier;
+  auto log = std::make_shared<ExperimentLog>(LogRetention{}, &notifier);
+  absl::Mutex mu;
+  std::vector<std::thread::id> threads;
+  log->Subscribe([&] {
+    absl::MutexLock lock(&mu);
+    threads.push_back(std::this_thread::get_id());
+  });
+  for (int i = 0; i < 100; ++i) log->Append(Epoch(i));
+  log->Close();
+  // Every append is followed by at least one notification; the last one sees Close.
+  absl::MutexLock lock(&mu);
+  mu.AwaitWithTimeout(absl::Condition(
+                          +[](std::vector<std::thread::id>* t) { return !t->empty(); }, &threads),
+                      absl::Seconds(10));
+  ASSERT_FALSE(threads.empty());
+  for (const auto& id : threads) EXPECT_NE(id, std::this_thread::get_id());
+}
+
+TEST(NotifierTest, RunsTasksInOrderAndDrainsOnDestruction) {
+  std::vector<int> ran;
+  {
+    Notifier notifier;
+    for (int i = 0; i < 50; ++i) notifier.Schedule([&ran, i] { ran.push_back(i); });
+  }
+  ASSERT_EQ(ran.size(), 50u);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(ran[i], i);
+}
+
 TEST(ExperimentLogTest, ConcurrentWritersGiveUniqueRisingSequences) {
   ExperimentLog log;
   std::vector<std::thread> writers;

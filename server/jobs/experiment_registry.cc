@@ -231,7 +231,7 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
     job->id = NewId();
     job->ordinal = by_age_.empty() ? 1 : by_age_.back()->ordinal + 1;
     job->spec = *spec;
-    job->log = std::make_shared<ExperimentLog>(options_.retention);
+    job->log = std::make_shared<ExperimentLog>(options_.retention, &notifier_);
     job->record.set_id(job->id);
     job->record.set_name(spec->name);
     *job->record.mutable_spec() = SpecToProto(*spec);

@@ -23,6 +23,7 @@
 #include "common/experiment_spec.h"
 #include "gradlab/v1/experiment_service.pb.h"
 #include "server/jobs/experiment_log.h"
+#include "server/jobs/notifier.h"
 
 namespace gradlab {
 
@@ -90,6 +91,8 @@ class ExperimentRegistry {
 
   const RegistryOptions options_;
   std::vector<v1::ModelInfo> model_infos_;  // computed once; models do not change
+  // Runs the logs' stream notifications; declared before the logs so that it outlives them.
+  Notifier notifier_;
 
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<Job>, std::less<>> jobs_ ABSL_GUARDED_BY(mu_);
