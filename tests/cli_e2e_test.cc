@@ -8,12 +8,14 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gradlab/v1/experiment_service.pb.h"
 #include "gtest/gtest.h"
 #include "re2/re2.h"
 #include "tests/testing/child_process.h"
+#include "tests/testing/tcp_proxy.h"
 
 namespace gradlab {
 namespace {
@@ -129,6 +131,30 @@ TEST_F(CliTest, SubmitListGetWatchGradsAndTheirJson) {
   ASSERT_EQ(snapshots.size(), 1u);
   EXPECT_GT(snapshots[0].step(), 1);  // the latest, not step 1
   for (const auto& layer : snapshots[0].layers()) EXPECT_THAT(layer.name(), HasSubstr("fc3"));
+}
+
+TEST_F(CliTest, WatchResumesFromTheLastSequenceWhenTheConnectionDrops) {
+  std::vector<std::string> flags = {"--model=mlp", "--dataset=synthetic", "--epochs=6",
+                                    "--max_train_samples=1024", "--max_test_samples=64",
+                                    "--batch_size=16"};
+  const std::string id = Submit(flags);
+  TcpProxy proxy(std::stoi(address_->substr(address_->rfind(':') + 1)));
+  absl::StatusOr<ChildProcess> watch = ChildProcess::Start(
+      {GRADLAB_PATH, "--server=127.0.0.1:" + std::to_string(proxy.port()), "watch", id});
+  ASSERT_TRUE(watch.ok());
+  absl::StatusOr<std::string> first = watch->ReadLineContaining("[Epoch 02]", absl::Seconds(120));
+  ASSERT_TRUE(first.ok()) << first.status();
+  proxy.DropConnections();
+  const std::string rest = watch->ReadAll(absl::Seconds(120));
+  EXPECT_EQ(watch->Wait(absl::Seconds(10)), 0) << rest;
+  // Every epoch after the drop exactly once, then the end.
+  for (int epoch = 3; epoch <= 6; ++epoch) {
+    const std::string line = absl::StrCat("[Epoch 0", epoch, "]");
+    ASSERT_NE(rest.find(line), std::string::npos) << rest;
+    EXPECT_EQ(rest.find(line), rest.rfind(line)) << rest;
+  }
+  EXPECT_EQ(rest.find("[Epoch 02]"), std::string::npos) << rest;
+  EXPECT_THAT(rest, HasSubstr("SUCCEEDED after 6 epochs"));
 }
 
 TEST_F(CliTest, CancelARunningExperiment) {
