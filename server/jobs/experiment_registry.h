@@ -83,7 +83,7 @@ class ExperimentRegistry {
   v1::Experiment Describe(const Job& job) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::shared_ptr<Job>> FindJob(absl::string_view id) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // Sets the state, appends the StateChange event; `terminal` also closes the log.
+  // Sets the state and appends the StateChange event; a finished state closes the log.
   void ChangeState(Job& job, v1::ExperimentState state, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyChange(const std::string& id) ABSL_LOCKS_EXCLUDED(listeners_mu_);
