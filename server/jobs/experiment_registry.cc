@@ -213,6 +213,7 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
   spec->data_dir = *location;
 
   std::shared_ptr<Job> job;
+  v1::Experiment queued;
   {
     absl::MutexLock lock(&mu_);
     if (shutting_down_) return absl::UnavailableError("server shutting down");
@@ -241,10 +242,11 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
     queue_.push_back(job);
     if (!request.request_id().empty()) request_ids_[request.request_id()] = job->id;
     ChangeState(*job, v1::QUEUED, absl::StrCat("queued at position ", queue_.size()));
+    // Described before a worker can take it: the caller learns it was queued, and where.
+    queued = Describe(*job);
   }
   NotifyChange(job->id);
-  absl::ReaderMutexLock lock(&mu_);
-  return Describe(*job);
+  return queued;
 }
 
 absl::StatusOr<std::shared_ptr<ExperimentRegistry::Job>> ExperimentRegistry::FindJob(

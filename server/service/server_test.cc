@@ -245,8 +245,9 @@ TEST_F(ServerTest, ASubscriberThatNeverReadsNeitherBlocksTheRunNorIsBufferedFor)
 
 TEST_F(ServerTest, CancelQueuedAndRunningAndFinished) {
   v1::Experiment running = StartOk(Quick(1000));
+  while (Get(running.id()).state() != v1::RUNNING) absl::SleepFor(absl::Milliseconds(10));
   v1::Experiment queued = StartOk(Quick());
-  EXPECT_EQ(queued.queue_position(), 2 - (Get(running.id()).state() == v1::RUNNING));
+  EXPECT_EQ(queued.queue_position(), 1);
 
   v1::Experiment cancelled;
   ASSERT_TRUE(Cancel(queued.id(), &cancelled).ok());
@@ -385,6 +386,8 @@ TEST_F(ServerTest, WatchExperimentsSendsCurrentStatesThenChanges) {
   v1::Experiment second = StartOk(Quick(1));
   bool saw_succeeded = false;
   while (!saw_succeeded && watch->Read(&update)) {
+    // The first may show up once more: its last change can land after the snapshot.
+    if (update.id() == first.id()) continue;
     EXPECT_EQ(update.id(), second.id());
     saw_succeeded = update.state() == v1::SUCCEEDED;
   }
