@@ -134,9 +134,10 @@ TEST_F(CliTest, SubmitListGetWatchGradsAndTheirJson) {
 }
 
 TEST_F(CliTest, WatchResumesFromTheLastSequenceWhenTheConnectionDrops) {
+  // About a second of training after the drop, on one thread.
   std::vector<std::string> flags = {"--model=mlp", "--dataset=synthetic", "--epochs=6",
                                     "--max_train_samples=1024", "--max_test_samples=64",
-                                    "--batch_size=16"};
+                                    "--batch_size=8", "--threads=1"};
   const std::string id = Submit(flags);
   TcpProxy proxy(std::stoi(address_->substr(address_->rfind(':') + 1)));
   absl::StatusOr<ChildProcess> watch = ChildProcess::Start(
@@ -155,6 +156,7 @@ TEST_F(CliTest, WatchResumesFromTheLastSequenceWhenTheConnectionDrops) {
   }
   EXPECT_EQ(rest.find("[Epoch 02]"), std::string::npos) << rest;
   EXPECT_THAT(rest, HasSubstr("SUCCEEDED after 6 epochs"));
+  EXPECT_GE(proxy.connections(), 2);  // it did reconnect
 }
 
 TEST_F(CliTest, CancelARunningExperiment) {

@@ -2,7 +2,8 @@
 
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,14 +19,8 @@ namespace gradlab {
 
 absl::StatusOr<ChildProcess> ChildProcess::Start(const std::vector<std::string>& argv,
                                                  const std::vector<std::string>& env) {
-  int pipe_fds[2];
-  if (pipe(pipe_fds) != 0) return absl::InternalError(std::strerror(errno));
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
-  posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
-  posix_spawn_file_actions_addclose(&actions, pipe_fds[1]);
-
+  // Everything the child needs is prepared before fork: after it, only async-signal-safe
+  // calls.
   std::vector<char*> args;
   for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
@@ -36,15 +31,21 @@ absl::StatusOr<ChildProcess> ChildProcess::Start(const std::vector<std::string>&
   for (std::string& e : environment) envp.push_back(e.data());
   envp.push_back(nullptr);
 
-  pid_t pid = -1;
-  const int error =
-      posix_spawn(&pid, argv[0].c_str(), &actions, nullptr, args.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  close(pipe_fds[1]);
-  if (error != 0) {
-    close(pipe_fds[0]);
-    return absl::InternalError(absl::StrCat("cannot start ", argv[0], ": ", std::strerror(error)));
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) return absl::InternalError(std::strerror(errno));
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) return absl::InternalError(std::strerror(errno));
+  if (pid == 0) {
+    // The child dies with the test: an aborted test must not leave a server behind that
+    // holds ctest's output pipe open.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    dup2(pipe_fds[1], STDOUT_FILENO);
+    execve(args[0], args.data(), envp.data());
+    _exit(127);
   }
+  close(pipe_fds[1]);
   return ChildProcess(pid, pipe_fds[0]);
 }
 

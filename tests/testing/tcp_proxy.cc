@@ -57,6 +57,7 @@ void TcpProxy::AcceptLoop() {
       close(server);
       continue;
     }
+    ++connections_;
     absl::MutexLock lock(&mu_);
     open_fds_.push_back(client);
     open_fds_.push_back(server);
@@ -70,7 +71,8 @@ void TcpProxy::Relay(int from, int to) {
   while (true) {
     const ssize_t n = read(from, buffer, sizeof(buffer));
     if (n <= 0) break;
-    if (write(to, buffer, n) != n) break;
+    // MSG_NOSIGNAL: a peer that has gone must not kill the test with SIGPIPE.
+    if (send(to, buffer, n, MSG_NOSIGNAL) != n) break;
   }
   shutdown(to, SHUT_RDWR);
 }

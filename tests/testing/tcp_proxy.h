@@ -19,6 +19,8 @@ class TcpProxy {
   ~TcpProxy();
 
   int port() const { return port_; }
+  // Connections accepted so far.
+  int connections() const { return connections_.load(); }
   void DropConnections() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
@@ -29,6 +31,7 @@ class TcpProxy {
   int listen_fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stopping_{false};
+  std::atomic<int> connections_{0};
   std::thread acceptor_;
   absl::Mutex mu_;
   std::vector<int> open_fds_ ABSL_GUARDED_BY(mu_);
