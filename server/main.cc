@@ -19,6 +19,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/usable_cpus.h"
 #include "common/version.h"
@@ -76,6 +78,14 @@ absl::StatusOr<gradlab::ServerOptions> OptionsFromFlags() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --help lists the flags defined in this file (absl matches files named after the binary
+  // otherwise).
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "server/main.cc");
+  };
+  usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
       absl::StrCat("gradlabd ", gradlab::kGradlabVersion,
                    ": trains CNNs on CPU and streams their metrics and gradients over gRPC."));

@@ -88,8 +88,9 @@ TEST_F(GradlabdTest, SigtermDuringTrainingEndsStreamsAndExitsZeroWithinTenSecond
 }
 
 TEST(GradlabdFlagsTest, BadFlagsAreRefusedWithAClearMessage) {
-  CommandResult help = RunCommand({GRADLABD_PATH, "--helpfull"});
-  EXPECT_NE(help.out.find("--threads_per_job"), std::string::npos);
+  CommandResult help = RunCommand({GRADLABD_PATH, "--help"});
+  EXPECT_NE(help.out.find("--threads_per_job"), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("--max_queue"), std::string::npos);
   CommandResult bad = RunCommand({GRADLABD_PATH, "--workers=0"});
   EXPECT_EQ(bad.exit_code, 2);
 }
