@@ -26,6 +26,7 @@
 ABSL_FLAG(std::string, subscribers, "0,10,100,500,0", "subscriber counts to measure");
 ABSL_FLAG(int, epochs, 6, "epochs of the measured training (the first is not counted)");
 ABSL_FLAG(int, channels, 10, "client channels the subscribers share");
+ABSL_FLAG(int, training_niceness, 0, "the server's --training_niceness");
 
 namespace gradlab {
 namespace {
@@ -91,6 +92,7 @@ Result Measure(int subscribers, int epochs, int channel_count) {
   ServerOptions options;
   options.listen = "127.0.0.1:0";
   options.registry.threads_per_job = 2;
+  options.registry.training_niceness = absl::GetFlag(FLAGS_training_niceness);
   absl::StatusOr<std::unique_ptr<GradlabServer>> server = GradlabServer::Start(options);
   if (!server.ok()) std::abort();
   std::vector<std::unique_ptr<v1::ExperimentService::Stub>> stubs;

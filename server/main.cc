@@ -39,6 +39,10 @@ ABSL_FLAG(std::string, data_dir, "data",
           "fashion_mnist in DIR/fashion-mnist, mnist in DIR/mnist; then the system's copies "
           "(/usr/share/datasets/fashion-mnist)");
 ABSL_FLAG(int, max_request_bytes, 256 * 1024, "larger requests are refused");
+ABSL_FLAG(int, training_niceness, 0,
+          "added to the training threads' nice value, so that RPCs and streams preempt "
+          "training on a busy machine (lower stream latency, less training throughput with "
+          "hundreds of subscribers); 0 trains at the server's own priority");
 
 namespace {
 
@@ -51,6 +55,11 @@ absl::StatusOr<gradlab::ServerOptions> OptionsFromFlags() {
   registry.workers = absl::GetFlag(FLAGS_workers);
   registry.max_queue = absl::GetFlag(FLAGS_max_queue);
   registry.data_dir = absl::GetFlag(FLAGS_data_dir);
+  registry.training_niceness = absl::GetFlag(FLAGS_training_niceness);
+  if (registry.training_niceness < 0 || registry.training_niceness > 19) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--training_niceness: ", registry.training_niceness, " is out of range [0, 19]"));
+  }
   const int cpus = gradlab::UsableCpus();
   if (registry.workers < 1 || registry.workers > cpus) {
     return absl::InvalidArgumentError(absl::StrCat("--workers: ", registry.workers,

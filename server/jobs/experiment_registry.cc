@@ -1,8 +1,13 @@
 #include "server/jobs/experiment_registry.h"
 
 #include <glog/logging.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <utility>
 
 #include "absl/random/random.h"
@@ -415,6 +420,14 @@ void ExperimentRegistry::ChangeState(Job& job, v1::ExperimentState state,
 }
 
 void ExperimentRegistry::WorkerLoop() {
+  if (options_.training_niceness != 0) {
+    // Linux keeps a nice value per thread; threads this one starts inherit it.
+    const pid_t thread_id = static_cast<pid_t>(syscall(SYS_gettid));
+    const int current = getpriority(PRIO_PROCESS, thread_id);
+    if (setpriority(PRIO_PROCESS, thread_id, current + options_.training_niceness) != 0) {
+      LOG(WARNING) << "cannot lower the training threads' priority: " << std::strerror(errno);
+    }
+  }
   while (true) {
     std::shared_ptr<Job> job;
     {

@@ -35,6 +35,11 @@ struct RegistryOptions {
   LogRetention retention;
   std::function<absl::Time()> clock = [] { return absl::Now(); };
   absl::Duration progress_interval = absl::Milliseconds(500);
+  // Added to the nice value of the worker threads (and the OpenMP threads they start), so
+  // that answering RPCs and writing streams preempts training on a busy machine; 0 keeps
+  // the process's priority. A trade-off, measured in docs/PERFORMANCE.md: lower stream
+  // latency for less training throughput when there are hundreds of subscribers.
+  int training_niceness = 0;
 };
 
 // Thread-safe. Worker threads start in the constructor and stop in Shutdown (or the

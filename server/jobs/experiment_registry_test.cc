@@ -1,7 +1,10 @@
 #include "server/jobs/experiment_registry.h"
 
+#include <sys/resource.h>
+
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
@@ -244,6 +247,35 @@ TEST(ExperimentRegistryTest, ShutdownStopsTrainingEndsStreamsAndRefusesNewWork) 
   ASSERT_TRUE(end.end.has_value());
   EXPECT_EQ(end.end->code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(registry.StartExperiment(Quick()).status().code(), absl::StatusCode::kUnavailable);
+}
+
+// The nice values of this process's threads, from /proc.
+std::vector<int> ThreadNiceValues() {
+  std::vector<int> values;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream stat(task.path() / "stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    // Fields after the command name, which is in parentheses: nice is the 19th field.
+    std::istringstream fields(text.substr(text.rfind(')') + 2));
+    std::string field;
+    for (int i = 3; i <= 19 && fields >> field; ++i) {
+      if (i == 19) values.push_back(std::stoi(field));
+    }
+  }
+  return values;
+}
+
+TEST(ExperimentRegistryTest, TrainingThreadsRunAtALowerPriority) {
+  const int base = getpriority(PRIO_PROCESS, 0);
+  RegistryOptions options = SmallOptions();
+  options.training_niceness = 3;
+  ExperimentRegistry registry(options);
+  absl::StatusOr<v1::Experiment> running = registry.StartExperiment(Quick(1000));
+  WaitForState(registry, running->id(), v1::RUNNING);
+  std::vector<int> nice = ThreadNiceValues();
+  EXPECT_THAT(nice, ::testing::Contains(base + 3));
+  EXPECT_THAT(nice, ::testing::Contains(base));  // the rest of the server
+  registry.Shutdown();
 }
 
 TEST(ExperimentRegistryTest, ServerInfoListsModelsAndDatasets) {
