@@ -12,13 +12,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "client/format.h"
+#include "common/experiment_state.h"
 
 namespace gradlab {
 namespace {
-
-bool IsFinished(v1::ExperimentState state) {
-  return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
-}
 
 // Clears the progress line drawn on a terminal.
 constexpr char kClearLine[] = "\r\033[K";
@@ -241,8 +238,8 @@ int Cli::Grads(const std::string& id, std::optional<int64_t> step, const std::st
     grpc::Status status = reader->Finish();
     if (!found) {
       if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) return Fail(status);
-      err_ << "gradlab: experiment " << id << " has no gradient snapshot at or after step "
-           << *step << "\n";
+      err_ << "gradlab: experiment " << id << " has no gradient snapshot at or after step " << *step
+           << "\n";
       return kExitRefused;
     }
     print(snapshot);
@@ -307,8 +304,7 @@ int Cli::Compare(const std::vector<std::string>& models, const v1::StartExperime
       latest[update.id()] = update;
       if (!options_.json && update.last_metrics().epoch() > epochs_shown[update.id()]) {
         epochs_shown[update.id()] = update.last_metrics().epoch();
-        out_ << absl::StrFormat("%-10s %s", update.spec().model(),
-                                EpochLine(update.last_metrics()))
+        out_ << absl::StrFormat("%-10s %s", update.spec().model(), EpochLine(update.last_metrics()))
              << std::endl;
       }
       finished = std::count_if(latest.begin(), latest.end(),
@@ -380,9 +376,8 @@ int Cli::Health() {
   } else {
     out_ << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status()) << "\n";
   }
-  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING
-             ? kExitOk
-             : kExitRunNotSucceeded;
+  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? kExitOk
+                                                                             : kExitRunNotSucceeded;
 }
 
 }  // namespace gradlab

@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -68,9 +69,9 @@ std::string ProgressLine(const v1::BatchProgress& p, int batch_size) {
     eta = Duration((p.batches() - p.batch()) * static_cast<double>(batch_size) /
                    p.images_per_second());
   }
-  return absl::StrFormat("[Epoch %02d] [%s%s] %d/%d loss %.4f acc %s %.0f img/s ETA %s",
-                         p.epoch(), std::string(done, '#'), std::string(kBarWidth - done, '-'),
-                         p.batch(), p.batches(), p.running_loss(), Percent(p.running_accuracy()),
+  return absl::StrFormat("[Epoch %02d] [%s%s] %d/%d loss %.4f acc %s %.0f img/s ETA %s", p.epoch(),
+                         std::string(done, '#'), std::string(kBarWidth - done, '-'), p.batch(),
+                         p.batches(), p.running_loss(), Percent(p.running_accuracy()),
                          p.images_per_second(), eta);
 }
 
@@ -92,9 +93,8 @@ std::string ExperimentTable(const std::vector<v1::Experiment>& experiments) {
     if (e.state() == v1::QUEUED && e.queue_position() > 0) {
       absl::StrAppend(&state, " #", e.queue_position());
     }
-    rows.push_back({e.id(), e.name().empty() ? "-" : e.name(), e.spec().model(),
-                    e.spec().dataset(), state,
-                    absl::StrCat(e.current_epoch(), "/", e.spec().epochs()),
+    rows.push_back({e.id(), e.name().empty() ? "-" : e.name(), e.spec().model(), e.spec().dataset(),
+                    state, absl::StrCat(e.current_epoch(), "/", e.spec().epochs()),
                     e.last_metrics().epoch() > 0 ? Percent(e.best_test_accuracy()) : "-",
                     TimeText(e.created_time())});
   }
@@ -106,17 +106,17 @@ std::string ExperimentDetails(const v1::Experiment& e) {
   std::vector<std::vector<std::string>> rows = {
       {"id:", e.id()},
       {"name:", e.name().empty() ? "-" : e.name()},
-      {"state:", StateName(e.state()) +
-                     (e.queue_position() > 0 ? absl::StrCat(" (position ", e.queue_position(), ")")
-                                             : "")},
+      {"state:",
+       StateName(e.state()) +
+           (e.queue_position() > 0 ? absl::StrCat(" (position ", e.queue_position(), ")") : "")},
       {"model:", absl::StrFormat("%s (batch_norm %s, skip_connections %s, init %s)", s.model(),
-                                 s.batch_norm() ? "on" : "off",
-                                 s.skip_connections() ? "on" : "off", s.init())},
-      {"dataset:", absl::StrFormat("%s at %s (augment %s, train %s, test %s)", s.dataset(),
-                                   s.data_dir().empty() ? "-" : s.data_dir(),
-                                   s.augment() ? "on" : "off",
-                                   s.max_train_samples() ? absl::StrCat(s.max_train_samples()) : "all",
-                                   s.max_test_samples() ? absl::StrCat(s.max_test_samples()) : "all")},
+                                 s.batch_norm() ? "on" : "off", s.skip_connections() ? "on" : "off",
+                                 s.init())},
+      {"dataset:",
+       absl::StrFormat("%s at %s (augment %s, train %s, test %s)", s.dataset(),
+                       s.data_dir().empty() ? "-" : s.data_dir(), s.augment() ? "on" : "off",
+                       s.max_train_samples() ? absl::StrCat(s.max_train_samples()) : "all",
+                       s.max_test_samples() ? absl::StrCat(s.max_test_samples()) : "all")},
       {"training:",
        absl::StrFormat("%d epochs, batch %d, lr %g, momentum %g, weight decay %g%s, seed %d, "
                        "%d threads, %s",
@@ -157,7 +157,7 @@ std::string GradientTable(const v1::GradientSnapshot& snapshot) {
                        static_cast<int>(std::ceil(high)))}};
   for (const v1::LayerGradient& g : snapshot.layers()) {
     const std::string layer = g.name().substr(0, g.name().rfind('.'));
-    const bool is_weight = g.name().size() > 7 && g.name().substr(g.name().size() - 7) == ".weight";
+    const bool is_weight = absl::EndsWith(g.name(), ".weight");
     auto act = activation_std.find(layer);
     int bar = 0;
     if (g.grad_norm() > 0 && std::isfinite(low)) {
@@ -166,11 +166,11 @@ std::string GradientTable(const v1::GradientSnapshot& snapshot) {
                                          std::max(span, 1.0)));
       bar = std::clamp(bar, 1, kBarWidth);
     }
-    rows.push_back({g.name(), absl::StrFormat("%.3e", g.grad_norm()),
-                    absl::StrFormat("%.3e", g.weight_norm()), absl::StrFormat("%.3e", g.ratio()),
-                    is_weight && act != activation_std.end() ? absl::StrFormat("%.3e", act->second)
-                                                             : "",
-                    std::string(bar, '#')});
+    rows.push_back(
+        {g.name(), absl::StrFormat("%.3e", g.grad_norm()), absl::StrFormat("%.3e", g.weight_norm()),
+         absl::StrFormat("%.3e", g.ratio()),
+         is_weight && act != activation_std.end() ? absl::StrFormat("%.3e", act->second) : "",
+         std::string(bar, '#')});
   }
   return out + Table(rows);
 }
@@ -192,22 +192,20 @@ double FirstToLastGradRatio(const v1::GradientSnapshot& snapshot) {
 }
 
 std::string ComparisonTable(const std::vector<ComparisonRow>& rows) {
-  std::vector<std::vector<std::string>> table = {{"MODEL", "ID", "STATE", "BEST TEST",
-                                                  "FINAL TEST", "FINAL TRAIN LOSS", "TIME",
-                                                  "IMAGES/S", "GRAD FIRST/LAST @1"}};
+  std::vector<std::vector<std::string>> table = {{"MODEL", "ID", "STATE", "BEST TEST", "FINAL TEST",
+                                                  "FINAL TRAIN LOSS", "TIME", "IMAGES/S",
+                                                  "GRAD FIRST/LAST @1"}};
   for (const ComparisonRow& r : rows) {
     const bool trained = r.experiment.last_metrics().epoch() > 0;
     auto if_trained = [trained](std::string text) { return trained ? text : "-"; };
-    table.push_back({r.experiment.spec().model(), r.experiment.id(),
-                     StateName(r.experiment.state()),
-                     if_trained(Percent(r.experiment.best_test_accuracy())),
-                     if_trained(Percent(r.final_test_accuracy)),
-                     if_trained(absl::StrFormat("%.4f", r.final_train_loss)),
-                     if_trained(Duration(r.seconds)),
-                     if_trained(absl::StrFormat("%.1f", r.images_per_second)),
-                     r.first_to_last_grad_ratio > 0
-                         ? absl::StrFormat("%.2e", r.first_to_last_grad_ratio)
-                         : "-"});
+    table.push_back(
+        {r.experiment.spec().model(), r.experiment.id(), StateName(r.experiment.state()),
+         if_trained(Percent(r.experiment.best_test_accuracy())),
+         if_trained(Percent(r.final_test_accuracy)),
+         if_trained(absl::StrFormat("%.4f", r.final_train_loss)), if_trained(Duration(r.seconds)),
+         if_trained(absl::StrFormat("%.1f", r.images_per_second)),
+         r.first_to_last_grad_ratio > 0 ? absl::StrFormat("%.2e", r.first_to_last_grad_ratio)
+                                        : "-"});
   }
   return Table(table);
 }

@@ -12,6 +12,14 @@ typename Container::const_iterator FirstAtOrAfter(const Container& events, int64
                           [&](const auto& event, int64_t value) { return key(*event) < value; });
 }
 
+// Appends to a bounded window, dropping the oldest beyond `limit`.
+template <typename Event>
+void PushBounded(std::deque<std::shared_ptr<const Event>>& window,
+                 std::shared_ptr<const Event> event, size_t limit) {
+  window.push_back(std::move(event));
+  if (window.size() > limit) window.pop_front();
+}
+
 }  // namespace
 
 int64_t ExperimentLog::Append(v1::MetricsEvent event) {
@@ -22,8 +30,7 @@ int64_t ExperimentLog::Append(v1::MetricsEvent event) {
     event.set_sequence(sequence);
     auto stored = std::make_shared<const v1::MetricsEvent>(std::move(event));
     if (stored->has_batch_progress()) {
-      recent_progress_.push_back(std::move(stored));
-      if (recent_progress_.size() > retention_.batch_progress) recent_progress_.pop_front();
+      PushBounded(recent_progress_, std::move(stored), retention_.batch_progress);
     } else {
       kept_metrics_.push_back(std::move(stored));
     }
@@ -42,8 +49,7 @@ int64_t ExperimentLog::Append(v1::GradientSnapshot snapshot) {
     if (stored->step() == 1 && first_snapshot_ == nullptr) {
       first_snapshot_ = std::move(stored);
     } else {
-      recent_snapshots_.push_back(std::move(stored));
-      if (recent_snapshots_.size() > retention_.gradient_snapshots) recent_snapshots_.pop_front();
+      PushBounded(recent_snapshots_, std::move(stored), retention_.gradient_snapshots);
     }
   }
   Wake();

@@ -13,6 +13,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/experiment_state.h"
 #include "common/spec_proto.h"
 #include "common/version.h"
 #include "server/engine/datasets.h"
@@ -81,17 +82,13 @@ v1::GradientSnapshot ToProto(const GradientSnapshot& s) {
   return proto;
 }
 
-bool IsFinished(v1::ExperimentState state) {
-  return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
-}
-
-// The input each model is described at in ServerInfo: CIFAR-10's for the conv models,
-// MNIST's for the mlp (the sizes the reference table gives).
-ModelOptions DefaultModelOptions(const std::string& model) {
+// The model a default spec builds, at the input ServerInfo describes it with: CIFAR-10's
+// for the conv models, MNIST's for the mlp (the sizes the reference table gives).
+ModelOptions DefaultModelOptions(const ExperimentSpec& spec) {
   ModelOptions options;
-  options.model = model;
-  options.batch_norm = model == "resnet" || model == "mlp";
-  if (model == "mlp") {
+  options.model = spec.model;
+  options.batch_norm = spec.batch_norm.value_or(false);
+  if (spec.model == "mlp") {
     options.in_channels = 1;
     options.height = options.width = 28;
   }
@@ -162,13 +159,14 @@ ExperimentRegistry::ExperimentRegistry(RegistryOptions options) : options_(std::
   for (const std::string& model : ModelNames()) {
     v1::ModelInfo info;
     info.set_name(model);
-    const ModelOptions model_options = DefaultModelOptions(model);
+    ExperimentSpec spec;
+    spec.model = model;
+    spec = ResolveSpec(spec).value_or(spec);
+    const ModelOptions model_options = DefaultModelOptions(spec);
     info.set_parameter_count(CountParameters(model_options).value_or(0));
     info.set_input_shape(absl::StrCat(model_options.in_channels, "x", model_options.height, "x",
                                       model_options.width));
-    ExperimentSpec spec;
-    spec.model = model;
-    *info.mutable_default_spec() = SpecToProto(ResolveSpec(spec).value_or(spec));
+    *info.mutable_default_spec() = SpecToProto(spec);
     model_infos_.push_back(std::move(info));
   }
   for (int i = 0; i < std::max(options_.workers, 1); ++i) {
