@@ -35,7 +35,7 @@ int64_t ExperimentLog::Append(v1::MetricsEvent event) {
       kept_metrics_.push_back(std::move(stored));
     }
   }
-  Wake();
+  Wake(EventKind::kMetrics);
   return sequence;
 }
 
@@ -52,7 +52,7 @@ int64_t ExperimentLog::Append(v1::GradientSnapshot snapshot) {
       PushBounded(recent_snapshots_, std::move(stored), retention_.gradient_snapshots);
     }
   }
-  Wake();
+  Wake(EventKind::kGradients);
   return sequence;
 }
 
@@ -61,7 +61,7 @@ void ExperimentLog::Close() {
     absl::MutexLock lock(&mu_);
     closed_ = true;
   }
-  Wake();
+  WakeAll();
 }
 
 void ExperimentLog::Abort(absl::Status status) {
@@ -69,7 +69,7 @@ void ExperimentLog::Abort(absl::Status status) {
     absl::MutexLock lock(&mu_);
     if (!abort_status_.has_value()) abort_status_ = std::move(status);
   }
-  Wake();
+  WakeAll();
 }
 
 std::optional<absl::Status> ExperimentLog::EndStatus(bool nothing_left) const {
@@ -107,10 +107,10 @@ ExperimentLog::Next<v1::GradientSnapshot> ExperimentLog::NextGradients(int64_t f
   return {nullptr, EndStatus(/*nothing_left=*/true)};
 }
 
-int64_t ExperimentLog::Subscribe(std::function<void()> listener) {
+int64_t ExperimentLog::Subscribe(EventKind kind, std::function<void()> listener) {
   absl::MutexLock lock(&listeners_mu_);
   const int64_t handle = next_handle_++;
-  listeners_.emplace(handle, std::move(listener));
+  listeners_.emplace(handle, Listener{kind, std::move(listener)});
   return handle;
 }
 
@@ -119,23 +119,31 @@ void ExperimentLog::Unsubscribe(int64_t handle) {
   listeners_.erase(handle);
 }
 
-void ExperimentLog::Wake() {
+void ExperimentLog::Wake(EventKind kind) {
   if (notifier_ == nullptr) {
-    NotifyListeners();
+    NotifyListeners(kind);
     return;
   }
-  if (wake_pending_.exchange(true)) return;  // the pending run will see this event too
-  notifier_->Schedule([weak = weak_from_this()] {
+  std::atomic<bool>& pending = wake_pending_[static_cast<int>(kind)];
+  if (pending.exchange(true)) return;  // the pending run will see this event too
+  notifier_->Schedule([weak = weak_from_this(), kind] {
     if (std::shared_ptr<ExperimentLog> log = weak.lock()) {
-      log->wake_pending_.store(false);
-      log->NotifyListeners();
+      log->wake_pending_[static_cast<int>(kind)].store(false);
+      log->NotifyListeners(kind);
     }
   });
 }
 
-void ExperimentLog::NotifyListeners() {
+void ExperimentLog::WakeAll() {
+  Wake(EventKind::kMetrics);
+  Wake(EventKind::kGradients);
+}
+
+void ExperimentLog::NotifyListeners(EventKind kind) {
   absl::MutexLock lock(&listeners_mu_);
-  for (auto& [handle, listener] : listeners_) listener();
+  for (auto& [handle, listener] : listeners_) {
+    if (listener.kind == kind) listener.call();
+  }
 }
 
 int64_t ExperimentLog::last_sequence() const {

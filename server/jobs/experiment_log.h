@@ -21,6 +21,9 @@
 
 namespace gradlab {
 
+// The two kinds of stream a log feeds: an append wakes only the listeners of its kind.
+enum class EventKind { kMetrics, kGradients };
+
 // How many events of the bounded kinds a log keeps; state changes and epoch metrics are
 // always kept in full. The step-1 gradient snapshot is kept besides the newest ones.
 struct LogRetention {
@@ -62,10 +65,11 @@ class ExperimentLog : public std::enable_shared_from_this<ExperimentLog> {
   // The first kept gradient snapshot with step >= from_step.
   Next<v1::GradientSnapshot> NextGradients(int64_t from_step) const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Runs `listener` after appends, Close and Abort: at least once after each, possibly
-  // once for several when the notifier is busy. Returns a handle for Unsubscribe,
-  // after which the listener is never running nor run again.
-  int64_t Subscribe(std::function<void()> listener) ABSL_LOCKS_EXCLUDED(listeners_mu_);
+  // Runs `listener` after appends of `kind`, Close and Abort: at least once after each,
+  // possibly once for several when the notifier is busy. Returns a handle for
+  // Unsubscribe, after which the listener is never running nor run again.
+  int64_t Subscribe(EventKind kind, std::function<void()> listener)
+      ABSL_LOCKS_EXCLUDED(listeners_mu_);
   void Unsubscribe(int64_t handle) ABSL_LOCKS_EXCLUDED(listeners_mu_);
 
   int64_t last_sequence() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -74,14 +78,21 @@ class ExperimentLog : public std::enable_shared_from_this<ExperimentLog> {
   using MetricsPtr = std::shared_ptr<const v1::MetricsEvent>;
   using SnapshotPtr = std::shared_ptr<const v1::GradientSnapshot>;
 
-  // Runs the listeners now, or has the notifier run them soon.
-  void Wake();
-  void NotifyListeners() ABSL_LOCKS_EXCLUDED(listeners_mu_);
+  struct Listener {
+    EventKind kind;
+    std::function<void()> call;
+  };
+  static constexpr int kKinds = 2;
+
+  // Runs the listeners of `kind` now, or has the notifier run them soon.
+  void Wake(EventKind kind);
+  void WakeAll();
+  void NotifyListeners(EventKind kind) ABSL_LOCKS_EXCLUDED(listeners_mu_);
   std::optional<absl::Status> EndStatus(bool nothing_left) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   const LogRetention retention_;
   Notifier* const notifier_;
-  std::atomic<bool> wake_pending_{false};
+  std::atomic<bool> wake_pending_[kKinds] = {false, false};  // by EventKind
   mutable absl::Mutex mu_;
   int64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<MetricsPtr> kept_metrics_ ABSL_GUARDED_BY(mu_);  // state changes, epochs
@@ -94,7 +105,7 @@ class ExperimentLog : public std::enable_shared_from_this<ExperimentLog> {
   // Held while listeners run, so that Unsubscribe waits for a running call to return.
   absl::Mutex listeners_mu_ ABSL_ACQUIRED_AFTER(mu_);
   int64_t next_handle_ ABSL_GUARDED_BY(listeners_mu_) = 1;
-  std::map<int64_t, std::function<void()>> listeners_ ABSL_GUARDED_BY(listeners_mu_);
+  std::map<int64_t, Listener> listeners_ ABSL_GUARDED_BY(listeners_mu_);
 };
 
 }  // namespace gradlab

@@ -106,17 +106,24 @@ TEST(ExperimentLogTest, KeepsEpochsInFullAndBoundsProgressAndSnapshots) {
   EXPECT_EQ(steps, (std::vector<int64_t>{1, 90, 100}));
 }
 
-TEST(ExperimentLogTest, ListenersRunOnEveryAppendUntilUnsubscribed) {
+TEST(ExperimentLogTest, ListenersRunOnAppendsOfTheirKindAndOnCloseUntilUnsubscribed) {
   ExperimentLog log;
-  int calls = 0;
-  const int64_t handle = log.Subscribe([&calls] { ++calls; });
+  int metrics_calls = 0;
+  int gradient_calls = 0;
+  const int64_t metrics = log.Subscribe(EventKind::kMetrics, [&] { ++metrics_calls; });
+  const int64_t gradients = log.Subscribe(EventKind::kGradients, [&] { ++gradient_calls; });
   log.Append(Epoch(1));
+  log.Append(Epoch(2));
   log.Append(Snapshot(1));
   log.Close();
-  EXPECT_EQ(calls, 3);
-  log.Unsubscribe(handle);
-  log.Append(Epoch(2));
-  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(metrics_calls, 3);
+  EXPECT_EQ(gradient_calls, 2);
+  log.Unsubscribe(metrics);
+  log.Unsubscribe(gradients);
+  log.Append(Epoch(3));
+  log.Append(Snapshot(2));
+  EXPECT_EQ(metrics_calls, 3);
+  EXPECT_EQ(gradient_calls, 2);
 }
 
 TEST(ExperimentLogTest, WithANotifierListenersRunOnItsThreadNotTheAppender) {
@@ -124,7 +131,7 @@ TEST(ExperimentLogTest, WithANotifierListenersRunOnItsThreadNotTheAppender) {
   auto log = std::make_shared<ExperimentLog>(LogRetention{}, &notifier);
   absl::Mutex mu;
   std::vector<std::thread::id> threads;
-  log->Subscribe([&] {
+  log->Subscribe(EventKind::kMetrics, [&] {
     absl::MutexLock lock(&mu);
     threads.push_back(std::this_thread::get_id());
   });

@@ -53,12 +53,14 @@ class FailedStream : public grpc::ServerWriteReactor<Event> {
 // follows it. One write in flight; the log's listener only wakes the reactor, so a
 // client that stops reading holds nothing but its cursor and one message.
 //
-// Threads: the log's listener runs on the training thread, OnWriteDone and OnCancel on
+// Threads: the log's listener runs on its notifier's thread, OnWriteDone and OnCancel on
 // gRPC's. Neither blocks: both take mu_ briefly and start at most one write.
 template <typename Event>
 class LogStream : public grpc::ServerWriteReactor<Event> {
  public:
   struct Cursor {
+    // Which appends wake the stream.
+    EventKind kind;
     // The next event at or after `position`.
     std::function<ExperimentLog::Next<Event>(const ExperimentLog&, int64_t position)> next;
     // The position after `event`.
@@ -69,7 +71,7 @@ class LogStream : public grpc::ServerWriteReactor<Event> {
 
   LogStream(std::shared_ptr<ExperimentLog> log, Cursor cursor, int64_t position, bool follow)
       : log_(std::move(log)), cursor_(std::move(cursor)), position_(position), follow_(follow) {
-    subscription_ = log_->Subscribe([this] { WriteNextIfIdle(); });
+    subscription_ = log_->Subscribe(cursor_.kind, [this] { WriteNextIfIdle(); });
     WriteNextIfIdle();
   }
 
@@ -302,6 +304,7 @@ grpc::ServerWriteReactor<v1::MetricsEvent>* ExperimentServiceImpl::StreamMetrics
   absl::StatusOr<std::shared_ptr<ExperimentLog>> log = registry_.EventLog(request->id());
   if (!log.ok()) return new FailedStream<v1::MetricsEvent>("StreamMetrics", context, log.status());
   LogStream<v1::MetricsEvent>::Cursor cursor;
+  cursor.kind = EventKind::kMetrics;
   cursor.next = [](const ExperimentLog& l, int64_t sequence) { return l.NextMetrics(sequence); };
   cursor.after = [](const v1::MetricsEvent& event) { return event.sequence() + 1; };
   return new LogStream<v1::MetricsEvent>(*std::move(log), std::move(cursor),
@@ -316,6 +319,7 @@ grpc::ServerWriteReactor<v1::GradientSnapshot>* ExperimentServiceImpl::StreamGra
     return new FailedStream<v1::GradientSnapshot>("StreamGradients", context, log.status());
   }
   LogStream<v1::GradientSnapshot>::Cursor cursor;
+  cursor.kind = EventKind::kGradients;
   cursor.next = [](const ExperimentLog& l, int64_t step) { return l.NextGradients(step); };
   cursor.after = [](const v1::GradientSnapshot& snapshot) { return snapshot.step() + 1; };
   if (!request->layers().empty()) {
