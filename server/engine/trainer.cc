@@ -4,11 +4,14 @@
 
 #include <algorithm>
 #include <memory>
+#include <mutex>
+#include <sstream>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "common/usable_cpus.h"
 #include "server/engine/batch_transform.h"
+#include "server/engine/checkpoint_dict.h"
 #include "server/engine/models.h"
 #include "server/engine/torch_errors.h"
 
@@ -67,9 +70,8 @@ class TrainingRun {
             static_cast<int>((dataset.train.size() + spec.batch_size - 1) / spec.batch_size)) {}
 
   absl::Status Run() {
-    double best_test_accuracy = 0;
-    double learning_rate = spec_.learning_rate;
-    for (int epoch = 1; epoch <= spec_.epochs; ++epoch) {
+    if (control_.resume_from != nullptr) Restore(*control_.resume_from);
+    for (int epoch = first_epoch_; epoch <= spec_.epochs; ++epoch) {
       const absl::Time epoch_start = control_.clock();
       RunningScore train;
       if (absl::Status status = TrainEpoch(epoch, train); !status.ok()) return status;
@@ -83,20 +85,19 @@ class TrainingRun {
       metrics.train_accuracy = train.accuracy();
       metrics.test_loss = test->loss();
       metrics.test_accuracy = test->accuracy();
-      best_test_accuracy = std::max(best_test_accuracy, metrics.test_accuracy);
-      metrics.best_test_accuracy = best_test_accuracy;
-      metrics.learning_rate = learning_rate;
+      best_test_accuracy_ = std::max(best_test_accuracy_, metrics.test_accuracy);
+      metrics.best_test_accuracy = best_test_accuracy_;
+      metrics.learning_rate = learning_rate_;
       metrics.epoch_seconds = absl::ToDoubleSeconds(control_.clock() - epoch_start);
       metrics.images_per_second = PerSecond(train.samples, train_time);
-      sink_.OnEpochMetrics(metrics);
-
       // StepLR, stepped after each epoch's evaluation as the reference does.
-      if (spec_.lr_step_size > 0 && epoch % spec_.lr_step_size == 0) {
-        learning_rate *= spec_.lr_gamma;
-        for (auto& group : optimizer_.param_groups()) {
-          static_cast<torch::optim::SGDOptions&>(group.options()).lr(learning_rate);
+      SetLearningRate(LearningRateAfter(epoch, learning_rate_));
+      if (control_.save_checkpoint) {
+        if (absl::Status status = control_.save_checkpoint(Capture(metrics)); !status.ok()) {
+          return status;
         }
       }
+      sink_.OnEpochMetrics(metrics);
     }
     return absl::OkStatus();
   }
@@ -105,6 +106,69 @@ class TrainingRun {
   static double PerSecond(int64_t count, absl::Duration elapsed) {
     const double seconds = absl::ToDoubleSeconds(elapsed);
     return seconds > 0 ? static_cast<double>(count) / seconds : 0;
+  }
+
+  double LearningRateAfter(int epoch, double rate) const {
+    return spec_.lr_step_size > 0 && epoch % spec_.lr_step_size == 0 ? rate * spec_.lr_gamma
+                                                                     : rate;
+  }
+
+  void SetLearningRate(double rate) {
+    learning_rate_ = rate;
+    for (auto& group : optimizer_.param_groups()) {
+      static_cast<torch::optim::SGDOptions&>(group.options()).lr(rate);
+    }
+  }
+
+  TrainingCheckpoint Capture(const EpochMetrics& metrics) {
+    CheckpointDict dict;
+    for (const auto& [name, tensor] : StateDict(*model_)) {
+      dict.insert(kModelPrefix + name, tensor.detach());
+    }
+    torch::serialize::OutputArchive optimizer_archive;
+    optimizer_.save(optimizer_archive);
+    std::ostringstream optimizer_bytes;
+    optimizer_archive.save_to(optimizer_bytes);
+    dict.insert(kOptimizerKey, BytesToTensor(optimizer_bytes.str()));
+    {
+      std::lock_guard<std::mutex> lock(data_generator_.mutex());
+      dict.insert(kDataGeneratorKey, data_generator_.get_state());
+    }
+    dict.insert(kProgressKey, torch::tensor({static_cast<int64_t>(metrics.epoch), step_}));
+    dict.insert(kMetricsKey, MetricsToTensor(metrics));
+    return TrainingCheckpoint{metrics, PickleCheckpoint(dict)};
+  }
+
+  // Throws c10::Error when `state` does not fit this run's model.
+  void Restore(const std::string& state) {
+    const CheckpointDict dict = UnpickleCheckpoint(state);
+    {
+      torch::NoGradGuard no_grad;
+      for (const auto& [name, tensor] : StateDict(*model_)) {
+        const std::string key = kModelPrefix + name;
+        TORCH_CHECK(dict.contains(key), "checkpoint: no \"", key, "\" (another model?)");
+        const at::Tensor saved = dict.at(key);
+        TORCH_CHECK(saved.sizes() == tensor.sizes(), "checkpoint: \"", key, "\" has shape ",
+                    saved.sizes(), ", the model's is ", tensor.sizes());
+        tensor.copy_(saved);
+      }
+    }
+    const std::string optimizer_bytes = TensorToBytes(dict.at(kOptimizerKey));
+    torch::serialize::InputArchive optimizer_archive;
+    optimizer_archive.load_from(optimizer_bytes.data(), optimizer_bytes.size());
+    optimizer_.load(optimizer_archive);
+    {
+      std::lock_guard<std::mutex> lock(data_generator_.mutex());
+      data_generator_.set_state(dict.at(kDataGeneratorKey));
+    }
+    const torch::Tensor progress = dict.at(kProgressKey);
+    TORCH_CHECK(progress.scalar_type() == torch::kInt64 && progress.numel() == 2,
+                "checkpoint: progress is not int64[2]");
+    const EpochMetrics metrics = MetricsFromTensor(dict.at(kMetricsKey));
+    first_epoch_ = static_cast<int>(progress[0].item<int64_t>()) + 1;
+    step_ = progress[1].item<int64_t>();
+    best_test_accuracy_ = metrics.best_test_accuracy;
+    SetLearningRate(LearningRateAfter(metrics.epoch, metrics.learning_rate));
   }
 
   bool StopRequested() const {
@@ -207,7 +271,10 @@ class TrainingRun {
   torch::optim::SGD optimizer_;
   at::Generator data_generator_;  // shuffling and augmentation, seeded by the spec
   const int batches_per_epoch_;
+  int first_epoch_ = 1;
   int64_t step_ = 0;
+  double best_test_accuracy_ = 0;
+  double learning_rate_ = spec_.learning_rate;
 };
 
 absl::Status CheckTrainable(const ExperimentSpec& spec, const Dataset& dataset) {

@@ -6,11 +6,13 @@
 
 #include <atomic>
 #include <functional>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/experiment_spec.h"
+#include "server/engine/checkpoint.h"
 #include "server/engine/datasets.h"
 #include "server/engine/training_events.h"
 
@@ -23,6 +25,14 @@ struct TrainingControl {
   // Times epochs and paces batch progress; tests inject a fake.
   std::function<absl::Time()> clock = [] { return absl::Now(); };
   absl::Duration progress_interval = absl::Milliseconds(500);
+  // Called at the end of every epoch, after its evaluation and before the sink hears of
+  // its metrics, with all the run needs to go on from the next epoch. An error ends the
+  // run with that error. Unset: no checkpoints.
+  std::function<absl::Status(const TrainingCheckpoint&)> save_checkpoint;
+  // Set: the run goes on after this checkpoint's epoch (one that save_checkpoint was given
+  // by a run of the same spec) instead of starting at epoch 1, and its epochs are bit for
+  // bit those of a run that never stopped (same thread count).
+  const std::string* resume_from = nullptr;
 };
 
 // Runs `spec` (as returned by ResolveSpec) on `dataset` on the calling thread, with

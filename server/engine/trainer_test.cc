@@ -2,6 +2,8 @@
 
 #include <set>
 
+#include "absl/strings/str_cat.h"
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/engine/testing/recording_sink.h"
@@ -179,6 +181,96 @@ TEST(TrainerTest, MlpBatchNormWithALastBatchOfOneIsRefused) {
   absl::Status status = Train(Spec("mlp", 1), data, {}, sink);
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(status.message()), HasSubstr("leave a last batch of 1"));
+}
+
+// The fields a resumed run must reproduce bit for bit (timings aside).
+void ExpectSameEpoch(const EpochMetrics& a, const EpochMetrics& b) {
+  EXPECT_EQ(a.epoch, b.epoch);
+  EXPECT_EQ(a.train_loss, b.train_loss) << "epoch " << a.epoch;
+  EXPECT_EQ(a.train_accuracy, b.train_accuracy) << "epoch " << a.epoch;
+  EXPECT_EQ(a.test_loss, b.test_loss) << "epoch " << a.epoch;
+  EXPECT_EQ(a.test_accuracy, b.test_accuracy) << "epoch " << a.epoch;
+  EXPECT_EQ(a.best_test_accuracy, b.best_test_accuracy) << "epoch " << a.epoch;
+  EXPECT_EQ(a.learning_rate, b.learning_rate) << "epoch " << a.epoch;
+}
+
+// Every state a checkpoint keeps matters here: momentum, augmentation and shuffling
+// from one generator, BatchNorm's running statistics, a step-LR schedule.
+TEST(TrainerTest, ResumingFromAnyEpochsCheckpointGivesTheUninterruptedRunsEpochs) {
+  const Dataset data = Synthetic(192, 64, 16);
+  ExperimentSpec spec = Spec("resnet", 4);
+  spec.augment = true;
+  spec.batch_norm = true;
+  spec.lr_step_size = 2;
+  spec.lr_gamma = 0.5;
+  spec.gradient_every_n_steps = 3;
+  std::vector<TrainingCheckpoint> checkpoints;
+  TrainingControl control;
+  control.save_checkpoint = [&](const TrainingCheckpoint& checkpoint) {
+    checkpoints.push_back(checkpoint);
+    return absl::OkStatus();
+  };
+  RecordingSink whole;
+  ASSERT_TRUE(Train(spec, data, control, whole).ok());
+  ASSERT_EQ(checkpoints.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(checkpoints[i].metrics.epoch, i + 1);
+    absl::StatusOr<EpochMetrics> stored = CheckpointMetrics(checkpoints[i].state);
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    ExpectSameEpoch(*stored, whole.epochs[i]);
+  }
+
+  for (int resume_after : {1, 2, 3}) {
+    SCOPED_TRACE(absl::StrCat("resumed after epoch ", resume_after));
+    TrainingControl resumed_control;
+    resumed_control.resume_from = &checkpoints[resume_after - 1].state;
+    RecordingSink resumed;
+    ASSERT_TRUE(Train(spec, data, resumed_control, resumed).ok());
+    ASSERT_EQ(resumed.epochs.size(), static_cast<size_t>(4 - resume_after));
+    for (size_t i = 0; i < resumed.epochs.size(); ++i) {
+      ExpectSameEpoch(resumed.epochs[i], whole.epochs[resume_after + i]);
+    }
+    // The snapshots of the resumed epochs, step numbers included, are the same too.
+    ASSERT_FALSE(resumed.snapshots.empty());
+    const size_t offset = whole.snapshots.size() - resumed.snapshots.size();
+    for (size_t i = 0; i < resumed.snapshots.size(); ++i) {
+      EXPECT_EQ(resumed.snapshots[i].step, whole.snapshots[offset + i].step);
+      EXPECT_EQ(resumed.snapshots[i].gradients[0].grad_norm,
+                whole.snapshots[offset + i].gradients[0].grad_norm);
+    }
+  }
+}
+
+TEST(TrainerTest, ACheckpointThatFailsToSaveEndsTheRunWithItsError) {
+  TrainingControl control;
+  control.save_checkpoint = [](const TrainingCheckpoint&) {
+    return absl::ResourceExhaustedError("disk full");
+  };
+  RecordingSink sink;
+  const absl::Status status = Train(Spec("simple_cnn", 3), Synthetic(64, 32, 8), control, sink);
+  EXPECT_EQ(status, absl::ResourceExhaustedError("disk full"));
+  EXPECT_TRUE(sink.epochs.empty());  // the epoch is not reported before its checkpoint is safe
+}
+
+TEST(TrainerTest, ACheckpointOfAnotherModelIsRefused) {
+  const Dataset data = Synthetic(64, 32, 8);
+  std::string state;
+  TrainingControl control;
+  control.save_checkpoint = [&](const TrainingCheckpoint& checkpoint) {
+    state = checkpoint.state;
+    return absl::OkStatus();
+  };
+  RecordingSink sink;
+  ASSERT_TRUE(Train(Spec("simple_cnn", 1), data, control, sink).ok());
+  TrainingControl resume;
+  resume.resume_from = &state;
+  absl::Status status = Train(Spec("deep_cnn", 2), data, resume, sink);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("checkpoint: \"model.conv1.weight\" has shape"));
+  const std::string garbage = "not a pickle";
+  resume.resume_from = &garbage;
+  EXPECT_FALSE(Train(Spec("simple_cnn", 2), data, resume, sink).ok());
+  EXPECT_FALSE(CheckpointMetrics(garbage).ok());
 }
 
 TEST(TrainerTest, LibTorchErrorsBecomeStatuses) {
