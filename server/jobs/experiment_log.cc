@@ -22,38 +22,65 @@ void PushBounded(std::deque<std::shared_ptr<const Event>>& window,
 
 }  // namespace
 
-int64_t ExperimentLog::Append(v1::MetricsEvent event) {
+void ExperimentLog::Keep(v1::MetricsEvent event) {
+  auto stored = std::make_shared<const v1::MetricsEvent>(std::move(event));
+  if (stored->has_batch_progress()) {
+    PushBounded(recent_progress_, std::move(stored), retention_.batch_progress);
+  } else {
+    kept_metrics_.push_back(std::move(stored));
+  }
+}
+
+void ExperimentLog::Keep(v1::GradientSnapshot snapshot) {
+  auto stored = std::make_shared<const v1::GradientSnapshot>(std::move(snapshot));
+  if (stored->step() == 1 && first_snapshot_ == nullptr) {
+    first_snapshot_ = std::move(stored);
+  } else {
+    PushBounded(recent_snapshots_, std::move(stored), retention_.gradient_snapshots);
+  }
+}
+
+template <typename Event>
+absl::StatusOr<int64_t> ExperimentLog::Log(Event event, EventKind kind) {
   int64_t sequence;
   {
-    absl::MutexLock lock(&mu_);
-    sequence = ++last_sequence_;
-    event.set_sequence(sequence);
-    auto stored = std::make_shared<const v1::MetricsEvent>(std::move(event));
-    if (stored->has_batch_progress()) {
-      PushBounded(recent_progress_, std::move(stored), retention_.batch_progress);
-    } else {
-      kept_metrics_.push_back(std::move(stored));
+    absl::MutexLock append_lock(&append_mu_);
+    {
+      absl::ReaderMutexLock lock(&mu_);
+      sequence = last_sequence_ + 1;
     }
+    event.set_sequence(sequence);
+    if (journal_ != nullptr) {
+      if (absl::Status status = journal_->Record(event); !status.ok()) return status;
+    }
+    absl::MutexLock lock(&mu_);
+    last_sequence_ = sequence;
+    Keep(std::move(event));
   }
-  Wake(EventKind::kMetrics);
+  Wake(kind);
   return sequence;
 }
 
-int64_t ExperimentLog::Append(v1::GradientSnapshot snapshot) {
-  int64_t sequence;
-  {
-    absl::MutexLock lock(&mu_);
-    sequence = ++last_sequence_;
-    snapshot.set_sequence(sequence);
-    auto stored = std::make_shared<const v1::GradientSnapshot>(std::move(snapshot));
-    if (stored->step() == 1 && first_snapshot_ == nullptr) {
-      first_snapshot_ = std::move(stored);
-    } else {
-      PushBounded(recent_snapshots_, std::move(stored), retention_.gradient_snapshots);
-    }
-  }
-  Wake(EventKind::kGradients);
-  return sequence;
+absl::StatusOr<int64_t> ExperimentLog::Append(v1::MetricsEvent event) {
+  return Log(std::move(event), EventKind::kMetrics);
+}
+
+absl::StatusOr<int64_t> ExperimentLog::Append(v1::GradientSnapshot snapshot) {
+  return Log(std::move(snapshot), EventKind::kGradients);
+}
+
+void ExperimentLog::Restore(std::vector<v1::MetricsEvent> metrics,
+                            std::vector<v1::GradientSnapshot> gradients, int64_t last_sequence) {
+  absl::MutexLock append_lock(&append_mu_);
+  absl::MutexLock lock(&mu_);
+  for (v1::MetricsEvent& event : metrics) Keep(std::move(event));
+  for (v1::GradientSnapshot& snapshot : gradients) Keep(std::move(snapshot));
+  last_sequence_ = std::max(last_sequence_, last_sequence);
+}
+
+absl::Status ExperimentLog::FlushJournal() {
+  absl::MutexLock append_lock(&append_mu_);
+  return journal_ != nullptr ? journal_->Flush() : absl::OkStatus();
 }
 
 void ExperimentLog::Close() {

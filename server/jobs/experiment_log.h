@@ -15,9 +15,11 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "gradlab/v1/experiment_service.pb.h"
 #include "server/jobs/notifier.h"
+#include "server/store/event_journal.h"
 
 namespace gradlab {
 
@@ -37,15 +39,27 @@ struct LogRetention {
 // notifier must be owned by a std::shared_ptr.
 class ExperimentLog : public std::enable_shared_from_this<ExperimentLog> {
  public:
-  explicit ExperimentLog(LogRetention retention = {}, Notifier* notifier = nullptr)
-      : retention_(retention), notifier_(notifier) {}
+  // With a journal, every event is recorded in it before readers can see it.
+  explicit ExperimentLog(LogRetention retention = {}, Notifier* notifier = nullptr,
+                         std::unique_ptr<EventJournal> journal = nullptr)
+      : retention_(retention), notifier_(notifier), journal_(std::move(journal)) {}
   ExperimentLog(const ExperimentLog&) = delete;
   ExperimentLog& operator=(const ExperimentLog&) = delete;
 
-  // Each stamps the event with the log's next sequence number, stores it, wakes the
-  // listeners and returns the number.
-  int64_t Append(v1::MetricsEvent event) ABSL_LOCKS_EXCLUDED(mu_, listeners_mu_);
-  int64_t Append(v1::GradientSnapshot snapshot) ABSL_LOCKS_EXCLUDED(mu_, listeners_mu_);
+  // Each stamps the event with the log's next sequence number, records it in the
+  // journal, stores it, wakes the listeners and returns the number. When the journal
+  // fails, the event is not logged and the journal's error is returned.
+  absl::StatusOr<int64_t> Append(v1::MetricsEvent event)
+      ABSL_LOCKS_EXCLUDED(append_mu_, mu_, listeners_mu_);
+  absl::StatusOr<int64_t> Append(v1::GradientSnapshot snapshot)
+      ABSL_LOCKS_EXCLUDED(append_mu_, mu_, listeners_mu_);
+
+  // Fills a new log with events read back from its journal, each in sequence order, as
+  // if they had been appended; the next Append numbers its event after `last_sequence`.
+  void Restore(std::vector<v1::MetricsEvent> metrics, std::vector<v1::GradientSnapshot> gradients,
+               int64_t last_sequence) ABSL_LOCKS_EXCLUDED(append_mu_, mu_);
+  // Commits what the journal batches (see EventJournal).
+  absl::Status FlushJournal() ABSL_LOCKS_EXCLUDED(append_mu_);
 
   // No more events will come: readers finish OK once they have read everything.
   void Close() ABSL_LOCKS_EXCLUDED(mu_, listeners_mu_);
@@ -84,6 +98,13 @@ class ExperimentLog : public std::enable_shared_from_this<ExperimentLog> {
   };
   static constexpr int kKinds = 2;
 
+  // Stores an event that has its sequence number.
+  void Keep(v1::MetricsEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Keep(v1::GradientSnapshot snapshot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  template <typename Event>
+  absl::StatusOr<int64_t> Log(Event event, EventKind kind)
+      ABSL_LOCKS_EXCLUDED(append_mu_, mu_, listeners_mu_);
+
   // Runs the listeners of `kind` now, or has the notifier run them soon.
   void Wake(EventKind kind);
   void WakeAll();
@@ -92,6 +113,10 @@ class ExperimentLog : public std::enable_shared_from_this<ExperimentLog> {
 
   const LogRetention retention_;
   Notifier* const notifier_;
+  // Held by an appender from numbering its event to storing it, so that events reach
+  // the journal and the log in sequence order; readers never wait for the journal.
+  absl::Mutex append_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  const std::unique_ptr<EventJournal> journal_ ABSL_PT_GUARDED_BY(append_mu_);
   std::atomic<bool> wake_pending_[kKinds] = {false, false};  // by EventKind
   mutable absl::Mutex mu_;
   int64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;

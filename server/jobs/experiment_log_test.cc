@@ -39,10 +39,10 @@ std::vector<int64_t> MetricsSequences(const ExperimentLog& log, int64_t from) {
 
 TEST(ExperimentLogTest, OneSequenceAcrossBothKinds) {
   ExperimentLog log;
-  EXPECT_EQ(log.Append(Epoch(1)), 1);
-  EXPECT_EQ(log.Append(Snapshot(1)), 2);
-  EXPECT_EQ(log.Append(Progress(1)), 3);
-  EXPECT_EQ(log.Append(Snapshot(50)), 4);
+  EXPECT_EQ(*log.Append(Epoch(1)), 1);
+  EXPECT_EQ(*log.Append(Snapshot(1)), 2);
+  EXPECT_EQ(*log.Append(Progress(1)), 3);
+  EXPECT_EQ(*log.Append(Snapshot(50)), 4);
   EXPECT_EQ(MetricsSequences(log, 0), (std::vector<int64_t>{1, 3}));
   EXPECT_EQ(MetricsSequences(log, 2), (std::vector<int64_t>{3}));
   auto gradients = log.NextGradients(2);
@@ -53,7 +53,7 @@ TEST(ExperimentLogTest, OneSequenceAcrossBothKinds) {
 
 TEST(ExperimentLogTest, WaitsUntilClosedThenEndsOkAfterTheLastEvent) {
   ExperimentLog log;
-  log.Append(Epoch(1));
+  (void)log.Append(Epoch(1));
   auto waiting = log.NextMetrics(2);
   EXPECT_EQ(waiting.event, nullptr);
   EXPECT_FALSE(waiting.end.has_value());
@@ -67,7 +67,7 @@ TEST(ExperimentLogTest, WaitsUntilClosedThenEndsOkAfterTheLastEvent) {
 
 TEST(ExperimentLogTest, AbortEndsReadersAtOnce) {
   ExperimentLog log;
-  log.Append(Epoch(1));
+  (void)log.Append(Epoch(1));
   log.Abort(absl::UnavailableError("server shutting down"));
   auto next = log.NextMetrics(0);
   EXPECT_EQ(next.event, nullptr);
@@ -78,11 +78,11 @@ TEST(ExperimentLogTest, AbortEndsReadersAtOnce) {
 
 TEST(ExperimentLogTest, KeepsEpochsInFullAndBoundsProgressAndSnapshots) {
   ExperimentLog log(LogRetention{/*batch_progress=*/3, /*gradient_snapshots=*/2});
-  log.Append(Snapshot(1));
+  (void)log.Append(Snapshot(1));
   for (int i = 1; i <= 10; ++i) {
-    log.Append(Progress(i));
-    log.Append(Snapshot(i * 10));
-    if (i % 5 == 0) log.Append(Epoch(i / 5));
+    (void)log.Append(Progress(i));
+    (void)log.Append(Snapshot(i * 10));
+    if (i % 5 == 0) (void)log.Append(Epoch(i / 5));
   }
   std::vector<int> batches;
   std::vector<int> epochs;
@@ -112,16 +112,16 @@ TEST(ExperimentLogTest, ListenersRunOnAppendsOfTheirKindAndOnCloseUntilUnsubscri
   int gradient_calls = 0;
   const int64_t metrics = log.Subscribe(EventKind::kMetrics, [&] { ++metrics_calls; });
   const int64_t gradients = log.Subscribe(EventKind::kGradients, [&] { ++gradient_calls; });
-  log.Append(Epoch(1));
-  log.Append(Epoch(2));
-  log.Append(Snapshot(1));
+  (void)log.Append(Epoch(1));
+  (void)log.Append(Epoch(2));
+  (void)log.Append(Snapshot(1));
   log.Close();
   EXPECT_EQ(metrics_calls, 3);
   EXPECT_EQ(gradient_calls, 2);
   log.Unsubscribe(metrics);
   log.Unsubscribe(gradients);
-  log.Append(Epoch(3));
-  log.Append(Snapshot(2));
+  (void)log.Append(Epoch(3));
+  (void)log.Append(Snapshot(2));
   EXPECT_EQ(metrics_calls, 3);
   EXPECT_EQ(gradient_calls, 2);
 }
@@ -135,7 +135,7 @@ TEST(ExperimentLogTest, WithANotifierListenersRunOnItsThreadNotTheAppender) {
     absl::MutexLock lock(&mu);
     threads.push_back(std::this_thread::get_id());
   });
-  for (int i = 0; i < 100; ++i) log->Append(Epoch(i));
+  for (int i = 0; i < 100; ++i) (void)log->Append(Epoch(i));
   log->Close();
   // Every append is followed by at least one notification; the last one sees Close.
   absl::MutexLock lock(&mu);
@@ -144,6 +144,57 @@ TEST(ExperimentLogTest, WithANotifierListenersRunOnItsThreadNotTheAppender) {
                       absl::Seconds(10));
   ASSERT_FALSE(threads.empty());
   for (const auto& id : threads) EXPECT_NE(id, std::this_thread::get_id());
+}
+
+// Records events, and fails on demand as a full disk would.
+class TestJournal : public EventJournal {
+ public:
+  absl::Status Record(const v1::MetricsEvent& event) override { return Add(event.sequence()); }
+  absl::Status Record(const v1::GradientSnapshot& s) override { return Add(s.sequence()); }
+  absl::Status Flush() override { return absl::OkStatus(); }
+  std::vector<int64_t>* recorded;
+  bool* failing;
+
+ private:
+  absl::Status Add(int64_t sequence) {
+    if (*failing) return absl::ResourceExhaustedError("disk full");
+    recorded->push_back(sequence);
+    return absl::OkStatus();
+  }
+};
+
+TEST(ExperimentLogTest, EventsReachTheJournalBeforeReadersAndAFailedOneIsNotLogged) {
+  std::vector<int64_t> recorded;
+  bool failing = false;
+  auto journal = std::make_unique<TestJournal>();
+  journal->recorded = &recorded;
+  journal->failing = &failing;
+  ExperimentLog log(LogRetention{}, nullptr, std::move(journal));
+  bool journaled_before_visible = false;
+  log.Subscribe(EventKind::kMetrics, [&] { journaled_before_visible = !recorded.empty(); });
+  EXPECT_EQ(*log.Append(Epoch(1)), 1);
+  EXPECT_TRUE(journaled_before_visible);
+  failing = true;
+  EXPECT_EQ(log.Append(Epoch(2)).status(), absl::ResourceExhaustedError("disk full"));
+  EXPECT_EQ(log.Append(Snapshot(1)).status().code(), absl::StatusCode::kResourceExhausted);
+  failing = false;
+  EXPECT_EQ(*log.Append(Epoch(3)), 2);  // the failed ones took no number
+  EXPECT_EQ(recorded, (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(MetricsSequences(log, 0), (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(log.NextGradients(0).event, nullptr);
+}
+
+TEST(ExperimentLogTest, RestoredEventsReplayAndNumberingGoesOnAfterTheGivenSequence) {
+  ExperimentLog log;
+  std::vector<v1::MetricsEvent> metrics = {Epoch(1), Progress(1), Epoch(2)};
+  for (int i = 0; i < 3; ++i) metrics[i].set_sequence(i * 2 + 1);
+  std::vector<v1::GradientSnapshot> gradients = {Snapshot(1), Snapshot(10)};
+  gradients[0].set_sequence(2);
+  gradients[1].set_sequence(4);
+  log.Restore(metrics, gradients, /*last_sequence=*/5 + 64);
+  EXPECT_EQ(MetricsSequences(log, 0), (std::vector<int64_t>{1, 3, 5}));
+  EXPECT_EQ(log.NextGradients(2).event->step(), 10);
+  EXPECT_EQ(*log.Append(Epoch(3)), 70);
 }
 
 TEST(NotifierTest, RunsTasksInOrderAndDrainsOnDestruction) {
@@ -161,7 +212,7 @@ TEST(ExperimentLogTest, ConcurrentWritersGiveUniqueRisingSequences) {
   std::vector<std::thread> writers;
   for (int t = 0; t < 4; ++t) {
     writers.emplace_back([&log] {
-      for (int i = 0; i < 500; ++i) log.Append(Epoch(i));
+      for (int i = 0; i < 500; ++i) (void)log.Append(Epoch(i));
     });
   }
   for (auto& writer : writers) writer.join();

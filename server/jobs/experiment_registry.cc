@@ -8,16 +8,20 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <set>
 #include <utility>
 
 #include "absl/random/random.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/experiment_state.h"
 #include "common/spec_proto.h"
 #include "common/version.h"
 #include "server/engine/datasets.h"
 #include "server/engine/models.h"
+#include "server/engine/checkpoint.h"
 #include "server/engine/trainer.h"
 
 namespace gradlab {
@@ -95,22 +99,49 @@ ModelOptions DefaultModelOptions(const ExperimentSpec& spec) {
   return options;
 }
 
+// Takes an epoch's metrics into the record: current epoch, last metrics, best.
+void RecordEpoch(const v1::EpochMetrics& metrics, v1::Experiment& record) {
+  record.set_current_epoch(metrics.epoch());
+  *record.mutable_last_metrics() = metrics;
+  if (record.best_epoch() == 0 || metrics.test_accuracy() > record.best_test_accuracy()) {
+    record.set_best_epoch(metrics.epoch());
+  }
+  record.set_best_test_accuracy(metrics.best_test_accuracy());
+}
+
+bool AfterEpoch(const v1::MetricsEvent& event, int epoch) {
+  return (event.has_batch_progress() && event.batch_progress().epoch() > epoch) ||
+         (event.has_epoch_metrics() && event.epoch_metrics().epoch() > epoch);
+}
+
+// An error of the store or of a checkpoint write that ends a run, said as such.
+absl::Status RunStorageError(absl::string_view what, const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat(what, ": ", status.message()));
+}
+
 }  // namespace
 
-// One experiment. `record` and `on_cancelled` are guarded by the registry's mu_; the rest
-// is set before the job is shared and never changes (`stop` is atomic).
+// One experiment. `record` and `on_cancelled` are guarded by the registry's mu_;
+// `resume_state` belongs to the worker that runs the job; the rest is set before the job
+// is shared and never changes (`stop` is atomic).
 struct ExperimentRegistry::Job {
   std::string id;
   int64_t ordinal = 0;  // creation order, for listing and page tokens
+  std::string request_id;
   ExperimentSpec spec;  // resolved
   std::shared_ptr<ExperimentLog> log;
+  std::unique_ptr<CheckpointFiles> checkpoints;  // null without a store
   std::atomic<bool> stop{false};
   v1::Experiment record;
   std::vector<std::function<void(absl::StatusOr<v1::Experiment>)>> on_cancelled;
+  // Set when restored after a restart: the checkpoint to go on from, and what to say.
+  std::optional<std::string> resume_state;
+  std::string resume_reason;
 };
 
 // Turns a run's events into the API's messages, appends them to the job's log and keeps
-// the experiment's record current. Runs on the worker thread.
+// the experiment's record current. Runs on the worker thread. The first event the store
+// fails to take stops the run; error() then says why.
 class ExperimentRegistry::JobSink : public TrainingEventSink {
  public:
   JobSink(ExperimentRegistry& registry, Job& job) : registry_(registry), job_(job) {}
@@ -122,7 +153,7 @@ class ExperimentRegistry::JobSink : public TrainingEventSink {
     }
     v1::MetricsEvent event = NewEvent();
     *event.mutable_batch_progress() = ToProto(progress);
-    job_.log->Append(std::move(event));
+    Check(job_.log->Append(std::move(event)).status());
   }
 
   void OnEpochMetrics(const EpochMetrics& metrics) override {
@@ -130,10 +161,9 @@ class ExperimentRegistry::JobSink : public TrainingEventSink {
     *event.mutable_epoch_metrics() = ToProto(metrics);
     {
       absl::MutexLock lock(&registry_.mu_);
-      job_.record.set_current_epoch(metrics.epoch);
-      *job_.record.mutable_last_metrics() = event.epoch_metrics();
-      job_.record.set_best_test_accuracy(metrics.best_test_accuracy);
-      job_.log->Append(std::move(event));
+      RecordEpoch(event.epoch_metrics(), job_.record);
+      Check(job_.log->Append(std::move(event)).status());
+      Check(registry_.SaveRecord(job_));
     }
     registry_.NotifyChange(job_.id);
   }
@@ -141,8 +171,10 @@ class ExperimentRegistry::JobSink : public TrainingEventSink {
   void OnGradientSnapshot(const GradientSnapshot& snapshot) override {
     v1::GradientSnapshot proto = ToProto(snapshot);
     *proto.mutable_time() = ToTimestamp(registry_.options_.clock());
-    job_.log->Append(std::move(proto));
+    Check(job_.log->Append(std::move(proto)).status());
   }
+
+  const absl::Status& error() const { return error_; }
 
  private:
   v1::MetricsEvent NewEvent() {
@@ -151,8 +183,15 @@ class ExperimentRegistry::JobSink : public TrainingEventSink {
     return event;
   }
 
+  void Check(const absl::Status& status) {
+    if (status.ok() || !error_.ok()) return;
+    error_ = RunStorageError("cannot store the run's events", status);
+    job_.stop.store(true);
+  }
+
   ExperimentRegistry& registry_;
   Job& job_;
+  absl::Status error_;
 };
 
 ExperimentRegistry::ExperimentRegistry(RegistryOptions options) : options_(std::move(options)) {
@@ -175,6 +214,133 @@ ExperimentRegistry::ExperimentRegistry(RegistryOptions options) : options_(std::
 }
 
 ExperimentRegistry::~ExperimentRegistry() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<ExperimentRegistry>> ExperimentRegistry::Open(
+    RegistryOptions options) {
+  auto registry = std::make_unique<ExperimentRegistry>(std::move(options));
+  if (absl::Status status = registry->Restore(); !status.ok()) {
+    registry->Shutdown();
+    return status;
+  }
+  return registry;
+}
+
+std::shared_ptr<ExperimentRegistry::Job> ExperimentRegistry::NewJob(
+    const std::string& id, int64_t ordinal, const ExperimentSpec& spec,
+    const std::string& request_id) {
+  auto job = std::make_shared<Job>();
+  job->id = id;
+  job->ordinal = ordinal;
+  job->request_id = request_id;
+  job->spec = spec;
+  std::unique_ptr<EventJournal> journal;
+  if (options_.store != nullptr) {
+    journal = options_.store->Journal(id);
+    job->checkpoints = std::make_unique<CheckpointFiles>(
+        (std::filesystem::path(options_.store->state_dir()) / "checkpoints" / id).string(),
+        options_.checkpoint_hook);
+  }
+  job->log = std::make_shared<ExperimentLog>(options_.retention, &notifier_, std::move(journal));
+  return job;
+}
+
+absl::Status ExperimentRegistry::Restore() {
+  if (options_.store == nullptr) return absl::OkStatus();
+  absl::StatusOr<std::vector<StoredExperiment>> stored = options_.store->LoadAll();
+  if (!stored.ok()) return stored.status();
+  absl::MutexLock lock(&mu_);
+  std::vector<std::shared_ptr<Job>> interrupted, queued;
+  for (StoredExperiment& experiment : *stored) {
+    std::shared_ptr<Job> job =
+        NewJob(experiment.record.id(), experiment.ordinal,
+               SpecFromProto(experiment.record.spec()), experiment.request_id);
+    job->record = std::move(experiment.record);
+    job->record.set_queue_position(0);
+    const v1::ExperimentState state = job->record.state();
+    // An interrupted run goes on from its newest readable checkpoint; what it logged
+    // after that checkpoint's epoch will be logged again.
+    std::optional<EpochMetrics> resumed_epoch;
+    if (state == v1::RUNNING) {
+      std::vector<std::string> unusable;
+      for (int epoch : job->checkpoints->Epochs()) {
+        absl::StatusOr<std::string> state_bytes = job->checkpoints->Read(epoch);
+        absl::StatusOr<EpochMetrics> metrics =
+            state_bytes.ok() ? CheckpointMetrics(*state_bytes) : state_bytes.status();
+        if (metrics.ok() && metrics->epoch == epoch) {
+          job->resume_state = *std::move(state_bytes);
+          resumed_epoch = *metrics;
+          break;
+        }
+        unusable.push_back(absl::StrCat("the checkpoint of epoch ", epoch, " is unusable (",
+                                        metrics.status().message(), ")"));
+      }
+      const int epoch = resumed_epoch.has_value() ? resumed_epoch->epoch : 0;
+      if (absl::Status status = options_.store->DropEventsAfterEpoch(job->id, epoch);
+          !status.ok()) {
+        return status;
+      }
+      auto& metrics = experiment.metrics;
+      metrics.erase(std::remove_if(metrics.begin(), metrics.end(),
+                                   [&](const v1::MetricsEvent& e) { return AfterEpoch(e, epoch); }),
+                    metrics.end());
+      auto& gradients = experiment.gradients;
+      gradients.erase(std::remove_if(gradients.begin(), gradients.end(),
+                                     [&](const v1::GradientSnapshot& g) { return g.epoch() > epoch; }),
+                      gradients.end());
+      job->record.clear_last_metrics();
+      job->record.set_current_epoch(0);
+      job->record.set_best_epoch(0);
+      job->record.set_best_test_accuracy(0);
+      for (const v1::MetricsEvent& event : metrics) {
+        if (event.has_epoch_metrics()) RecordEpoch(event.epoch_metrics(), job->record);
+      }
+      job->resume_reason =
+          resumed_epoch.has_value()
+              ? absl::StrCat("resumed after a restart from the checkpoint of epoch ", epoch)
+              : "started again from epoch 1 after a restart: no usable checkpoint";
+      if (!unusable.empty()) {
+        absl::StrAppend(&job->resume_reason, "; ", absl::StrJoin(unusable, "; "));
+      }
+      interrupted.push_back(job);
+    } else if (state == v1::QUEUED) {
+      queued.push_back(job);
+    }
+    // Finished experiments get no more events; the others number theirs past any event
+    // that was sent but not yet stored when the server stopped.
+    job->log->Restore(std::move(experiment.metrics), std::move(experiment.gradients),
+                      IsFinished(state) ? experiment.last_sequence
+                                        : experiment.last_sequence + kMaxUncommittedEvents);
+    if (IsFinished(state)) job->log->Close();
+    // A checkpoint written just before the crash whose metrics were not yet stored: the
+    // checkpoint has them.
+    if (resumed_epoch.has_value() && job->record.current_epoch() < resumed_epoch->epoch) {
+      v1::MetricsEvent event;
+      *event.mutable_time() = ToTimestamp(options_.clock());
+      *event.mutable_epoch_metrics() = ToProto(*resumed_epoch);
+      RecordEpoch(event.epoch_metrics(), job->record);
+      if (absl::StatusOr<int64_t> appended = job->log->Append(std::move(event)); !appended.ok()) {
+        return appended.status();
+      }
+    }
+    jobs_.emplace(job->id, job);
+    by_age_.push_back(job);
+    if (!job->request_id.empty()) request_ids_[job->request_id] = job->id;
+  }
+  for (auto& job : interrupted) queue_.push_back(job);
+  for (auto& job : queued) queue_.push_back(job);
+  for (auto& job : interrupted) {
+    if (absl::Status status = ChangeState(*job, v1::QUEUED,
+                                          absl::StrCat("queued again after a restart: ",
+                                                       job->resume_reason));
+        !status.ok()) {
+      return status;
+    }
+  }
+  LOG(INFO) << "restored " << by_age_.size() << " experiments from "
+            << options_.store->database_path() << " (" << interrupted.size()
+            << " interrupted, " << queued.size() << " queued)";
+  return absl::OkStatus();
+}
 
 std::string ExperimentRegistry::NewId() {
   static constexpr char kAlphabet[] = "abcdefghijkmnpqrstuvwxyz23456789";  // no l, o, 0, 1
@@ -231,20 +397,24 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
                        " experiments are waiting, the limit (--max_queue) is ", options_.max_queue,
                        "; try again when some have finished"));
     }
-    job = std::make_shared<Job>();
-    job->id = NewId();
-    job->ordinal = by_age_.empty() ? 1 : by_age_.back()->ordinal + 1;
-    job->spec = *spec;
-    job->log = std::make_shared<ExperimentLog>(options_.retention, &notifier_);
+    job = NewJob(NewId(), by_age_.empty() ? 1 : by_age_.back()->ordinal + 1, *spec,
+                 request.request_id());
     job->record.set_id(job->id);
     job->record.set_name(spec->name);
     *job->record.mutable_spec() = SpecToProto(*spec);
     *job->record.mutable_created_time() = ToTimestamp(options_.clock());
+    // Stored (and synced) before anyone hears of it: once this returns, the experiment
+    // survives a crash.
+    if (absl::Status status =
+            ChangeState(*job, v1::QUEUED, absl::StrCat("queued at position ", queue_.size() + 1));
+        !status.ok()) {
+      LOG(ERROR) << "cannot store a new experiment: " << status;
+      return RunStorageError("cannot store the new experiment", status);
+    }
     jobs_.emplace(job->id, job);
     by_age_.push_back(job);
     queue_.push_back(job);
     if (!request.request_id().empty()) request_ids_[request.request_id()] = job->id;
-    ChangeState(*job, v1::QUEUED, absl::StrCat("queued at position ", queue_.size()));
     // Described before a worker can take it: the caller learns it was queued, and where.
     queued = Describe(*job);
   }
@@ -331,7 +501,7 @@ void ExperimentRegistry::CancelExperiment(
       queue_.erase(std::find(queue_.begin(), queue_.end(), *found));
       job.record.set_queue_position(0);
       *job.record.mutable_finished_time() = ToTimestamp(options_.clock());
-      ChangeState(job, v1::CANCELLED, "cancelled by request while queued");
+      ChangeState(job, v1::CANCELLED, "cancelled by request while queued").IgnoreError();
       answer = Describe(job);
     } else {
       // Running: the worker stops at the next batch and answers when it has.
@@ -342,6 +512,69 @@ void ExperimentRegistry::CancelExperiment(
   }
   if (answer.ok()) NotifyChange(std::string(id));
   done(std::move(answer));
+}
+
+absl::Status ExperimentRegistry::DeleteExperiment(absl::string_view id) {
+  std::shared_ptr<Job> job;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<std::shared_ptr<Job>> found = FindJob(id);
+    if (!found.ok()) return found.status();
+    job = *std::move(found);
+    if (!IsFinished(job->record.state())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "experiment ", id, " is ", v1::ExperimentState_Name(job->record.state()),
+          "; only finished experiments can be deleted (cancel it first)"));
+    }
+    if (options_.store != nullptr) {
+      if (absl::Status status = options_.store->DeleteExperiment(job->id); !status.ok()) {
+        return status;
+      }
+    }
+    jobs_.erase(job->id);
+    by_age_.erase(std::find(by_age_.begin(), by_age_.end(), job));
+    if (!job->request_id.empty()) request_ids_.erase(job->request_id);
+  }
+  LOG(INFO) << "experiment " << job->id << ": deleted";
+  if (job->checkpoints != nullptr) {
+    if (absl::Status status = job->checkpoints->RemoveAll(); !status.ok()) {
+      LOG(WARNING) << "experiment " << job->id << " deleted, but not its checkpoints: " << status;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ExportedModel> ExperimentRegistry::ExportModel(
+    absl::string_view id, v1::ExportModelRequest::Which which) const {
+  std::shared_ptr<Job> job;
+  int epoch = 0;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    absl::StatusOr<std::shared_ptr<Job>> found = FindJob(id);
+    if (!found.ok()) return found.status();
+    job = *std::move(found);
+    if (job->record.last_metrics().epoch() == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "experiment ", id, " has not finished an epoch yet: there is no model to export"));
+    }
+    epoch = which == v1::ExportModelRequest::LAST ? job->record.last_metrics().epoch()
+                                                   : job->record.best_epoch();
+  }
+  if (job->checkpoints == nullptr) {
+    return absl::FailedPreconditionError(
+        "this server keeps no checkpoints (it runs without --state_dir), so it has no model to export");
+  }
+  absl::StatusOr<std::string> state = job->checkpoints->Read(epoch);
+  if (absl::IsNotFound(state.status())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the checkpoint of epoch ", epoch, " of experiment ", id,
+        " was not kept (gradlabd's --keep_checkpoints); the kept epochs: ",
+        absl::StrJoin(job->checkpoints->Epochs(), ", ")));
+  }
+  if (!state.ok()) return state.status();
+  absl::StatusOr<std::string> state_dict = ExportStateDict(*state);
+  if (!state_dict.ok()) return state_dict.status();
+  return ExportedModel{epoch, *std::move(state_dict)};
 }
 
 absl::StatusOr<std::shared_ptr<ExperimentLog>> ExperimentRegistry::EventLog(
@@ -403,18 +636,29 @@ bool ExperimentRegistry::shutting_down() const {
   return shutting_down_;
 }
 
-void ExperimentRegistry::ChangeState(Job& job, v1::ExperimentState state,
-                                     const std::string& reason) {
+absl::Status ExperimentRegistry::SaveRecord(const Job& job) const {
+  if (options_.store == nullptr) return absl::OkStatus();
+  return options_.store->SaveExperiment(job.ordinal, job.request_id, job.record);
+}
+
+absl::Status ExperimentRegistry::ChangeState(Job& job, v1::ExperimentState state,
+                                             const std::string& reason) {
   job.record.set_state(state);
   if (state == v1::FAILED) job.record.set_error(reason);
   v1::MetricsEvent event;
   *event.mutable_time() = ToTimestamp(options_.clock());
   event.mutable_state_change()->set_state(state);
   event.mutable_state_change()->set_reason(reason);
-  job.log->Append(std::move(event));
+  absl::Status status = job.log->Append(std::move(event)).status();
+  if (status.ok()) status = SaveRecord(job);
   if (IsFinished(state)) job.log->Close();
   LOG(INFO) << "experiment " << job.id << " (" << job.spec.model << " on " << job.spec.dataset
             << "): " << v1::ExperimentState_Name(state) << ": " << reason;
+  if (!status.ok()) {
+    LOG(ERROR) << "experiment " << job.id << ": cannot store its change to "
+               << v1::ExperimentState_Name(state) << ": " << status;
+  }
+  return status;
 }
 
 void ExperimentRegistry::WorkerLoop() {
@@ -438,8 +682,13 @@ void ExperimentRegistry::WorkerLoop() {
       if (shutting_down_) return;
       job = queue_.front();
       queue_.pop_front();
-      *job->record.mutable_started_time() = ToTimestamp(options_.clock());
-      ChangeState(*job, v1::RUNNING, "started");
+      if (!job->record.has_started_time()) {
+        *job->record.mutable_started_time() = ToTimestamp(options_.clock());
+      }
+      ChangeState(*job, v1::RUNNING, job->resume_state.has_value() || !job->resume_reason.empty()
+                                         ? job->resume_reason
+                                         : "started")
+          .IgnoreError();  // logged; the run's first event will fail it if the store is gone
     }
     NotifyChange(job->id);
     RunJob(job);
@@ -462,8 +711,19 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job) {
     control.stop_requested = &job->stop;
     control.clock = options_.clock;
     control.progress_interval = options_.progress_interval;
+    if (job->checkpoints != nullptr) {
+      control.save_checkpoint = [this, &job](const TrainingCheckpoint& checkpoint) {
+        return SaveCheckpoint(*job, checkpoint);
+      };
+    }
+    if (job->resume_state.has_value()) control.resume_from = &*job->resume_state;
     JobSink sink(*this, *job);
     status = Train(job->spec, *dataset, control, sink);
+    if (!sink.error().ok()) status = sink.error();
+  }
+  job->resume_state.reset();
+  if (absl::Status flushed = job->log->FlushJournal(); !flushed.ok() && status.ok()) {
+    status = RunStorageError("cannot store the run's events", flushed);
   }
 
   std::vector<std::function<void(absl::StatusOr<v1::Experiment>)>> on_cancelled;
@@ -476,13 +736,17 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job) {
       LOG(INFO) << "experiment " << job->id << " stopped by shutdown";
     } else {
       *job->record.mutable_finished_time() = ToTimestamp(options_.clock());
+      absl::Status stored;
       if (status.ok()) {
-        ChangeState(*job, v1::SUCCEEDED, "finished all epochs");
+        stored = ChangeState(*job, v1::SUCCEEDED, "finished all epochs");
       } else if (absl::IsCancelled(status)) {
-        ChangeState(*job, v1::CANCELLED, absl::StrCat("cancelled by request: ", status.message()));
+        stored =
+            ChangeState(*job, v1::CANCELLED, absl::StrCat("cancelled by request: ", status.message()));
       } else {
-        ChangeState(*job, v1::FAILED, std::string(status.message()));
+        stored = ChangeState(*job, v1::FAILED, std::string(status.message()));
       }
+      stored.IgnoreError();  // logged; the state stands in memory
+      PruneFinished(*job);
     }
     on_cancelled.swap(job->on_cancelled);
     final_record = Describe(*job);
@@ -498,6 +762,37 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job) {
           "experiment ", job->id, " finished (", v1::ExperimentState_Name(final_record.state()),
           ") before it could be cancelled")));
     }
+  }
+}
+
+absl::Status ExperimentRegistry::SaveCheckpoint(Job& job, const TrainingCheckpoint& checkpoint) {
+  const int epoch = checkpoint.metrics.epoch;
+  if (absl::Status status = job.checkpoints->Save(epoch, checkpoint.state); !status.ok()) {
+    return RunStorageError(absl::StrCat("cannot save the checkpoint of epoch ", epoch), status);
+  }
+  int best_epoch = epoch;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    // The record learns of this epoch only after its checkpoint is safe.
+    if (job.record.best_epoch() > 0 &&
+        checkpoint.metrics.test_accuracy <= job.record.best_test_accuracy()) {
+      best_epoch = job.record.best_epoch();
+    }
+  }
+  // The newest two (the previous one is the fallback should this one be damaged) and the best.
+  if (absl::Status status = job.checkpoints->Prune({epoch, epoch - 1, best_epoch}); !status.ok()) {
+    LOG(WARNING) << "experiment " << job.id << ": " << status;
+  }
+  return absl::OkStatus();
+}
+
+void ExperimentRegistry::PruneFinished(const Job& job) {
+  if (job.checkpoints == nullptr) return;
+  std::set<int> keep;
+  if (options_.keep_checkpoints.last) keep.insert(job.record.last_metrics().epoch());
+  if (options_.keep_checkpoints.best) keep.insert(job.record.best_epoch());
+  if (absl::Status status = job.checkpoints->Prune(keep); !status.ok()) {
+    LOG(WARNING) << "experiment " << job.id << ": " << status;
   }
 }
 

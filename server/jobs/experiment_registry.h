@@ -22,10 +22,20 @@
 #include "absl/time/time.h"
 #include "common/experiment_spec.h"
 #include "gradlab/v1/experiment_service.pb.h"
+#include "server/engine/checkpoint.h"
 #include "server/jobs/experiment_log.h"
 #include "server/jobs/notifier.h"
+#include "server/store/checkpoint_files.h"
+#include "server/store/experiment_store.h"
 
 namespace gradlab {
+
+// Which checkpoints of a finished experiment stay on disk (--keep_checkpoints). While it
+// runs, the last two and the best are kept, so that a damaged newest one has a fallback.
+struct KeepCheckpoints {
+  bool last = true;
+  bool best = true;
+};
 
 struct RegistryOptions {
   int workers = 1;          // trainings at once
@@ -40,6 +50,18 @@ struct RegistryOptions {
   // the process's priority. A trade-off, measured in docs/PERFORMANCE.md: lower stream
   // latency for less training throughput when there are hundreds of subscribers.
   int training_niceness = 0;
+  // Where experiments, their events and checkpoints are kept; null keeps everything in
+  // memory only (no checkpoints; nothing survives the process). See Open.
+  std::shared_ptr<ExperimentStore> store;
+  KeepCheckpoints keep_checkpoints;
+  // For tests: runs after each step of every checkpoint write (see WriteStepHook).
+  WriteStepHook checkpoint_hook;
+};
+
+// A model exported from a checkpoint: a file for torch.load.
+struct ExportedModel {
+  int epoch = 0;
+  std::string state_dict;
 };
 
 // Thread-safe. Worker threads start in the constructor and stop in Shutdown (or the
@@ -47,7 +69,13 @@ struct RegistryOptions {
 // call back into the registry's listener methods.
 class ExperimentRegistry {
  public:
+  // An in-memory registry, or one over options.store that has not been restored yet:
+  // use Open for that.
   explicit ExperimentRegistry(RegistryOptions options);
+  // A registry that first restores every experiment from options.store (when set):
+  // finished ones with their history, queued ones in their order, and those that were
+  // running queued again ahead of them, to resume from their last usable checkpoint.
+  static absl::StatusOr<std::unique_ptr<ExperimentRegistry>> Open(RegistryOptions options);
   ~ExperimentRegistry();
   ExperimentRegistry(const ExperimentRegistry&) = delete;
   ExperimentRegistry& operator=(const ExperimentRegistry&) = delete;
@@ -61,6 +89,10 @@ class ExperimentRegistry {
   // FAILED_PRECONDITION (already finished) at once. `done` may run on a worker thread.
   void CancelExperiment(absl::string_view id,
                         std::function<void(absl::StatusOr<v1::Experiment>)> done);
+  // Removes a finished experiment, its events and its checkpoints.
+  absl::Status DeleteExperiment(absl::string_view id);
+  absl::StatusOr<ExportedModel> ExportModel(absl::string_view id,
+                                            v1::ExportModelRequest::Which which) const;
   absl::StatusOr<std::shared_ptr<ExperimentLog>> EventLog(absl::string_view id) const;
   v1::ServerInfo ServerInfo() const;
 
@@ -82,15 +114,24 @@ class ExperimentRegistry {
   struct Job;
   class JobSink;
 
+  absl::Status Restore();
+  std::shared_ptr<Job> NewJob(const std::string& id, int64_t ordinal, const ExperimentSpec& spec,
+                              const std::string& request_id);
   void WorkerLoop();
   void RunJob(const std::shared_ptr<Job>& job);
+  // Saves the checkpoint of an epoch and prunes those no longer needed; worker thread.
+  absl::Status SaveCheckpoint(Job& job, const TrainingCheckpoint& checkpoint);
+  // Removes the checkpoints --keep_checkpoints does not keep, once a run has finished.
+  void PruneFinished(const Job& job);
   // The experiment as the API shows it, with its queue position.
   v1::Experiment Describe(const Job& job) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::shared_ptr<Job>> FindJob(absl::string_view id) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // Sets the state and appends the StateChange event; a finished state closes the log.
-  void ChangeState(Job& job, v1::ExperimentState state, const std::string& reason)
+  // Sets the state, appends the StateChange event and saves the record; a finished state
+  // closes the log. An error means the change is not stored (it stands in memory).
+  absl::Status ChangeState(Job& job, v1::ExperimentState state, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status SaveRecord(const Job& job) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void NotifyChange(const std::string& id) ABSL_LOCKS_EXCLUDED(listeners_mu_);
   std::string NewId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
