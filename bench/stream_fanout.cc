@@ -9,19 +9,19 @@
 // mistaken for delivery delay.
 //
 //   build/bench/stream_fanout [--subscribers=0,10,100,500,0] [--epochs=6]
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <thread>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/notification.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gradlab/v1/experiment_service.grpc.pb.h"
 #include "server/service/server.h"
@@ -81,7 +81,8 @@ double Percentile(const std::vector<double>& sorted, double p) {
 template <typename Event>
 class Subscriber : public grpc::ClientReadReactor<Event> {
  public:
-  Subscriber(LatencyLog& latencies, absl::Notification& done) : latencies_(latencies), done_(done) {}
+  Subscriber(LatencyLog& latencies, absl::Notification& done)
+      : latencies_(latencies), done_(done) {}
   void Begin() {
     this->StartRead(&event_);
     this->StartCall();
@@ -120,9 +121,9 @@ Result Measure(int subscribers, int epochs, int channel_count) {
   for (int c = 0; c < channel_count; ++c) {
     grpc::ChannelArguments args;
     args.SetInt("grpc.channel_id", c);  // a separate connection per channel
-    stubs.push_back(v1::ExperimentService::NewStub(grpc::CreateCustomChannel(
-        "127.0.0.1:" + std::to_string((*server)->port()), grpc::InsecureChannelCredentials(),
-        args)));
+    stubs.push_back(v1::ExperimentService::NewStub(
+        grpc::CreateCustomChannel("127.0.0.1:" + std::to_string((*server)->port()),
+                                  grpc::InsecureChannelCredentials(), args)));
   }
   v1::StartExperimentRequest request;
   v1::ExperimentSpec* spec = request.mutable_spec();
@@ -185,7 +186,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "stream_fanout: --epochs must be at least 2 (the first is warm-up)\n");
     return 2;
   }
-  std::printf("| subscribers | images/s | vs 0 | live events delivered | p50 latency ms | p99 latency ms |\n");
+  std::printf(
+      "| subscribers | images/s | vs 0 | live events delivered | p50 latency ms | p99 latency ms "
+      "|\n");
   std::printf("|---:|---:|---:|---:|---:|---:|\n");
   double baseline = 0;
   for (absl::string_view count_text : absl::StrSplit(absl::GetFlag(FLAGS_subscribers), ',')) {
@@ -195,7 +198,9 @@ int main(int argc, char** argv) {
         gradlab::Measure(count, absl::GetFlag(FLAGS_epochs), absl::GetFlag(FLAGS_channels));
     if (count == 0 && baseline == 0) baseline = r.images_per_second;
     std::printf("| %d | %.1f | %s | %zu | %.2f | %.2f |\n", r.subscribers, r.images_per_second,
-                baseline > 0 ? absl::StrFormat("%+.1f%%", 100 * (r.images_per_second / baseline - 1)).c_str() : "-",
+                baseline > 0
+                    ? absl::StrFormat("%+.1f%%", 100 * (r.images_per_second / baseline - 1)).c_str()
+                    : "-",
                 r.live_events, r.p50_ms, r.p99_ms);
     std::fflush(stdout);
   }

@@ -1,8 +1,13 @@
 #include "client/cli.h"
 
+#include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <map>
 #include <ostream>
 #include <set>
@@ -167,6 +172,75 @@ grpc::Status Cli::FollowMetrics(const std::string& id,
     absl::SleepFor(backoff);
     backoff = std::min(backoff * 2, absl::Seconds(5));
   }
+}
+
+int Cli::Delete(const std::string& id) {
+  v1::DeleteExperimentRequest request;
+  request.set_id(id);
+  v1::DeleteExperimentResponse response;
+  grpc::Status status = stub_->DeleteExperiment(UnaryContext().get(), request, &response);
+  if (!status.ok()) return Fail(status);
+  if (!options_.json) out_ << "deleted " << id << "\n";
+  return kExitOk;
+}
+
+int Cli::Export(const std::string& id, v1::ExportModelRequest::Which which,
+                const std::string& path) {
+  v1::ExportModelRequest request;
+  request.set_id(id);
+  request.set_which(which);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout + absl::Seconds(60)));
+  std::unique_ptr<grpc::ClientReader<v1::ModelChunk>> reader =
+      stub_->ExportModel(&context, request);
+  const std::string partial = path + ".partial";
+  std::ofstream file(partial, std::ios::binary | std::ios::trunc);
+  if (!file) {
+    context.TryCancel();
+    reader->Finish().IgnoreError();
+    err_ << "gradlab: cannot write " << partial << ": " << std::strerror(errno) << "\n";
+    return kExitError;
+  }
+  v1::ModelChunk chunk;
+  int epoch = 0;
+  int64_t total = 0, written = 0;
+  while (reader->Read(&chunk)) {
+    if (written == 0 && chunk.total_bytes() > 0) {
+      epoch = chunk.epoch();
+      total = chunk.total_bytes();
+    }
+    file.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
+    written += static_cast<int64_t>(chunk.data().size());
+  }
+  grpc::Status status = reader->Finish();
+  file.close();
+  if (!status.ok() || !file || written != total) {
+    std::remove(partial.c_str());
+    if (!status.ok()) return Fail(status);
+    err_ << "gradlab: could not write " << path << " completely (" << written << " of " << total
+         << " bytes)\n";
+    return kExitError;
+  }
+  if (std::rename(partial.c_str(), path.c_str()) != 0) {
+    err_ << "gradlab: cannot rename " << partial << " to " << path << ": " << std::strerror(errno)
+         << "\n";
+    std::remove(partial.c_str());
+    return kExitError;
+  }
+  if (options_.json) {
+    google::protobuf::Struct result;
+    auto& fields = *result.mutable_fields();
+    fields["id"].set_string_value(id);
+    fields["epoch"].set_number_value(epoch);
+    fields["bytes"].set_number_value(static_cast<double>(written));
+    fields["file"].set_string_value(path);
+    PrintJson(result);
+  } else {
+    out_ << "wrote " << path << ": the model of epoch " << epoch << " of " << id << " ("
+         << (which == v1::ExportModelRequest::LAST ? "last" : "best") << "), " << written
+         << " bytes; load it with torch.load\n";
+  }
+  return kExitOk;
 }
 
 int Cli::Watch(const std::string& id) {

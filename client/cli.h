@@ -4,13 +4,13 @@
 #ifndef GRADLAB_CLIENT_CLI_H_
 #define GRADLAB_CLIENT_CLI_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <iosfwd>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/time/time.h"
 #include "gradlab/v1/experiment_service.grpc.pb.h"
@@ -30,7 +30,7 @@ enum ExitCode {
 
 struct CliOptions {
   std::string server = "127.0.0.1:50051";
-  bool json = false;  // one protobuf-JSON object per line
+  bool json = false;                           // one protobuf-JSON object per line
   absl::Duration timeout = absl::Seconds(10);  // for unary calls
   // How long watch keeps trying to reconnect a dropped stream.
   absl::Duration reconnect_timeout = absl::Seconds(60);
@@ -45,6 +45,10 @@ class Cli {
   int List(v1::ExperimentState state, int limit);
   int Get(const std::string& id);
   int Cancel(const std::string& id);
+  int Delete(const std::string& id);
+  // Writes the exported model to `path` (through a temporary file, so that a failed
+  // export leaves no partial file behind).
+  int Export(const std::string& id, v1::ExportModelRequest::Which which, const std::string& path);
   int Watch(const std::string& id);
   // `step`: the first snapshot at or after it; otherwise the latest one.
   int Grads(const std::string& id, std::optional<int64_t> step, const std::string& layers,

@@ -62,6 +62,8 @@ ABSL_FLAG(std::string, layers, "", "grads: a regular expression on layer names")
 ABSL_FLAG(std::vector<std::string>, models, std::vector<std::string>({"simple_cnn", "deep_cnn", "resnet"}),
           "compare: the models to compare");
 ABSL_FLAG(std::vector<std::string>, ids, {}, "compare: existing experiments instead of new ones");
+ABSL_FLAG(std::string, output, "", "export: the file to write (-o)");
+ABSL_FLAG(std::string, which, "best", "export: best or last");
 
 namespace {
 
@@ -85,6 +87,10 @@ commands:
   compare [--models=a,b,c | --ids=x,y] [spec flags]
                         one experiment per model with the same settings, live progress,
                         then the side-by-side table of the reference experiment
+  export ID -o FILE [--which=best|last]
+                        the model of the best (default) or the last finished epoch, as a
+                        PyTorch state_dict file: torch.load(FILE) in Python
+  delete ID             remove a finished experiment, its history and its checkpoints
   info                  the server's models, datasets and capacity
   health                the server's health (exit 0 when SERVING)
 
@@ -130,6 +136,8 @@ std::map<std::string, std::set<std::string>> CommandFlags() {
           {"list", {"state", "limit"}},
           {"get", {}},
           {"cancel", {}},
+          {"delete", {}},
+          {"export", {"output", "which"}},
           {"watch", {}},
           {"grads", {"step", "last", "layers", "follow"}},
           {"compare", compare},
@@ -161,6 +169,7 @@ int ParseArgs(int argc, char** argv, std::vector<std::string>& positional,
     }
     absl::string_view body = absl::StripPrefix(absl::StripPrefix(arg, "-"), "-");
     std::string name(body.substr(0, body.find('=')));
+    if (name == "o") name = "output";
     std::optional<std::string> value;
     if (body.find('=') != absl::string_view::npos) value = std::string(body.substr(body.find('=') + 1));
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
@@ -265,7 +274,7 @@ int main(int argc, char** argv) {
     }
   }
   const bool takes_id = command == "get" || command == "cancel" || command == "watch" ||
-                        command == "grads";
+                        command == "grads" || command == "delete" || command == "export";
   if (takes_id && positional.size() != 2) {
     return UsageError(absl::StrCat("'gradlab ", command, "' takes one experiment id"));
   }
@@ -309,6 +318,20 @@ int main(int argc, char** argv) {
   }
   if (command == "get") return cli.Get(positional[1]);
   if (command == "cancel") return cli.Cancel(positional[1]);
+  if (command == "delete") return cli.Delete(positional[1]);
+  if (command == "export") {
+    const std::string which_name = absl::GetFlag(FLAGS_which);
+    gradlab::v1::ExportModelRequest::Which which;
+    if (which_name == "best") {
+      which = gradlab::v1::ExportModelRequest::BEST;
+    } else if (which_name == "last") {
+      which = gradlab::v1::ExportModelRequest::LAST;
+    } else {
+      return UsageError(absl::StrCat("--which: \"", which_name, "\" is not one of best, last"));
+    }
+    if (absl::GetFlag(FLAGS_output).empty()) return UsageError("export needs -o FILE");
+    return cli.Export(positional[1], which, absl::GetFlag(FLAGS_output));
+  }
   if (command == "watch") return cli.Watch(positional[1]);
   if (command == "grads") {
     if (absl::GetFlag(FLAGS_step).has_value() && absl::GetFlag(FLAGS_last)) {

@@ -4,6 +4,7 @@
 // Usage:
 //   gradlabd [--listen=127.0.0.1:50051] [--workers=1] [--threads_per_job=N]
 //            [--max_queue=100] [--data_dir=data] [--max_request_bytes=262144]
+//            [--state_dir=gradlab-state] [--keep_checkpoints=last,best]
 //
 // Then, e.g.: gradlab submit --model=resnet --dataset=fashion_mnist --follow
 //             grpcurl -plaintext 127.0.0.1:50051 list
@@ -21,7 +22,10 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "common/usable_cpus.h"
 #include "common/version.h"
 #include "server/service/server.h"
@@ -39,12 +43,49 @@ ABSL_FLAG(std::string, data_dir, "data",
           "fashion_mnist in DIR/fashion-mnist, mnist in DIR/mnist; then the system's copies "
           "(/usr/share/datasets/fashion-mnist)");
 ABSL_FLAG(int, max_request_bytes, 256 * 1024, "larger requests are refused");
+ABSL_FLAG(std::string, state_dir, "gradlab-state",
+          "where experiments, their events and checkpoints are kept (SQLite database "
+          "gradlab.db and checkpoints/); a restart with the same folder restores them and "
+          "resumes interrupted runs. Empty: keep everything in memory only");
+ABSL_FLAG(std::string, keep_checkpoints, "last,best",
+          "which checkpoints of a finished experiment stay on disk, for ExportModel: "
+          "\"last,best\", \"last\", \"best\" or \"none\"");
 ABSL_FLAG(int, training_niceness, 0,
           "added to the training threads' nice value, so that RPCs and streams preempt "
           "training on a busy machine (lower stream latency, less training throughput with "
           "hundreds of subscribers); 0 trains at the server's own priority");
 
 namespace {
+
+// Test-only fault injection, not a flag: GRADLAB_TESTING_CHECKPOINT_PAUSE_MS=N makes every
+// checkpoint write pause N ms once its temporary file is written, so that end-to-end
+// tests can kill the server in the middle of a write.
+gradlab::WriteStepHook CheckpointPauseFromEnvironment() {
+  const char* text = std::getenv("GRADLAB_TESTING_CHECKPOINT_PAUSE_MS");
+  int millis = 0;
+  if (text == nullptr || !absl::SimpleAtoi(text, &millis) || millis <= 0) return nullptr;
+  return [millis](absl::string_view step) {
+    if (step == "written") absl::SleepFor(absl::Milliseconds(millis));
+    return absl::OkStatus();
+  };
+}
+
+absl::StatusOr<gradlab::KeepCheckpoints> ParseKeepCheckpoints(const std::string& text) {
+  gradlab::KeepCheckpoints keep{false, false};
+  if (text == "none") return keep;
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    if (item == "last") {
+      keep.last = true;
+    } else if (item == "best") {
+      keep.best = true;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--keep_checkpoints: \"", text,
+                       "\" is not one of \"last,best\", \"last\", \"best\", \"none\""));
+    }
+  }
+  return keep;
+}
 
 // Validates the flags into the server's options.
 absl::StatusOr<gradlab::ServerOptions> OptionsFromFlags() {
@@ -56,6 +97,12 @@ absl::StatusOr<gradlab::ServerOptions> OptionsFromFlags() {
   registry.max_queue = absl::GetFlag(FLAGS_max_queue);
   registry.data_dir = absl::GetFlag(FLAGS_data_dir);
   registry.training_niceness = absl::GetFlag(FLAGS_training_niceness);
+  options.state_dir = absl::GetFlag(FLAGS_state_dir);
+  absl::StatusOr<gradlab::KeepCheckpoints> keep =
+      ParseKeepCheckpoints(absl::GetFlag(FLAGS_keep_checkpoints));
+  if (!keep.ok()) return keep.status();
+  registry.keep_checkpoints = *keep;
+  registry.checkpoint_hook = CheckpointPauseFromEnvironment();
   if (registry.training_niceness < 0 || registry.training_niceness > 19) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--training_niceness: ", registry.training_niceness, " is out of range [0, 19]"));

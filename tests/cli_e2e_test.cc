@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 #include <fstream>
+#include <iostream>
 
 #include <google/protobuf/util/json_util.h>
 
@@ -26,8 +27,12 @@ using ::testing::HasSubstr;
 class CliTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
+    const std::filesystem::path state_dir =
+        std::filesystem::path(::testing::TempDir()) / "cli_e2e_state";
+    std::filesystem::remove_all(state_dir);
     absl::StatusOr<ChildProcess> server = ChildProcess::Start(
-        {GRADLABD_PATH, "--listen=127.0.0.1:0", "--threads_per_job=2", "--data_dir=/nonexistent"});
+        {GRADLABD_PATH, "--listen=127.0.0.1:0", "--threads_per_job=2", "--data_dir=/nonexistent",
+         "--state_dir=" + state_dir.string()});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = new ChildProcess(*std::move(server));
     absl::StatusOr<std::string> line =
@@ -180,6 +185,52 @@ TEST_F(CliTest, InfoAndHealth) {
   CommandResult health = Gradlab({"health"});
   EXPECT_EQ(health.exit_code, 0);
   EXPECT_EQ(health.out, "SERVING\n");
+}
+
+TEST_F(CliTest, ExportWritesAStateDictThatPyTorchLoadsThenDeleteRemovesTheExperiment) {
+  const std::string id = Submit({"--model=resnet", "--dataset=synthetic", "--epochs=2",
+                                 "--max_train_samples=64", "--max_test_samples=32",
+                                 "--batch_size=32"});
+  ASSERT_EQ(Gradlab({"watch", id}).exit_code, 0);
+  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "cli_export";
+  std::filesystem::create_directories(dir);
+  const std::string file = (dir / "model.pt").string();
+  std::filesystem::remove(file);
+
+  CommandResult exported = Gradlab({"export", id, "-o", file, "--which=last"});
+  ASSERT_EQ(exported.exit_code, 0) << exported.out;
+  EXPECT_THAT(exported.out, HasSubstr("the model of epoch 2 of " + id + " (last)"));
+  ASSERT_TRUE(std::filesystem::exists(file));
+  EXPECT_FALSE(std::filesystem::exists(file + ".partial"));
+  CommandResult best = Gradlab({"--json", "export", id, "-o", file});
+  EXPECT_EQ(best.exit_code, 0) << best.out;
+  EXPECT_THAT(best.out, HasSubstr("\"file\":\"" + file + "\""));
+
+  // Debian's python3-torch, when present, loads it into the PyTorch module.
+  if (std::filesystem::exists("/usr/lib/python3/dist-packages/torch/__init__.py")) {
+    CommandResult loaded =
+        RunCommand({"/usr/bin/python3", "tests/reference/load_export.py", file, "resnet"});
+    EXPECT_EQ(loaded.exit_code, 0) << loaded.out;
+    EXPECT_THAT(loaded.out, HasSubstr("into resnet; logits shape [1, 10]"));
+  } else {
+    std::cerr << "python3-torch is not installed: the PyTorch round trip was not checked\n";
+  }
+
+  EXPECT_EQ(Gradlab({"export", id}).exit_code, 2);  // no -o
+  EXPECT_EQ(Gradlab({"export", id, "-o", file, "--which=first"}).exit_code, 2);
+  EXPECT_EQ(Gradlab({"export", "nosuchid", "-o", file}).exit_code, 3);
+  CommandResult deleted = Gradlab({"delete", id});
+  EXPECT_EQ(deleted.exit_code, 0) << deleted.out;
+  EXPECT_EQ(deleted.out, "deleted " + id + "\n");
+  EXPECT_EQ(Gradlab({"get", id}).exit_code, 3);
+  EXPECT_EQ(Gradlab({"delete", id}).exit_code, 3);
+}
+
+TEST_F(CliTest, DeletingAnUnfinishedExperimentIsRefused) {
+  const std::string id = Submit(Quick(1000));
+  EXPECT_EQ(Gradlab({"delete", id}).exit_code, 3);  // the message: registry_persistence_test
+  EXPECT_EQ(Gradlab({"cancel", id}).exit_code, 0);
+  EXPECT_EQ(Gradlab({"delete", id}).exit_code, 0);
 }
 
 TEST_F(CliTest, ExitCodesForEachKindOfFailure) {

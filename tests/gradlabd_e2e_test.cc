@@ -1,7 +1,8 @@
 // End to end: the real gradlabd binary on a free port, driven over a real channel.
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 
-#include <grpcpp/grpcpp.h>
+#include <filesystem>
 
 #include "gradlab/v1/experiment_service.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -13,8 +14,13 @@ namespace {
 class GradlabdTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    const std::filesystem::path state_dir =
+        std::filesystem::path(::testing::TempDir()) / "gradlabd_e2e" /
+        ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(state_dir);
     absl::StatusOr<ChildProcess> server =
-        ChildProcess::Start({GRADLABD_PATH, "--listen=127.0.0.1:0", "--threads_per_job=1"});
+        ChildProcess::Start({GRADLABD_PATH, "--listen=127.0.0.1:0", "--threads_per_job=1",
+                             "--state_dir=" + state_dir.string()});
     ASSERT_TRUE(server.ok()) << server.status();
     server_.emplace(*std::move(server));
     absl::StatusOr<std::string> line =

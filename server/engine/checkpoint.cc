@@ -23,10 +23,10 @@ std::string PickleCheckpoint(const CheckpointDict& dict) {
 }
 
 torch::Tensor MetricsToTensor(const EpochMetrics& m) {
-  return torch::tensor({static_cast<double>(m.epoch), m.train_loss, m.train_accuracy, m.test_loss,
-                        m.test_accuracy, m.best_test_accuracy, m.learning_rate, m.epoch_seconds,
-                        m.images_per_second},
-                       torch::kFloat64);
+  return torch::tensor(
+      {static_cast<double>(m.epoch), m.train_loss, m.train_accuracy, m.test_loss, m.test_accuracy,
+       m.best_test_accuracy, m.learning_rate, m.epoch_seconds, m.images_per_second},
+      torch::kFloat64);
 }
 
 EpochMetrics MetricsFromTensor(const torch::Tensor& tensor) {

@@ -109,8 +109,7 @@ class TrainingRun {
   }
 
   double LearningRateAfter(int epoch, double rate) const {
-    return spec_.lr_step_size > 0 && epoch % spec_.lr_step_size == 0 ? rate * spec_.lr_gamma
-                                                                     : rate;
+    return spec_.lr_step_size > 0 && epoch % spec_.lr_step_size == 0 ? rate * spec_.lr_gamma : rate;
   }
 
   void SetLearningRate(double rate) {

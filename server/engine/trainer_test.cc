@@ -3,7 +3,6 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/engine/testing/recording_sink.h"
@@ -266,7 +265,8 @@ TEST(TrainerTest, ACheckpointOfAnotherModelIsRefused) {
   resume.resume_from = &state;
   absl::Status status = Train(Spec("deep_cnn", 2), data, resume, sink);
   EXPECT_EQ(status.code(), absl::StatusCode::kInternal);
-  EXPECT_THAT(std::string(status.message()), HasSubstr("checkpoint: \"model.conv1.weight\" has shape"));
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("checkpoint: \"model.conv1.weight\" has shape"));
   const std::string garbage = "not a pickle";
   resume.resume_from = &garbage;
   EXPECT_FALSE(Train(Spec("simple_cnn", 2), data, resume, sink).ok());

@@ -19,9 +19,9 @@
 #include "common/experiment_state.h"
 #include "common/spec_proto.h"
 #include "common/version.h"
+#include "server/engine/checkpoint.h"
 #include "server/engine/datasets.h"
 #include "server/engine/models.h"
-#include "server/engine/checkpoint.h"
 #include "server/engine/trainer.h"
 
 namespace gradlab {
@@ -225,9 +225,10 @@ absl::StatusOr<std::unique_ptr<ExperimentRegistry>> ExperimentRegistry::Open(
   return registry;
 }
 
-std::shared_ptr<ExperimentRegistry::Job> ExperimentRegistry::NewJob(
-    const std::string& id, int64_t ordinal, const ExperimentSpec& spec,
-    const std::string& request_id) {
+std::shared_ptr<ExperimentRegistry::Job> ExperimentRegistry::NewJob(const std::string& id,
+                                                                    int64_t ordinal,
+                                                                    const ExperimentSpec& spec,
+                                                                    const std::string& request_id) {
   auto job = std::make_shared<Job>();
   job->id = id;
   job->ordinal = ordinal;
@@ -249,18 +250,21 @@ absl::Status ExperimentRegistry::Restore() {
   absl::StatusOr<std::vector<StoredExperiment>> stored = options_.store->LoadAll();
   if (!stored.ok()) return stored.status();
   absl::MutexLock lock(&mu_);
-  std::vector<std::shared_ptr<Job>> interrupted, queued;
+  std::vector<std::shared_ptr<Job>> queued;
+  std::vector<std::pair<std::shared_ptr<Job>, std::string>> interrupted;  // and why requeued
   for (StoredExperiment& experiment : *stored) {
     std::shared_ptr<Job> job =
-        NewJob(experiment.record.id(), experiment.ordinal,
-               SpecFromProto(experiment.record.spec()), experiment.request_id);
+        NewJob(experiment.record.id(), experiment.ordinal, SpecFromProto(experiment.record.spec()),
+               experiment.request_id);
     job->record = std::move(experiment.record);
     job->record.set_queue_position(0);
     const v1::ExperimentState state = job->record.state();
     // An interrupted run goes on from its newest readable checkpoint; what it logged
     // after that checkpoint's epoch will be logged again.
     std::optional<EpochMetrics> resumed_epoch;
-    if (state == v1::RUNNING) {
+    // Started before: RUNNING, or queued again after an earlier restart.
+    const bool interrupted_run = !IsFinished(state) && job->record.has_started_time();
+    if (interrupted_run) {
       std::vector<std::string> unusable;
       for (int epoch : job->checkpoints->Epochs()) {
         absl::StatusOr<std::string> state_bytes = job->checkpoints->Read(epoch);
@@ -284,9 +288,10 @@ absl::Status ExperimentRegistry::Restore() {
                                    [&](const v1::MetricsEvent& e) { return AfterEpoch(e, epoch); }),
                     metrics.end());
       auto& gradients = experiment.gradients;
-      gradients.erase(std::remove_if(gradients.begin(), gradients.end(),
-                                     [&](const v1::GradientSnapshot& g) { return g.epoch() > epoch; }),
-                      gradients.end());
+      gradients.erase(
+          std::remove_if(gradients.begin(), gradients.end(),
+                         [&](const v1::GradientSnapshot& g) { return g.epoch() > epoch; }),
+          gradients.end());
       job->record.clear_last_metrics();
       job->record.set_current_epoch(0);
       job->record.set_best_epoch(0);
@@ -301,8 +306,12 @@ absl::Status ExperimentRegistry::Restore() {
       if (!unusable.empty()) {
         absl::StrAppend(&job->resume_reason, "; ", absl::StrJoin(unusable, "; "));
       }
-      interrupted.push_back(job);
-    } else if (state == v1::QUEUED) {
+      interrupted.emplace_back(
+          job,
+          absl::StrCat("queued again after a restart, to go on from ",
+                       resumed_epoch.has_value() ? absl::StrCat("the checkpoint of epoch ", epoch)
+                                                 : std::string("epoch 1")));
+    } else if (!IsFinished(state)) {
       queued.push_back(job);
     }
     // Finished experiments get no more events; the others number theirs past any event
@@ -326,19 +335,14 @@ absl::Status ExperimentRegistry::Restore() {
     by_age_.push_back(job);
     if (!job->request_id.empty()) request_ids_[job->request_id] = job->id;
   }
-  for (auto& job : interrupted) queue_.push_back(job);
+  for (auto& [job, reason] : interrupted) queue_.push_back(job);
   for (auto& job : queued) queue_.push_back(job);
-  for (auto& job : interrupted) {
-    if (absl::Status status = ChangeState(*job, v1::QUEUED,
-                                          absl::StrCat("queued again after a restart: ",
-                                                       job->resume_reason));
-        !status.ok()) {
-      return status;
-    }
+  for (auto& [job, reason] : interrupted) {
+    if (absl::Status status = ChangeState(*job, v1::QUEUED, reason); !status.ok()) return status;
   }
   LOG(INFO) << "restored " << by_age_.size() << " experiments from "
-            << options_.store->database_path() << " (" << interrupted.size()
-            << " interrupted, " << queued.size() << " queued)";
+            << options_.store->database_path() << " (" << interrupted.size() << " interrupted, "
+            << queued.size() << " queued)";
   return absl::OkStatus();
 }
 
@@ -522,9 +526,9 @@ absl::Status ExperimentRegistry::DeleteExperiment(absl::string_view id) {
     if (!found.ok()) return found.status();
     job = *std::move(found);
     if (!IsFinished(job->record.state())) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "experiment ", id, " is ", v1::ExperimentState_Name(job->record.state()),
-          "; only finished experiments can be deleted (cancel it first)"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("experiment ", id, " is ", v1::ExperimentState_Name(job->record.state()),
+                       "; only finished experiments can be deleted (cancel it first)"));
     }
     if (options_.store != nullptr) {
       if (absl::Status status = options_.store->DeleteExperiment(job->id); !status.ok()) {
@@ -558,18 +562,19 @@ absl::StatusOr<ExportedModel> ExperimentRegistry::ExportModel(
           "experiment ", id, " has not finished an epoch yet: there is no model to export"));
     }
     epoch = which == v1::ExportModelRequest::LAST ? job->record.last_metrics().epoch()
-                                                   : job->record.best_epoch();
+                                                  : job->record.best_epoch();
   }
   if (job->checkpoints == nullptr) {
     return absl::FailedPreconditionError(
-        "this server keeps no checkpoints (it runs without --state_dir), so it has no model to export");
+        "this server keeps no checkpoints (it runs without --state_dir), so it has no model to "
+        "export");
   }
   absl::StatusOr<std::string> state = job->checkpoints->Read(epoch);
   if (absl::IsNotFound(state.status())) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the checkpoint of epoch ", epoch, " of experiment ", id,
-        " was not kept (gradlabd's --keep_checkpoints); the kept epochs: ",
-        absl::StrJoin(job->checkpoints->Epochs(), ", ")));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the checkpoint of epoch ", epoch, " of experiment ", id,
+                     " was not kept (gradlabd's --keep_checkpoints); the kept epochs: ",
+                     absl::StrJoin(job->checkpoints->Epochs(), ", ")));
   }
   if (!state.ok()) return state.status();
   absl::StatusOr<std::string> state_dict = ExportStateDict(*state);
@@ -685,10 +690,10 @@ void ExperimentRegistry::WorkerLoop() {
       if (!job->record.has_started_time()) {
         *job->record.mutable_started_time() = ToTimestamp(options_.clock());
       }
-      ChangeState(*job, v1::RUNNING, job->resume_state.has_value() || !job->resume_reason.empty()
-                                         ? job->resume_reason
-                                         : "started")
-          .IgnoreError();  // logged; the run's first event will fail it if the store is gone
+      ChangeState(*job, v1::RUNNING,
+                  job->resume_reason.empty() ? "started" : job->resume_reason)
+          .IgnoreError();  // logged; the run's first event fails it if the store is gone  //
+                           // logged; the run's first event will fail it if the store is gone
     }
     NotifyChange(job->id);
     RunJob(job);
@@ -740,8 +745,8 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job) {
       if (status.ok()) {
         stored = ChangeState(*job, v1::SUCCEEDED, "finished all epochs");
       } else if (absl::IsCancelled(status)) {
-        stored =
-            ChangeState(*job, v1::CANCELLED, absl::StrCat("cancelled by request: ", status.message()));
+        stored = ChangeState(*job, v1::CANCELLED,
+                             absl::StrCat("cancelled by request: ", status.message()));
       } else {
         stored = ChangeState(*job, v1::FAILED, std::string(status.message()));
       }

@@ -9,6 +9,7 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "common/experiment_state.h"
 #include "server/jobs/experiment_registry.h"
 
 namespace gradlab {
@@ -155,10 +156,8 @@ TEST_F(RegistryPersistenceTest, ExperimentsAndTheirHistorySurviveARestart) {
   ASSERT_TRUE(restored.ok());
   EXPECT_EQ(restored->state(), v1::SUCCEEDED);
   EXPECT_EQ(restored->last_metrics().epoch(), 2);
-  EXPECT_EQ(restored->best_epoch(), restored->last_metrics().test_accuracy() ==
-                                            restored->best_test_accuracy()
-                                        ? 2
-                                        : 1);
+  EXPECT_EQ(restored->best_epoch(),
+            restored->last_metrics().test_accuracy() == restored->best_test_accuracy() ? 2 : 1);
   std::vector<v1::MetricsEvent> events = AllMetrics(**registry->EventLog(finished));
   ASSERT_EQ(events.size(), finished_events.size());
   for (size_t i = 0; i < events.size(); ++i) {
@@ -182,7 +181,8 @@ TEST_F(RegistryPersistenceTest, ExperimentsAndTheirHistorySurviveARestart) {
   EXPECT_EQ(list.experiments(3).id(), finished);
 }
 
-TEST_F(RegistryPersistenceTest, AnInterruptedRunResumesFromItsLastCheckpointAndEndsAsIfUninterrupted) {
+TEST_F(RegistryPersistenceTest,
+       AnInterruptedRunResumesFromItsLastCheckpointAndEndsAsIfUninterrupted) {
   const v1::StartExperimentRequest request = Quick(4);
   const std::vector<v1::EpochMetrics> expected = Uninterrupted(request);
   std::string id;
@@ -204,8 +204,8 @@ TEST_F(RegistryPersistenceTest, AnInterruptedRunResumesFromItsLastCheckpointAndE
   EXPECT_THAT(StateReasons(*log),
               ::testing::ElementsAre(
                   HasSubstr("QUEUED"), "RUNNING: started",
-                  "QUEUED: queued again after a restart: resumed after a restart from the "
-                  "checkpoint of epoch 2",
+                  "QUEUED: queued again after a restart, to go on from the checkpoint of "
+                  "epoch 2",
                   "RUNNING: resumed after a restart from the checkpoint of epoch 2",
                   "SUCCEEDED: finished all epochs"));
   // The events after the restart are numbered past every number given out before.
@@ -232,6 +232,25 @@ TEST_F(RegistryPersistenceTest, AnInterruptedRunResumesFromItsLastCheckpointAndE
     kept.insert(epoch);
   }
   EXPECT_EQ(kept, (std::set<int>{4, done.best_epoch()}));
+}
+
+TEST_F(RegistryPersistenceTest, ARunInterruptedAgainBeforeItResumedStillEndsAsIfUninterrupted) {
+  const v1::StartExperimentRequest request = Quick(3);
+  const std::vector<v1::EpochMetrics> expected = Uninterrupted(request);
+  std::string id;
+  {
+    auto registry = Open(StateDir());
+    id = registry->StartExperiment(request)->id();
+    WaitFor(*registry, id, [](const v1::Experiment& e) { return e.current_epoch() == 2; });
+  }
+  {
+    // Restored (queued again, or already resumed) and stopped at once.
+    auto registry = Open(StateDir());
+    EXPECT_FALSE(IsFinished(registry->GetExperiment(id)->state()));
+  }
+  auto registry = Open(StateDir());
+  WaitForState(*registry, id, v1::SUCCEEDED);
+  ExpectSameEpochs(Epochs(**registry->EventLog(id)), expected);
 }
 
 TEST_F(RegistryPersistenceTest, ADamagedCheckpointFallsBackToThePreviousOne) {
@@ -288,8 +307,7 @@ TEST_F(RegistryPersistenceTest, AFailedCheckpointWriteFailsTheExperimentAndTheSe
   auto registry = Open(StateDir(), options);
   const std::string id = registry->StartExperiment(Quick(2))->id();
   const v1::Experiment failed = WaitForState(*registry, id, v1::FAILED);
-  EXPECT_EQ(failed.error(),
-            "cannot save the checkpoint of epoch 1: No space left on device");
+  EXPECT_EQ(failed.error(), "cannot save the checkpoint of epoch 1: No space left on device");
   EXPECT_TRUE(Epochs(**registry->EventLog(id)).empty());
   EXPECT_TRUE(registry->StartExperiment(Quick(1)).ok());
 }
@@ -315,7 +333,10 @@ TEST_F(RegistryPersistenceTest, DeletingAFinishedExperimentRemovesItsRowsAndFile
   {
     auto registry = Open(StateDir());
     id = registry->StartExperiment(Quick(1, "request-d"))->id();
-    EXPECT_EQ(registry->DeleteExperiment(id).code(), absl::StatusCode::kFailedPrecondition);
+    const absl::Status refused = registry->DeleteExperiment(id);
+    EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(std::string(refused.message()),
+                HasSubstr("only finished experiments can be deleted (cancel it first)"));
     WaitForState(*registry, id, v1::SUCCEEDED);
     ASSERT_TRUE(fs::exists(state / "checkpoints" / id));
     ASSERT_TRUE(registry->DeleteExperiment(id).ok());

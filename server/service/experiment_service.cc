@@ -3,6 +3,7 @@
 #include <glog/logging.h>
 #include <re2/re2.h>
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -25,16 +26,22 @@ void LogFailure(const char* method, grpc::CallbackServerContext* context,
                << ": " << status.error_message();
 }
 
+// Finishes a unary call with `status`.
+grpc::ServerUnaryReactor* Reply(const char* method, grpc::CallbackServerContext* context,
+                                const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const grpc::Status grpc_status = ToGrpcStatus(status);
+  LogFailure(method, context, grpc_status);
+  reactor->Finish(grpc_status);
+  return reactor;
+}
+
 // Finishes a unary call with `result`, copying it into the response on success.
 template <typename Response>
 grpc::ServerUnaryReactor* Reply(const char* method, grpc::CallbackServerContext* context,
                                 absl::StatusOr<Response> result, Response* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (result.ok()) *response = *std::move(result);
-  const grpc::Status status = ToGrpcStatus(result.status());
-  LogFailure(method, context, status);
-  reactor->Finish(status);
-  return reactor;
+  return Reply(method, context, result.status());
 }
 
 // A stream that ends at once with an error (bad request, unknown id).
@@ -242,6 +249,48 @@ class WatchStream : public grpc::ServerWriteReactor<v1::Experiment> {
   v1::Experiment in_flight_;
 };
 
+// ExportModel: the exported file in chunks, one write in flight.
+class ChunkStream : public grpc::ServerWriteReactor<v1::ModelChunk> {
+ public:
+  // Well under gRPC's default 4 MiB message limit.
+  static constexpr size_t kChunkBytes = 1 << 20;
+
+  explicit ChunkStream(ExportedModel model) : model_(std::move(model)) { WriteNext(); }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "write failed"));
+      return;
+    }
+    WriteNext();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    const std::string& bytes = model_.state_dict;
+    if (offset_ == bytes.size() && offset_ > 0) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    chunk_.Clear();
+    if (offset_ == 0) {
+      chunk_.set_epoch(model_.epoch);
+      chunk_.set_total_bytes(static_cast<int64_t>(bytes.size()));
+    }
+    const size_t n = std::min(kChunkBytes, bytes.size() - offset_);
+    chunk_.set_data(bytes.substr(offset_, n));
+    offset_ += n;
+    if (bytes.empty()) offset_ = 1;  // one empty chunk, then the end
+    StartWrite(&chunk_);
+  }
+
+  const ExportedModel model_;
+  size_t offset_ = 0;
+  v1::ModelChunk chunk_;  // written only while no write is in flight
+};
+
 // Keeps only the layers and activations whose names `pattern` finds.
 std::shared_ptr<const v1::GradientSnapshot> FilterLayers(
     const std::shared_ptr<const RE2>& pattern, std::shared_ptr<const v1::GradientSnapshot> full) {
@@ -290,6 +339,19 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelExperiment(
                                reactor->Finish(status);
                              });
   return reactor;
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::DeleteExperiment(
+    grpc::CallbackServerContext* context, const v1::DeleteExperimentRequest* request,
+    v1::DeleteExperimentResponse*) {
+  return Reply("DeleteExperiment", context, registry_.DeleteExperiment(request->id()));
+}
+
+grpc::ServerWriteReactor<v1::ModelChunk>* ExperimentServiceImpl::ExportModel(
+    grpc::CallbackServerContext* context, const v1::ExportModelRequest* request) {
+  absl::StatusOr<ExportedModel> model = registry_.ExportModel(request->id(), request->which());
+  if (!model.ok()) return new FailedStream<v1::ModelChunk>("ExportModel", context, model.status());
+  return new ChunkStream(*std::move(model));
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetServerInfo(grpc::CallbackServerContext* context,

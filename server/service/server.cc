@@ -18,8 +18,17 @@ absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOption
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
+  if (!options.state_dir.empty()) {
+    absl::StatusOr<std::unique_ptr<ExperimentStore>> store =
+        ExperimentStore::Open(options.state_dir, options.store);
+    if (!store.ok()) return store.status();
+    options.registry.store = *std::move(store);
+  }
+  absl::StatusOr<std::unique_ptr<ExperimentRegistry>> registry =
+      ExperimentRegistry::Open(std::move(options.registry));
+  if (!registry.ok()) return registry.status();
   std::unique_ptr<GradlabServer> server(new GradlabServer());
-  server->registry_ = std::make_unique<ExperimentRegistry>(options.registry);
+  server->registry_ = *std::move(registry);
   server->service_ = std::make_unique<ExperimentServiceImpl>(*server->registry_);
 
   grpc::ServerBuilder builder;

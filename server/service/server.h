@@ -19,6 +19,10 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:50051";
   // Larger requests are refused with RESOURCE_EXHAUSTED.
   int max_request_bytes = 256 * 1024;
+  // Where experiments, events and checkpoints are kept (see ExperimentStore); empty keeps
+  // everything in memory.
+  std::string state_dir;
+  StoreOptions store;
   RegistryOptions registry;
 };
 

@@ -96,9 +96,7 @@ int EpochOf(const std::string& file_name) {
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents,
                                  const WriteStepHook& hook) {
-  auto step = [&](absl::string_view name) {
-    return hook ? hook(name) : absl::OkStatus();
-  };
+  auto step = [&](absl::string_view name) { return hook ? hook(name) : absl::OkStatus(); };
   const std::string temporary = path + kTemporarySuffix;
   const int fd = open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Errno("create", temporary);
@@ -106,15 +104,18 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
   for (size_t written = 0; status.ok() && written < contents.size();) {
     const ssize_t n = write(fd, contents.data() + written, contents.size() - written);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) status = Errno("write", temporary);
-    else written += static_cast<size_t>(n);
+    if (n < 0)
+      status = Errno("write", temporary);
+    else
+      written += static_cast<size_t>(n);
   }
   if (status.ok()) status = step("written");
   if (status.ok() && fsync(fd) != 0) status = Errno("sync", temporary);
   if (status.ok()) status = step("synced");
   if (close(fd) != 0 && status.ok()) status = Errno("close", temporary);
   if (status.ok()) status = step("closed");
-  if (status.ok() && rename(temporary.c_str(), path.c_str()) != 0) status = Errno("rename", temporary);
+  if (status.ok() && rename(temporary.c_str(), path.c_str()) != 0)
+    status = Errno("rename", temporary);
   if (!status.ok()) {
     unlink(temporary.c_str());  // the previous file, if any, is untouched
     return status;

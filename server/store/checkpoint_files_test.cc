@@ -61,7 +61,8 @@ TEST_F(CheckpointFilesTest, DamagedFilesAreRecognised) {
   EXPECT_EQ(flipped.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(std::string(flipped.status().message()), HasSubstr("checksum does not match"));
   fs::resize_file(path, 600);  // torn
-  EXPECT_THAT(std::string(files.Read(1).status().message()), HasSubstr("holds 580 bytes of the 1000"));
+  EXPECT_THAT(std::string(files.Read(1).status().message()),
+              HasSubstr("holds 580 bytes of the 1000"));
   std::ofstream(path, std::ios::trunc) << "garbage";
   EXPECT_THAT(std::string(files.Read(1).status().message()),
               HasSubstr("does not start with a gradlab checkpoint header"));

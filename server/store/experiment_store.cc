@@ -159,8 +159,8 @@ std::string ExperimentStore::database_path() const {
   return (std::filesystem::path(state_dir_) / kDatabaseFile).string();
 }
 
-absl::StatusOr<std::unique_ptr<ExperimentStore>> ExperimentStore::Open(
-    const std::string& state_dir, StoreOptions options) {
+absl::StatusOr<std::unique_ptr<ExperimentStore>> ExperimentStore::Open(const std::string& state_dir,
+                                                                       StoreOptions options) {
   std::error_code error;
   std::filesystem::create_directories(state_dir, error);
   if (error) {
@@ -191,8 +191,8 @@ absl::StatusOr<std::vector<StoredExperiment>> ExperimentStore::LoadAll() const {
   std::vector<StoredExperiment> experiments;
   absl::Status parse_status;
   absl::Status status = Guard("loading", [&] {
-    SQLite::Statement records(*db_,
-                              "SELECT ordinal, request_id, record FROM experiments ORDER BY ordinal");
+    SQLite::Statement records(
+        *db_, "SELECT ordinal, request_id, record FROM experiments ORDER BY ordinal");
     while (records.executeStep() && parse_status.ok()) {
       StoredExperiment& stored = experiments.emplace_back();
       stored.ordinal = records.getColumn(0).getInt64();
@@ -246,9 +246,10 @@ absl::Status ExperimentStore::WriteEvents(const std::string& experiment_id,
   absl::MutexLock lock(&mu_);
   return Guard(absl::StrCat("writing events of experiment ", experiment_id), [&] {
     SQLite::Transaction transaction(*db_);
-    SQLite::Statement insert(*db_,
-                             "INSERT OR REPLACE INTO events "
-                             "(experiment_id, sequence, gradients, epoch, body) VALUES (?, ?, ?, ?, ?)");
+    SQLite::Statement insert(
+        *db_,
+        "INSERT OR REPLACE INTO events "
+        "(experiment_id, sequence, gradients, epoch, body) VALUES (?, ?, ?, ?, ?)");
     for (const EventRow& row : rows) {
       insert.reset();
       insert.bind(1, experiment_id);

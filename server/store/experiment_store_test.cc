@@ -1,11 +1,12 @@
 #include "server/store/experiment_store.h"
 
+#include <SQLiteCpp/SQLiteCpp.h>
+
 #include <filesystem>
 #include <fstream>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include <SQLiteCpp/SQLiteCpp.h>
 
 namespace gradlab {
 namespace {

@@ -1,0 +1,226 @@
+// End to end: the real gradlabd killed with SIGKILL at the worst moments, restarted with
+// the same --state_dir. Its runs must finish with the per-epoch metrics of a run that
+// was never interrupted, and a client that follows a run across the restart (reconnecting
+// with from_sequence) must see every epoch exactly once.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <map>
+
+#include "absl/strings/match.h"
+#include "gmock/gmock.h"
+#include "gradlab/v1/experiment_service.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "tests/testing/child_process.h"
+
+namespace gradlab {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+// About two seconds an epoch on one thread, several progress events in each.
+v1::StartExperimentRequest Spec() {
+  v1::StartExperimentRequest request;
+  v1::ExperimentSpec* spec = request.mutable_spec();
+  spec->set_model("simple_cnn");
+  spec->set_dataset("synthetic");
+  spec->set_epochs(3);
+  spec->set_max_train_samples(2048);
+  spec->set_max_test_samples(256);
+  spec->set_batch_size(64);
+  spec->set_augment(true);
+  spec->set_gradient_every_n_steps(8);
+  return request;
+}
+
+class Server {
+ public:
+  explicit Server(const fs::path& state_dir, std::vector<std::string> env = {}) {
+    absl::StatusOr<ChildProcess> process =
+        ChildProcess::Start({GRADLABD_PATH, "--listen=127.0.0.1:0", "--threads_per_job=1",
+                             "--state_dir=" + state_dir.string()},
+                            env);
+    EXPECT_TRUE(process.ok()) << process.status();
+    process_.emplace(*std::move(process));
+    absl::StatusOr<std::string> line =
+        process_->ReadLineContaining("listening on port", absl::Seconds(60));
+    EXPECT_TRUE(line.ok()) << line.status();
+    stub_ = v1::ExperimentService::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + line->substr(line->rfind(' ') + 1), grpc::InsecureChannelCredentials()));
+  }
+
+  void Kill() {
+    process_->Signal(SIGKILL);
+    EXPECT_EQ(process_->Wait(absl::Seconds(10)), 128 + SIGKILL);
+  }
+
+  v1::Experiment Start(const v1::StartExperimentRequest& request) {
+    grpc::ClientContext context;
+    v1::Experiment experiment;
+    const grpc::Status status = stub_->StartExperiment(&context, request, &experiment);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return experiment;
+  }
+
+  // Reads the experiment's metrics from `from_sequence` into `seen` until the stream
+  // ends, calling `on_event` with each; returns the stream's status.
+  grpc::Status Follow(const std::string& id, int64_t from_sequence,
+                      std::vector<v1::MetricsEvent>& seen,
+                      const std::function<void(const v1::MetricsEvent&)>& on_event = nullptr) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
+    v1::StreamMetricsRequest request;
+    request.set_id(id);
+    request.set_from_sequence(from_sequence);
+    auto stream = stub_->StreamMetrics(&context, request);
+    v1::MetricsEvent event;
+    while (stream->Read(&event)) {
+      seen.push_back(event);
+      if (on_event) on_event(event);
+    }
+    return stream->Finish();
+  }
+
+ private:
+  std::optional<ChildProcess> process_;
+  std::unique_ptr<v1::ExperimentService::Stub> stub_;
+};
+
+std::vector<v1::EpochMetrics> Epochs(const std::vector<v1::MetricsEvent>& events) {
+  std::vector<v1::EpochMetrics> epochs;
+  for (const v1::MetricsEvent& event : events) {
+    if (event.has_epoch_metrics()) epochs.push_back(event.epoch_metrics());
+  }
+  return epochs;
+}
+
+std::string StateChanges(const std::vector<v1::MetricsEvent>& events) {
+  std::string text;
+  for (const v1::MetricsEvent& event : events) {
+    if (event.has_state_change()) {
+      absl::StrAppend(&text, v1::ExperimentState_Name(event.state_change().state()), ": ",
+                      event.state_change().reason(), "\n");
+    }
+  }
+  return text;
+}
+
+class CrashRecoveryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    state_dir_ = fs::path(::testing::TempDir()) / "crash_recovery" /
+                 ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    fs::remove_all(state_dir_);
+  }
+
+  // The epochs of Spec() run without interruption: computed once, on a server of its own.
+  static const std::vector<v1::EpochMetrics>& Uninterrupted() {
+    static const auto* epochs = [] {
+      const fs::path dir = fs::path(::testing::TempDir()) / "crash_recovery" / "uninterrupted";
+      fs::remove_all(dir);
+      Server server(dir);
+      std::vector<v1::MetricsEvent> events;
+      EXPECT_TRUE(server.Follow(server.Start(Spec()).id(), 0, events).ok());
+      return new std::vector<v1::EpochMetrics>(Epochs(events));
+    }();
+    return *epochs;
+  }
+
+  // Every epoch once, in order, with exactly the uninterrupted run's numbers.
+  static void ExpectUninterruptedEpochs(const std::vector<v1::MetricsEvent>& events) {
+    const std::vector<v1::EpochMetrics> got = Epochs(events);
+    const std::vector<v1::EpochMetrics>& expected = Uninterrupted();
+    ASSERT_EQ(expected.size(), 3u);
+    ASSERT_EQ(got.size(), expected.size()) << StateChanges(events);
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].epoch(), static_cast<int>(i + 1));
+      EXPECT_EQ(got[i].train_loss(), expected[i].train_loss()) << "epoch " << i + 1;
+      EXPECT_EQ(got[i].train_accuracy(), expected[i].train_accuracy()) << "epoch " << i + 1;
+      EXPECT_EQ(got[i].test_loss(), expected[i].test_loss()) << "epoch " << i + 1;
+      EXPECT_EQ(got[i].test_accuracy(), expected[i].test_accuracy()) << "epoch " << i + 1;
+    }
+    for (size_t i = 1; i < events.size(); ++i) {
+      EXPECT_GT(events[i].sequence(), events[i - 1].sequence());
+    }
+    ASSERT_FALSE(events.empty());
+    EXPECT_EQ(events.back().state_change().state(), v1::SUCCEEDED);
+  }
+
+  fs::path state_dir_;
+};
+
+TEST_F(CrashRecoveryTest, KilledMidEpochTheRunResumesAndAFollowerSeesEveryEpochOnce) {
+  std::vector<v1::MetricsEvent> seen;
+  std::string id;
+  {
+    Server server(state_dir_);
+    id = server.Start(Spec()).id();
+    bool killed = false;
+    const grpc::Status cut = server.Follow(id, 0, seen, [&](const v1::MetricsEvent& event) {
+      if (!killed && event.has_batch_progress() && event.batch_progress().epoch() == 2) {
+        server.Kill();  // in the middle of epoch 2
+        killed = true;
+      }
+    });
+    EXPECT_FALSE(cut.ok());
+    ASSERT_TRUE(killed);
+  }
+  Server restarted(state_dir_);
+  ASSERT_TRUE(restarted.Follow(id, seen.back().sequence() + 1, seen).ok());
+  ExpectUninterruptedEpochs(seen);
+  EXPECT_THAT(StateChanges(seen),
+              HasSubstr("RUNNING: resumed after a restart from the checkpoint of epoch 1\n"));
+}
+
+TEST_F(CrashRecoveryTest, KilledWhileACheckpointIsBeingWrittenTheRunResumesFromThePreviousOne) {
+  std::string id;
+  {
+    Server server(state_dir_, {"GRADLAB_TESTING_CHECKPOINT_PAUSE_MS=3000"});
+    id = server.Start(Spec()).id();
+    // The checkpoint of epoch 2 is written to its temporary file, not yet renamed.
+    const fs::path writing = state_dir_ / "checkpoints" / id / "epoch-0002.ckpt.tmp";
+    const absl::Time deadline = absl::Now() + absl::Seconds(120);
+    while (!fs::exists(writing) && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+    ASSERT_TRUE(fs::exists(writing));
+    server.Kill();
+    EXPECT_TRUE(fs::exists(state_dir_ / "checkpoints" / id / "epoch-0001.ckpt"));
+    EXPECT_FALSE(fs::exists(state_dir_ / "checkpoints" / id / "epoch-0002.ckpt"));
+  }
+  Server restarted(state_dir_);
+  std::vector<v1::MetricsEvent> events;
+  ASSERT_TRUE(restarted.Follow(id, 0, events).ok());
+  ExpectUninterruptedEpochs(events);
+  EXPECT_THAT(StateChanges(events),
+              HasSubstr("RUNNING: resumed after a restart from the checkpoint of epoch 1\n"));
+  EXPECT_FALSE(fs::exists(state_dir_ / "checkpoints" / id / "epoch-0002.ckpt.tmp"));
+}
+
+TEST_F(CrashRecoveryTest, KilledWithExperimentsQueuedTheyKeepTheirOrderAndRun) {
+  std::string first, second;
+  {
+    Server server(state_dir_);
+    first = server.Start(Spec()).id();
+    second = server.Start(Spec()).id();
+    server.Kill();  // the moment StartExperiment has returned
+  }
+  Server restarted(state_dir_);
+  std::vector<v1::MetricsEvent> first_events, second_events;
+  ASSERT_TRUE(restarted.Follow(second, 0, second_events).ok());
+  ASSERT_TRUE(restarted.Follow(first, 0, first_events).ok());
+  ExpectUninterruptedEpochs(first_events);
+  ExpectUninterruptedEpochs(second_events);
+  // The first started before the second.
+  auto started = [](const std::vector<v1::MetricsEvent>& events) {
+    for (const v1::MetricsEvent& event : events) {
+      if (event.state_change().state() == v1::RUNNING)
+        return event.time().seconds() * 1000000000 + event.time().nanos();
+    }
+    return int64_t{0};
+  };
+  EXPECT_LT(started(first_events), started(second_events));
+}
+
+}  // namespace
+}  // namespace gradlab
