@@ -57,15 +57,17 @@ ABSL_FLAG(int, training_niceness, 0,
 
 namespace {
 
-// Test-only fault injection, not a flag: GRADLAB_TESTING_CHECKPOINT_PAUSE_MS=N makes every
-// checkpoint write pause N ms once its temporary file is written, so that end-to-end
-// tests can kill the server in the middle of a write.
+// Test-only fault injection, not a flag: GRADLAB_TESTING_CHECKPOINT_PAUSE=STEP:MS makes
+// every checkpoint write pause MS milliseconds after STEP (see WriteStepHook), so that
+// end-to-end tests can kill the server at that point of a write.
 gradlab::WriteStepHook CheckpointPauseFromEnvironment() {
-  const char* text = std::getenv("GRADLAB_TESTING_CHECKPOINT_PAUSE_MS");
+  const char* text = std::getenv("GRADLAB_TESTING_CHECKPOINT_PAUSE");
+  if (text == nullptr) return nullptr;
+  std::pair<std::string, std::string> step_and_millis = absl::StrSplit(text, ':');
   int millis = 0;
-  if (text == nullptr || !absl::SimpleAtoi(text, &millis) || millis <= 0) return nullptr;
-  return [millis](absl::string_view step) {
-    if (step == "written") absl::SleepFor(absl::Milliseconds(millis));
+  if (!absl::SimpleAtoi(step_and_millis.second, &millis) || millis <= 0) return nullptr;
+  return [step = step_and_millis.first, millis](absl::string_view done) {
+    if (done == step) absl::SleepFor(absl::Milliseconds(millis));
     return absl::OkStatus();
   };
 }

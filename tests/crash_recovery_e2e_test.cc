@@ -12,7 +12,9 @@
 #include "gmock/gmock.h"
 #include "gradlab/v1/experiment_service.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "server/store/event_journal.h"
 #include "tests/testing/child_process.h"
+#include "tests/testing/test_dir.h"
 
 namespace gradlab {
 namespace {
@@ -109,11 +111,7 @@ std::string StateChanges(const std::vector<v1::MetricsEvent>& events) {
 
 class CrashRecoveryTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    state_dir_ = fs::path(::testing::TempDir()) / "crash_recovery" /
-                 ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    fs::remove_all(state_dir_);
-  }
+  void SetUp() override { state_dir_ = FreshTestDir("crash_recovery"); }
 
   // The epochs of Spec() run without interruption: computed once, on a server of its own.
   static const std::vector<v1::EpochMetrics>& Uninterrupted() {
@@ -177,7 +175,7 @@ TEST_F(CrashRecoveryTest, KilledMidEpochTheRunResumesAndAFollowerSeesEveryEpochO
 TEST_F(CrashRecoveryTest, KilledWhileACheckpointIsBeingWrittenTheRunResumesFromThePreviousOne) {
   std::string id;
   {
-    Server server(state_dir_, {"GRADLAB_TESTING_CHECKPOINT_PAUSE_MS=3000"});
+    Server server(state_dir_, {"GRADLAB_TESTING_CHECKPOINT_PAUSE=written:3000"});
     id = server.Start(Spec()).id();
     // The checkpoint of epoch 2 is written to its temporary file, not yet renamed.
     const fs::path writing = state_dir_ / "checkpoints" / id / "epoch-0002.ckpt.tmp";
@@ -195,6 +193,35 @@ TEST_F(CrashRecoveryTest, KilledWhileACheckpointIsBeingWrittenTheRunResumesFromT
   EXPECT_THAT(StateChanges(events),
               HasSubstr("RUNNING: resumed after a restart from the checkpoint of epoch 1\n"));
   EXPECT_FALSE(fs::exists(state_dir_ / "checkpoints" / id / "epoch-0002.ckpt.tmp"));
+}
+
+// The checkpoint of epoch 2 is in place, its epoch's metrics are not stored yet: the
+// checkpoint carries them, so the epoch is neither lost nor run twice.
+TEST_F(CrashRecoveryTest, KilledBetweenACheckpointAndItsEpochsMetricsNothingIsLost) {
+  std::string id;
+  {
+    Server server(state_dir_, {"GRADLAB_TESTING_CHECKPOINT_PAUSE=renamed:3000"});
+    id = server.Start(Spec()).id();
+    const fs::path written = state_dir_ / "checkpoints" / id / "epoch-0002.ckpt";
+    const absl::Time deadline = absl::Now() + absl::Seconds(120);
+    while (!fs::exists(written) && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+    ASSERT_TRUE(fs::exists(written));
+    server.Kill();
+  }
+  Server restarted(state_dir_);
+  std::vector<v1::MetricsEvent> events;
+  ASSERT_TRUE(restarted.Follow(id, 0, events).ok());
+  ExpectUninterruptedEpochs(events);
+  EXPECT_THAT(StateChanges(events),
+              HasSubstr("RUNNING: resumed after a restart from the checkpoint of epoch 2\n"));
+  // Epoch 2's metrics were logged at the restart, from the checkpoint: numbered past the
+  // events that may have been sent before the crash, just before the experiment was
+  // queued again.
+  for (size_t i = 1; i + 1 < events.size(); ++i) {
+    if (events[i].epoch_metrics().epoch() != 2) continue;
+    EXPECT_GT(events[i].sequence(), events[i - 1].sequence() + kMaxUncommittedEvents);
+    EXPECT_THAT(events[i + 1].state_change().reason(), HasSubstr("queued again after a restart"));
+  }
 }
 
 TEST_F(CrashRecoveryTest, KilledWithExperimentsQueuedTheyKeepTheirOrderAndRun) {

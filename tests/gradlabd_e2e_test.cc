@@ -7,6 +7,7 @@
 #include "gradlab/v1/experiment_service.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/testing/child_process.h"
+#include "tests/testing/test_dir.h"
 
 namespace gradlab {
 namespace {
@@ -14,10 +15,7 @@ namespace {
 class GradlabdTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::filesystem::path state_dir =
-        std::filesystem::path(::testing::TempDir()) / "gradlabd_e2e" /
-        ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::filesystem::remove_all(state_dir);
+    const std::filesystem::path state_dir = FreshTestDir("gradlabd_e2e");
     absl::StatusOr<ChildProcess> server =
         ChildProcess::Start({GRADLABD_PATH, "--listen=127.0.0.1:0", "--threads_per_job=1",
                              "--state_dir=" + state_dir.string()});

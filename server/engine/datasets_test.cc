@@ -7,6 +7,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/test_dir.h"
 
 namespace gradlab {
 namespace {
@@ -35,9 +36,7 @@ std::string IdxLabels(const std::vector<uint8_t>& labels) {
 class DatasetsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / "gradlab_datasets" /
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    fs::remove_all(dir_);
+    dir_ = FreshTestDir("gradlab_datasets");
     fs::create_directories(dir_);
   }
 

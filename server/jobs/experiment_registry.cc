@@ -114,6 +114,53 @@ bool AfterEpoch(const v1::MetricsEvent& event, int epoch) {
          (event.has_epoch_metrics() && event.epoch_metrics().epoch() > epoch);
 }
 
+// Where an interrupted run goes on: the newest checkpoint that reads back whole, if any.
+struct ResumePoint {
+  std::optional<std::string> state;
+  std::optional<EpochMetrics> metrics;  // of the checkpoint's epoch
+  std::vector<std::string> unusable;    // the newer checkpoints skipped, and why
+  int epoch() const { return metrics.has_value() ? metrics->epoch : 0; }
+};
+
+ResumePoint FindResumePoint(const CheckpointFiles& files) {
+  ResumePoint resume;
+  for (int epoch : files.Epochs()) {
+    absl::StatusOr<std::string> state = files.Read(epoch);
+    absl::StatusOr<EpochMetrics> metrics = state.ok() ? CheckpointMetrics(*state) : state.status();
+    if (metrics.ok() && metrics->epoch == epoch) {
+      resume.state = *std::move(state);
+      resume.metrics = *metrics;
+      break;
+    }
+    resume.unusable.push_back(absl::StrCat("the checkpoint of epoch ", epoch, " is unusable (",
+                                           metrics.status().message(), ")"));
+  }
+  return resume;
+}
+
+// Drops what a run resumed after `epoch` will log again (as ExperimentStore does).
+void DropEventsAfterEpoch(int epoch, StoredExperiment& stored) {
+  auto& metrics = stored.metrics;
+  metrics.erase(std::remove_if(metrics.begin(), metrics.end(),
+                               [&](const v1::MetricsEvent& e) { return AfterEpoch(e, epoch); }),
+                metrics.end());
+  auto& gradients = stored.gradients;
+  gradients.erase(std::remove_if(gradients.begin(), gradients.end(),
+                                 [&](const v1::GradientSnapshot& g) { return g.epoch() > epoch; }),
+                  gradients.end());
+}
+
+// Sets the record's current epoch, last metrics and best from the epochs in `events`.
+void ResetEpochFields(const std::vector<v1::MetricsEvent>& events, v1::Experiment& record) {
+  record.clear_last_metrics();
+  record.set_current_epoch(0);
+  record.set_best_epoch(0);
+  record.set_best_test_accuracy(0);
+  for (const v1::MetricsEvent& event : events) {
+    if (event.has_epoch_metrics()) RecordEpoch(event.epoch_metrics(), record);
+  }
+}
+
 // An error of the store or of a checkpoint write that ends a run, said as such.
 absl::Status RunStorageError(absl::string_view what, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(what, ": ", status.message()));
@@ -261,56 +308,30 @@ absl::Status ExperimentRegistry::Restore() {
     const v1::ExperimentState state = job->record.state();
     // An interrupted run goes on from its newest readable checkpoint; what it logged
     // after that checkpoint's epoch will be logged again.
-    std::optional<EpochMetrics> resumed_epoch;
+    ResumePoint resume;
     // Started before: RUNNING, or queued again after an earlier restart.
-    const bool interrupted_run = !IsFinished(state) && job->record.has_started_time();
-    if (interrupted_run) {
-      std::vector<std::string> unusable;
-      for (int epoch : job->checkpoints->Epochs()) {
-        absl::StatusOr<std::string> state_bytes = job->checkpoints->Read(epoch);
-        absl::StatusOr<EpochMetrics> metrics =
-            state_bytes.ok() ? CheckpointMetrics(*state_bytes) : state_bytes.status();
-        if (metrics.ok() && metrics->epoch == epoch) {
-          job->resume_state = *std::move(state_bytes);
-          resumed_epoch = *metrics;
-          break;
-        }
-        unusable.push_back(absl::StrCat("the checkpoint of epoch ", epoch, " is unusable (",
-                                        metrics.status().message(), ")"));
-      }
-      const int epoch = resumed_epoch.has_value() ? resumed_epoch->epoch : 0;
-      if (absl::Status status = options_.store->DropEventsAfterEpoch(job->id, epoch);
+    if (!IsFinished(state) && job->record.has_started_time()) {
+      resume = FindResumePoint(*job->checkpoints);
+      if (absl::Status status = options_.store->DropEventsAfterEpoch(job->id, resume.epoch());
           !status.ok()) {
         return status;
       }
-      auto& metrics = experiment.metrics;
-      metrics.erase(std::remove_if(metrics.begin(), metrics.end(),
-                                   [&](const v1::MetricsEvent& e) { return AfterEpoch(e, epoch); }),
-                    metrics.end());
-      auto& gradients = experiment.gradients;
-      gradients.erase(
-          std::remove_if(gradients.begin(), gradients.end(),
-                         [&](const v1::GradientSnapshot& g) { return g.epoch() > epoch; }),
-          gradients.end());
-      job->record.clear_last_metrics();
-      job->record.set_current_epoch(0);
-      job->record.set_best_epoch(0);
-      job->record.set_best_test_accuracy(0);
-      for (const v1::MetricsEvent& event : metrics) {
-        if (event.has_epoch_metrics()) RecordEpoch(event.epoch_metrics(), job->record);
-      }
+      DropEventsAfterEpoch(resume.epoch(), experiment);
+      ResetEpochFields(experiment.metrics, job->record);
+      job->resume_state = std::move(resume.state);
       job->resume_reason =
-          resumed_epoch.has_value()
-              ? absl::StrCat("resumed after a restart from the checkpoint of epoch ", epoch)
+          resume.metrics.has_value()
+              ? absl::StrCat("resumed after a restart from the checkpoint of epoch ",
+                             resume.epoch())
               : "started again from epoch 1 after a restart: no usable checkpoint";
-      if (!unusable.empty()) {
-        absl::StrAppend(&job->resume_reason, "; ", absl::StrJoin(unusable, "; "));
+      for (const std::string& note : resume.unusable) {
+        absl::StrAppend(&job->resume_reason, "; ", note);
       }
       interrupted.emplace_back(
-          job,
-          absl::StrCat("queued again after a restart, to go on from ",
-                       resumed_epoch.has_value() ? absl::StrCat("the checkpoint of epoch ", epoch)
-                                                 : std::string("epoch 1")));
+          job, absl::StrCat("queued again after a restart, to go on from ",
+                            resume.metrics.has_value()
+                                ? absl::StrCat("the checkpoint of epoch ", resume.epoch())
+                                : std::string("epoch 1")));
     } else if (!IsFinished(state)) {
       queued.push_back(job);
     }
@@ -322,10 +343,10 @@ absl::Status ExperimentRegistry::Restore() {
     if (IsFinished(state)) job->log->Close();
     // A checkpoint written just before the crash whose metrics were not yet stored: the
     // checkpoint has them.
-    if (resumed_epoch.has_value() && job->record.current_epoch() < resumed_epoch->epoch) {
+    if (resume.metrics.has_value() && job->record.current_epoch() < resume.epoch()) {
       v1::MetricsEvent event;
       *event.mutable_time() = ToTimestamp(options_.clock());
-      *event.mutable_epoch_metrics() = ToProto(*resumed_epoch);
+      *event.mutable_epoch_metrics() = ToProto(*resume.metrics);
       RecordEpoch(event.epoch_metrics(), job->record);
       if (absl::StatusOr<int64_t> appended = job->log->Append(std::move(event)); !appended.ok()) {
         return appended.status();

@@ -9,6 +9,7 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/jobs/testing/read_log.h"
 
 namespace gradlab {
 namespace {
@@ -46,17 +47,6 @@ v1::Experiment WaitForState(const ExperimentRegistry& registry, const std::strin
   }
   ADD_FAILURE() << "experiment " << id << " never reached " << v1::ExperimentState_Name(state);
   return {};
-}
-
-std::vector<v1::MetricsEvent> AllMetrics(const ExperimentLog& log) {
-  std::vector<v1::MetricsEvent> events;
-  for (int64_t from = 0;;) {
-    auto next = log.NextMetrics(from);
-    if (next.event == nullptr) break;
-    events.push_back(*next.event);
-    from = next.event->sequence() + 1;
-  }
-  return events;
 }
 
 absl::StatusOr<v1::Experiment> CancelAndWait(ExperimentRegistry& registry, const std::string& id) {

@@ -7,10 +7,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/experiment_state.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/experiment_state.h"
 #include "server/jobs/experiment_registry.h"
+#include "server/jobs/testing/read_log.h"
+#include "tests/testing/test_dir.h"
 
 namespace gradlab {
 namespace {
@@ -31,17 +33,6 @@ v1::StartExperimentRequest Quick(int epochs, const std::string& request_id = "")
   spec->set_augment(true);
   spec->set_gradient_every_n_steps(4);
   return request;
-}
-
-std::vector<v1::MetricsEvent> AllMetrics(const ExperimentLog& log) {
-  std::vector<v1::MetricsEvent> events;
-  for (int64_t from = 0;;) {
-    auto next = log.NextMetrics(from);
-    if (next.event == nullptr) break;
-    events.push_back(*next.event);
-    from = next.event->sequence() + 1;
-  }
-  return events;
 }
 
 std::vector<v1::EpochMetrics> Epochs(const ExperimentLog& log) {
@@ -79,11 +70,7 @@ void ExpectSameEpochs(const std::vector<v1::EpochMetrics>& a,
 
 class RegistryPersistenceTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    root_ = fs::path(::testing::TempDir()) / "gradlab_persistence" /
-            ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    fs::remove_all(root_);
-  }
+  void SetUp() override { root_ = FreshTestDir("gradlab_persistence"); }
 
   std::string StateDir(const std::string& name = "state") const { return (root_ / name).string(); }
 
@@ -126,6 +113,19 @@ class RegistryPersistenceTest : public ::testing::Test {
     const std::string id = registry->StartExperiment(request)->id();
     WaitForState(*registry, id, v1::SUCCEEDED);
     return Epochs(**registry->EventLog(id));
+  }
+
+  // Starts `request`, lets it run into `epoch` and stops the server there (as a restart
+  // would: the experiment stays RUNNING in the store). Returns its id.
+  std::string InterruptInEpoch(const v1::StartExperimentRequest& request, int epoch,
+                               int64_t* last_sequence = nullptr) {
+    auto registry = Open(StateDir());
+    const std::string id = registry->StartExperiment(request)->id();
+    WaitFor(*registry, id, [epoch](const v1::Experiment& e) { return e.current_epoch() == epoch; });
+    registry->Shutdown();
+    EXPECT_EQ(registry->GetExperiment(id)->state(), v1::RUNNING);
+    if (last_sequence != nullptr) *last_sequence = (*registry->EventLog(id))->last_sequence();
+    return id;
   }
 
   fs::path root_;
@@ -185,17 +185,8 @@ TEST_F(RegistryPersistenceTest,
        AnInterruptedRunResumesFromItsLastCheckpointAndEndsAsIfUninterrupted) {
   const v1::StartExperimentRequest request = Quick(4);
   const std::vector<v1::EpochMetrics> expected = Uninterrupted(request);
-  std::string id;
   int64_t last_sequence_before = 0;
-  {
-    auto registry = Open(StateDir());
-    id = registry->StartExperiment(request)->id();
-    // Stop it in the middle of epoch 3.
-    WaitFor(*registry, id, [](const v1::Experiment& e) { return e.current_epoch() == 3; });
-    registry->Shutdown();
-    last_sequence_before = (*registry->EventLog(id))->last_sequence();
-    EXPECT_EQ(registry->GetExperiment(id)->state(), v1::RUNNING);
-  }
+  const std::string id = InterruptInEpoch(request, 3, &last_sequence_before);
   auto registry = Open(StateDir());
   const v1::Experiment done = WaitForState(*registry, id, v1::SUCCEEDED);
   std::shared_ptr<ExperimentLog> log = *registry->EventLog(id);
@@ -237,12 +228,7 @@ TEST_F(RegistryPersistenceTest,
 TEST_F(RegistryPersistenceTest, ARunInterruptedAgainBeforeItResumedStillEndsAsIfUninterrupted) {
   const v1::StartExperimentRequest request = Quick(3);
   const std::vector<v1::EpochMetrics> expected = Uninterrupted(request);
-  std::string id;
-  {
-    auto registry = Open(StateDir());
-    id = registry->StartExperiment(request)->id();
-    WaitFor(*registry, id, [](const v1::Experiment& e) { return e.current_epoch() == 2; });
-  }
+  const std::string id = InterruptInEpoch(request, 2);
   {
     // Restored (queued again, or already resumed) and stopped at once.
     auto registry = Open(StateDir());
@@ -256,13 +242,7 @@ TEST_F(RegistryPersistenceTest, ARunInterruptedAgainBeforeItResumedStillEndsAsIf
 TEST_F(RegistryPersistenceTest, ADamagedCheckpointFallsBackToThePreviousOne) {
   const v1::StartExperimentRequest request = Quick(4);
   const std::vector<v1::EpochMetrics> expected = Uninterrupted(request);
-  std::string id;
-  {
-    auto registry = Open(StateDir());
-    id = registry->StartExperiment(request)->id();
-    WaitFor(*registry, id, [](const v1::Experiment& e) { return e.current_epoch() == 3; });
-    registry->Shutdown();
-  }
+  const std::string id = InterruptInEpoch(request, 3);
   CheckpointFiles files((fs::path(StateDir()) / "checkpoints" / id).string());
   ASSERT_EQ(files.Epochs().front(), 2);
   fs::resize_file(files.PathOf(2), 100);
@@ -279,13 +259,7 @@ TEST_F(RegistryPersistenceTest, ADamagedCheckpointFallsBackToThePreviousOne) {
 TEST_F(RegistryPersistenceTest, WithoutAUsableCheckpointTheRunStartsAgainFromEpochOne) {
   const v1::StartExperimentRequest request = Quick(2);
   const std::vector<v1::EpochMetrics> expected = Uninterrupted(request);
-  std::string id;
-  {
-    auto registry = Open(StateDir());
-    id = registry->StartExperiment(request)->id();
-    WaitFor(*registry, id, [](const v1::Experiment& e) { return e.current_epoch() == 2; });
-    registry->Shutdown();
-  }
+  const std::string id = InterruptInEpoch(request, 2);
   const fs::path dir = fs::path(StateDir()) / "checkpoints" / id;
   std::ofstream(dir / "epoch-0001.ckpt", std::ios::trunc) << "garbage";
   auto registry = Open(StateDir());

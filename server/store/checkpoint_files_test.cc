@@ -5,6 +5,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/test_dir.h"
 
 namespace gradlab {
 namespace {
@@ -16,9 +17,7 @@ using ::testing::HasSubstr;
 class CheckpointFilesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / "gradlab_checkpoints" /
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    fs::remove_all(dir_);
+    dir_ = FreshTestDir("gradlab_checkpoints");
   }
   fs::path dir_;
 };

@@ -7,6 +7,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/test_dir.h"
 
 namespace gradlab {
 namespace {
@@ -49,10 +50,7 @@ v1::GradientSnapshot Snapshot(int64_t sequence, int64_t step, int epoch) {
 class ExperimentStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = (fs::path(::testing::TempDir()) / "gradlab_store" /
-            ::testing::UnitTest::GetInstance()->current_test_info()->name())
-               .string();
-    fs::remove_all(dir_);
+    dir_ = FreshTestDir("gradlab_store").string();
   }
   std::unique_ptr<ExperimentStore> Open(StoreOptions options = {}) {
     absl::StatusOr<std::unique_ptr<ExperimentStore>> store = ExperimentStore::Open(dir_, options);
