@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "gradlab/v1/experiment_service.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -95,8 +96,33 @@ TEST(GradlabdFlagsTest, BadFlagsAreRefusedWithAClearMessage) {
   CommandResult help = RunCommand({GRADLABD_PATH, "--help"});
   EXPECT_NE(help.out.find("--threads_per_job"), std::string::npos) << help.out;
   EXPECT_NE(help.out.find("--max_queue"), std::string::npos);
-  CommandResult bad = RunCommand({GRADLABD_PATH, "--workers=0"});
-  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(help.out.find("--state_dir"), std::string::npos);
+  EXPECT_NE(help.out.find("--keep_checkpoints"), std::string::npos);
+  EXPECT_EQ(RunCommand({GRADLABD_PATH, "--workers=0"}).exit_code, 2);
+  EXPECT_EQ(RunCommand({GRADLABD_PATH, "--keep_checkpoints=first"}).exit_code, 2);
+}
+
+TEST(GradlabdStateTest, ADamagedStateDatabaseStopsTheStartAndIsLeftAsItWas) {
+  const std::filesystem::path state_dir = FreshTestDir("gradlabd_state");
+  std::filesystem::create_directories(state_dir);
+  const std::string garbage(10000, 'x');
+  std::ofstream(state_dir / "gradlab.db", std::ios::binary) << garbage;
+  // Through a shell, to read what it says on stderr.
+  CommandResult refused = RunCommand({"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>&1", GRADLABD_PATH,
+                                      "--listen=127.0.0.1:0", "--state_dir=" + state_dir.string()},
+                                     {}, absl::Seconds(60));
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_EQ(refused.out.find("listening"), std::string::npos) << refused.out;
+  EXPECT_NE(refused.out.find("gradlabd: the state database " + (state_dir / "gradlab.db").string() +
+                             " cannot be used: "),
+            std::string::npos)
+      << refused.out;
+  EXPECT_NE(refused.out.find("gradlabd has not changed it"), std::string::npos);
+  std::ifstream in(state_dir / "gradlab.db", std::ios::binary);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), garbage);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(state_dir),
+                          std::filesystem::directory_iterator()),
+            1);
 }
 
 }  // namespace
