@@ -36,6 +36,8 @@ ABSL_FLAG(int64_t, max_train_samples, 0, "first N training samples; 0: all");
 ABSL_FLAG(int64_t, max_test_samples, 0, "first N test samples; 0: all");
 ABSL_FLAG(int, gradient_every_n_steps, 50, "gradient snapshot cadence");
 ABSL_FLAG(int, threads, 0, "intra-op threads; 0: the usable CPUs");
+ABSL_FLAG(std::string, precision, "fp32", "fp32 or bf16");
+ABSL_FLAG(bool, channels_last, true, "conv models on channels-last tensors");
 
 namespace gradlab {
 namespace {
@@ -102,6 +104,7 @@ int Run() {
   spec.max_test_samples = absl::GetFlag(FLAGS_max_test_samples);
   spec.gradient_every_n_steps = absl::GetFlag(FLAGS_gradient_every_n_steps);
   spec.threads = absl::GetFlag(FLAGS_threads);
+  spec.precision = absl::GetFlag(FLAGS_precision);
   absl::StatusOr<ExperimentSpec> resolved = ResolveSpec(spec);
   if (!resolved.ok()) {
     std::cerr << resolved.status().message() << "\n";
@@ -118,13 +121,17 @@ int Run() {
     std::cerr << dataset.status().message() << "\n";
     return 1;
   }
-  std::printf("%s on %s (%lld train, %lld test), batch_norm=%d skip=%d init=%s augment=%d\n",
-              resolved->model.c_str(), resolved->dataset.c_str(),
-              static_cast<long long>(dataset->train.size()),
-              static_cast<long long>(dataset->test.size()), *resolved->batch_norm,
-              *resolved->skip_connections, resolved->init.c_str(), *resolved->augment);
+  TrainingControl control;
+  control.channels_last = absl::GetFlag(FLAGS_channels_last);
+  std::printf(
+      "%s on %s (%lld train, %lld test), batch_norm=%d skip=%d init=%s augment=%d precision=%s "
+      "channels_last=%d\n",
+      resolved->model.c_str(), resolved->dataset.c_str(),
+      static_cast<long long>(dataset->train.size()), static_cast<long long>(dataset->test.size()),
+      *resolved->batch_norm, *resolved->skip_connections, resolved->init.c_str(),
+      *resolved->augment, resolved->precision.c_str(), control.channels_last);
   ConsoleSink sink;
-  absl::Status status = Train(*resolved, *dataset, {}, sink);
+  absl::Status status = Train(*resolved, *dataset, control, sink);
   if (!status.ok()) {
     std::cerr << status.message() << "\n";
     return 1;

@@ -98,10 +98,6 @@ absl::StatusOr<ExperimentSpec> ResolveSpec(const ExperimentSpec& spec) {
        }) {
     if (!status.ok()) return status;
   }
-  if (spec.precision == "bf16") {
-    return absl::InvalidArgumentError(
-        "spec.precision: \"bf16\" is not supported yet; valid values: fp32");
-  }
   if (spec.name.size() > kMaxNameLength) {
     return absl::InvalidArgumentError(absl::StrCat("spec.name: ", spec.name.size(),
                                                    " characters is longer than the limit of ",

@@ -240,7 +240,8 @@ ABSL_CONST_INIT absl::Mutex default_generator_mutex(absl::kConstInit);
 
 void ActivationRecorder::Record(const std::string& layer, const torch::Tensor& output) {
   torch::NoGradGuard no_grad;
-  stds_.emplace_back(layer, output.detach().std().item<double>());
+  // In fp32 also when the layer ran in bf16 (autocast): the spread, not its rounding.
+  stds_.emplace_back(layer, output.detach().to(torch::kFloat).std().item<double>());
 }
 
 namespace {

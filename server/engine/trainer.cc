@@ -1,6 +1,7 @@
 #include "server/engine/trainer.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 
 #include <algorithm>
 #include <memory>
@@ -31,6 +32,31 @@ absl::StatusOr<std::shared_ptr<ClassifierImpl>> BuildModelFor(const ExperimentSp
   options.init = spec.init;
   return BuildModel(options, spec.seed);
 }
+
+// Runs the forward pass in bfloat16 where CPU autocast does (convolutions, linear
+// layers), as torch.autocast("cpu", dtype=torch.bfloat16) does in Python.
+class Bf16Autocast {
+ public:
+  explicit Bf16Autocast(bool enabled) : enabled_(enabled) {
+    if (!enabled_) return;
+    previous_ = at::autocast::is_cpu_enabled();
+    at::autocast::set_cpu_enabled(true);
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::increment_nesting();
+  }
+  ~Bf16Autocast() {
+    if (!enabled_) return;
+    // The weights cast for this pass are not reused by the next one: they change in between.
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_cpu_enabled(previous_);
+  }
+  Bf16Autocast(const Bf16Autocast&) = delete;
+  Bf16Autocast& operator=(const Bf16Autocast&) = delete;
+
+ private:
+  const bool enabled_;
+  bool previous_ = false;
+};
 
 // Sums a loss and a count of correct predictions over the samples seen so far.
 struct RunningScore {
@@ -67,7 +93,19 @@ class TrainingRun {
                                              .weight_decay(spec.weight_decay)),
         data_generator_(at::make_generator<at::CPUGeneratorImpl>(spec.seed)),
         batches_per_epoch_(
-            static_cast<int>((dataset.train.size() + spec.batch_size - 1) / spec.batch_size)) {}
+            static_cast<int>((dataset.train.size() + spec.batch_size - 1) / spec.batch_size)),
+        channels_last_(control.channels_last && spec.model != "mlp"),
+        bf16_(spec.precision == "bf16") {
+    if (channels_last_) {
+      // The optimizer holds these same tensors; set_data changes their layout in place.
+      torch::NoGradGuard no_grad;
+      for (torch::Tensor& parameter : model_->parameters()) {
+        if (parameter.dim() == 4) {
+          parameter.set_data(parameter.contiguous(at::MemoryFormat::ChannelsLast));
+        }
+      }
+    }
+  }
 
   absl::Status Run() {
     if (control_.resume_from != nullptr) Restore(*control_.resume_from);
@@ -121,8 +159,9 @@ class TrainingRun {
 
   TrainingCheckpoint Capture(const EpochMetrics& metrics) {
     CheckpointDict dict;
+    // Contiguous (NCHW), whatever the layout trained in: exports load anywhere.
     for (const auto& [name, tensor] : StateDict(*model_)) {
-      dict.insert(kModelPrefix + name, tensor.detach());
+      dict.insert(kModelPrefix + name, tensor.detach().contiguous());
     }
     torch::serialize::OutputArchive optimizer_archive;
     optimizer_.save(optimizer_archive);
@@ -170,6 +209,14 @@ class TrainingRun {
     SetLearningRate(LearningRateAfter(metrics.epoch, metrics.learning_rate));
   }
 
+  // The model's fp32 logits for `images`, computed in the run's layout and precision.
+  torch::Tensor Forward(const torch::Tensor& images, ActivationRecorder* recorder) {
+    Bf16Autocast autocast(bf16_);
+    const torch::Tensor input =
+        channels_last_ ? images.contiguous(at::MemoryFormat::ChannelsLast) : images;
+    return model_->forward(input, recorder).to(torch::kFloat);
+  }
+
   bool StopRequested() const {
     return control_.stop_requested != nullptr &&
            control_.stop_requested->load(std::memory_order_relaxed);
@@ -204,7 +251,8 @@ class TrainingRun {
       const bool snapshot = IsSnapshotStep(b);
       ActivationRecorder recorder;
       optimizer_.zero_grad();
-      const torch::Tensor logits = model_->forward(input, snapshot ? &recorder : nullptr);
+      const torch::Tensor logits =
+          Forward(input, snapshot ? &recorder : nullptr);
       const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, labels);
       loss.backward();
       // Data-parallel training all-reduces the gradients here, between backward and the
@@ -255,7 +303,7 @@ class TrainingRun {
       const int64_t n = std::min<int64_t>(spec_.batch_size, split.size() - first);
       const torch::Tensor labels = split.labels.narrow(0, first, n);
       const torch::Tensor logits =
-          model_->forward(transform_.Normalize(split.images.narrow(0, first, n)), nullptr);
+          Forward(transform_.Normalize(split.images.narrow(0, first, n)), nullptr);
       score.Add(logits, labels, torch::nn::functional::cross_entropy(logits, labels));
     }
     return score;
@@ -270,6 +318,8 @@ class TrainingRun {
   torch::optim::SGD optimizer_;
   at::Generator data_generator_;  // shuffling and augmentation, seeded by the spec
   const int batches_per_epoch_;
+  const bool channels_last_;
+  const bool bf16_;
   int first_epoch_ = 1;
   int64_t step_ = 0;
   double best_test_accuracy_ = 0;

@@ -33,10 +33,16 @@ struct TrainingControl {
   // by a run of the same spec) instead of starting at epoch 1, and its epochs are bit for
   // bit those of a run that never stopped (same thread count).
   const std::string* resume_from = nullptr;
+  // Conv models train on channels-last (NHWC) tensors, which oneDNN convolves faster
+  // (docs/PERFORMANCE.md); false keeps PyTorch's default NCHW. Results agree within
+  // float rounding; checkpoints are the same either way.
+  bool channels_last = true;
 };
 
 // Runs `spec` (as returned by ResolveSpec) on `dataset` on the calling thread, with
-// spec.threads intra-op threads (0: UsableCpus()). Returns OK after the last epoch,
+// spec.threads intra-op threads (0: UsableCpus()). spec.precision "bf16" runs the forward
+// pass under CPU autocast to bfloat16; the loss, weights, gradients and the optimizer
+// stay fp32. Returns OK after the last epoch,
 // CANCELLED when stopped, or the error that ended it; never throws. The same spec, seed
 // and thread count give identical metrics, run after run. Thread-safe: several runs may
 // go on at once on different threads, but LibTorch's intra-op thread count is

@@ -240,6 +240,63 @@ TEST(TrainerTest, ResumingFromAnyEpochsCheckpointGivesTheUninterruptedRunsEpochs
   }
 }
 
+// The layouts convolve (and, in the resnet, normalise) with different summation orders:
+// the same numbers up to float rounding, which training then compounds step by step.
+TEST(TrainerTest, ChannelsLastAgreesWithNchwWithinFloatRounding) {
+  const Dataset data = Synthetic(256, 64, 16);
+  for (const char* model : {"simple_cnn", "deep_cnn", "resnet"}) {
+    SCOPED_TRACE(model);
+    ExperimentSpec spec = Spec(model, 1);
+    spec.augment = true;
+    RecordingSink nchw, nhwc;
+    TrainingControl control;
+    control.channels_last = false;
+    ASSERT_TRUE(Train(spec, data, control, nchw).ok());
+    control.channels_last = true;
+    ASSERT_TRUE(Train(spec, data, control, nhwc).ok());
+    // Step 1, before any update: the forward pass layer by layer, then the gradients.
+    const GradientSnapshot& a = nchw.snapshots[0];
+    const GradientSnapshot& b = nhwc.snapshots[0];
+    ASSERT_EQ(a.activations.size(), b.activations.size());
+    for (size_t k = 0; k < a.activations.size(); ++k) {
+      EXPECT_NEAR(b.activations[k].std, a.activations[k].std, 1e-5 * a.activations[k].std)
+          << a.activations[k].name;
+    }
+    ASSERT_EQ(a.gradients.size(), b.gradients.size());
+    for (size_t k = 0; k < a.gradients.size(); ++k) {
+      EXPECT_NEAR(b.gradients[k].grad_norm, a.gradients[k].grad_norm,
+                  1e-3 * a.gradients[k].grad_norm + 1e-12)
+          << a.gradients[k].name;
+    }
+    // After an epoch of updates.
+    EXPECT_NEAR(nhwc.epochs[0].train_loss, nchw.epochs[0].train_loss,
+                1e-2 * nchw.epochs[0].train_loss);
+    EXPECT_NEAR(nhwc.epochs[0].test_loss, nchw.epochs[0].test_loss, 1e-2 * nchw.epochs[0].test_loss);
+  }
+}
+
+TEST(TrainerTest, Bf16LearnsLikeFp32AndItsRunsAreExactlyRepeatable) {
+  const Dataset data = Synthetic(1000, 300, 32);
+  ExperimentSpec fp32 = Spec("simple_cnn", 3);
+  ExperimentSpec bf16 = fp32;
+  bf16.precision = "bf16";
+  RecordingSink full, low, low_again;
+  ASSERT_TRUE(Train(fp32, data, {}, full).ok());
+  ASSERT_TRUE(Train(bf16, data, {}, low).ok());
+  // Autocast ran: bf16 rounds differently from fp32...
+  EXPECT_NE(low.epochs[0].train_loss, full.epochs[0].train_loss);
+  // ...and learns as well.
+  EXPECT_GT(low.epochs.back().test_accuracy, 0.6);
+  EXPECT_NEAR(low.epochs.back().test_accuracy, full.epochs.back().test_accuracy, 0.1);
+  // The weights stay fp32.
+  EXPECT_GT(low.snapshots.back().gradients[0].weight_norm, 0);
+  ASSERT_TRUE(Train(bf16, data, {}, low_again).ok());
+  for (size_t i = 0; i < low.epochs.size(); ++i) {
+    EXPECT_EQ(low.epochs[i].train_loss, low_again.epochs[i].train_loss);
+    EXPECT_EQ(low.epochs[i].test_accuracy, low_again.epochs[i].test_accuracy);
+  }
+}
+
 TEST(TrainerTest, ACheckpointThatFailsToSaveEndsTheRunWithItsError) {
   TrainingControl control;
   control.save_checkpoint = [](const TrainingCheckpoint&) {
