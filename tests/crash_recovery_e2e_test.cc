@@ -109,6 +109,13 @@ std::string StateChanges(const std::vector<v1::MetricsEvent>& events) {
   return text;
 }
 
+// Polls for `path` (every 5 ms, so that a kill right after lands inside a paused write).
+bool WaitForFile(const fs::path& path) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(120);
+  while (!fs::exists(path) && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  return fs::exists(path);
+}
+
 class CrashRecoveryTest : public ::testing::Test {
  protected:
   void SetUp() override { state_dir_ = FreshTestDir("crash_recovery"); }
@@ -178,10 +185,7 @@ TEST_F(CrashRecoveryTest, KilledWhileACheckpointIsBeingWrittenTheRunResumesFromT
     Server server(state_dir_, {"GRADLAB_TESTING_CHECKPOINT_PAUSE=written:3000"});
     id = server.Start(Spec()).id();
     // The checkpoint of epoch 2 is written to its temporary file, not yet renamed.
-    const fs::path writing = state_dir_ / "checkpoints" / id / "epoch-0002.ckpt.tmp";
-    const absl::Time deadline = absl::Now() + absl::Seconds(120);
-    while (!fs::exists(writing) && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
-    ASSERT_TRUE(fs::exists(writing));
+    ASSERT_TRUE(WaitForFile(state_dir_ / "checkpoints" / id / "epoch-0002.ckpt.tmp"));
     server.Kill();
     EXPECT_TRUE(fs::exists(state_dir_ / "checkpoints" / id / "epoch-0001.ckpt"));
     EXPECT_FALSE(fs::exists(state_dir_ / "checkpoints" / id / "epoch-0002.ckpt"));
@@ -202,10 +206,7 @@ TEST_F(CrashRecoveryTest, KilledBetweenACheckpointAndItsEpochsMetricsNothingIsLo
   {
     Server server(state_dir_, {"GRADLAB_TESTING_CHECKPOINT_PAUSE=renamed:3000"});
     id = server.Start(Spec()).id();
-    const fs::path written = state_dir_ / "checkpoints" / id / "epoch-0002.ckpt";
-    const absl::Time deadline = absl::Now() + absl::Seconds(120);
-    while (!fs::exists(written) && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
-    ASSERT_TRUE(fs::exists(written));
+    ASSERT_TRUE(WaitForFile(state_dir_ / "checkpoints" / id / "epoch-0002.ckpt"));
     server.Kill();
   }
   Server restarted(state_dir_);
