@@ -153,6 +153,24 @@ class CrashRecoveryTest : public ::testing::Test {
     EXPECT_EQ(events.back().state_change().state(), v1::SUCCEEDED);
   }
 
+  // Starts Spec() on a server whose checkpoint writes pause 3 s after `step`, and kills it
+  // the moment the run's checkpoint folder holds `file`. Returns the experiment's id.
+  std::string KillWhenCheckpointFileAppears(const std::string& step, const std::string& file) {
+    Server server(state_dir_, {"GRADLAB_TESTING_CHECKPOINT_PAUSE=" + step + ":3000"});
+    const std::string id = server.Start(Spec()).id();
+    EXPECT_TRUE(WaitForFile(state_dir_ / "checkpoints" / id / file));
+    server.Kill();
+    return id;
+  }
+
+  // Restarts the server and follows the experiment from its first event to its end.
+  std::vector<v1::MetricsEvent> RestartAndFollow(const std::string& id) {
+    Server restarted(state_dir_);
+    std::vector<v1::MetricsEvent> events;
+    EXPECT_TRUE(restarted.Follow(id, 0, events).ok());
+    return events;
+  }
+
   fs::path state_dir_;
 };
 
@@ -180,19 +198,11 @@ TEST_F(CrashRecoveryTest, KilledMidEpochTheRunResumesAndAFollowerSeesEveryEpochO
 }
 
 TEST_F(CrashRecoveryTest, KilledWhileACheckpointIsBeingWrittenTheRunResumesFromThePreviousOne) {
-  std::string id;
-  {
-    Server server(state_dir_, {"GRADLAB_TESTING_CHECKPOINT_PAUSE=written:3000"});
-    id = server.Start(Spec()).id();
-    // The checkpoint of epoch 2 is written to its temporary file, not yet renamed.
-    ASSERT_TRUE(WaitForFile(state_dir_ / "checkpoints" / id / "epoch-0002.ckpt.tmp"));
-    server.Kill();
-    EXPECT_TRUE(fs::exists(state_dir_ / "checkpoints" / id / "epoch-0001.ckpt"));
-    EXPECT_FALSE(fs::exists(state_dir_ / "checkpoints" / id / "epoch-0002.ckpt"));
-  }
-  Server restarted(state_dir_);
-  std::vector<v1::MetricsEvent> events;
-  ASSERT_TRUE(restarted.Follow(id, 0, events).ok());
+  // The checkpoint of epoch 2 is written to its temporary file, not yet renamed.
+  const std::string id = KillWhenCheckpointFileAppears("written", "epoch-0002.ckpt.tmp");
+  EXPECT_TRUE(fs::exists(state_dir_ / "checkpoints" / id / "epoch-0001.ckpt"));
+  EXPECT_FALSE(fs::exists(state_dir_ / "checkpoints" / id / "epoch-0002.ckpt"));
+  const std::vector<v1::MetricsEvent> events = RestartAndFollow(id);
   ExpectUninterruptedEpochs(events);
   EXPECT_THAT(StateChanges(events),
               HasSubstr("RUNNING: resumed after a restart from the checkpoint of epoch 1\n"));
@@ -202,16 +212,8 @@ TEST_F(CrashRecoveryTest, KilledWhileACheckpointIsBeingWrittenTheRunResumesFromT
 // The checkpoint of epoch 2 is in place, its epoch's metrics are not stored yet: the
 // checkpoint carries them, so the epoch is neither lost nor run twice.
 TEST_F(CrashRecoveryTest, KilledBetweenACheckpointAndItsEpochsMetricsNothingIsLost) {
-  std::string id;
-  {
-    Server server(state_dir_, {"GRADLAB_TESTING_CHECKPOINT_PAUSE=renamed:3000"});
-    id = server.Start(Spec()).id();
-    ASSERT_TRUE(WaitForFile(state_dir_ / "checkpoints" / id / "epoch-0002.ckpt"));
-    server.Kill();
-  }
-  Server restarted(state_dir_);
-  std::vector<v1::MetricsEvent> events;
-  ASSERT_TRUE(restarted.Follow(id, 0, events).ok());
+  const std::string id = KillWhenCheckpointFileAppears("renamed", "epoch-0002.ckpt");
+  const std::vector<v1::MetricsEvent> events = RestartAndFollow(id);
   ExpectUninterruptedEpochs(events);
   EXPECT_THAT(StateChanges(events),
               HasSubstr("RUNNING: resumed after a restart from the checkpoint of epoch 2\n"));
