@@ -6,11 +6,13 @@
 #include <algorithm>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "common/usable_cpus.h"
+#include "server/engine/batch_prefetcher.h"
 #include "server/engine/batch_transform.h"
 #include "server/engine/checkpoint_dict.h"
 #include "server/engine/models.h"
@@ -227,11 +229,31 @@ class TrainingRun {
     return step_ == 1 || (every > 0 && step_ % every == 0) || batch_index == batches_per_epoch_ - 1;
   }
 
+  // Batch `index` of the epoch whose shuffled order is `order`: gathered, augmented and
+  // normalised, in the layout the model trains in. Runs on the prefetcher's thread.
+  TrainingBatch MakeTrainingBatch(const torch::Tensor& order, int index) {
+    const DatasetSplit& split = dataset_.train;
+    const int64_t first = static_cast<int64_t>(index) * spec_.batch_size;
+    const torch::Tensor indices =
+        order.narrow(0, first, std::min<int64_t>(spec_.batch_size, split.size() - first));
+    const torch::Tensor images = split.images.index_select(0, indices);
+    torch::Tensor input = spec_.augment.value_or(false)
+                              ? transform_.Augment(images, data_generator_)
+                              : transform_.Normalize(images);
+    if (channels_last_) input = input.contiguous(at::MemoryFormat::ChannelsLast);
+    return TrainingBatch{std::move(input), split.labels.index_select(0, indices)};
+  }
+
   absl::Status TrainEpoch(int epoch, RunningScore& score) {
     model_->train();
-    const DatasetSplit& split = dataset_.train;
-    const int64_t size = split.size();
-    const torch::Tensor order = torch::randperm(size, data_generator_, torch::kInt64);
+    const torch::Tensor order =
+        torch::randperm(dataset_.train.size(), data_generator_, torch::kInt64);
+    // Owns data_generator_ until it is destroyed at the end of this epoch.
+    std::optional<BatchPrefetcher> prefetcher;
+    if (control_.prefetch_batches) {
+      prefetcher.emplace(batches_per_epoch_,
+                         [this, &order](int index) { return MakeTrainingBatch(order, index); });
+    }
     const absl::Time start = control_.clock();
     absl::Time last_progress = start;
     for (int b = 0; b < batches_per_epoch_; ++b) {
@@ -239,20 +261,12 @@ class TrainingRun {
         return absl::CancelledError(absl::StrCat("cancelled in epoch ", epoch, " before batch ",
                                                  b + 1, " of ", batches_per_epoch_));
       }
-      const int64_t first = static_cast<int64_t>(b) * spec_.batch_size;
-      const torch::Tensor indices =
-          order.narrow(0, first, std::min<int64_t>(spec_.batch_size, size - first));
-      const torch::Tensor images = split.images.index_select(0, indices);
-      const torch::Tensor labels = split.labels.index_select(0, indices);
-      const torch::Tensor input = spec_.augment.value_or(false)
-                                      ? transform_.Augment(images, data_generator_)
-                                      : transform_.Normalize(images);
+      const auto [input, labels] = prefetcher ? prefetcher->Next() : MakeTrainingBatch(order, b);
       ++step_;
       const bool snapshot = IsSnapshotStep(b);
       ActivationRecorder recorder;
       optimizer_.zero_grad();
-      const torch::Tensor logits =
-          Forward(input, snapshot ? &recorder : nullptr);
+      const torch::Tensor logits = Forward(input, snapshot ? &recorder : nullptr);
       const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, labels);
       loss.backward();
       // Data-parallel training all-reduces the gradients here, between backward and the

@@ -37,6 +37,10 @@ struct TrainingControl {
   // (docs/PERFORMANCE.md); false keeps PyTorch's default NCHW. Results agree within
   // float rounding; checkpoints are the same either way.
   bool channels_last = true;
+  // The next training batch is prepared on a background thread while the current one
+  // trains (server/engine/batch_prefetcher.h); false prepares it in line. Results are the
+  // same either way.
+  bool prefetch_batches = true;
 };
 
 // Runs `spec` (as returned by ResolveSpec) on `dataset` on the calling thread, with

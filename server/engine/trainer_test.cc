@@ -242,6 +242,35 @@ TEST(TrainerTest, ResumingFromAnyEpochsCheckpointGivesTheUninterruptedRunsEpochs
 
 // The layouts convolve (and, in the resnet, normalise) with different summation orders:
 // the same numbers up to float rounding, which training then compounds step by step.
+// The prefetching thread draws augmentation from the run's generator in the same order as
+// preparing each batch in line would, so the two give the same run bit for bit.
+TEST(TrainerTest, PrefetchingBatchesChangesNoResult) {
+  const Dataset data = Synthetic(200, 64, 16);
+  ExperimentSpec spec = Spec("simple_cnn", 3);
+  spec.augment = true;
+  spec.gradient_every_n_steps = 3;
+  TrainingControl in_line;
+  in_line.prefetch_batches = false;
+  TrainingControl prefetching;
+  ASSERT_TRUE(prefetching.prefetch_batches) << "prefetching is the default";
+  RecordingSink expected, actual;
+  ASSERT_TRUE(Train(spec, data, in_line, expected).ok());
+  ASSERT_TRUE(Train(spec, data, prefetching, actual).ok());
+  ASSERT_EQ(actual.epochs.size(), 3u);
+  ASSERT_EQ(expected.epochs.size(), 3u);
+  for (size_t i = 0; i < actual.epochs.size(); ++i) {
+    ExpectSameEpoch(actual.epochs[i], expected.epochs[i]);
+  }
+  ASSERT_EQ(actual.snapshots.size(), expected.snapshots.size());
+  for (size_t i = 0; i < actual.snapshots.size(); ++i) {
+    for (size_t k = 0; k < actual.snapshots[i].gradients.size(); ++k) {
+      EXPECT_EQ(actual.snapshots[i].gradients[k].grad_norm,
+                expected.snapshots[i].gradients[k].grad_norm)
+          << "step " << actual.snapshots[i].step << " " << actual.snapshots[i].gradients[k].name;
+    }
+  }
+}
+
 TEST(TrainerTest, ChannelsLastAgreesWithNchwWithinFloatRounding) {
   const Dataset data = Synthetic(256, 64, 16);
   for (const char* model : {"simple_cnn", "deep_cnn", "resnet"}) {
