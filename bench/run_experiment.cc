@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "common/experiment_spec.h"
 #include "server/engine/datasets.h"
+#include "server/engine/models.h"
 #include "server/engine/trainer.h"
 
 ABSL_FLAG(std::string, model, "simple_cnn", "simple_cnn, deep_cnn, resnet or mlp");
@@ -38,6 +39,7 @@ ABSL_FLAG(int, gradient_every_n_steps, 50, "gradient snapshot cadence");
 ABSL_FLAG(int, threads, 0, "intra-op threads; 0: the usable CPUs");
 ABSL_FLAG(std::string, precision, "fp32", "fp32 or bf16");
 ABSL_FLAG(bool, channels_last, true, "conv models on channels-last tensors");
+ABSL_FLAG(bool, prefetch_batches, true, "prepare the next batch on a background thread");
 
 namespace gradlab {
 namespace {
@@ -52,10 +54,10 @@ class ConsoleSink : public TrainingEventSink {
  public:
   void OnBatchProgress(const BatchProgress&) override {}
   void OnEpochMetrics(const EpochMetrics& m) override {
-    std::printf("[Epoch %02d] train %.4f/%.2f%% | val %.4f/%.2f%% (best %.2f%%)  %.1fs %.1f img/s\n",
-                m.epoch, m.train_loss, 100 * m.train_accuracy, m.test_loss,
-                100 * m.test_accuracy, 100 * m.best_test_accuracy, m.epoch_seconds,
-                m.images_per_second);
+    std::printf(
+        "[Epoch %02d] train %.4f/%.2f%% | val %.4f/%.2f%% (best %.2f%%)  %.1fs %.1f img/s\n",
+        m.epoch, m.train_loss, 100 * m.train_accuracy, m.test_loss, 100 * m.test_accuracy,
+        100 * m.best_test_accuracy, m.epoch_seconds, m.images_per_second);
     std::fflush(stdout);
     last = m;
     seconds += m.epoch_seconds;
@@ -82,6 +84,38 @@ class ConsoleSink : public TrainingEventSink {
   double first_grad = 0;
   double last_grad = 0;
 };
+
+// Floating-point operations of one training step per image: 2 per multiply-add of every
+// conv and linear layer's forward pass, times 3 (the backward pass computes the gradients
+// of both the input and the weights, each as costly as the forward pass). The usual
+// convention; BatchNorm, activations and pooling are not counted.
+absl::StatusOr<double> TrainingFlopsPerImage(const ExperimentSpec& spec, const Dataset& dataset) {
+  ModelOptions options;
+  options.model = spec.model;
+  options.in_channels = dataset.channels();
+  options.height = dataset.height();
+  options.width = dataset.width();
+  options.num_classes = dataset.num_classes;
+  options.batch_norm = spec.batch_norm.value_or(false);
+  options.skip_connections = spec.skip_connections.value_or(false);
+  // A model of its own: a forward pass in train mode would move the trained one's
+  // BatchNorm statistics.
+  absl::StatusOr<std::shared_ptr<ClassifierImpl>> model = BuildModel(options, spec.seed);
+  if (!model.ok()) return model.status();
+  torch::NoGradGuard no_grad;
+  ActivationRecorder recorder;
+  (*model)->forward(torch::zeros({1, options.in_channels, options.height, options.width}),
+                    &recorder);
+  const auto parameters = (*model)->named_parameters();
+  double macs = 0;
+  for (size_t i = 0; i < recorder.stds().size(); ++i) {
+    const torch::Tensor& weight = parameters[recorder.stds()[i].first + ".weight"];
+    // Each output element sums over in_channels x kernel (conv) or in_features (linear).
+    macs += static_cast<double>(recorder.elements_per_sample()[i]) *
+            static_cast<double>(weight.numel() / weight.size(0));
+  }
+  return 3 * 2 * macs;
+}
 
 int Run() {
   ExperimentSpec spec;
@@ -123,27 +157,36 @@ int Run() {
   }
   TrainingControl control;
   control.channels_last = absl::GetFlag(FLAGS_channels_last);
+  control.prefetch_batches = absl::GetFlag(FLAGS_prefetch_batches);
   std::printf(
       "%s on %s (%lld train, %lld test), batch_norm=%d skip=%d init=%s augment=%d precision=%s "
-      "channels_last=%d\n",
+      "channels_last=%d prefetch_batches=%d\n",
       resolved->model.c_str(), resolved->dataset.c_str(),
       static_cast<long long>(dataset->train.size()), static_cast<long long>(dataset->test.size()),
       *resolved->batch_norm, *resolved->skip_connections, resolved->init.c_str(),
-      *resolved->augment, resolved->precision.c_str(), control.channels_last);
+      *resolved->augment, resolved->precision.c_str(), control.channels_last,
+      control.prefetch_batches);
   ConsoleSink sink;
   absl::Status status = Train(*resolved, *dataset, control, sink);
   if (!status.ok()) {
     std::cerr << status.message() << "\n";
     return 1;
   }
+  absl::StatusOr<double> flops = TrainingFlopsPerImage(*resolved, *dataset);
+  if (!flops.ok()) {
+    std::cerr << flops.status().message() << "\n";
+    return 1;
+  }
+  const double images_per_second = sink.images_per_second_sum / sink.epochs;
   std::printf(
       "summary model=%s final_test_accuracy=%.4f best_test_accuracy=%.4f final_train_loss=%.4f "
       "final_test_loss=%.4f mean_epoch_seconds=%.2f mean_images_per_second=%.1f "
-      "step1_first_to_last_grad_ratio=%.3e\n",
+      "step1_first_to_last_grad_ratio=%.3e training_gflop_per_image=%.4f "
+      "achieved_gflop_per_second=%.1f\n",
       resolved->model.c_str(), sink.last.test_accuracy, sink.last.best_test_accuracy,
-      sink.last.train_loss, sink.last.test_loss, sink.seconds / sink.epochs,
-      sink.images_per_second_sum / sink.epochs,
-      sink.last_grad > 0 ? sink.first_grad / sink.last_grad : 0.0);
+      sink.last.train_loss, sink.last.test_loss, sink.seconds / sink.epochs, images_per_second,
+      sink.last_grad > 0 ? sink.first_grad / sink.last_grad : 0.0, *flops / 1e9,
+      *flops * images_per_second / 1e9);
   return 0;
 }
 

@@ -9,6 +9,7 @@
 // mistaken for delivery delay.
 //
 //   build/bench/stream_fanout [--subscribers=0,10,100,500,0] [--epochs=6]
+//       [--gradient_every_n_steps=10]
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -30,6 +31,8 @@ ABSL_FLAG(std::string, subscribers, "0,10,100,500,0", "subscriber counts to meas
 ABSL_FLAG(int, epochs, 6, "epochs of the measured training (the first is not counted)");
 ABSL_FLAG(int, channels, 10, "client channels the subscribers share");
 ABSL_FLAG(int, training_niceness, 0, "the server's --training_niceness");
+ABSL_FLAG(int, gradient_every_n_steps, 10,
+          "the run's gradient snapshot cadence (0: only step 1 and each epoch's last step)");
 
 namespace gradlab {
 namespace {
@@ -132,7 +135,7 @@ Result Measure(int subscribers, int epochs, int channel_count) {
   spec->set_epochs(epochs);
   spec->set_max_train_samples(8192);
   spec->set_max_test_samples(512);
-  spec->set_gradient_every_n_steps(10);
+  spec->set_gradient_every_n_steps(absl::GetFlag(FLAGS_gradient_every_n_steps));
   grpc::ClientContext start_context;
   v1::Experiment experiment;
   if (!stubs[0]->StartExperiment(&start_context, request, &experiment).ok()) std::abort();

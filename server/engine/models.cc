@@ -242,6 +242,7 @@ void ActivationRecorder::Record(const std::string& layer, const torch::Tensor& o
   torch::NoGradGuard no_grad;
   // In fp32 also when the layer ran in bf16 (autocast): the spread, not its rounding.
   stds_.emplace_back(layer, output.detach().to(torch::kFloat).std().item<double>());
+  elements_per_sample_.push_back(output.size(0) > 0 ? output.numel() / output.size(0) : 0);
 }
 
 namespace {

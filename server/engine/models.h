@@ -17,15 +17,20 @@
 namespace gradlab {
 
 // Collects the standard deviation of every conv and linear layer's output during one
-// forward pass. Only passed to forward() on the steps that take a gradient snapshot, so
-// that other steps pay nothing. Not thread-safe; one per forward pass.
+// forward pass, in the order the layers ran. Only passed to forward() on the steps that
+// take a gradient snapshot, so that other steps pay nothing. Not thread-safe; one per
+// forward pass.
 class ActivationRecorder {
  public:
   void Record(const std::string& layer, const torch::Tensor& output);
   const std::vector<std::pair<std::string, double>>& stds() const { return stds_; }
+  // Each recorded output's number of elements per sample (C*H*W for a conv), in the same
+  // order as stds(): with the layer's weight shape, what its multiply-adds are.
+  const std::vector<int64_t>& elements_per_sample() const { return elements_per_sample_; }
 
  private:
   std::vector<std::pair<std::string, double>> stds_;
+  std::vector<int64_t> elements_per_sample_;
 };
 
 // An image classifier: [N, C, H, W] float in, [N, classes] logits out.

@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -101,6 +102,12 @@ TEST(ModelsTest, ActivationRecorderSeesEveryConvAndLinearLayer) {
   EXPECT_EQ(layers.front(), "conv1.0");
   EXPECT_THAT(layers, ::testing::Contains("layer3.0.shortcut.0"));
   EXPECT_EQ(layers.back(), "fc");
+  const std::vector<int64_t>& elements = recorder.elements_per_sample();
+  ASSERT_EQ(elements.size(), layers.size());
+  EXPECT_EQ(elements.front(), 64 * 32 * 32);  // the stem's output
+  const auto shortcut = std::find(layers.begin(), layers.end(), "layer3.0.shortcut.0");
+  EXPECT_EQ(elements[shortcut - layers.begin()], 256 * 8 * 8);
+  EXPECT_EQ(elements.back(), 10);
 }
 
 TEST(ModelsTest, RejectsInputsTooSmallForPooling) {
