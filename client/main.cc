@@ -47,7 +47,7 @@ ABSL_FLAG(std::optional<int64_t>, max_test_samples, std::nullopt, "first N test 
 ABSL_FLAG(std::optional<int>, gradient_every_n_steps, std::nullopt,
           "gradient snapshot cadence; default 50");
 ABSL_FLAG(std::optional<int>, threads, std::nullopt, "intra-op threads; default the server's");
-ABSL_FLAG(std::optional<std::string>, precision, std::nullopt, "fp32");
+ABSL_FLAG(std::optional<std::string>, precision, std::nullopt, "fp32 or bf16");
 ABSL_FLAG(std::optional<std::string>, name, std::nullopt, "a name for people");
 ABSL_FLAG(std::vector<std::string>, labels, {}, "labels, key=value,key2=value2");
 ABSL_FLAG(std::string, request_id, "", "retrying with the same id does not submit twice");
