@@ -15,7 +15,6 @@
 #include "absl/strings/str_format.h"
 #include "common/experiment_spec.h"
 #include "server/engine/datasets.h"
-#include "server/engine/models.h"
 #include "server/engine/trainer.h"
 
 ABSL_FLAG(std::string, model, "simple_cnn", "simple_cnn, deep_cnn, resnet or mlp");
@@ -90,18 +89,12 @@ class ConsoleSink : public TrainingEventSink {
 // of both the input and the weights, each as costly as the forward pass). The usual
 // convention; BatchNorm, activations and pooling are not counted.
 absl::StatusOr<double> TrainingFlopsPerImage(const ExperimentSpec& spec, const Dataset& dataset) {
-  ModelOptions options;
-  options.model = spec.model;
-  options.in_channels = dataset.channels();
-  options.height = dataset.height();
-  options.width = dataset.width();
-  options.num_classes = dataset.num_classes;
-  options.batch_norm = spec.batch_norm.value_or(false);
-  options.skip_connections = spec.skip_connections.value_or(false);
-  // A model of its own: a forward pass in train mode would move the trained one's
-  // BatchNorm statistics.
+  const ModelOptions options = ModelOptionsFor(spec, dataset);
+  // A model of its own, in eval mode: the pass must not move any BatchNorm statistics, and
+  // BatchNorm1d cannot normalise a batch of one in train mode.
   absl::StatusOr<std::shared_ptr<ClassifierImpl>> model = BuildModel(options, spec.seed);
   if (!model.ok()) return model.status();
+  (*model)->eval();
   torch::NoGradGuard no_grad;
   ActivationRecorder recorder;
   (*model)->forward(torch::zeros({1, options.in_channels, options.height, options.width}),

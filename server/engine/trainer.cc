@@ -19,10 +19,8 @@
 #include "server/engine/torch_errors.h"
 
 namespace gradlab {
-namespace {
 
-absl::StatusOr<std::shared_ptr<ClassifierImpl>> BuildModelFor(const ExperimentSpec& spec,
-                                                              const Dataset& dataset) {
+ModelOptions ModelOptionsFor(const ExperimentSpec& spec, const Dataset& dataset) {
   ModelOptions options;
   options.model = spec.model;
   options.in_channels = dataset.channels();
@@ -32,8 +30,10 @@ absl::StatusOr<std::shared_ptr<ClassifierImpl>> BuildModelFor(const ExperimentSp
   options.batch_norm = spec.batch_norm.value_or(false);
   options.skip_connections = spec.skip_connections.value_or(false);
   options.init = spec.init;
-  return BuildModel(options, spec.seed);
+  return options;
 }
+
+namespace {
 
 // Runs the forward pass in bfloat16 where CPU autocast does (convolutions, linear
 // layers), as torch.autocast("cpu", dtype=torch.bfloat16) does in Python.
@@ -369,7 +369,8 @@ absl::Status Train(const ExperimentSpec& spec, const Dataset& dataset,
     // must ask for the same count (the server gives every job --threads_per_job).
     at::init_num_threads();
     at::set_num_threads(spec.threads > 0 ? spec.threads : UsableCpus());
-    absl::StatusOr<std::shared_ptr<ClassifierImpl>> model = BuildModelFor(spec, dataset);
+    absl::StatusOr<std::shared_ptr<ClassifierImpl>> model =
+        BuildModel(ModelOptionsFor(spec, dataset), spec.seed);
     if (!model.ok()) return model.status();
     return TrainingRun(spec, dataset, control, sink, *std::move(model)).Run();
   });

@@ -14,6 +14,7 @@
 #include "common/experiment_spec.h"
 #include "server/engine/checkpoint.h"
 #include "server/engine/datasets.h"
+#include "server/engine/models.h"
 #include "server/engine/training_events.h"
 
 namespace gradlab {
@@ -42,6 +43,10 @@ struct TrainingControl {
   // same either way.
   bool prefetch_batches = true;
 };
+
+// The model `spec` (as returned by ResolveSpec) trains on `dataset`: its shape, its number
+// of classes and the spec's architecture knobs.
+ModelOptions ModelOptionsFor(const ExperimentSpec& spec, const Dataset& dataset);
 
 // Runs `spec` (as returned by ResolveSpec) on `dataset` on the calling thread, with
 // spec.threads intra-op threads (0: UsableCpus()). spec.precision "bf16" runs the forward
