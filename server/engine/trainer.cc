@@ -230,7 +230,8 @@ class TrainingRun {
   }
 
   // Batch `index` of the epoch whose shuffled order is `order`: gathered, augmented and
-  // normalised, in the layout the model trains in. Runs on the prefetcher's thread.
+  // normalised, in the layout the model trains in. Runs on the prefetcher's thread, or in
+  // line when prefetching is off.
   TrainingBatch MakeTrainingBatch(const torch::Tensor& order, int index) {
     const DatasetSplit& split = dataset_.train;
     const int64_t first = static_cast<int64_t>(index) * spec_.batch_size;
