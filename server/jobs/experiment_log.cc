@@ -122,16 +122,30 @@ ExperimentLog::Next<v1::MetricsEvent> ExperimentLog::NextMetrics(int64_t from_se
 }
 
 ExperimentLog::Next<v1::GradientSnapshot> ExperimentLog::NextGradients(int64_t from_step) const {
+  return NextSnapshot(from_step, [](const v1::GradientSnapshot& s) { return s.step(); });
+}
+
+ExperimentLog::Next<v1::GradientSnapshot> ExperimentLog::NextGradientsBySequence(
+    int64_t from_sequence) const {
+  return NextSnapshot(from_sequence, [](const v1::GradientSnapshot& s) { return s.sequence(); });
+}
+
+template <typename Key>
+ExperimentLog::Next<v1::GradientSnapshot> ExperimentLog::NextSnapshot(int64_t from, Key key) const {
   absl::ReaderMutexLock lock(&mu_);
   if (abort_status_.has_value()) return {nullptr, abort_status_};
-  // The step-1 snapshot precedes every other.
-  if (first_snapshot_ != nullptr && first_snapshot_->step() >= from_step) {
+  // The step-1 snapshot precedes every other, by step and by sequence.
+  if (first_snapshot_ != nullptr && key(*first_snapshot_) >= from) {
     return {first_snapshot_, std::nullopt};
   }
-  auto next = FirstAtOrAfter(recent_snapshots_, from_step,
-                             [](const v1::GradientSnapshot& s) { return s.step(); });
+  auto next = FirstAtOrAfter(recent_snapshots_, from, key);
   if (next != recent_snapshots_.end()) return {*next, std::nullopt};
   return {nullptr, EndStatus(/*nothing_left=*/true)};
+}
+
+std::shared_ptr<const v1::MetricsEvent> ExperimentLog::LatestProgress() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return recent_progress_.empty() ? nullptr : recent_progress_.back();
 }
 
 int64_t ExperimentLog::Subscribe(EventKind kind, std::function<void()> listener) {

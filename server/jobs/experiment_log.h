@@ -78,6 +78,11 @@ class ExperimentLog : public std::enable_shared_from_this<ExperimentLog> {
   Next<v1::MetricsEvent> NextMetrics(int64_t from_sequence) const ABSL_LOCKS_EXCLUDED(mu_);
   // The first kept gradient snapshot with step >= from_step.
   Next<v1::GradientSnapshot> NextGradients(int64_t from_step) const ABSL_LOCKS_EXCLUDED(mu_);
+  // The first kept gradient snapshot with sequence >= from_sequence.
+  Next<v1::GradientSnapshot> NextGradientsBySequence(int64_t from_sequence) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // The newest batch progress event still kept, or null.
+  std::shared_ptr<const v1::MetricsEvent> LatestProgress() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Runs `listener` after appends of `kind`, Close and Abort: at least once after each,
   // possibly once for several when the notifier is busy. Returns a handle for
@@ -104,6 +109,10 @@ class ExperimentLog : public std::enable_shared_from_this<ExperimentLog> {
   template <typename Event>
   absl::StatusOr<int64_t> Log(Event event, EventKind kind)
       ABSL_LOCKS_EXCLUDED(append_mu_, mu_, listeners_mu_);
+
+  // The first kept snapshot whose key (step or sequence) is >= from.
+  template <typename Key>
+  Next<v1::GradientSnapshot> NextSnapshot(int64_t from, Key key) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Runs the listeners of `kind` now, or has the notifier run them soon.
   void Wake(EventKind kind);

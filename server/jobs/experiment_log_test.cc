@@ -51,6 +51,34 @@ TEST(ExperimentLogTest, OneSequenceAcrossBothKinds) {
   EXPECT_EQ(gradients.event->sequence(), 4);
 }
 
+TEST(ExperimentLogTest, GradientsBySequenceFindTheFirstSnapshotAtOrAfterASequence) {
+  ExperimentLog log(LogRetention{/*batch_progress=*/8, /*gradient_snapshots=*/2});
+  (void)log.Append(Snapshot(1));   // 1: kept besides the window
+  (void)log.Append(Epoch(1));      // 2
+  (void)log.Append(Snapshot(50));  // 3: dropped from the window below
+  (void)log.Append(Snapshot(60));  // 4
+  (void)log.Append(Progress(1));   // 5
+  (void)log.Append(Snapshot(70));  // 6
+  EXPECT_EQ(log.NextGradientsBySequence(0).event->step(), 1);
+  EXPECT_EQ(log.NextGradientsBySequence(1).event->step(), 1);
+  EXPECT_EQ(log.NextGradientsBySequence(2).event->step(), 60);
+  EXPECT_EQ(log.NextGradientsBySequence(5).event->step(), 70);
+  auto none = log.NextGradientsBySequence(7);
+  EXPECT_EQ(none.event, nullptr);
+  EXPECT_FALSE(none.end.has_value());
+}
+
+TEST(ExperimentLogTest, LatestProgressIsTheNewestBatchProgress) {
+  ExperimentLog log;
+  EXPECT_EQ(log.LatestProgress(), nullptr);
+  (void)log.Append(Progress(1));
+  (void)log.Append(Epoch(1));
+  (void)log.Append(Progress(2));
+  (void)log.Append(Snapshot(3));
+  ASSERT_NE(log.LatestProgress(), nullptr);
+  EXPECT_EQ(log.LatestProgress()->batch_progress().batch(), 2);
+}
+
 TEST(ExperimentLogTest, WaitsUntilClosedThenEndsOkAfterTheLastEvent) {
   ExperimentLog log;
   (void)log.Append(Epoch(1));
