@@ -1,7 +1,6 @@
 #include "client/cli.h"
 
 #include <google/protobuf/struct.pb.h>
-#include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -18,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "client/format.h"
 #include "common/experiment_state.h"
+#include "common/proto_json.h"
 
 namespace gradlab {
 namespace {
@@ -65,13 +65,7 @@ int Cli::Fail(const grpc::Status& status) {
   }
 }
 
-void Cli::PrintJson(const google::protobuf::Message& message) {
-  google::protobuf::util::JsonPrintOptions json;
-  json.always_print_primitive_fields = true;
-  std::string text;
-  (void)google::protobuf::util::MessageToJsonString(message, &text, json);
-  out_ << text << "\n";
-}
+void Cli::PrintJson(const google::protobuf::Message& message) { out_ << ToJson(message) << "\n"; }
 
 grpc::Status Cli::GetExperiment(const std::string& id, v1::Experiment* experiment) {
   v1::GetExperimentRequest request;

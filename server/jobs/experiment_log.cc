@@ -143,6 +143,11 @@ ExperimentLog::Next<v1::GradientSnapshot> ExperimentLog::NextSnapshot(int64_t fr
   return {nullptr, EndStatus(/*nothing_left=*/true)};
 }
 
+std::shared_ptr<const v1::GradientSnapshot> ExperimentLog::LatestSnapshot() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return recent_snapshots_.empty() ? first_snapshot_ : recent_snapshots_.back();
+}
+
 std::shared_ptr<const v1::MetricsEvent> ExperimentLog::LatestProgress() const {
   absl::ReaderMutexLock lock(&mu_);
   return recent_progress_.empty() ? nullptr : recent_progress_.back();

@@ -81,6 +81,8 @@ class ExperimentLog : public std::enable_shared_from_this<ExperimentLog> {
   // The first kept gradient snapshot with sequence >= from_sequence.
   Next<v1::GradientSnapshot> NextGradientsBySequence(int64_t from_sequence) const
       ABSL_LOCKS_EXCLUDED(mu_);
+  // The newest gradient snapshot, or null.
+  std::shared_ptr<const v1::GradientSnapshot> LatestSnapshot() const ABSL_LOCKS_EXCLUDED(mu_);
   // The newest batch progress event still kept, or null.
   std::shared_ptr<const v1::MetricsEvent> LatestProgress() const ABSL_LOCKS_EXCLUDED(mu_);
 

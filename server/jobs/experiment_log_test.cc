@@ -53,7 +53,9 @@ TEST(ExperimentLogTest, OneSequenceAcrossBothKinds) {
 
 TEST(ExperimentLogTest, GradientsBySequenceFindTheFirstSnapshotAtOrAfterASequence) {
   ExperimentLog log(LogRetention{/*batch_progress=*/8, /*gradient_snapshots=*/2});
+  EXPECT_EQ(log.LatestSnapshot(), nullptr);
   (void)log.Append(Snapshot(1));   // 1: kept besides the window
+  EXPECT_EQ(log.LatestSnapshot()->step(), 1);
   (void)log.Append(Epoch(1));      // 2
   (void)log.Append(Snapshot(50));  // 3: dropped from the window below
   (void)log.Append(Snapshot(60));  // 4
@@ -63,6 +65,7 @@ TEST(ExperimentLogTest, GradientsBySequenceFindTheFirstSnapshotAtOrAfterASequenc
   EXPECT_EQ(log.NextGradientsBySequence(1).event->step(), 1);
   EXPECT_EQ(log.NextGradientsBySequence(2).event->step(), 60);
   EXPECT_EQ(log.NextGradientsBySequence(5).event->step(), 70);
+  EXPECT_EQ(log.LatestSnapshot()->step(), 70);
   auto none = log.NextGradientsBySequence(7);
   EXPECT_EQ(none.event, nullptr);
   EXPECT_FALSE(none.end.has_value());

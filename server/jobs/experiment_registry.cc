@@ -561,6 +561,7 @@ absl::Status ExperimentRegistry::DeleteExperiment(absl::string_view id) {
     if (!job->request_id.empty()) request_ids_.erase(job->request_id);
   }
   LOG(INFO) << "experiment " << job->id << ": deleted";
+  NotifyChange(job->id);
   if (job->checkpoints != nullptr) {
     if (absl::Status status = job->checkpoints->RemoveAll(); !status.ok()) {
       LOG(WARNING) << "experiment " << job->id << " deleted, but not its checkpoints: " << status;

@@ -98,8 +98,8 @@ class ExperimentRegistry {
 
   // Every experiment's current state, oldest first.
   std::vector<v1::Experiment> AllExperiments() const;
-  // Runs `listener(id)` whenever an experiment is created, changes state or finishes an
-  // epoch, and `listener("")` when shutdown begins. Returns a handle for
+  // Runs `listener(id)` whenever an experiment is created, changes state, finishes an
+  // epoch or is deleted, and `listener("")` when shutdown begins. Returns a handle for
   // RemoveChangeListener, after which the listener is never running nor run again.
   int64_t AddChangeListener(std::function<void(const std::string& id)> listener);
   void RemoveChangeListener(int64_t handle);

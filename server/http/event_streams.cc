@@ -1,0 +1,133 @@
+#include "server/http/event_streams.h"
+
+#include <google/protobuf/struct.pb.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/proto_json.h"
+
+namespace gradlab {
+
+std::string ServerSentEvent(int64_t id, absl::string_view event, absl::string_view data) {
+  std::string frame;
+  if (id > 0) absl::StrAppend(&frame, "id: ", id, "\n");
+  absl::StrAppend(&frame, "event: ", event, "\n");
+  for (absl::string_view line : absl::StrSplit(data, '\n')) {
+    absl::StrAppend(&frame, "data: ", line, "\n");
+  }
+  frame += "\n";
+  return frame;
+}
+
+std::string EndEvent(const absl::Status& status) {
+  google::protobuf::Struct end;
+  auto& fields = *end.mutable_fields();
+  fields["code"].set_string_value(absl::StatusCodeToString(status.code()));
+  fields["message"].set_string_value(std::string(status.message()));
+  return ServerSentEvent(0, "end", ToJson(end));
+}
+
+void Wakeup::Notify() {
+  absl::MutexLock lock(&mu_);
+  notified_ = true;
+}
+
+bool Wakeup::WaitFor(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(&notified_), timeout);
+  const bool notified = notified_;
+  notified_ = false;
+  return notified;
+}
+
+ExperimentEventStream::ExperimentEventStream(std::shared_ptr<ExperimentLog> log,
+                                             EventSelection selection)
+    : log_(std::move(log)), selection_(selection), next_sequence_(selection.from_sequence) {
+  if (selection_.metrics) {
+    subscriptions_.push_back(log_->Subscribe(EventKind::kMetrics, [this] { more_.Notify(); }));
+  }
+  if (selection_.gradients) {
+    subscriptions_.push_back(log_->Subscribe(EventKind::kGradients, [this] { more_.Notify(); }));
+  }
+}
+
+ExperimentEventStream::~ExperimentEventStream() {
+  for (int64_t subscription : subscriptions_) log_->Unsubscribe(subscription);
+}
+
+std::string ExperimentEventStream::NextFrame(absl::Duration timeout) {
+  if (finished_) return "";
+  for (bool waited = false;; waited = true) {
+    ExperimentLog::Next<v1::MetricsEvent> metrics;
+    ExperimentLog::Next<v1::GradientSnapshot> gradients;
+    if (selection_.metrics) metrics = log_->NextMetrics(next_sequence_);
+    if (selection_.gradients) gradients = log_->NextGradientsBySequence(next_sequence_);
+    // The two kinds share one sequence: send whichever comes first.
+    const bool metrics_first =
+        metrics.event != nullptr &&
+        (gradients.event == nullptr || metrics.event->sequence() < gradients.event->sequence());
+    if (metrics_first) {
+      next_sequence_ = metrics.event->sequence() + 1;
+      return ServerSentEvent(metrics.event->sequence(), "metrics", ToJson(*metrics.event));
+    }
+    if (gradients.event != nullptr) {
+      next_sequence_ = gradients.event->sequence() + 1;
+      return ServerSentEvent(gradients.event->sequence(), "gradients", ToJson(*gradients.event));
+    }
+    // Nothing to send: the log has ended (both kinds end alike), or waits for more.
+    const std::optional<absl::Status>& end =
+        selection_.metrics ? metrics.end : gradients.end;
+    if (end.has_value() || !selection_.follow) {
+      finished_ = true;
+      return EndEvent(end.value_or(absl::OkStatus()));
+    }
+    if (waited || !more_.WaitFor(timeout)) return "";
+  }
+}
+
+ExperimentWatchStream::ExperimentWatchStream(ExperimentRegistry& registry) : registry_(registry) {
+  // Listen first, then take the snapshot: a change in between is sent twice at worst.
+  subscription_ = registry_.AddChangeListener([this](const std::string& id) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!id.empty()) Enqueue(id);
+    }
+    more_.Notify();
+  });
+  absl::MutexLock lock(&mu_);
+  for (const v1::Experiment& experiment : registry_.AllExperiments()) Enqueue(experiment.id());
+}
+
+ExperimentWatchStream::~ExperimentWatchStream() { registry_.RemoveChangeListener(subscription_); }
+
+void ExperimentWatchStream::Enqueue(const std::string& id) {
+  if (pending_set_.insert(id).second) pending_.push_back(id);
+}
+
+std::string ExperimentWatchStream::NextFrame(absl::Duration timeout) {
+  if (finished_) return "";
+  for (bool waited = false;; waited = true) {
+    if (registry_.shutting_down()) {
+      finished_ = true;
+      return EndEvent(absl::UnavailableError("server shutting down"));
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      while (!pending_.empty()) {
+        const std::string id = pending_.front();
+        pending_.pop_front();
+        pending_set_.erase(id);
+        absl::StatusOr<v1::Experiment> experiment = registry_.GetExperiment(id);
+        if (experiment.ok()) return ServerSentEvent(0, "experiment", ToJson(*experiment));
+        if (absl::IsNotFound(experiment.status())) {  // deleted since it changed
+          google::protobuf::Struct removed;
+          (*removed.mutable_fields())["id"].set_string_value(id);
+          return ServerSentEvent(0, "removed", ToJson(removed));
+        }
+      }
+    }
+    if (waited || !more_.WaitFor(timeout)) return "";
+  }
+}
+
+}  // namespace gradlab

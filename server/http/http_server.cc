@@ -1,0 +1,426 @@
+#include "server/http/http_server.h"
+
+#include <glog/logging.h>
+#include <google/protobuf/struct.pb.h>
+#include <httplib.h>
+
+#include <map>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/proto_json.h"
+#include "common/version.h"
+#include "server/http/event_streams.h"
+#include "server/http/prometheus_text.h"
+#include "web/web_assets.h"
+
+namespace gradlab {
+namespace {
+
+// How often a waiting event stream looks up from its log (to see a shutdown).
+constexpr absl::Duration kStreamPollInterval = absl::Seconds(1);
+constexpr char kJson[] = "application/json";
+
+void ReplyError(httplib::Response& response, const absl::Status& status) {
+  response.status = HttpStatusFor(status.code());
+  google::protobuf::Struct body;
+  auto& error = *(*body.mutable_fields())["error"].mutable_struct_value()->mutable_fields();
+  error["code"].set_number_value(response.status);
+  error["status"].set_string_value(absl::StatusCodeToString(status.code()));
+  error["message"].set_string_value(std::string(status.message()));
+  response.set_content(ToJson(body), kJson);
+}
+
+template <typename Message>
+void Reply(httplib::Response& response, const absl::StatusOr<Message>& result) {
+  if (!result.ok()) {
+    ReplyError(response, result.status());
+    return;
+  }
+  response.set_content(ToJson(*result), kJson);
+}
+
+// An integer query parameter in [min, max], or `fallback` when absent.
+absl::StatusOr<int64_t> IntParam(const httplib::Request& request, const char* name, int64_t min,
+                                 int64_t max, int64_t fallback) {
+  if (!request.has_param(name)) return fallback;
+  const std::string text = request.get_param_value(name);
+  int64_t value = 0;
+  if (!absl::SimpleAtoi(text, &value) || value < min || value > max) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": \"", text, "\" is not an integer in [",
+                                                   min, ", ", max, "]"));
+  }
+  return value;
+}
+
+absl::StatusOr<bool> BoolParam(const httplib::Request& request, const char* name, bool fallback) {
+  if (!request.has_param(name)) return fallback;
+  const std::string text = request.get_param_value(name);
+  if (text == "true" || text == "1") return true;
+  if (text == "false" || text == "0") return false;
+  return absl::InvalidArgumentError(
+      absl::StrCat(name, ": \"", text, "\" is not one of true, false, 1, 0"));
+}
+
+absl::StatusOr<EventSelection> ParseEventSelection(const httplib::Request& request) {
+  EventSelection selection;
+  if (request.has_param("kinds")) {
+    selection.metrics = selection.gradients = false;
+    const std::string kinds = request.get_param_value("kinds");
+    for (absl::string_view kind : absl::StrSplit(kinds, ',')) {
+      if (kind == "metrics") {
+        selection.metrics = true;
+      } else if (kind == "gradients") {
+        selection.gradients = true;
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "kinds: \"", kinds, "\" is not a list of metrics, gradients (comma-separated)"));
+      }
+    }
+  }
+  absl::StatusOr<int64_t> from = IntParam(request, "from_sequence", 0, INT64_MAX, 0);
+  if (!from.ok()) return from.status();
+  selection.from_sequence = *from;
+  // A browser reconnecting sends the id of the last event it had: go on after it.
+  if (request.has_header("Last-Event-ID")) {
+    const std::string last = request.get_header_value("Last-Event-ID");
+    int64_t last_sequence = 0;
+    if (!absl::SimpleAtoi(last, &last_sequence) || last_sequence < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Last-Event-ID: \"", last, "\" is not an event sequence number (an integer >= 0)"));
+    }
+    selection.from_sequence = last_sequence + 1;
+  }
+  absl::StatusOr<bool> follow = BoolParam(request, "follow", true);
+  if (!follow.ok()) return follow.status();
+  selection.follow = *follow;
+  return selection;
+}
+
+// "host:port" or "[v6 host]:port".
+absl::StatusOr<std::pair<std::string, int>> ParseListenAddress(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  int port = -1;
+  if (colon == std::string::npos || colon == 0 ||
+      !absl::SimpleAtoi(listen.substr(colon + 1), &port) || port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--http_listen: \"", listen, "\" is not host:port (port 0-65535; 0 picks a free one)"));
+  }
+  absl::string_view host = absl::string_view(listen).substr(0, colon);
+  if (absl::ConsumePrefix(&host, "[")) absl::ConsumeSuffix(&host, "]");
+  return std::make_pair(std::string(host), port);
+}
+
+// An open event stream: its frames, and what it counts while it lives.
+struct OpenEventStream {
+  OpenEventStream(std::unique_ptr<EventStream> events, ServerMetrics& metrics,
+                  const std::string& method, std::atomic<int>& open_streams)
+      : stream(std::move(events)), counted(metrics, "http", method), open(open_streams) {}
+  ~OpenEventStream() { --open; }
+
+  std::unique_ptr<EventStream> stream;
+  ServerMetrics::OpenStream counted;
+  std::atomic<int>& open;
+  absl::Time next_keepalive = absl::InfinitePast();
+};
+
+}  // namespace
+
+int HttpStatusFor(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kOk:
+      return 200;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kOutOfRange:
+      return 400;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kAborted:
+      return 409;
+    case absl::StatusCode::kResourceExhausted:
+      return 429;
+    case absl::StatusCode::kCancelled:
+      return 499;
+    case absl::StatusCode::kUnimplemented:
+      return 501;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    case absl::StatusCode::kDeadlineExceeded:
+      return 504;
+    default:
+      return 500;
+  }
+}
+
+HttpServer::HttpServer(const HttpOptions& options, ExperimentRegistry& registry,
+                       ServerMetrics& metrics)
+    : options_(options),
+      registry_(registry),
+      metrics_(metrics),
+      server_(std::make_unique<httplib::Server>()) {}
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& options,
+                                                              ExperimentRegistry& registry,
+                                                              ServerMetrics& metrics) {
+  if (options.max_streams < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http_max_streams: ", options.max_streams, " must be at least 1"));
+  }
+  absl::StatusOr<std::pair<std::string, int>> address = ParseListenAddress(options.listen);
+  if (!address.ok()) return address.status();
+  std::unique_ptr<HttpServer> server(new HttpServer(options, registry, metrics));
+  // Every event stream holds a thread; a few more answer everything else.
+  const int threads = options.max_streams + 8;
+  server->server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  server->server_->set_payload_max_length(64 * 1024);
+  server->AddRoutes();
+  const auto& [host, port] = *address;
+  server->port_ = port == 0 ? server->server_->bind_to_any_port(host)
+                            : (server->server_->bind_to_port(host, port) ? port : -1);
+  if (server->port_ <= 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen for HTTP on ", options.listen,
+                                               " (address in use or invalid?)"));
+  }
+  server->listener_ = std::thread([raw = server.get()] { raw->server_->listen_after_bind(); });
+  LOG(INFO) << "dashboard and HTTP API on http://" << options.listen << " (port " << server->port_
+            << ")";
+  return server;
+}
+
+HttpServer::~HttpServer() { Shutdown(); }
+
+void HttpServer::Shutdown() {
+  if (stopping_.exchange(true)) return;
+  server_->stop();
+  if (listener_.joinable()) listener_.join();
+}
+
+void HttpServer::AddRoutes() {
+  httplib::Server& server = *server_;
+  auto serve_asset = [](const std::string& name, httplib::Response& response) {
+    const WebAsset* asset = FindWebAsset(name);
+    if (asset == nullptr) {
+      ReplyError(response, absl::NotFoundError(absl::StrCat("no file /static/", name)));
+      return;
+    }
+    response.set_header("Cache-Control", "no-cache");
+    response.set_content(asset->content.data(), asset->content.size(),
+                         std::string(asset->content_type));
+  };
+  server.Get("/", [serve_asset](const httplib::Request&, httplib::Response& response) {
+    serve_asset("index.html", response);
+  });
+  server.Get(R"(/static/([A-Za-z0-9._-]+))",
+             [serve_asset](const httplib::Request& request, httplib::Response& response) {
+               serve_asset(request.matches[1], response);
+             });
+  server.Get("/healthz", [this](const httplib::Request&, httplib::Response& response) {
+    const bool serving = !registry_.shutting_down() && !stopping_;
+    response.status = serving ? 200 : 503;
+    response.set_content(serving ? "ok\n" : "shutting down\n", "text/plain");
+  });
+  server.Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
+    response.set_content(RenderMetrics(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  server.Get("/api/v1/server", [this](const httplib::Request&, httplib::Response& response) {
+    Reply(response, absl::StatusOr<v1::ServerInfo>(registry_.ServerInfo()));
+  });
+  server.Get("/api/v1/experiments",
+             [this](const httplib::Request& request, httplib::Response& response) {
+               absl::StatusOr<int64_t> page_size =
+                   IntParam(request, "page_size", 0, INT32_MAX, 0);
+               if (!page_size.ok()) return ReplyError(response, page_size.status());
+               v1::ListExperimentsRequest list;
+               list.set_page_size(static_cast<int32_t>(*page_size));
+               list.set_page_token(request.get_param_value("page_token"));
+               Reply(response, registry_.ListExperiments(list));
+             });
+  server.Get(R"(/api/v1/experiments/([^/]+))",
+             [this](const httplib::Request& request, httplib::Response& response) {
+               Reply(response, registry_.GetExperiment(request.matches[1].str()));
+             });
+  server.Get(R"(/api/v1/experiments/([^/]+)/snapshot)",
+             [this](const httplib::Request& request, httplib::Response& response) {
+               absl::StatusOr<std::shared_ptr<ExperimentLog>> log =
+                   registry_.EventLog(request.matches[1].str());
+               if (!log.ok()) return ReplyError(response, log.status());
+               absl::StatusOr<int64_t> step = IntParam(request, "step", 0, INT64_MAX, -1);
+               if (!step.ok()) return ReplyError(response, step.status());
+               std::shared_ptr<const v1::GradientSnapshot> snapshot =
+                   *step < 0 ? (*log)->LatestSnapshot() : (*log)->NextGradients(*step).event;
+               if (snapshot == nullptr) {
+                 return ReplyError(response,
+                                   absl::NotFoundError(absl::StrCat(
+                                       "experiment ", request.matches[1].str(),
+                                       " has no gradient snapshot",
+                                       *step < 0 ? "" : absl::StrCat(" at or after step ", *step),
+                                       " yet")));
+               }
+               Reply(response, absl::StatusOr<v1::GradientSnapshot>(*snapshot));
+             });
+  server.Get(R"(/api/v1/experiments/([^/]+)/events)",
+             [this](const httplib::Request& request, httplib::Response& response) {
+               ServeEvents(request, response);
+             });
+  server.Get("/api/v1/watch", [this](const httplib::Request&, httplib::Response& response) {
+    StartEventStream(std::make_unique<ExperimentWatchStream>(registry_), "watch", response);
+  });
+  server.set_error_handler([](const httplib::Request& request, httplib::Response& response) {
+    if (response.status != 404 || !response.body.empty()) return;
+    ReplyError(response,
+               absl::NotFoundError(absl::StrCat(
+                   request.method, " ", request.path,
+                   ": no such page. GET /, /api/v1/experiments, /api/v1/experiments/ID, "
+                   "/api/v1/experiments/ID/events, /api/v1/experiments/ID/snapshot, "
+                   "/api/v1/watch, /api/v1/server, /metrics or /healthz")));
+  });
+}
+
+void HttpServer::ServeEvents(const httplib::Request& request, httplib::Response& response) {
+  absl::StatusOr<std::shared_ptr<ExperimentLog>> log =
+      registry_.EventLog(request.matches[1].str());
+  if (!log.ok()) return ReplyError(response, log.status());
+  absl::StatusOr<EventSelection> selection = ParseEventSelection(request);
+  if (!selection.ok()) return ReplyError(response, selection.status());
+  StartEventStream(std::make_unique<ExperimentEventStream>(*std::move(log), *selection), "events",
+                   response);
+}
+
+void HttpServer::StartEventStream(std::unique_ptr<EventStream> stream, const std::string& method,
+                                  httplib::Response& response) {
+  if (open_streams_.fetch_add(1) >= options_.max_streams) {
+    --open_streams_;
+    response.set_header("Retry-After", "5");
+    return ReplyError(response, absl::ResourceExhaustedError(absl::StrCat(
+                                    "too many open event streams (", options_.max_streams,
+                                    ", --http_max_streams); try again later")));
+  }
+  auto open = std::make_shared<OpenEventStream>(std::move(stream), metrics_, method, open_streams_);
+  response.set_header("Cache-Control", "no-cache");
+  response.set_header("X-Accel-Buffering", "no");  // proxies such as nginx: do not buffer
+  response.set_chunked_content_provider(
+      "text/event-stream", [this, open](size_t, httplib::DataSink& sink) {
+        while (true) {
+          if (open->stream->finished()) {
+            sink.done();
+            return true;
+          }
+          if (stopping_) {
+            const std::string end = EndEvent(absl::UnavailableError("server shutting down"));
+            sink.write(end.data(), end.size());
+            sink.done();
+            return true;
+          }
+          std::string frame = open->stream->NextFrame(kStreamPollInterval);
+          if (frame.empty()) {
+            if (absl::Now() < open->next_keepalive) continue;
+            frame = ": keep-alive\n\n";
+          }
+          open->next_keepalive = absl::Now() + options_.keepalive_interval;
+          return sink.write(frame.data(), frame.size());
+        }
+      });
+}
+
+std::string HttpServer::RenderMetrics() const {
+  PrometheusText text;
+  using Type = PrometheusText::Type;
+  text.Family("gradlab_build_info", Type::kGauge, "gradlabd's version, as a label; always 1.");
+  text.Sample({{"version", kGradlabVersion}}, 1);
+
+  const std::vector<v1::Experiment> experiments = registry_.AllExperiments();
+  std::map<v1::ExperimentState, int> by_state = {
+      {v1::QUEUED, 0}, {v1::RUNNING, 0}, {v1::SUCCEEDED, 0}, {v1::FAILED, 0}, {v1::CANCELLED, 0}};
+  for (const v1::Experiment& experiment : experiments) ++by_state[experiment.state()];
+  text.Family("gradlab_experiments", Type::kGauge, "Experiments the server knows, by state.");
+  for (const auto& [state, count] : by_state) {
+    text.Sample({{"state", v1::ExperimentState_Name(state)}}, count);
+  }
+  const v1::ServerInfo info = registry_.ServerInfo();
+  text.Family("gradlab_queue_depth", Type::kGauge, "Experiments waiting in the queue.");
+  text.Sample({}, info.queue_length());
+  text.Family("gradlab_queue_capacity", Type::kGauge,
+              "Experiments that may wait in the queue (--max_queue).");
+  text.Sample({}, info.queue_capacity());
+  text.Family("gradlab_workers", Type::kGauge, "Trainings that run at once (--workers).");
+  text.Sample({}, info.workers());
+
+  // One sample per running experiment in each family below.
+  struct Running {
+    PrometheusLabels labels;
+    const v1::Experiment* experiment;
+    std::shared_ptr<const v1::MetricsEvent> progress;  // in the current epoch, or null
+  };
+  std::vector<Running> running;
+  for (const v1::Experiment& experiment : experiments) {
+    if (experiment.state() != v1::RUNNING) continue;
+    Running entry{{{"experiment_id", experiment.id()},
+                   {"name", experiment.name()},
+                   {"model", experiment.spec().model()},
+                   {"dataset", experiment.spec().dataset()}},
+                  &experiment,
+                  nullptr};
+    if (absl::StatusOr<std::shared_ptr<ExperimentLog>> log = registry_.EventLog(experiment.id());
+        log.ok()) {
+      entry.progress = (*log)->LatestProgress();
+      if (entry.progress != nullptr &&
+          entry.progress->batch_progress().epoch() != experiment.current_epoch()) {
+        entry.progress = nullptr;
+      }
+    }
+    running.push_back(std::move(entry));
+  }
+  auto family = [&](const char* name, const char* help, auto value) {
+    text.Family(name, Type::kGauge, help);
+    for (const Running& entry : running) {
+      if (std::optional<double> sample = value(entry); sample.has_value()) {
+        text.Sample(entry.labels, *sample);
+      }
+    }
+  };
+  family("gradlab_experiment_epoch", "The epoch a running experiment is in (1-based).",
+         [](const Running& r) -> std::optional<double> { return r.experiment->current_epoch(); });
+  family("gradlab_experiment_epochs", "The epochs a running experiment will train.",
+         [](const Running& r) -> std::optional<double> { return r.experiment->spec().epochs(); });
+  family("gradlab_experiment_images_per_second",
+         "Training speed of a running experiment: over its current epoch so far, else its "
+         "last epoch.",
+         [](const Running& r) -> std::optional<double> {
+           if (r.progress != nullptr) return r.progress->batch_progress().images_per_second();
+           if (r.experiment->last_metrics().epoch() > 0) {
+             return r.experiment->last_metrics().images_per_second();
+           }
+           return std::nullopt;
+         });
+  family("gradlab_experiment_running_loss",
+         "Mean training loss of a running experiment's current epoch so far.",
+         [](const Running& r) -> std::optional<double> {
+           if (r.progress == nullptr) return std::nullopt;
+           return r.progress->batch_progress().running_loss();
+         });
+  family("gradlab_experiment_train_loss",
+         "Training loss of a running experiment's last finished epoch.",
+         [](const Running& r) -> std::optional<double> {
+           if (r.experiment->last_metrics().epoch() == 0) return std::nullopt;
+           return r.experiment->last_metrics().train_loss();
+         });
+  family("gradlab_experiment_test_accuracy",
+         "Test accuracy (a fraction) of a running experiment's last finished epoch.",
+         [](const Running& r) -> std::optional<double> {
+           if (r.experiment->last_metrics().epoch() == 0) return std::nullopt;
+           return r.experiment->last_metrics().test_accuracy();
+         });
+  metrics_.WriteTo(text);
+  return text.text();
+}
+
+}  // namespace gradlab

@@ -1,0 +1,92 @@
+// gradlabd's HTTP face, on cpp-httplib: the dashboard (/), a read-only JSON API in the
+// protobuf JSON mapping of the gRPC API's messages (/api/v1/...), Server-Sent Event
+// streams of the same experiment logs the gRPC streams read, Prometheus metrics
+// (/metrics) and /healthz. Handlers are thin: they parse the request, call the registry
+// and convert its status to HTTP in one place (HttpStatusFor).
+//
+//   GET /                                    the dashboard
+//   GET /static/NAME                         its files
+//   GET /api/v1/server                       ServerInfo
+//   GET /api/v1/experiments[?page_size=&page_token=]   ListExperimentsResponse
+//   GET /api/v1/experiments/ID               Experiment
+//   GET /api/v1/experiments/ID/snapshot[?step=N]  GradientSnapshot: the first at or after
+//                                            step N; without step, the latest
+//   GET /api/v1/experiments/ID/events[?kinds=metrics,gradients&from_sequence=N&follow=false]
+//                                            text/event-stream; resumes after Last-Event-ID
+//   GET /api/v1/watch                        text/event-stream of Experiment changes
+//   GET /metrics                             Prometheus text format
+//   GET /healthz                             200 "ok", or 503 while shutting down
+// Errors are JSON: {"error": {"code": HTTP, "status": "NOT_FOUND", "message": "..."}}.
+#ifndef GRADLAB_SERVER_HTTP_HTTP_SERVER_H_
+#define GRADLAB_SERVER_HTTP_HTTP_SERVER_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/http/server_metrics.h"
+#include "server/jobs/experiment_registry.h"
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace gradlab {
+
+struct HttpOptions {
+  // host:port; port 0 picks a free one (see HttpServer::port).
+  std::string listen = "127.0.0.1:8080";
+  // Event streams open at once; one more is answered 503. Each holds a thread.
+  int max_streams = 64;
+  // An idle event stream sends a comment this often, so that proxies keep it open and a
+  // client that has gone is noticed.
+  absl::Duration keepalive_interval = absl::Seconds(15);
+};
+
+// The HTTP status for a status code of the API (the mapping gRPC's HTTP gateways use).
+int HttpStatusFor(absl::StatusCode code);
+
+// Thread-safe. The registry and metrics must outlive it.
+class HttpServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const HttpOptions& options,
+                                                           ExperimentRegistry& registry,
+                                                           ServerMetrics& metrics);
+  // Shutdown().
+  ~HttpServer();
+
+  int port() const { return port_; }
+
+  // Ends open event streams (within a second), stops listening and joins its threads.
+  // Idempotent.
+  void Shutdown();
+
+ private:
+  HttpServer(const HttpOptions& options, ExperimentRegistry& registry, ServerMetrics& metrics);
+  void AddRoutes();
+  void ServeEvents(const httplib::Request& request, httplib::Response& response);
+  void ServeWatch(httplib::Response& response);
+  // Streams `stream`'s frames as text/event-stream, or answers 503 past max_streams.
+  void StartEventStream(std::unique_ptr<class EventStream> stream, const std::string& method,
+                        httplib::Response& response);
+  std::string RenderMetrics() const;
+
+  const HttpOptions options_;
+  ExperimentRegistry& registry_;
+  ServerMetrics& metrics_;
+  std::unique_ptr<httplib::Server> server_;
+  int port_ = 0;
+  std::thread listener_;
+  std::atomic<int> open_streams_{0};
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace gradlab
+
+#endif  // GRADLAB_SERVER_HTTP_HTTP_SERVER_H_

@@ -1,0 +1,639 @@
+// gradlab's charts, shared by the live dashboard (dashboard.js) and reports (report.js):
+// learning curves and overlays with uPlot, the gradient-flow heatmap on a canvas.
+// Data is the HTTP API's JSON (the protobuf JSON mapping: lowerCamelCase names, int64
+// values as strings, enums by name).
+(function (global) {
+  'use strict';
+
+  const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2',
+    '#4d7c0f', '#db2777', '#78716c', '#0f766e'];
+  // ln 10: the cross-entropy of a uniform guess over the 10 classes of every dataset
+  // gradlab trains on (cifar10, fashion_mnist, mnist).
+  const CHANCE_LOSS = Math.log(10);
+  const CHANCE_ACCURACY = 10;
+
+  const num = (v) => (v === undefined || v === null ? 0 : Number(v));
+
+  function el(tag, attributes, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attributes || {})) {
+      if (key === 'class') node.className = value;
+      else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value);
+    }
+    for (const child of children) {
+      if (child !== null && child !== undefined) {
+        node.append(child instanceof Node ? child : String(child));
+      }
+    }
+    return node;
+  }
+
+  function percent(fraction, digits = 1) {
+    return (100 * fraction).toFixed(digits) + '%';
+  }
+
+  function exponential(v) {
+    if (v === null || v === undefined || !isFinite(v)) return '–';
+    if (v === 0) return '0';
+    return v.toExponential(2);
+  }
+
+  function duration(seconds) {
+    if (!isFinite(seconds) || seconds <= 0) return '–';
+    if (seconds < 60) return seconds.toFixed(1) + ' s';
+    const m = Math.floor(seconds / 60);
+    return m < 60 ? `${m} min ${Math.round(seconds % 60)} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
+  }
+
+  // Everything known of one experiment, built from its events in order.
+  class ExperimentData {
+    constructor(experiment) {
+      this.experiment = experiment || null;
+      this.epochs = new Map();  // epoch -> EpochMetrics
+      this.progress = [];       // BatchProgress, along the run
+      this.states = [];         // StateChange with its time
+      this.snapshots = [];      // GradientSnapshot, by step
+      this.lastSequence = 0;    // of any event seen
+      this.version = 0;         // changes with every event, for redraws
+    }
+
+    setExperiment(experiment) {
+      this.experiment = experiment;
+      this.version++;
+    }
+
+    addMetrics(event) {
+      this.lastSequence = Math.max(this.lastSequence, num(event.sequence));
+      if (event.epochMetrics) {
+        this.epochs.set(num(event.epochMetrics.epoch), event.epochMetrics);
+      } else if (event.batchProgress) {
+        const p = event.batchProgress;
+        const x = progressX(p);
+        // A run resumed from a checkpoint repeats batches: keep the newest pass only.
+        while (this.progress.length && progressX(this.progress[this.progress.length - 1]) >= x) {
+          this.progress.pop();
+        }
+        this.progress.push(p);
+      } else if (event.stateChange) {
+        this.states.push(Object.assign({ time: event.time }, event.stateChange));
+      }
+      this.version++;
+    }
+
+    addSnapshot(snapshot) {
+      this.lastSequence = Math.max(this.lastSequence, num(snapshot.sequence));
+      const step = num(snapshot.step);
+      let i = this.snapshots.length;
+      while (i > 0 && num(this.snapshots[i - 1].step) > step) i--;
+      if (i > 0 && num(this.snapshots[i - 1].step) === step) this.snapshots[i - 1] = snapshot;
+      else this.snapshots.splice(i, 0, snapshot);
+      this.version++;
+    }
+
+    epochList() {
+      return [...this.epochs.values()].sort((a, b) => num(a.epoch) - num(b.epoch));
+    }
+
+    label() {
+      const e = this.experiment;
+      if (!e) return '';
+      const spec = e.spec || {};
+      return e.name ? `${e.name} (${e.id})` : `${spec.model} · ${spec.dataset} (${e.id})`;
+    }
+  }
+
+  // Where a batch sits on the epoch axis: epoch 2, batch 50 of 100 is 1.5.
+  function progressX(p) {
+    return num(p.epoch) - 1 + num(p.batch) / Math.max(1, num(p.batches));
+  }
+
+  // uPlot wants one x array and aligned y arrays: merges [x, y] point lists.
+  function align(pointLists) {
+    const xs = [...new Set(pointLists.flatMap((points) => points.map((p) => p[0])))]
+      .sort((a, b) => a - b);
+    const index = new Map(xs.map((x, i) => [x, i]));
+    return [xs, ...pointLists.map((points) => {
+      const ys = new Array(xs.length).fill(null);
+      for (const [x, y] of points) ys[index.get(x)] = y;
+      return ys;
+    })];
+  }
+
+  // A uPlot line chart that sizes itself to its element.
+  class LineChart {
+    constructor(container, options) {
+      this.container = container;
+      this.options = options;
+      this.plot = null;
+      this.data = null;
+    }
+
+    setData(data) {
+      this.data = data;
+      if (!this.plot) {
+        this.plot = new uPlot(this.uplotOptions(), data, this.container);
+      } else {
+        this.plot.setData(data);
+      }
+    }
+
+    uplotOptions() {
+      const o = this.options;
+      return {
+        width: Math.max(200, this.container.clientWidth),
+        height: o.height || 230,
+        scales: {
+          x: { time: false },
+          y: Object.assign({}, o.yLog ? { distr: 3 } : {}, o.yRange ? { range: o.yRange } : {}),
+        },
+        axes: [
+          { label: o.xLabel, size: 40, values: o.xValues },
+          { label: o.yLabel, size: 56, values: o.yValues },
+        ],
+        series: [{ label: o.xLabel, value: o.xLegend }].concat(o.series.map((s) => ({
+          label: s.label,
+          stroke: s.color,
+          width: s.width || 2,
+          dash: s.dash,
+          spanGaps: true,
+          points: { show: s.points !== false, size: 5 },
+          paths: s.paths,
+          fill: s.fill,
+          value: o.yLegend,
+        }))),
+        legend: { live: true },
+        cursor: { drag: { x: true, y: false } },
+      };
+    }
+
+    resize() {
+      if (this.plot) {
+        this.plot.setSize({ width: Math.max(200, this.container.clientWidth),
+          height: this.options.height || 230 });
+      }
+    }
+  }
+
+  // A perceptual colour scale (viridis, sampled), t in [0, 1].
+  const VIRIDIS = [[68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142],
+    [31, 158, 137], [53, 183, 121], [110, 206, 88], [181, 222, 43], [253, 231, 37]];
+  function viridis(t) {
+    const x = Math.min(1, Math.max(0, t)) * (VIRIDIS.length - 1);
+    const i = Math.min(VIRIDIS.length - 2, Math.floor(x));
+    const f = x - i;
+    const c = VIRIDIS[i].map((v, k) => Math.round(v + f * (VIRIDIS[i + 1][k] - v)));
+    return `rgb(${c[0]},${c[1]},${c[2]})`;
+  }
+
+  // Layers (rows) by snapshots (columns), coloured by log10 of the value.
+  class Heatmap {
+    constructor(container, onSelect) {
+      this.container = container;
+      this.onSelect = onSelect;
+      this.canvas = el('canvas', { 'data-role': 'heatmap', 'data-columns': '0', 'data-rows': '0' });
+      this.tooltip = el('div', { class: 'tooltip' });
+      container.append(this.canvas, this.tooltip);
+      this.model = { rows: [], columns: [], value: () => null, selected: -1 };
+      this.canvas.addEventListener('mousemove', (e) => this.hover(e));
+      this.canvas.addEventListener('mouseleave', () => { this.tooltip.style.display = 'none'; });
+      this.canvas.addEventListener('click', (e) => {
+        const hit = this.hit(e);
+        if (hit && this.onSelect) this.onSelect(hit.column);
+      });
+    }
+
+    // rows: names; columns: {step, epoch, batch}; value(row, column): number or null.
+    setData(model) {
+      this.model = model;
+      this.draw();
+    }
+
+    geometry() {
+      const rows = this.model.rows.length;
+      const width = Math.max(300, this.container.clientWidth);
+      const rowHeight = Math.max(5, Math.min(16, Math.floor(320 / Math.max(1, rows))));
+      const left = 150;
+      const right = 78;
+      const top = 4;
+      const axis = 30;
+      return { width, height: top + rows * rowHeight + axis, left, right, top, rowHeight,
+        plotWidth: width - left - right };
+    }
+
+    draw() {
+      const { rows, columns, value, selected } = this.model;
+      const g = this.geometry();
+      const ratio = global.devicePixelRatio || 1;
+      const canvas = this.canvas;
+      canvas.width = Math.round(g.width * ratio);
+      canvas.height = Math.round(g.height * ratio);
+      canvas.style.height = g.height + 'px';
+      canvas.dataset.columns = String(columns.length);
+      canvas.dataset.rows = String(rows.length);
+      const ctx = canvas.getContext('2d');
+      ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+      ctx.fillStyle = '#fff';
+      ctx.fillRect(0, 0, g.width, g.height);
+      ctx.font = '11px system-ui, sans-serif';
+      if (!rows.length || !columns.length) {
+        ctx.fillStyle = '#677084';
+        ctx.fillText('No gradient snapshots yet', g.left, g.top + 14);
+        return;
+      }
+      // The colour range: log10 over every positive value shown.
+      let lo = Infinity;
+      let hi = -Infinity;
+      for (let c = 0; c < columns.length; c++) {
+        for (let r = 0; r < rows.length; r++) {
+          const v = value(r, c);
+          if (v > 0) {
+            const l = Math.log10(v);
+            if (l < lo) lo = l;
+            if (l > hi) hi = l;
+          }
+        }
+      }
+      if (!isFinite(lo)) { lo = -1; hi = 0; }
+      if (hi - lo < 1e-9) { lo -= 0.5; hi += 0.5; }
+      this.range = [lo, hi];
+      const columnWidth = g.plotWidth / columns.length;
+      for (let c = 0; c < columns.length; c++) {
+        const x = g.left + c * columnWidth;
+        for (let r = 0; r < rows.length; r++) {
+          const v = value(r, c);
+          if (v === null || v === undefined) continue;
+          ctx.fillStyle = v > 0 ? viridis((Math.log10(v) - lo) / (hi - lo)) : '#000';
+          ctx.fillRect(x, g.top + r * g.rowHeight, Math.ceil(columnWidth) + 0.5, g.rowHeight);
+        }
+      }
+      if (selected >= 0 && selected < columns.length) {
+        ctx.strokeStyle = '#ef4444';
+        ctx.lineWidth = 2;
+        ctx.strokeRect(g.left + selected * columnWidth, g.top - 1,
+          Math.max(2, columnWidth), rows.length * g.rowHeight + 2);
+      }
+      // Layer names, as many as fit.
+      ctx.fillStyle = '#1d2330';
+      ctx.textAlign = 'right';
+      ctx.textBaseline = 'middle';
+      const every = Math.ceil(11 / g.rowHeight);
+      for (let r = 0; r < rows.length; r += every) {
+        let name = rows[r];
+        if (name.length > 24) name = '…' + name.slice(-23);
+        ctx.fillText(name, g.left - 6, g.top + (r + 0.5) * g.rowHeight);
+      }
+      // Steps along the bottom.
+      const bottom = g.top + rows.length * g.rowHeight;
+      ctx.textAlign = 'center';
+      ctx.textBaseline = 'top';
+      const ticks = Math.min(columns.length, Math.max(2, Math.floor(g.plotWidth / 90)));
+      for (let t = 0; t < ticks; t++) {
+        const c = Math.round(t * (columns.length - 1) / Math.max(1, ticks - 1));
+        const x = g.left + (c + 0.5) * columnWidth;
+        ctx.fillRect(x, bottom, 1, 4);
+        ctx.fillText(String(num(columns[c].step)), x, bottom + 5);
+      }
+      ctx.fillStyle = '#677084';
+      ctx.fillText('optimizer step (one column per snapshot)', g.left + g.plotWidth / 2, bottom + 17);
+      // The colour bar: powers of ten.
+      const barX = g.width - g.right + 12;
+      const barHeight = rows.length * g.rowHeight;
+      for (let y = 0; y < barHeight; y++) {
+        ctx.fillStyle = viridis(1 - y / Math.max(1, barHeight - 1));
+        ctx.fillRect(barX, g.top + y, 12, 1);
+      }
+      ctx.fillStyle = '#1d2330';
+      ctx.textAlign = 'left';
+      ctx.textBaseline = 'middle';
+      ctx.fillText('1e' + hi.toFixed(1), barX + 16, g.top + 5);
+      ctx.fillText('1e' + lo.toFixed(1), barX + 16, g.top + barHeight - 5);
+      this.geometryCache = g;
+    }
+
+    hit(event) {
+      const g = this.geometryCache;
+      if (!g) return null;
+      const rect = this.canvas.getBoundingClientRect();
+      const x = event.clientX - rect.left;
+      const y = event.clientY - rect.top;
+      const column = Math.floor((x - g.left) / (g.plotWidth / this.model.columns.length));
+      const row = Math.floor((y - g.top) / g.rowHeight);
+      if (column < 0 || column >= this.model.columns.length || row < 0 ||
+          row >= this.model.rows.length) return null;
+      return { column, row, x, y };
+    }
+
+    hover(event) {
+      const hit = this.hit(event);
+      if (!hit) {
+        this.tooltip.style.display = 'none';
+        return;
+      }
+      const column = this.model.columns[hit.column];
+      this.tooltip.textContent = `${this.model.rows[hit.row]} · step ${num(column.step)} ` +
+        `(epoch ${column.epoch}, batch ${column.batch}): ` +
+        exponential(this.model.value(hit.row, hit.column));
+      this.tooltip.style.display = 'block';
+      this.tooltip.style.left = Math.min(hit.x + 12, this.container.clientWidth - 260) + 'px';
+      this.tooltip.style.top = (hit.y + 12) + 'px';
+    }
+  }
+
+  // What the heatmap and the bars show of a snapshot.
+  const MEASURES = {
+    gradNorm: { label: 'gradient norm', list: 'layers', field: 'gradNorm' },
+    ratio: { label: 'gradient / weight norm', list: 'layers', field: 'ratio' },
+    activationStd: { label: 'activation std', list: 'activations', field: 'std' },
+  };
+
+  // The rows a measure has in `snapshot`: parameter names (weights only, if asked) or
+  // layer names for activations.
+  function measureRows(snapshot, measure, weightsOnly) {
+    if (!snapshot) return [];
+    const entries = snapshot[MEASURES[measure].list] || [];
+    return entries.map((entry) => entry.name)
+      .filter((name) => measure === 'activationStd' || !weightsOnly || name.endsWith('weight'));
+  }
+
+  function measureValues(snapshot, measure) {
+    const values = new Map();
+    const m = MEASURES[measure];
+    for (const entry of snapshot[m.list] || []) values.set(entry.name, num(entry[m.field]));
+    return values;
+  }
+
+  // One experiment: summary, learning curves, gradient flow. `live` adds progress bars.
+  class ExperimentView {
+    constructor(container, data, options = {}) {
+      this.data = data;
+      this.live = !!options.live;
+      this.measure = 'gradNorm';
+      this.weightsOnly = true;
+      this.selected = -1;  // snapshot index; -1 follows the latest
+      this.drawnVersion = -1;
+      this.build(container);
+    }
+
+    build(container) {
+      this.summary = el('div', { class: 'panel summary' });
+      this.lossChart = el('div', { class: 'chart', 'data-role': 'loss-chart' });
+      this.accuracyChart = el('div', { class: 'chart', 'data-role': 'accuracy-chart' });
+      const heatmapWrap = el('div', { class: 'heatmap-wrap' });
+      this.barsChart = el('div', { class: 'chart', 'data-role': 'bars-chart' });
+      this.snapshotLabel = el('span', { class: 'snapshot-label muted' });
+      this.slider = el('input', { type: 'range', min: '0', max: '0', value: '0',
+        'aria-label': 'snapshot', oninput: () => this.select(Number(this.slider.value)) });
+      const measureSelect = el('select', { 'aria-label': 'measure',
+        onchange: (e) => { this.measure = e.target.value; this.redraw(true); } },
+      ...Object.entries(MEASURES).map(([key, m]) => el('option', { value: key }, m.label)));
+      const weightsOnly = el('input', { type: 'checkbox', checked: '',
+        onchange: (e) => { this.weightsOnly = e.target.checked; this.redraw(true); } });
+      this.root = el('section', { class: 'experiment' },
+        this.summary,
+        el('div', { class: 'grid' },
+          el('div', { class: 'panel' }, el('h2', {}, 'Loss'), this.lossChart),
+          el('div', { class: 'panel' }, el('h2', {}, 'Accuracy'), this.accuracyChart),
+          el('div', { class: 'panel' },
+            el('div', { class: 'toolbar' }, el('h2', {}, 'Gradient flow'), measureSelect,
+              el('label', {}, weightsOnly, ' weights only'),
+              el('span', { class: 'muted' }, 'log colour; click a column')),
+            heatmapWrap),
+          el('div', { class: 'panel' },
+            el('div', { class: 'toolbar' }, el('h2', {}, 'Per layer'),
+              el('button', { 'data-role': 'step-1', onclick: () => this.select(0) }, 'Step 1'),
+              el('button', { onclick: () => this.select(-1) }, 'Latest'),
+              this.slider, this.snapshotLabel),
+            this.barsChart)));
+      container.append(this.root);
+      this.heatmap = new Heatmap(heatmapWrap, (column) => this.select(column));
+      this.loss = new LineChart(this.lossChart, {
+        xLabel: 'epoch', yLabel: 'loss', xLegend: (u, v) => (v == null ? '' : v.toFixed(2)),
+        series: [
+          { label: 'train (epoch)', color: PALETTE[0] },
+          { label: 'test (epoch)', color: PALETTE[1] },
+          { label: 'train (running, per batch)', color: '#93c5fd', width: 1, points: false },
+          { label: 'chance: ln 10', color: '#9ca3af', width: 1, dash: [4, 4], points: false },
+        ] });
+      this.accuracy = new LineChart(this.accuracyChart, {
+        xLabel: 'epoch', yLabel: 'accuracy (%)', yRange: [0, 100],
+        xLegend: (u, v) => (v == null ? '' : v.toFixed(2)),
+        series: [
+          { label: 'train (epoch)', color: PALETTE[0] },
+          { label: 'test (epoch)', color: PALETTE[1] },
+          { label: 'train (running, per batch)', color: '#93c5fd', width: 1, points: false },
+          { label: 'chance: 10%', color: '#9ca3af', width: 1, dash: [4, 4], points: false },
+        ] });
+      this.bars = null;
+    }
+
+    // Snapshot `index` (0 is step 1), or -1 to follow the latest.
+    select(index) {
+      this.selected = index;
+      this.redraw(true);
+    }
+
+    // Draws again if the data changed since the last drawing (or `force`).
+    redraw(force) {
+      if (!force && this.drawnVersion === this.data.version) return;
+      this.drawnVersion = this.data.version;
+      this.drawSummary();
+      this.drawCurves();
+      this.drawGradients();
+    }
+
+    resize() {
+      this.loss.resize();
+      this.accuracy.resize();
+      if (this.bars) this.bars.resize();
+      this.heatmap.draw();
+    }
+
+    drawSummary() {
+      const e = this.data.experiment;
+      if (!e) return;
+      const spec = e.spec || {};
+      const epochs = this.data.epochList();
+      const last = epochs[epochs.length - 1];
+      const progress = this.data.progress[this.data.progress.length - 1];
+      const rows = [
+        ['model', `${spec.model}${spec.batchNorm ? ' + BatchNorm' : ''}` +
+          (spec.model === 'resnet' && !spec.skipConnections ? ' (no skips)' : '')],
+        ['dataset', spec.dataset],
+        ['epochs', `${num(e.currentEpoch)} / ${num(spec.epochs)}`],
+        ['optimizer', `SGD lr ${spec.learningRate}, momentum ${spec.momentum}`],
+        ['batch', `${spec.batchSize}, seed ${spec.seed}, ${spec.precision || 'fp32'}`],
+        ['init', spec.init || 'pytorch_default'],
+        ['best test acc', last ? `${percent(num(e.bestTestAccuracy))} (epoch ${e.bestEpoch})` : '–'],
+        ['last train loss', last ? num(last.trainLoss).toFixed(4) : '–'],
+        ['speed', last ? `${num(last.imagesPerSecond).toFixed(0)} images/s` : '–'],
+      ];
+      const title = el('div', {},
+        el('h1', {}, e.name || `${spec.model} on ${spec.dataset}`),
+        el('div', {}, el('span', { class: `state ${e.state}` }, e.state), ' ',
+          el('span', { class: 'muted' }, e.id)),
+        e.error ? el('div', { class: 'error-box' }, e.error) : null);
+      const bars = [];
+      if (this.live && e.state === 'RUNNING') {
+        const done = Math.max(0, num(e.currentEpoch) - 1) / Math.max(1, num(spec.epochs));
+        bars.push(el('div', {}, `epoch ${num(e.currentEpoch)} of ${num(spec.epochs)}`,
+          el('div', { class: 'bar' }, el('div', { style: `width:${(100 * done).toFixed(1)}%` }))));
+        if (progress && num(progress.epoch) === num(e.currentEpoch)) {
+          bars.push(el('div', { 'data-role': 'batch-progress' },
+            `batch ${progress.batch} of ${progress.batches} · ` +
+            `${num(progress.imagesPerSecond).toFixed(0)} images/s · ` +
+            `running loss ${num(progress.runningLoss).toFixed(4)}`,
+            el('div', { class: 'bar batch' }, el('div', {
+              style: `width:${(100 * num(progress.batch) / Math.max(1, num(progress.batches))).toFixed(1)}%` }))));
+        }
+      }
+      const dl = el('dl', {}, ...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
+      this.summary.replaceChildren(title, dl, el('div', { class: 'progress-wide' }, ...bars));
+    }
+
+    drawCurves() {
+      const epochs = this.data.epochList();
+      const x = (m) => num(m.epoch);
+      const batches = this.data.progress;
+      const xs = epochs.map(x).concat(batches.map(progressX));
+      const chanceXs = xs.length ? [0, Math.max(...xs)] : [];
+      this.loss.setData(align([
+        epochs.map((m) => [x(m), num(m.trainLoss)]),
+        epochs.map((m) => [x(m), num(m.testLoss)]),
+        batches.map((p) => [progressX(p), num(p.runningLoss)]),
+        chanceXs.map((cx) => [cx, CHANCE_LOSS]),
+      ]));
+      this.accuracy.setData(align([
+        epochs.map((m) => [x(m), 100 * num(m.trainAccuracy)]),
+        epochs.map((m) => [x(m), 100 * num(m.testAccuracy)]),
+        batches.map((p) => [progressX(p), 100 * num(p.runningAccuracy)]),
+        chanceXs.map((cx) => [cx, CHANCE_ACCURACY]),
+      ]));
+      this.lossChart.dataset.epochPoints = String(epochs.length);
+      this.lossChart.dataset.batchPoints = String(batches.length);
+    }
+
+    drawGradients() {
+      const snapshots = this.data.snapshots;
+      const last = snapshots[snapshots.length - 1];
+      const rows = measureRows(last, this.measure, this.weightsOnly);
+      const values = snapshots.map((s) => measureValues(s, this.measure));
+      const index = this.selected < 0 ? snapshots.length - 1 : Math.min(this.selected, snapshots.length - 1);
+      this.heatmap.setData({
+        rows,
+        columns: snapshots,
+        value: (r, c) => (values[c].has(rows[r]) ? values[c].get(rows[r]) : null),
+        selected: index,
+      });
+      this.slider.max = String(Math.max(0, snapshots.length - 1));
+      this.slider.value = String(Math.max(0, index));
+      const snapshot = snapshots[index];
+      this.snapshotLabel.textContent = snapshot
+        ? `step ${num(snapshot.step)} · epoch ${snapshot.epoch}, batch ${snapshot.batch}` +
+          (this.selected < 0 ? ' (latest)' : '')
+        : 'no snapshot yet';
+      this.barsChart.dataset.step = snapshot ? String(num(snapshot.step)) : '';
+      if (!snapshot) return;
+      const shown = measureValues(snapshot, this.measure);
+      const names = rows;
+      const ys = names.map((name) => (shown.get(name) > 0 ? shown.get(name) : null));
+      const key = this.measure + '|' + names.join(',');
+      if (!this.bars || this.barsKey !== key) {
+        this.barsChart.replaceChildren();
+        this.bars = new LineChart(this.barsChart, {
+          xLabel: 'layer', yLabel: MEASURES[this.measure].label, yLog: true, height: 260,
+          xValues: (u, splits) => splits.map((i) => (Number.isInteger(i) && names[i] ? shortName(names[i]) : '')),
+          xLegend: (u, i) => (i == null ? '' : names[i] || ''),
+          yLegend: (u, v) => exponential(v),
+          series: [{ label: MEASURES[this.measure].label, color: PALETTE[0], width: 1, points: false,
+            fill: 'rgba(37, 99, 235, 0.55)', paths: uPlot.paths.bars({ size: [0.8, 40] }) }],
+        });
+        this.barsKey = key;
+      }
+      this.bars.setData([names.map((_, i) => i), ys]);
+    }
+  }
+
+  // "layer2.0.conv1.weight" -> "layer2.0.conv1"
+  function shortName(name) {
+    return name.replace(/\.(weight|bias)$/, '');
+  }
+
+  // Several experiments overlaid: the reference experiment's picture.
+  class CompareView {
+    constructor(container, datas) {
+      this.datas = datas;
+      this.drawnVersion = '';
+      this.table = el('div', { class: 'panel' });
+      this.accuracyChart = el('div', { class: 'chart', 'data-role': 'compare-accuracy' });
+      this.lossChart = el('div', { class: 'chart', 'data-role': 'compare-loss' });
+      this.flowChart = el('div', { class: 'chart', 'data-role': 'compare-flow' });
+      container.append(el('section', { class: 'compare' }, this.table,
+        el('div', { class: 'grid' },
+          el('div', { class: 'panel' }, el('h2', {}, 'Test accuracy per epoch'), this.accuracyChart),
+          el('div', { class: 'panel' }, el('h2', {}, 'Training loss per epoch'), this.lossChart),
+          el('div', { class: 'panel', style: 'grid-column: 1 / span 2' },
+            el('h2', {}, 'Gradient norm per weight tensor at step 1, input to output ' +
+              '(the untrained network: where the gradient vanishes)'), this.flowChart))));
+      const series = (datas) => datas.map((d, i) => ({ label: d.label(), color: PALETTE[i % PALETTE.length] }));
+      const epochLegend = (u, v) => (v == null ? '' : String(v));
+      this.accuracy = new LineChart(this.accuracyChart, { xLabel: 'epoch', yLabel: 'test accuracy (%)',
+        yRange: [0, 100], xLegend: epochLegend, series: series(datas) });
+      this.loss = new LineChart(this.lossChart, { xLabel: 'epoch', yLabel: 'train loss',
+        xLegend: epochLegend, series: series(datas) });
+      this.flow = new LineChart(this.flowChart, { xLabel: 'depth (0 = input, 1 = output)',
+        yLabel: 'gradient norm', yLog: true, height: 260,
+        xLegend: (u, v) => (v == null ? '' : v.toFixed(2)), yLegend: (u, v) => exponential(v),
+        series: series(datas) });
+    }
+
+    redraw() {
+      const version = this.datas.map((d) => d.version).join(',');
+      if (version === this.drawnVersion) return;
+      this.drawnVersion = version;
+      const header = ['experiment', 'model', 'dataset', 'state', 'epochs', 'best test acc',
+        'last train loss', 'step-1 grad norm, first / last weight'];
+      const rows = this.datas.map((d, i) => {
+        const e = d.experiment || { spec: {} };
+        const epochs = d.epochList();
+        const last = epochs[epochs.length - 1];
+        const flow = stepOneFlow(d);
+        return el('tr', {},
+          el('td', {}, el('span', { style: `color:${PALETTE[i % PALETTE.length]}` }, '\u25A0 '),
+            el('a', { href: `#/experiments/${e.id}` }, e.name || e.id)),
+          el('td', {}, e.spec.model), el('td', {}, e.spec.dataset),
+          el('td', {}, el('span', { class: `state ${e.state}` }, e.state)),
+          el('td', { class: 'num' }, `${num(e.currentEpoch)} / ${num(e.spec.epochs)}`),
+          el('td', { class: 'num' }, last ? percent(num(e.bestTestAccuracy)) : '–'),
+          el('td', { class: 'num' }, last ? num(last.trainLoss).toFixed(4) : '–'),
+          el('td', { class: 'num' }, flow.length
+            ? `${exponential(flow[0][1])} / ${exponential(flow[flow.length - 1][1])}` : '–'));
+      });
+      this.table.replaceChildren(el('table', { class: 'experiments' },
+        el('tr', {}, ...header.map((h) => el('th', {}, h))), ...rows));
+      this.accuracy.setData(align(this.datas.map((d) =>
+        d.epochList().map((m) => [num(m.epoch), 100 * num(m.testAccuracy)]))));
+      this.loss.setData(align(this.datas.map((d) =>
+        d.epochList().map((m) => [num(m.epoch), num(m.trainLoss)]))));
+      this.flow.setData(align(this.datas.map(stepOneFlow)));
+      this.flowChart.dataset.series = String(this.datas.filter((d) => stepOneFlow(d).length).length);
+    }
+
+    resize() {
+      this.accuracy.resize();
+      this.loss.resize();
+      this.flow.resize();
+    }
+  }
+
+  // [relative depth, gradient norm] of each weight tensor in the step-1 snapshot.
+  function stepOneFlow(data) {
+    const first = data.snapshots[0];
+    if (!first || num(first.step) !== 1) return [];
+    const weights = (first.layers || []).filter((l) => l.name.endsWith('weight'));
+    return weights.map((l, i) => [weights.length > 1 ? i / (weights.length - 1) : 0,
+      num(l.gradNorm) > 0 ? num(l.gradNorm) : null]);
+  }
+
+  global.GradlabCharts = { ExperimentData, ExperimentView, CompareView, el, percent, duration, num };
+})(window);
