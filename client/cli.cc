@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "client/format.h"
+#include "client/report.h"
 #include "common/experiment_state.h"
 #include "common/proto_json.h"
 
@@ -420,6 +421,74 @@ int Cli::Compare(const std::vector<std::string>& models, const v1::StartExperime
     out_ << "\n" << ComparisonTable(rows);
   }
   return all_succeeded ? kExitOk : kExitRunNotSucceeded;
+}
+
+grpc::Status Cli::ReadEvents(const std::string& id, std::vector<v1::MetricsEvent>* metrics,
+                             std::vector<v1::GradientSnapshot>* gradients) {
+  {
+    v1::StreamMetricsRequest request;
+    request.set_id(id);
+    request.set_follow(false);
+    grpc::ClientContext context;
+    auto reader = stub_->StreamMetrics(&context, request);
+    for (v1::MetricsEvent event; reader->Read(&event);) metrics->push_back(event);
+    if (grpc::Status status = reader->Finish(); !status.ok()) return status;
+  }
+  v1::StreamGradientsRequest request;
+  request.set_id(id);
+  request.set_follow(false);
+  grpc::ClientContext context;
+  auto reader = stub_->StreamGradients(&context, request);
+  for (v1::GradientSnapshot snapshot; reader->Read(&snapshot);) gradients->push_back(snapshot);
+  return reader->Finish();
+}
+
+int Cli::Report(const std::vector<std::string>& ids, const std::string& path) {
+  std::vector<ReportExperiment> experiments;
+  for (const std::string& id : ids) {
+    ReportExperiment entry;
+    if (grpc::Status status = GetExperiment(id, &entry.experiment); !status.ok()) {
+      return Fail(status);
+    }
+    if (grpc::Status status = ReadEvents(id, &entry.metrics, &entry.gradients); !status.ok()) {
+      return Fail(status);
+    }
+    experiments.push_back(std::move(entry));
+  }
+  const std::string html = RenderReport(experiments, options_.server, absl::Now());
+  const std::string partial = path + ".partial";
+  {
+    std::ofstream file(partial, std::ios::binary | std::ios::trunc);
+    file.write(html.data(), static_cast<std::streamsize>(html.size()));
+    file.close();
+    if (!file) {
+      err_ << "gradlab: cannot write " << partial << ": " << std::strerror(errno) << "\n";
+      std::remove(partial.c_str());
+      return kExitError;
+    }
+  }
+  if (std::rename(partial.c_str(), path.c_str()) != 0) {
+    err_ << "gradlab: cannot rename " << partial << " to " << path << ": " << std::strerror(errno)
+         << "\n";
+    std::remove(partial.c_str());
+    return kExitError;
+  }
+  size_t snapshots = 0;
+  for (const ReportExperiment& entry : experiments) snapshots += entry.gradients.size();
+  if (options_.json) {
+    google::protobuf::Struct result;
+    auto& fields = *result.mutable_fields();
+    fields["file"].set_string_value(path);
+    fields["bytes"].set_number_value(static_cast<double>(html.size()));
+    fields["experiments"].set_number_value(static_cast<double>(experiments.size()));
+    fields["snapshots"].set_number_value(static_cast<double>(snapshots));
+    PrintJson(result);
+  } else {
+    out_ << "wrote " << path << ": " << experiments.size()
+         << (experiments.size() == 1 ? " experiment, " : " experiments, ") << snapshots
+         << " gradient snapshots, " << html.size() << " bytes; open it in a browser\n";
+  }
+  return kExitOk;
 }
 
 int Cli::Info() {

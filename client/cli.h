@@ -56,6 +56,9 @@ class Cli {
   // Submits `base` once per model (or follows `ids`), shows their progress, then the table.
   int Compare(const std::vector<std::string>& models, const v1::StartExperimentRequest& base,
               const std::vector<std::string>& ids);
+  // Writes the experiments' curves and gradient flow to `path` as one self-contained
+  // HTML file (see report.h), through a temporary file.
+  int Report(const std::vector<std::string>& ids, const std::string& path);
   int Info();
   int Health();
 
@@ -69,6 +72,9 @@ class Cli {
   grpc::Status FollowMetrics(const std::string& id,
                              const std::function<void(const v1::MetricsEvent&)>& on_event);
   grpc::Status GetExperiment(const std::string& id, v1::Experiment* experiment);
+  // Everything the server keeps of an experiment's events, without following.
+  grpc::Status ReadEvents(const std::string& id, std::vector<v1::MetricsEvent>* metrics,
+                          std::vector<v1::GradientSnapshot>* gradients);
 
   const CliOptions options_;
   std::ostream& out_;

@@ -62,7 +62,7 @@ ABSL_FLAG(std::string, layers, "", "grads: a regular expression on layer names")
 ABSL_FLAG(std::vector<std::string>, models, std::vector<std::string>({"simple_cnn", "deep_cnn", "resnet"}),
           "compare: the models to compare");
 ABSL_FLAG(std::vector<std::string>, ids, {}, "compare: existing experiments instead of new ones");
-ABSL_FLAG(std::string, output, "", "export: the file to write (-o)");
+ABSL_FLAG(std::string, output, "", "export, report: the file to write (-o)");
 ABSL_FLAG(std::string, which, "best", "export: best or last");
 
 namespace {
@@ -90,6 +90,8 @@ commands:
   export ID -o FILE [--which=best|last]
                         the model of the best (default) or the last finished epoch, as a
                         PyTorch state_dict file: torch.load(FILE) in Python
+  report ID... -o FILE  the experiments' curves and gradient flow as one self-contained
+                        HTML file (opens offline; several ids add a comparison)
   delete ID             remove a finished experiment, its history and its checkpoints
   info                  the server's models, datasets and capacity
   health                the server's health (exit 0 when SERVING)
@@ -138,6 +140,7 @@ std::map<std::string, std::set<std::string>> CommandFlags() {
           {"cancel", {}},
           {"delete", {}},
           {"export", {"output", "which"}},
+          {"report", {"output"}},
           {"watch", {}},
           {"grads", {"step", "last", "layers", "follow"}},
           {"compare", compare},
@@ -278,7 +281,11 @@ int main(int argc, char** argv) {
   if (takes_id && positional.size() != 2) {
     return UsageError(absl::StrCat("'gradlab ", command, "' takes one experiment id"));
   }
-  if (!takes_id && positional.size() != 1) {
+  const bool takes_ids = command == "report";
+  if (takes_ids && positional.size() < 2) {
+    return UsageError("'gradlab report' takes one or more experiment ids");
+  }
+  if (!takes_id && !takes_ids && positional.size() != 1) {
     return UsageError(absl::StrCat("unexpected argument \"", positional[1], "\""));
   }
 
@@ -331,6 +338,10 @@ int main(int argc, char** argv) {
     }
     if (absl::GetFlag(FLAGS_output).empty()) return UsageError("export needs -o FILE");
     return cli.Export(positional[1], which, absl::GetFlag(FLAGS_output));
+  }
+  if (command == "report") {
+    if (absl::GetFlag(FLAGS_output).empty()) return UsageError("report needs -o FILE");
+    return cli.Report({positional.begin() + 1, positional.end()}, absl::GetFlag(FLAGS_output));
   }
   if (command == "watch") return cli.Watch(positional[1]);
   if (command == "grads") {

@@ -1,5 +1,6 @@
 #include "common/proto_json.h"
 
+#include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
 namespace gradlab {
@@ -11,6 +12,12 @@ std::string ToJson(const google::protobuf::Message& message) {
   // Fails only for messages with unresolvable Any fields, which gradlab's API has none of.
   (void)google::protobuf::util::MessageToJsonString(message, &text, options);
   return text;
+}
+
+std::string JsonString(absl::string_view text) {
+  google::protobuf::Value value;
+  value.set_string_value(std::string(text));
+  return ToJson(value);
 }
 
 }  // namespace gradlab

@@ -8,10 +8,16 @@
 
 #include <string>
 
+#include "absl/strings/string_view.h"
+
 namespace gradlab {
 
 // One line, no trailing newline.
 std::string ToJson(const google::protobuf::Message& message);
+
+// `text` as a JSON string literal, quoted and escaped: for building small JSON objects
+// whose keys must come in a fixed order.
+std::string JsonString(absl::string_view text);
 
 }  // namespace gradlab
 

@@ -5,9 +5,11 @@
 //   gradlabd [--listen=127.0.0.1:50051] [--workers=1] [--threads_per_job=N]
 //            [--max_queue=100] [--data_dir=data] [--max_request_bytes=262144]
 //            [--state_dir=gradlab-state] [--keep_checkpoints=last,best]
+//            [--http_listen=127.0.0.1:8080] [--http_max_streams=64]
 //
 // Then, e.g.: gradlab submit --model=resnet --dataset=fashion_mnist --follow
 //             grpcurl -plaintext 127.0.0.1:50051 list
+//             open http://127.0.0.1:8080/ (the dashboard)
 // SIGINT or SIGTERM shuts it down gracefully: health NOT_SERVING, trainings stop at the
 // next batch, open streams end with UNAVAILABLE, exit 0.
 #include <glog/logging.h>
@@ -55,6 +57,13 @@ ABSL_FLAG(int, training_niceness, 0,
           "training on a busy machine (lower stream latency, less training throughput with "
           "hundreds of subscribers); 0 trains at the server's own priority");
 
+ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
+          "host:port to serve the dashboard, the JSON API, event streams, /metrics and "
+          "/healthz on; port 0 picks a free port (printed at start); empty: no HTTP");
+ABSL_FLAG(int, http_max_streams, 64,
+          "HTTP event streams (dashboards) open at once; more are answered 429 until one "
+          "closes. Each holds a thread");
+
 namespace {
 
 // Test-only fault injection, not a flag: GRADLAB_TESTING_CHECKPOINT_PAUSE=STEP:MS makes
@@ -94,6 +103,8 @@ absl::StatusOr<gradlab::ServerOptions> OptionsFromFlags() {
   gradlab::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
+  options.http.listen = absl::GetFlag(FLAGS_http_listen);
+  options.http.max_streams = absl::GetFlag(FLAGS_http_max_streams);
   gradlab::RegistryOptions& registry = options.registry;
   registry.workers = absl::GetFlag(FLAGS_workers);
   registry.max_queue = absl::GetFlag(FLAGS_max_queue);
@@ -172,6 +183,9 @@ int main(int argc, char** argv) {
   }
   // Scripts read the port from this line when they pass --listen=...:0.
   std::cout << "gradlabd listening on port " << (*server)->port() << std::endl;
+  if ((*server)->http_port() != 0) {
+    std::cout << "gradlabd dashboard on http port " << (*server)->http_port() << std::endl;
+  }
 
   std::thread signal_thread([&signals, &server] {
     int signal_number = 0;

@@ -1,13 +1,12 @@
 // The real `gradlab` CLI against a real gradlabd: every command, --json, exit codes.
+#include <google/protobuf/util/json_util.h>
 #include <signal.h>
 
 #include <cmath>
 #include <filesystem>
-#include <map>
 #include <fstream>
 #include <iostream>
-
-#include <google/protobuf/util/json_util.h>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -31,8 +30,8 @@ class CliTest : public ::testing::Test {
         std::filesystem::path(::testing::TempDir()) / "cli_e2e_state";
     std::filesystem::remove_all(state_dir);
     absl::StatusOr<ChildProcess> server = ChildProcess::Start(
-        {GRADLABD_PATH, "--listen=127.0.0.1:0", "--threads_per_job=2", "--data_dir=/nonexistent",
-         "--state_dir=" + state_dir.string()});
+        {GRADLABD_PATH, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0", "--threads_per_job=2",
+         "--data_dir=/nonexistent", "--state_dir=" + state_dir.string()});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = new ChildProcess(*std::move(server));
     absl::StatusOr<std::string> line =
@@ -55,8 +54,12 @@ class CliTest : public ::testing::Test {
 
   // Quick synthetic runs.
   static std::vector<std::string> Quick(int epochs = 2) {
-    return {"--model=mlp", "--dataset=synthetic", "--epochs=" + std::to_string(epochs),
-            "--max_train_samples=256", "--max_test_samples=64", "--batch_size=32"};
+    return {"--model=mlp",
+            "--dataset=synthetic",
+            "--epochs=" + std::to_string(epochs),
+            "--max_train_samples=256",
+            "--max_test_samples=64",
+            "--batch_size=32"};
   }
 
   static std::string Submit(std::vector<std::string> flags) {
@@ -91,10 +94,12 @@ TEST_F(CliTest, SubmitFollowPrintsReferenceEpochLinesAndExitsZero) {
   CommandResult result = Gradlab(args);
   EXPECT_EQ(result.exit_code, 0) << result.out;
   EXPECT_TRUE(RE2::PartialMatch(
-      result.out, R"(\[Epoch 01\] train \d\.\d{4}/\d+\.\d\d% \| val \d\.\d{4}/\d+\.\d\d% \(best \d+\.\d\d%\)\n)"))
+      result.out,
+      R"(\[Epoch 01\] train \d\.\d{4}/\d+\.\d\d% \| val \d\.\d{4}/\d+\.\d\d% \(best \d+\.\d\d%\)\n)"))
       << result.out;
   EXPECT_THAT(result.out, HasSubstr("[Epoch 02]"));
-  EXPECT_TRUE(RE2::PartialMatch(result.out, R"(SUCCEEDED after 2 epochs, best test accuracy \d+\.\d\d%\n$)"))
+  EXPECT_TRUE(RE2::PartialMatch(result.out,
+                                R"(SUCCEEDED after 2 epochs, best test accuracy \d+\.\d\d%\n$)"))
       << result.out;
 }
 
@@ -108,15 +113,16 @@ TEST_F(CliTest, SubmitListGetWatchGradsAndTheirJson) {
   EXPECT_EQ(list.exit_code, 0);
   EXPECT_THAT(list.out, HasSubstr("ID"));
   EXPECT_THAT(list.out, HasSubstr(id));
-  std::vector<v1::Experiment> listed = ParseJsonLines<v1::Experiment>(
-      Gradlab({"--json", "list", "--state=SUCCEEDED"}).out);
+  std::vector<v1::Experiment> listed =
+      ParseJsonLines<v1::Experiment>(Gradlab({"--json", "list", "--state=SUCCEEDED"}).out);
   ASSERT_FALSE(listed.empty());
   for (const auto& e : listed) EXPECT_EQ(e.state(), v1::SUCCEEDED);
 
   CommandResult get = Gradlab({"get", id});
   EXPECT_EQ(get.exit_code, 0);
   EXPECT_TRUE(RE2::PartialMatch(get.out, R"(state:\s+SUCCEEDED\n)")) << get.out;
-  std::vector<v1::Experiment> got = ParseJsonLines<v1::Experiment>(Gradlab({"get", id, "--json"}).out);
+  std::vector<v1::Experiment> got =
+      ParseJsonLines<v1::Experiment>(Gradlab({"get", id, "--json"}).out);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].id(), id);
   EXPECT_EQ(got[0].spec().learning_rate(), 0.001);
@@ -129,10 +135,11 @@ TEST_F(CliTest, SubmitListGetWatchGradsAndTheirJson) {
   CommandResult grads = Gradlab({"grads", id, "--step=1"});
   EXPECT_EQ(grads.exit_code, 0);
   EXPECT_THAT(grads.out, HasSubstr("step 1 (epoch 1, batch 1)"));
-  EXPECT_TRUE(RE2::PartialMatch(grads.out, R"(fc1\.weight\s+\d\.\d{3}e[-+]\d\d\s+\S+\s+\S+\s+\S+\s+#+)"))
+  EXPECT_TRUE(
+      RE2::PartialMatch(grads.out, R"(fc1\.weight\s+\d\.\d{3}e[-+]\d\d\s+\S+\s+\S+\s+\S+\s+#+)"))
       << grads.out;
-  std::vector<v1::GradientSnapshot> snapshots = ParseJsonLines<v1::GradientSnapshot>(
-      Gradlab({"grads", id, "--json", "--layers=^fc3"}).out);
+  std::vector<v1::GradientSnapshot> snapshots =
+      ParseJsonLines<v1::GradientSnapshot>(Gradlab({"grads", id, "--json", "--layers=^fc3"}).out);
   ASSERT_EQ(snapshots.size(), 1u);
   EXPECT_GT(snapshots[0].step(), 1);  // the latest, not step 1
   for (const auto& layer : snapshots[0].layers()) EXPECT_THAT(layer.name(), HasSubstr("fc3"));
@@ -140,9 +147,9 @@ TEST_F(CliTest, SubmitListGetWatchGradsAndTheirJson) {
 
 TEST_F(CliTest, WatchResumesFromTheLastSequenceWhenTheConnectionDrops) {
   // About a second of training after the drop, on one thread.
-  std::vector<std::string> flags = {"--model=mlp", "--dataset=synthetic", "--epochs=6",
-                                    "--max_train_samples=1024", "--max_test_samples=64",
-                                    "--batch_size=8", "--threads=1"};
+  std::vector<std::string> flags = {
+      "--model=mlp",           "--dataset=synthetic", "--epochs=6", "--max_train_samples=1024",
+      "--max_test_samples=64", "--batch_size=8",      "--threads=1"};
   const std::string id = Submit(flags);
   TcpProxy proxy(std::stoi(address_->substr(address_->rfind(':') + 1)));
   absl::StatusOr<ChildProcess> watch = ChildProcess::Start(
@@ -179,7 +186,8 @@ TEST_F(CliTest, InfoAndHealth) {
   EXPECT_EQ(info.exit_code, 0);
   EXPECT_TRUE(RE2::PartialMatch(info.out, R"(resnet\s+2777674\s+3x32x32)")) << info.out;
   EXPECT_TRUE(RE2::PartialMatch(info.out, R"(fashion_mnist\s+yes)")) << info.out;
-  std::vector<v1::ServerInfo> parsed = ParseJsonLines<v1::ServerInfo>(Gradlab({"info", "--json"}).out);
+  std::vector<v1::ServerInfo> parsed =
+      ParseJsonLines<v1::ServerInfo>(Gradlab({"info", "--json"}).out);
   ASSERT_EQ(parsed.size(), 1u);
   EXPECT_EQ(parsed[0].models_size(), 4);
   CommandResult health = Gradlab({"health"});
@@ -188,9 +196,9 @@ TEST_F(CliTest, InfoAndHealth) {
 }
 
 TEST_F(CliTest, ExportWritesAStateDictThatPyTorchLoadsThenDeleteRemovesTheExperiment) {
-  const std::string id = Submit({"--model=resnet", "--dataset=synthetic", "--epochs=2",
-                                 "--max_train_samples=64", "--max_test_samples=32",
-                                 "--batch_size=32"});
+  const std::string id =
+      Submit({"--model=resnet", "--dataset=synthetic", "--epochs=2", "--max_train_samples=64",
+              "--max_test_samples=32", "--batch_size=32"});
   ASSERT_EQ(Gradlab({"watch", id}).exit_code, 0);
   const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "cli_export";
   std::filesystem::create_directories(dir);
@@ -241,8 +249,8 @@ TEST_F(CliTest, ExitCodesForEachKindOfFailure) {
                            "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}) {
     std::ofstream(dir / name) << "this is not an IDX file at all";
   }
-  CommandResult failed = Gradlab({"submit", "--follow", "--model=mlp", "--dataset=mnist",
-                                  "--data_dir=" + dir.string()});
+  CommandResult failed = Gradlab(
+      {"submit", "--follow", "--model=mlp", "--dataset=mnist", "--data_dir=" + dir.string()});
   EXPECT_EQ(failed.exit_code, 1) << failed.out;
   EXPECT_THAT(failed.out, HasSubstr("FAILED after 0 epochs"));
   EXPECT_THAT(failed.out, HasSubstr("bad magic number"));
@@ -267,24 +275,23 @@ TEST_F(CliTest, ExitCodesForEachKindOfFailure) {
 }
 
 TEST_F(CliTest, CompareRunsEachModelAndPrintsTheTable) {
-  CommandResult compare = Gradlab({"compare", "--models=mlp,simple_cnn", "--dataset=synthetic",
-                                   "--epochs=1", "--max_train_samples=256",
-                                   "--max_test_samples=64", "--batch_size=32"});
+  CommandResult compare =
+      Gradlab({"compare", "--models=mlp,simple_cnn", "--dataset=synthetic", "--epochs=1",
+               "--max_train_samples=256", "--max_test_samples=64", "--batch_size=32"});
   EXPECT_EQ(compare.exit_code, 0) << compare.out;
   EXPECT_THAT(compare.out, HasSubstr("MODEL"));
   EXPECT_TRUE(RE2::PartialMatch(compare.out, R"(\nmlp\s+\S{8}\s+SUCCEEDED\s+\d+\.\d\d%)"))
       << compare.out;
-  EXPECT_TRUE(RE2::PartialMatch(compare.out, R"(\nsimple_cnn\s+\S{8}\s+SUCCEEDED)"))
-      << compare.out;
+  EXPECT_TRUE(RE2::PartialMatch(compare.out, R"(\nsimple_cnn\s+\S{8}\s+SUCCEEDED)")) << compare.out;
 }
 
 // scripts/demo runs this compare on a larger subset (4,000 training images, 3 epochs);
 // here, on a smaller one, the same phenomenon must already show.
 TEST_F(CliTest, DemoCompareShowsThePhenomenonOnASmallerSubset) {
-  CommandResult compare =
-      Gradlab({"--json", "compare", "--models=simple_cnn,deep_cnn,resnet", "--dataset=fashion_mnist",
-               "--epochs=2", "--max_train_samples=2000", "--max_test_samples=2000"},
-              absl::Minutes(10));
+  CommandResult compare = Gradlab(
+      {"--json", "compare", "--models=simple_cnn,deep_cnn,resnet", "--dataset=fashion_mnist",
+       "--epochs=2", "--max_train_samples=2000", "--max_test_samples=2000"},
+      absl::Minutes(10));
   EXPECT_EQ(compare.exit_code, 0) << compare.out;
   std::vector<v1::Experiment> experiments = ParseJsonLines<v1::Experiment>(compare.out);
   ASSERT_EQ(experiments.size(), 3u);

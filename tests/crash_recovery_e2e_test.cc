@@ -41,8 +41,8 @@ class Server {
  public:
   explicit Server(const fs::path& state_dir, std::vector<std::string> env = {}) {
     absl::StatusOr<ChildProcess> process =
-        ChildProcess::Start({GRADLABD_PATH, "--listen=127.0.0.1:0", "--threads_per_job=1",
-                             "--state_dir=" + state_dir.string()},
+        ChildProcess::Start({GRADLABD_PATH, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+                             "--threads_per_job=1", "--state_dir=" + state_dir.string()},
                             env);
     EXPECT_TRUE(process.ok()) << process.status();
     process_.emplace(*std::move(process));

@@ -18,8 +18,8 @@ class GradlabdTest : public ::testing::Test {
   void SetUp() override {
     const std::filesystem::path state_dir = FreshTestDir("gradlabd_e2e");
     absl::StatusOr<ChildProcess> server =
-        ChildProcess::Start({GRADLABD_PATH, "--listen=127.0.0.1:0", "--threads_per_job=1",
-                             "--state_dir=" + state_dir.string()});
+        ChildProcess::Start({GRADLABD_PATH, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+                             "--threads_per_job=1", "--state_dir=" + state_dir.string()});
     ASSERT_TRUE(server.ok()) << server.status();
     server_.emplace(*std::move(server));
     absl::StatusOr<std::string> line =
@@ -108,9 +108,10 @@ TEST(GradlabdStateTest, ADamagedStateDatabaseStopsTheStartAndIsLeftAsItWas) {
   const std::string garbage(10000, 'x');
   std::ofstream(state_dir / "gradlab.db", std::ios::binary) << garbage;
   // Through a shell, to read what it says on stderr.
-  CommandResult refused = RunCommand({"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>&1", GRADLABD_PATH,
-                                      "--listen=127.0.0.1:0", "--state_dir=" + state_dir.string()},
-                                     {}, absl::Seconds(60));
+  CommandResult refused =
+      RunCommand({"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>&1", GRADLABD_PATH, "--listen=127.0.0.1:0",
+                  "--http_listen=127.0.0.1:0", "--state_dir=" + state_dir.string()},
+                 {}, absl::Seconds(60));
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_EQ(refused.out.find("listening"), std::string::npos) << refused.out;
   EXPECT_NE(refused.out.find("gradlabd: the state database " + (state_dir / "gradlab.db").string() +

@@ -1,7 +1,5 @@
 #include "server/http/event_streams.h"
 
-#include <google/protobuf/struct.pb.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/proto_json.h"
@@ -20,11 +18,10 @@ std::string ServerSentEvent(int64_t id, absl::string_view event, absl::string_vi
 }
 
 std::string EndEvent(const absl::Status& status) {
-  google::protobuf::Struct end;
-  auto& fields = *end.mutable_fields();
-  fields["code"].set_string_value(absl::StatusCodeToString(status.code()));
-  fields["message"].set_string_value(std::string(status.message()));
-  return ServerSentEvent(0, "end", ToJson(end));
+  return ServerSentEvent(
+      0, "end",
+      absl::StrCat("{\"code\":", JsonString(absl::StatusCodeToString(status.code())),
+                   ",\"message\":", JsonString(status.message()), "}"));
 }
 
 void Wakeup::Notify() {
@@ -75,8 +72,7 @@ std::string ExperimentEventStream::NextFrame(absl::Duration timeout) {
       return ServerSentEvent(gradients.event->sequence(), "gradients", ToJson(*gradients.event));
     }
     // Nothing to send: the log has ended (both kinds end alike), or waits for more.
-    const std::optional<absl::Status>& end =
-        selection_.metrics ? metrics.end : gradients.end;
+    const std::optional<absl::Status>& end = selection_.metrics ? metrics.end : gradients.end;
     if (end.has_value() || !selection_.follow) {
       finished_ = true;
       return EndEvent(end.value_or(absl::OkStatus()));
@@ -120,9 +116,7 @@ std::string ExperimentWatchStream::NextFrame(absl::Duration timeout) {
         absl::StatusOr<v1::Experiment> experiment = registry_.GetExperiment(id);
         if (experiment.ok()) return ServerSentEvent(0, "experiment", ToJson(*experiment));
         if (absl::IsNotFound(experiment.status())) {  // deleted since it changed
-          google::protobuf::Struct removed;
-          (*removed.mutable_fields())["id"].set_string_value(id);
-          return ServerSentEvent(0, "removed", ToJson(removed));
+          return ServerSentEvent(0, "removed", absl::StrCat("{\"id\":", JsonString(id), "}"));
         }
       }
     }

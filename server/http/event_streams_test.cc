@@ -77,8 +77,8 @@ TEST(ExperimentEventStreamTest, SendsBothKindsInSequenceOrderAndEndsWhenTheLogCl
   auto log = LogOfFour();
   log->Close();
   ExperimentEventStream stream(log, EventSelection{});
-  EXPECT_THAT(ReadAll(stream), ElementsAre("gradients:1", "metrics:2", "gradients:3", "metrics:4",
-                                           "end:OK"));
+  EXPECT_THAT(ReadAll(stream),
+              ElementsAre("gradients:1", "metrics:2", "gradients:3", "metrics:4", "end:OK"));
 }
 
 TEST(ExperimentEventStreamTest, ResumesFromASequenceAndSelectsKinds) {
@@ -95,8 +95,8 @@ TEST(ExperimentEventStreamTest, ResumesFromASequenceAndSelectsKinds) {
 TEST(ExperimentEventStreamTest, WithoutFollowEndsAfterWhatIsKeptEvenWhileRunning) {
   auto log = LogOfFour();
   ExperimentEventStream stream(log, EventSelection{true, true, 0, /*follow=*/false});
-  EXPECT_THAT(ReadAll(stream), ElementsAre("gradients:1", "metrics:2", "gradients:3", "metrics:4",
-                                           "end:OK"));
+  EXPECT_THAT(ReadAll(stream),
+              ElementsAre("gradients:1", "metrics:2", "gradients:3", "metrics:4", "end:OK"));
 }
 
 TEST(ExperimentEventStreamTest, FollowingWaitsForTheNextAppendThenEndsOnAbort) {

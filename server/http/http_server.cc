@@ -1,7 +1,6 @@
 #include "server/http/http_server.h"
 
 #include <glog/logging.h>
-#include <google/protobuf/struct.pb.h>
 #include <httplib.h>
 
 #include <map>
@@ -26,12 +25,10 @@ constexpr char kJson[] = "application/json";
 
 void ReplyError(httplib::Response& response, const absl::Status& status) {
   response.status = HttpStatusFor(status.code());
-  google::protobuf::Struct body;
-  auto& error = *(*body.mutable_fields())["error"].mutable_struct_value()->mutable_fields();
-  error["code"].set_number_value(response.status);
-  error["status"].set_string_value(absl::StatusCodeToString(status.code()));
-  error["message"].set_string_value(std::string(status.message()));
-  response.set_content(ToJson(body), kJson);
+  response.set_content(absl::StrCat("{\"error\":{\"code\":", response.status, ",\"status\":",
+                                    JsonString(absl::StatusCodeToString(status.code())),
+                                    ",\"message\":", JsonString(status.message()), "}}"),
+                       kJson);
 }
 
 template <typename Message>
@@ -50,8 +47,8 @@ absl::StatusOr<int64_t> IntParam(const httplib::Request& request, const char* na
   const std::string text = request.get_param_value(name);
   int64_t value = 0;
   if (!absl::SimpleAtoi(text, &value) || value < min || value > max) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": \"", text, "\" is not an integer in [",
-                                                   min, ", ", max, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": \"", text, "\" is not an integer in [", min, ", ", max, "]"));
   }
   return value;
 }
@@ -236,8 +233,7 @@ void HttpServer::AddRoutes() {
   });
   server.Get("/api/v1/experiments",
              [this](const httplib::Request& request, httplib::Response& response) {
-               absl::StatusOr<int64_t> page_size =
-                   IntParam(request, "page_size", 0, INT32_MAX, 0);
+               absl::StatusOr<int64_t> page_size = IntParam(request, "page_size", 0, INT32_MAX, 0);
                if (!page_size.ok()) return ReplyError(response, page_size.status());
                v1::ListExperimentsRequest list;
                list.set_page_size(static_cast<int32_t>(*page_size));
@@ -248,25 +244,23 @@ void HttpServer::AddRoutes() {
              [this](const httplib::Request& request, httplib::Response& response) {
                Reply(response, registry_.GetExperiment(request.matches[1].str()));
              });
-  server.Get(R"(/api/v1/experiments/([^/]+)/snapshot)",
-             [this](const httplib::Request& request, httplib::Response& response) {
-               absl::StatusOr<std::shared_ptr<ExperimentLog>> log =
-                   registry_.EventLog(request.matches[1].str());
-               if (!log.ok()) return ReplyError(response, log.status());
-               absl::StatusOr<int64_t> step = IntParam(request, "step", 0, INT64_MAX, -1);
-               if (!step.ok()) return ReplyError(response, step.status());
-               std::shared_ptr<const v1::GradientSnapshot> snapshot =
-                   *step < 0 ? (*log)->LatestSnapshot() : (*log)->NextGradients(*step).event;
-               if (snapshot == nullptr) {
-                 return ReplyError(response,
-                                   absl::NotFoundError(absl::StrCat(
-                                       "experiment ", request.matches[1].str(),
-                                       " has no gradient snapshot",
-                                       *step < 0 ? "" : absl::StrCat(" at or after step ", *step),
-                                       " yet")));
-               }
-               Reply(response, absl::StatusOr<v1::GradientSnapshot>(*snapshot));
-             });
+  server.Get(R"(/api/v1/experiments/([^/]+)/snapshot)", [this](const httplib::Request& request,
+                                                               httplib::Response& response) {
+    absl::StatusOr<std::shared_ptr<ExperimentLog>> log =
+        registry_.EventLog(request.matches[1].str());
+    if (!log.ok()) return ReplyError(response, log.status());
+    absl::StatusOr<int64_t> step = IntParam(request, "step", 0, INT64_MAX, -1);
+    if (!step.ok()) return ReplyError(response, step.status());
+    std::shared_ptr<const v1::GradientSnapshot> snapshot =
+        *step < 0 ? (*log)->LatestSnapshot() : (*log)->NextGradients(*step).event;
+    if (snapshot == nullptr) {
+      return ReplyError(response,
+                        absl::NotFoundError(absl::StrCat(
+                            "experiment ", request.matches[1].str(), " has no gradient snapshot",
+                            *step < 0 ? "" : absl::StrCat(" at or after step ", *step), " yet")));
+    }
+    Reply(response, absl::StatusOr<v1::GradientSnapshot>(*snapshot));
+  });
   server.Get(R"(/api/v1/experiments/([^/]+)/events)",
              [this](const httplib::Request& request, httplib::Response& response) {
                ServeEvents(request, response);
@@ -276,18 +270,16 @@ void HttpServer::AddRoutes() {
   });
   server.set_error_handler([](const httplib::Request& request, httplib::Response& response) {
     if (response.status != 404 || !response.body.empty()) return;
-    ReplyError(response,
-               absl::NotFoundError(absl::StrCat(
-                   request.method, " ", request.path,
-                   ": no such page. GET /, /api/v1/experiments, /api/v1/experiments/ID, "
-                   "/api/v1/experiments/ID/events, /api/v1/experiments/ID/snapshot, "
-                   "/api/v1/watch, /api/v1/server, /metrics or /healthz")));
+    ReplyError(response, absl::NotFoundError(absl::StrCat(
+                             request.method, " ", request.path,
+                             ": no such page. GET /, /api/v1/experiments, /api/v1/experiments/ID, "
+                             "/api/v1/experiments/ID/events, /api/v1/experiments/ID/snapshot, "
+                             "/api/v1/watch, /api/v1/server, /metrics or /healthz")));
   });
 }
 
 void HttpServer::ServeEvents(const httplib::Request& request, httplib::Response& response) {
-  absl::StatusOr<std::shared_ptr<ExperimentLog>> log =
-      registry_.EventLog(request.matches[1].str());
+  absl::StatusOr<std::shared_ptr<ExperimentLog>> log = registry_.EventLog(request.matches[1].str());
   if (!log.ok()) return ReplyError(response, log.status());
   absl::StatusOr<EventSelection> selection = ParseEventSelection(request);
   if (!selection.ok()) return ReplyError(response, selection.status());

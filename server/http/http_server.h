@@ -40,9 +40,10 @@ struct Response;
 namespace gradlab {
 
 struct HttpOptions {
-  // host:port; port 0 picks a free one (see HttpServer::port).
-  std::string listen = "127.0.0.1:8080";
-  // Event streams open at once; one more is answered 503. Each holds a thread.
+  // host:port; port 0 picks a free one (see HttpServer::port). GradlabServer starts no
+  // HTTP listener when it is empty (gradlabd's --http_listen defaults to 127.0.0.1:8080).
+  std::string listen;
+  // Event streams open at once; one more is answered 429. Each holds a thread.
   int max_streams = 64;
   // An idle event stream sends a comment this often, so that proxies keep it open and a
   // client that has gone is noticed.

@@ -54,7 +54,7 @@ TEST(ExperimentLogTest, OneSequenceAcrossBothKinds) {
 TEST(ExperimentLogTest, GradientsBySequenceFindTheFirstSnapshotAtOrAfterASequence) {
   ExperimentLog log(LogRetention{/*batch_progress=*/8, /*gradient_snapshots=*/2});
   EXPECT_EQ(log.LatestSnapshot(), nullptr);
-  (void)log.Append(Snapshot(1));   // 1: kept besides the window
+  (void)log.Append(Snapshot(1));  // 1: kept besides the window
   EXPECT_EQ(log.LatestSnapshot()->step(), 1);
   (void)log.Append(Epoch(1));      // 2
   (void)log.Append(Snapshot(50));  // 3: dropped from the window below

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.pb.h"
+#include "server/service/rpc_metrics_interceptor.h"
 
 namespace gradlab {
 
@@ -35,11 +36,24 @@ absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOption
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
   builder.RegisterService(server->service_.get());
   builder.SetMaxReceiveMessageSize(options.max_request_bytes);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<RpcMetricsInterceptorFactory>(server->metrics_));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     server->registry_->Shutdown();
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.listen, " (address in use or invalid?)"));
+  }
+  if (!options.http.listen.empty()) {
+    absl::StatusOr<std::unique_ptr<HttpServer>> http =
+        HttpServer::Start(options.http, *server->registry_, server->metrics_);
+    if (!http.ok()) {
+      server->registry_->Shutdown();
+      server->server_->Shutdown();
+      return http.status();
+    }
+    server->http_ = *std::move(http);
   }
   server->server_->GetHealthCheckService()->SetServingStatus(kServiceName, true);
   server->server_->GetHealthCheckService()->SetServingStatus("", true);
@@ -61,6 +75,7 @@ void GradlabServer::Shutdown() {
   LOG(INFO) << "shutting down";
   server_->GetHealthCheckService()->Shutdown();
   registry_->Shutdown();
+  if (http_ != nullptr) http_->Shutdown();
   // Streams have ended; unary calls in flight get a moment to finish.
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(3));
 }

@@ -1,5 +1,7 @@
-// gradlabd's gRPC server: the ExperimentService, the standard health service and server
-// reflection on one port, over an ExperimentRegistry, with a graceful shutdown.
+// gradlabd's servers over one ExperimentRegistry: gRPC (the ExperimentService, the
+// standard health service and server reflection) on one port, and HTTP (the dashboard,
+// JSON API, event streams and /metrics; see HttpServer) on another, with a graceful
+// shutdown of both.
 #ifndef GRADLAB_SERVER_SERVICE_SERVER_H_
 #define GRADLAB_SERVER_SERVICE_SERVER_H_
 
@@ -9,6 +11,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "server/http/http_server.h"
+#include "server/http/server_metrics.h"
 #include "server/jobs/experiment_registry.h"
 #include "server/service/experiment_service.h"
 
@@ -24,6 +28,8 @@ struct ServerOptions {
   std::string state_dir;
   StoreOptions store;
   RegistryOptions registry;
+  // http.listen empty: no HTTP listener.
+  HttpOptions http;
 };
 
 // Start() builds and starts everything; Shutdown() may be called from any thread (a
@@ -34,19 +40,25 @@ class GradlabServer {
   ~GradlabServer();
 
   int port() const { return port_; }
+  // 0 without an HTTP listener.
+  int http_port() const { return http_ != nullptr ? http_->port() : 0; }
   ExperimentRegistry& registry() { return *registry_; }
 
   // Health turns NOT_SERVING, new experiments are refused, running trainings stop at
-  // their next batch, open streams end with UNAVAILABLE, and the server stops.
+  // their next batch, open streams (gRPC and HTTP) end with UNAVAILABLE, and both
+  // servers stop.
   void Shutdown();
   void Wait();
 
  private:
   GradlabServer() = default;
 
+  // Declared first: both servers record into it until they are destroyed.
+  ServerMetrics metrics_;
   std::unique_ptr<ExperimentRegistry> registry_;
   std::unique_ptr<ExperimentServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HttpServer> http_;
   int port_ = 0;
   absl::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;

@@ -142,9 +142,9 @@
       const o = this.options;
       return {
         width: Math.max(200, this.container.clientWidth),
-        height: o.height || 230,
+        height: o.height || 180,
         scales: {
-          x: { time: false },
+          x: Object.assign({ time: false }, o.xRange ? { range: o.xRange } : {}),
           y: Object.assign({}, o.yLog ? { distr: 3 } : {}, o.yRange ? { range: o.yRange } : {}),
         },
         axes: [
@@ -170,7 +170,7 @@
     resize() {
       if (this.plot) {
         this.plot.setSize({ width: Math.max(200, this.container.clientWidth),
-          height: this.options.height || 230 });
+          height: this.options.height || 180 });
       }
     }
   }
@@ -212,7 +212,7 @@
     geometry() {
       const rows = this.model.rows.length;
       const width = Math.max(300, this.container.clientWidth);
-      const rowHeight = Math.max(5, Math.min(16, Math.floor(320 / Math.max(1, rows))));
+      const rowHeight = Math.max(4, Math.min(14, Math.floor(230 / Math.max(1, rows))));
       const left = 150;
       const right = 78;
       const top = 4;
@@ -306,8 +306,8 @@
       ctx.fillStyle = '#1d2330';
       ctx.textAlign = 'left';
       ctx.textBaseline = 'middle';
-      ctx.fillText('1e' + hi.toFixed(1), barX + 16, g.top + 5);
-      ctx.fillText('1e' + lo.toFixed(1), barX + 16, g.top + barHeight - 5);
+      ctx.fillText(exponential(10 ** hi), barX + 16, g.top + 5);
+      ctx.fillText(exponential(10 ** lo), barX + 16, g.top + barHeight - 5);
       this.geometryCache = g;
     }
 
@@ -347,13 +347,19 @@
     activationStd: { label: 'activation std', list: 'activations', field: 'std' },
   };
 
-  // The rows a measure has in `snapshot`: parameter names (weights only, if asked) or
-  // layer names for activations.
+  // The weights of the conv and linear layers (not biases nor BatchNorm's scales), in
+  // forward order: the snapshot lists those layers as its activations.
+  function layerWeights(snapshot) {
+    const names = new Set((snapshot.layers || []).map((l) => l.name));
+    return (snapshot.activations || []).map((a) => a.name + '.weight').filter((n) => names.has(n));
+  }
+
+  // The rows a measure has in `snapshot`: parameter names (in state_dict order, or only
+  // the layers' weights) or, for activations, layer names.
   function measureRows(snapshot, measure, weightsOnly) {
     if (!snapshot) return [];
-    const entries = snapshot[MEASURES[measure].list] || [];
-    return entries.map((entry) => entry.name)
-      .filter((name) => measure === 'activationStd' || !weightsOnly || name.endsWith('weight'));
+    if (measure !== 'activationStd' && weightsOnly) return layerWeights(snapshot);
+    return (snapshot[MEASURES[measure].list] || []).map((entry) => entry.name);
   }
 
   function measureValues(snapshot, measure) {
@@ -396,7 +402,7 @@
           el('div', { class: 'panel' }, el('h2', {}, 'Accuracy'), this.accuracyChart),
           el('div', { class: 'panel' },
             el('div', { class: 'toolbar' }, el('h2', {}, 'Gradient flow'), measureSelect,
-              el('label', {}, weightsOnly, ' weights only'),
+              el('label', {}, weightsOnly, ' layer weights only'),
               el('span', { class: 'muted' }, 'log colour; click a column')),
             heatmapWrap),
           el('div', { class: 'panel' },
@@ -410,19 +416,19 @@
       this.loss = new LineChart(this.lossChart, {
         xLabel: 'epoch', yLabel: 'loss', xLegend: (u, v) => (v == null ? '' : v.toFixed(2)),
         series: [
-          { label: 'train (epoch)', color: PALETTE[0] },
-          { label: 'test (epoch)', color: PALETTE[1] },
-          { label: 'train (running, per batch)', color: '#93c5fd', width: 1, points: false },
-          { label: 'chance: ln 10', color: '#9ca3af', width: 1, dash: [4, 4], points: false },
+          { label: 'train', color: PALETTE[0] },
+          { label: 'test', color: PALETTE[1] },
+          { label: 'train, per batch', color: '#93c5fd', width: 1, points: false },
+          { label: 'chance (ln 10)', color: '#9ca3af', width: 1, dash: [4, 4], points: false },
         ] });
       this.accuracy = new LineChart(this.accuracyChart, {
         xLabel: 'epoch', yLabel: 'accuracy (%)', yRange: [0, 100],
         xLegend: (u, v) => (v == null ? '' : v.toFixed(2)),
         series: [
-          { label: 'train (epoch)', color: PALETTE[0] },
-          { label: 'test (epoch)', color: PALETTE[1] },
-          { label: 'train (running, per batch)', color: '#93c5fd', width: 1, points: false },
-          { label: 'chance: 10%', color: '#9ca3af', width: 1, dash: [4, 4], points: false },
+          { label: 'train', color: PALETTE[0] },
+          { label: 'test', color: PALETTE[1] },
+          { label: 'train, per batch', color: '#93c5fd', width: 1, points: false },
+          { label: 'chance (10%)', color: '#9ca3af', width: 1, dash: [4, 4], points: false },
         ] });
       this.bars = null;
     }
@@ -487,8 +493,9 @@
               style: `width:${(100 * num(progress.batch) / Math.max(1, num(progress.batches))).toFixed(1)}%` }))));
         }
       }
-      const dl = el('dl', {}, ...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
-      this.summary.replaceChildren(title, dl, el('div', { class: 'progress-wide' }, ...bars));
+      const facts = el('div', { class: 'facts' }, ...rows.map(([k, v]) =>
+        el('span', {}, el('span', { class: 'muted' }, k + ' '), v)));
+      this.summary.replaceChildren(title, el('div', { class: 'facts-wrap' }, facts, ...bars));
     }
 
     drawCurves() {
@@ -541,10 +548,12 @@
       if (!this.bars || this.barsKey !== key) {
         this.barsChart.replaceChildren();
         this.bars = new LineChart(this.barsChart, {
-          xLabel: 'layer', yLabel: MEASURES[this.measure].label, yLog: true, height: 260,
+          xLabel: 'layer', yLabel: MEASURES[this.measure].label, yLog: true, height: 220,
+          xRange: [-0.5, names.length - 0.5],
           xValues: (u, splits) => splits.map((i) => (Number.isInteger(i) && names[i] ? shortName(names[i]) : '')),
           xLegend: (u, i) => (i == null ? '' : names[i] || ''),
           yLegend: (u, v) => exponential(v),
+          yValues: (u, splits) => splits.map((v) => (v == null ? '' : v.toExponential(0))),
           series: [{ label: MEASURES[this.measure].label, color: PALETTE[0], width: 1, points: false,
             fill: 'rgba(37, 99, 235, 0.55)', paths: uPlot.paths.bars({ size: [0.8, 40] }) }],
         });
@@ -573,7 +582,7 @@
           el('div', { class: 'panel' }, el('h2', {}, 'Test accuracy per epoch'), this.accuracyChart),
           el('div', { class: 'panel' }, el('h2', {}, 'Training loss per epoch'), this.lossChart),
           el('div', { class: 'panel', style: 'grid-column: 1 / span 2' },
-            el('h2', {}, 'Gradient norm per weight tensor at step 1, input to output ' +
+            el('h2', {}, 'Gradient norm of each layer\'s weights at step 1, input to output ' +
               '(the untrained network: where the gradient vanishes)'), this.flowChart))));
       const series = (datas) => datas.map((d, i) => ({ label: d.label(), color: PALETTE[i % PALETTE.length] }));
       const epochLegend = (u, v) => (v == null ? '' : String(v));
@@ -584,6 +593,7 @@
       this.flow = new LineChart(this.flowChart, { xLabel: 'depth (0 = input, 1 = output)',
         yLabel: 'gradient norm', yLog: true, height: 260,
         xLegend: (u, v) => (v == null ? '' : v.toFixed(2)), yLegend: (u, v) => exponential(v),
+        yValues: (u, splits) => splits.map((v) => (v == null ? '' : v.toExponential(0))),
         series: series(datas) });
     }
 
@@ -626,13 +636,14 @@
     }
   }
 
-  // [relative depth, gradient norm] of each weight tensor in the step-1 snapshot.
+  // [relative depth, gradient norm] of each layer's weights in the step-1 snapshot.
   function stepOneFlow(data) {
     const first = data.snapshots[0];
     if (!first || num(first.step) !== 1) return [];
-    const weights = (first.layers || []).filter((l) => l.name.endsWith('weight'));
-    return weights.map((l, i) => [weights.length > 1 ? i / (weights.length - 1) : 0,
-      num(l.gradNorm) > 0 ? num(l.gradNorm) : null]);
+    const norms = measureValues(first, 'gradNorm');
+    const weights = layerWeights(first);
+    return weights.map((name, i) => [weights.length > 1 ? i / (weights.length - 1) : 0,
+      norms.get(name) > 0 ? norms.get(name) : null]);
   }
 
   global.GradlabCharts = { ExperimentData, ExperimentView, CompareView, el, percent, duration, num };
