@@ -184,8 +184,10 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
   server->port_ = port == 0 ? server->server_->bind_to_any_port(host)
                             : (server->server_->bind_to_port(host, port) ? port : -1);
   if (server->port_ <= 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen for HTTP on ", options.listen,
-                                               " (address in use or invalid?)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen for HTTP on ", options.listen,
+                     " (address in use or invalid?); --http_listen=HOST:PORT picks another, "
+                     "--http_listen= turns HTTP off"));
   }
   server->listener_ = std::thread([raw = server.get()] { raw->server_->listen_after_bind(); });
   LOG(INFO) << "dashboard and HTTP API on http://" << options.listen << " (port " << server->port_

@@ -1,0 +1,223 @@
+// The dashboard and reports in a real browser: Debian's chromium, headless, driven by
+// playwright-core, against the real gradlabd and gradlab binaries. Screenshots go to
+// $GRADLAB_ARTIFACTS. Run by ctest (dashboard_browser_test), which sets:
+//   GRADLABD, GRADLAB        the binaries
+//   GRADLAB_NODE_MODULES     build/web/node_modules (playwright-core, from package-lock.json)
+//   GRADLAB_ARTIFACTS        where screenshots and the report are written
+//   CHROMIUM                 optional; /usr/bin/chromium by default
+// If chromium cannot run, every test fails and says why: never a silent pass.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFile } from 'node:child_process';
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set (run this test through ctest)`);
+  return value;
+};
+const require = createRequire(path.join(env('GRADLAB_NODE_MODULES'), 'resolve-from-here.js'));
+const { chromium } = require('playwright-core');
+const artifacts = env('GRADLAB_ARTIFACTS');
+fs.mkdirSync(artifacts, { recursive: true });
+
+let server;
+let grpcPort;
+let base;
+let browser;
+const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gradlab-browser-test-'));
+
+// Starts gradlabd on free ports and reads them from its first lines.
+async function startServer() {
+  server = spawn(env('GRADLABD'), ['--listen=127.0.0.1:0', '--http_listen=127.0.0.1:0',
+    `--state_dir=${stateDir}`, '--threads_per_job=2'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines = readline.createInterface({ input: server.stdout });
+  let httpPort;
+  const timeout = setTimeout(() => server.kill('SIGKILL'), 60000);
+  for await (const line of lines) {
+    const grpc = line.match(/^gradlabd listening on port (\d+)$/);
+    const http = line.match(/^gradlabd dashboard on http port (\d+)$/);
+    if (grpc) grpcPort = grpc[1];
+    if (http) httpPort = http[1];
+    if (grpcPort && httpPort) break;
+  }
+  clearTimeout(timeout);
+  assert.ok(grpcPort && httpPort, 'gradlabd did not print its ports');
+  base = `http://127.0.0.1:${httpPort}`;
+}
+
+async function launchChromium() {
+  const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+  if (!fs.existsSync(executablePath)) {
+    throw new Error(`chromium cannot run: ${executablePath} does not exist ` +
+      '(scripts/setup --test installs Debian\'s chromium)');
+  }
+  try {
+    // The flags keep chromium off the network it would otherwise reach for by itself.
+    return await chromium.launch({ executablePath, args: ['--no-sandbox', '--disable-gpu',
+      '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'] });
+  } catch (error) {
+    throw new Error(`chromium cannot run: ${error.message}`);
+  }
+}
+
+function gradlab(...args) {
+  return new Promise((resolve, reject) => {
+    execFile(env('GRADLAB'), [`--server=127.0.0.1:${grpcPort}`, ...args], (error, stdout, stderr) => {
+      if (error) reject(new Error(`gradlab ${args.join(' ')}: ${stderr || error.message}`));
+      else resolve(stdout.trim());
+    });
+  });
+}
+
+async function api(urlPath) {
+  const response = await fetch(base + urlPath);
+  assert.equal(response.status, 200, `GET ${urlPath}`);
+  return response.json();
+}
+
+async function waitFor(what, check, timeoutMs = 60000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+// Pixels of a canvas that are not (nearly) white.
+async function inkedPixels(locator) {
+  return locator.evaluate((canvas) => {
+    const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+    let inked = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      if (data[i + 3] > 0 && (data[i] < 235 || data[i + 1] < 235 || data[i + 2] < 235)) inked++;
+    }
+    return inked;
+  });
+}
+
+// A page that fails the test on any script error.
+async function newPage(context) {
+  const page = await context.newPage({ viewport: { width: 1280, height: 800 } });
+  page.errors = [];
+  page.on('pageerror', (error) => page.errors.push(error.message));
+  return page;
+}
+
+const submitted = {};
+
+before(async () => {
+  await startServer();
+  browser = await launchChromium();
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server) {
+    server.kill('SIGTERM');
+    await new Promise((resolve) => server.once('exit', resolve));
+  }
+  fs.rmSync(stateDir, { recursive: true, force: true });
+});
+
+test('the experiment page and the list update live while an experiment trains', async () => {
+  submitted.shallow = await gradlab('submit', '--model=simple_cnn', '--dataset=fashion_mnist',
+    '--epochs=6', '--max_train_samples=8000', '--max_test_samples=1000',
+    '--gradient_every_n_steps=5', '--name=shallow');
+  await waitFor('RUNNING', async () => (await api(`/api/v1/experiments/${submitted.shallow}`)).state === 'RUNNING');
+
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await newPage(context);
+  await page.goto(`${base}/#/experiments/${submitted.shallow}`);
+  await page.evaluate(() => { window.loadedOnce = true; });
+  const heatmap = page.locator('[data-role=heatmap]');
+  const lossChart = page.locator('[data-role=loss-chart]');
+  const columns = async () => Number(await heatmap.getAttribute('data-columns'));
+  const epochPoints = async () => Number(await lossChart.getAttribute('data-epoch-points'));
+  const batchPoints = async () => Number(await lossChart.getAttribute('data-batch-points'));
+  await waitFor('the first heatmap column', async () => (await columns()) > 0);
+  const [columns0, epochs0, batches0] = [await columns(), await epochPoints(), await batchPoints()];
+  assert.ok(epochs0 < 6, `all epochs were already done when the page opened (${epochs0})`);
+
+  // Live: more columns, more curve points, with no reload.
+  await waitFor('new heatmap columns', async () => (await columns()) > columns0 + 2);
+  await waitFor('a new epoch point', async () => (await epochPoints()) > epochs0);
+  await waitFor('new batch points', async () => (await batchPoints()) > batches0);
+  assert.equal(await page.evaluate(() => window.loadedOnce), true, 'the page reloaded');
+  assert.ok(await inkedPixels(heatmap) > 2000, 'the heatmap is blank');
+  assert.ok(await inkedPixels(lossChart.locator('canvas')) > 500, 'the loss curves are blank');
+  await page.locator('[data-role=batch-progress]').waitFor();
+
+  // The step-1 snapshot is one click away.
+  await page.locator('[data-role=step-1]').click();
+  await waitFor('the step-1 bars', async () =>
+    (await page.locator('[data-role=bars-chart]').getAttribute('data-step')) === '1');
+  assert.ok(await inkedPixels(page.locator('[data-role=bars-chart] canvas')) > 500, 'no bars');
+  await page.screenshot({ path: path.join(artifacts, 'dashboard-experiment.png') });
+
+  // The list: this experiment running, with its batch progress.
+  const list = await newPage(context);
+  await list.goto(`${base}/#/`);
+  const row = list.locator(`tr[data-id="${submitted.shallow}"]`);
+  await waitFor('the running row with its speed', async () =>
+    /RUNNING/.test(await row.innerText()) && /img\/s/.test(await row.innerText()));
+  await list.screenshot({ path: path.join(artifacts, 'dashboard-list.png') });
+  await waitFor('SUCCEEDED in the list', async () => /SUCCEEDED/.test(await row.innerText()), 120000);
+  assert.deepEqual([...page.errors, ...list.errors], []);
+  await context.close();
+});
+
+test('the compare view overlays experiments', async () => {
+  submitted.deep = await gradlab('submit', '--model=deep_cnn', '--dataset=fashion_mnist',
+    '--epochs=1', '--max_train_samples=512', '--max_test_samples=256', '--name=deep');
+  await waitFor('deep_cnn finished', async () =>
+    (await api(`/api/v1/experiments/${submitted.deep}`)).state === 'SUCCEEDED', 180000);
+  const context = await browser.newContext();
+  const page = await newPage(context);
+  await page.goto(`${base}/#/compare/${submitted.shallow},${submitted.deep}`);
+  const flow = page.locator('[data-role=compare-flow]');
+  await waitFor('both step-1 gradient series', async () => (await flow.getAttribute('data-series')) === '2');
+  assert.ok(await inkedPixels(flow.locator('canvas')) > 500, 'the overlay is blank');
+  assert.ok(await inkedPixels(page.locator('[data-role=compare-accuracy] canvas')) > 500);
+  await page.screenshot({ path: path.join(artifacts, 'dashboard-compare.png') });
+  assert.deepEqual(page.errors, []);
+  await context.close();
+});
+
+test('a report opens from its file with no network and shows its charts', async () => {
+  const file = path.join(artifacts, 'report.html');
+  await gradlab('report', submitted.shallow, submitted.deep, '-o', file);
+  const context = await browser.newContext({ offline: true });
+  const requested = [];
+  await context.route('**/*', (route) => {
+    const url = route.request().url();
+    if (url.startsWith('file:') || url.startsWith('data:')) return route.continue();
+    requested.push(url);
+    return route.abort();
+  });
+  const page = await newPage(context);
+  await page.goto(`file://${file}`);
+  await page.locator('body[data-rendered=true]').waitFor();
+  assert.deepEqual(requested, [], 'the report fetched something');
+  assert.deepEqual(page.errors, []);
+  const heatmaps = page.locator('[data-role=heatmap]');
+  assert.equal(await heatmaps.count(), 2);
+  for (let i = 0; i < 2; i++) {
+    assert.ok(Number(await heatmaps.nth(i).getAttribute('data-columns')) > 0);
+    assert.ok(await inkedPixels(heatmaps.nth(i)) > 1000, `heatmap ${i} is blank`);
+  }
+  // Two experiments' loss, accuracy and bars, plus the three overlays.
+  const charts = page.locator('.uplot canvas');
+  assert.equal(await charts.count(), 9);
+  for (let i = 0; i < 9; i++) assert.ok(await inkedPixels(charts.nth(i)) > 300, `chart ${i} is blank`);
+  await page.screenshot({ path: path.join(artifacts, 'report.png') });
+  await page.screenshot({ path: path.join(artifacts, 'report-full.png'), fullPage: true });
+  await context.close();
+});
