@@ -7,6 +7,7 @@
 #include <google/protobuf/util/message_differencer.h>
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
+#include <signal.h>
 
 #include <atomic>
 #include <filesystem>
@@ -542,6 +543,73 @@ TEST_F(HttpTest, MetricsPassPromtoolAndCountWhatHappened) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   EXPECT_EQ(MetricValue("gradlab_open_streams{transport=\"grpc\",method=\"StreamMetrics\"}"), 0);
+}
+
+// Its own server, which the test shuts down.
+TEST(HttpShutdownTest, SigtermEndsEventStreamsWithUnavailableAndExitsZero) {
+  const std::filesystem::path state_dir = FreshTestDir("http_e2e");
+  absl::StatusOr<ChildProcess> server =
+      ChildProcess::Start({GRADLABD_PATH, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+                           "--threads_per_job=1", "--state_dir=" + state_dir.string()});
+  ASSERT_TRUE(server.ok()) << server.status();
+  absl::StatusOr<std::string> grpc_line =
+      server->ReadLineContaining("listening on port", absl::Seconds(60));
+  ASSERT_TRUE(grpc_line.ok()) << grpc_line.status();
+  absl::StatusOr<std::string> http_line =
+      server->ReadLineContaining("dashboard on http port", absl::Seconds(10));
+  ASSERT_TRUE(http_line.ok()) << http_line.status();
+  int http_port = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(http_line->substr(http_line->rfind(' ') + 1), &http_port));
+  auto stub = v1::ExperimentService::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + grpc_line->substr(grpc_line->rfind(' ') + 1),
+                          grpc::InsecureChannelCredentials()));
+  v1::StartExperimentRequest request;
+  request.mutable_spec()->set_model("mlp");
+  request.mutable_spec()->set_dataset("synthetic");
+  request.mutable_spec()->set_epochs(1000);
+  request.mutable_spec()->set_max_train_samples(2048);
+  grpc::ClientContext context;
+  v1::Experiment experiment;
+  ASSERT_TRUE(stub->StartExperiment(&context, request, &experiment).ok());
+
+  // An experiment's events and the watch stream, both following.
+  std::vector<std::vector<Event>> received(2);
+  std::atomic<int> opened{0};
+  std::vector<std::thread> readers;
+  const std::vector<std::string> paths = {"/api/v1/experiments/" + experiment.id() + "/events",
+                                          "/api/v1/watch"};
+  for (size_t i = 0; i < paths.size(); ++i) {
+    readers.emplace_back([&, i] {
+      httplib::Client client("127.0.0.1", http_port);
+      client.set_read_timeout(60, 0);
+      EventParser parser;
+      bool counted = false;
+      client.Get(paths[i].c_str(), [&](const char* data, size_t length) {
+        for (Event& event : parser.Add(absl::string_view(data, length))) {
+          received[i].push_back(std::move(event));
+        }
+        if (!counted && !received[i].empty()) {
+          counted = true;
+          ++opened;
+        }
+        return true;
+      });
+    });
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (opened < 2 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
+  ASSERT_EQ(opened, 2);
+
+  server->Signal(SIGTERM);
+  EXPECT_EQ(server->Wait(absl::Seconds(10)), 0);
+  for (std::thread& reader : readers) reader.join();
+  for (const std::vector<Event>& events : received) {
+    ASSERT_FALSE(events.empty());
+    EXPECT_EQ(events.back().event, "end");
+    const google::protobuf::Struct end = FromJson<google::protobuf::Struct>(events.back().data);
+    EXPECT_EQ(end.fields().at("code").string_value(), "UNAVAILABLE");
+    EXPECT_EQ(end.fields().at("message").string_value(), "server shutting down");
+  }
 }
 
 TEST_F(HttpTest, ServesTheDashboardWithItsFiles) {
