@@ -137,6 +137,16 @@ absl::StatusOr<gradlab::ServerOptions> OptionsFromFlags() {
     return absl::InvalidArgumentError(
         absl::StrCat("--max_queue: ", registry.max_queue, " must be 0 or more"));
   }
+  if (!options.http.listen.empty()) {
+    if (absl::Status status = gradlab::ParseHttpListen(options.http.listen).status();
+        !status.ok()) {
+      return status;
+    }
+  }
+  if (options.http.max_streams < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http_max_streams: ", options.http.max_streams, " must be at least 1"));
+  }
   if (options.max_request_bytes < 1024) {
     return absl::InvalidArgumentError(
         absl::StrCat("--max_request_bytes: ", options.max_request_bytes, " must be at least 1024"));

@@ -1,6 +1,10 @@
 // End to end: the real gradlabd binary on a free port, driven over a real channel.
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -100,6 +104,38 @@ TEST(GradlabdFlagsTest, BadFlagsAreRefusedWithAClearMessage) {
   EXPECT_NE(help.out.find("--keep_checkpoints"), std::string::npos);
   EXPECT_EQ(RunCommand({GRADLABD_PATH, "--workers=0"}).exit_code, 2);
   EXPECT_EQ(RunCommand({GRADLABD_PATH, "--keep_checkpoints=first"}).exit_code, 2);
+  EXPECT_NE(help.out.find("--http_listen"), std::string::npos);
+  EXPECT_EQ(RunCommand({GRADLABD_PATH, "--http_listen=nonsense"}).exit_code, 2);
+  EXPECT_EQ(RunCommand({GRADLABD_PATH, "--http_listen=127.0.0.1:70000"}).exit_code, 2);
+  EXPECT_EQ(RunCommand({GRADLABD_PATH, "--http_max_streams=0"}).exit_code, 2);
+}
+
+// A port another process holds: gradlabd says which and exits 1, for either listener.
+TEST(GradlabdFlagsTest, APortInUseIsRefusedWithAClearMessage) {
+  const int holder = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(holder, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(holder, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(listen(holder, 1), 0);
+  socklen_t length = sizeof(address);
+  ASSERT_EQ(getsockname(holder, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const std::string taken = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+  const std::string state_dir = FreshTestDir("gradlabd_ports").string();
+  for (const auto& [flags, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--listen=" + taken, "--http_listen=127.0.0.1:0"}, "cannot listen on " + taken},
+           {{"--listen=127.0.0.1:0", "--http_listen=" + taken},
+            "cannot listen for HTTP on " + taken}}) {
+    SCOPED_TRACE(message);
+    std::vector<std::string> argv = {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>&1", GRADLABD_PATH,
+                                     "--state_dir=" + state_dir};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    CommandResult refused = RunCommand(argv, {}, absl::Seconds(60));
+    EXPECT_EQ(refused.exit_code, 1) << refused.out;
+    EXPECT_NE(refused.out.find(message), std::string::npos) << refused.out;
+  }
+  close(holder);
 }
 
 TEST(GradlabdStateTest, ADamagedStateDatabaseStopsTheStartAndIsLeftAsItWas) {

@@ -210,8 +210,9 @@ class HttpTest : public ::testing::Test {
     return events;
   }
 
-  // The value of the first sample of /metrics whose line starts with `prefix`.
-  double MetricValue(const std::string& prefix) {
+  // The value of the first sample of /metrics whose line starts with `prefix`, or
+  // `absent` when there is none.
+  double MetricValue(const std::string& prefix, double absent = -1) {
     httplib::Result metrics = http_->Get("/metrics");
     EXPECT_TRUE(metrics && metrics->status == 200);
     for (absl::string_view line : absl::StrSplit(metrics->body, '\n')) {
@@ -221,7 +222,7 @@ class HttpTest : public ::testing::Test {
         return value;
       }
     }
-    return -1;
+    return absent;
   }
 
   static ChildProcess* server_;
@@ -477,7 +478,8 @@ TEST_F(HttpTest, MetricsPassPromtoolAndCountWhatHappened) {
   AwaitFinished(done.id());
   const double ok_before = MetricValue(
       "grpc_server_handled_total{grpc_service=\"gradlab.v1.ExperimentService\","
-      "grpc_method=\"GetExperiment\",grpc_code=\"OK\"}");
+      "grpc_method=\"GetExperiment\",grpc_code=\"OK\"}",
+      /*absent=*/0);
   Get(done.id());
   grpc::ClientContext context;
   v1::GetExperimentRequest missing;

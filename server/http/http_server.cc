@@ -97,20 +97,6 @@ absl::StatusOr<EventSelection> ParseEventSelection(const httplib::Request& reque
   return selection;
 }
 
-// "host:port" or "[v6 host]:port".
-absl::StatusOr<std::pair<std::string, int>> ParseListenAddress(const std::string& listen) {
-  const size_t colon = listen.rfind(':');
-  int port = -1;
-  if (colon == std::string::npos || colon == 0 ||
-      !absl::SimpleAtoi(listen.substr(colon + 1), &port) || port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--http_listen: \"", listen, "\" is not host:port (port 0-65535; 0 picks a free one)"));
-  }
-  absl::string_view host = absl::string_view(listen).substr(0, colon);
-  if (absl::ConsumePrefix(&host, "[")) absl::ConsumeSuffix(&host, "]");
-  return std::make_pair(std::string(host), port);
-}
-
 // An open event stream: its frames, and what it counts while it lives.
 struct OpenEventStream {
   OpenEventStream(std::unique_ptr<EventStream> events, ServerMetrics& metrics,
@@ -125,6 +111,19 @@ struct OpenEventStream {
 };
 
 }  // namespace
+
+absl::StatusOr<std::pair<std::string, int>> ParseHttpListen(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  int port = -1;
+  if (colon == std::string::npos || colon == 0 ||
+      !absl::SimpleAtoi(listen.substr(colon + 1), &port) || port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--http_listen: \"", listen, "\" is not host:port (port 0-65535; 0 picks a free one)"));
+  }
+  absl::string_view host = absl::string_view(listen).substr(0, colon);
+  if (absl::ConsumePrefix(&host, "[")) absl::ConsumeSuffix(&host, "]");
+  return std::make_pair(std::string(host), port);
+}
 
 int HttpStatusFor(absl::StatusCode code) {
   switch (code) {
@@ -172,7 +171,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
     return absl::InvalidArgumentError(
         absl::StrCat("--http_max_streams: ", options.max_streams, " must be at least 1"));
   }
-  absl::StatusOr<std::pair<std::string, int>> address = ParseListenAddress(options.listen);
+  absl::StatusOr<std::pair<std::string, int>> address = ParseHttpListen(options.listen);
   if (!address.ok()) return address.status();
   std::unique_ptr<HttpServer> server(new HttpServer(options, registry, metrics));
   // Every event stream holds a thread; a few more answer everything else.

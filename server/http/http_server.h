@@ -24,6 +24,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -49,6 +50,9 @@ struct HttpOptions {
   // client that has gone is noticed.
   absl::Duration keepalive_interval = absl::Seconds(15);
 };
+
+// "host:port" or "[v6 host]:port" (port 0-65535) as host and port; for --http_listen.
+absl::StatusOr<std::pair<std::string, int>> ParseHttpListen(const std::string& listen);
 
 // The HTTP status for a status code of the API (the mapping gRPC's HTTP gateways use).
 int HttpStatusFor(absl::StatusCode code);

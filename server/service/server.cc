@@ -73,13 +73,18 @@ void GradlabServer::Shutdown() {
     shut_down_ = true;
   }
   LOG(INFO) << "shutting down";
-  server_->GetHealthCheckService()->Shutdown();
+  // server_ is null when Start could not listen.
+  if (server_ != nullptr) server_->GetHealthCheckService()->Shutdown();
   registry_->Shutdown();
   if (http_ != nullptr) http_->Shutdown();
   // Streams have ended; unary calls in flight get a moment to finish.
-  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(3));
+  if (server_ != nullptr) {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(3));
+  }
 }
 
-void GradlabServer::Wait() { server_->Wait(); }
+void GradlabServer::Wait() {
+  if (server_ != nullptr) server_->Wait();
+}
 
 }  // namespace gradlab
