@@ -8,9 +8,16 @@
 // event, so replaying what was logged while 1,000 streams were being opened is not
 // mistaken for delivery delay.
 //
-//   build/bench/stream_fanout [--subscribers=0,10,100,500,0] [--epochs=6]
-//       [--gradient_every_n_steps=10]
+// --transport=grpc: each subscriber is a StreamMetrics and a StreamGradients stream
+// (callback API, over --channels connections). --transport=http: each subscriber is what
+// a dashboard opens, one Server-Sent Event stream of both kinds (/api/v1/experiments/ID/
+// events), read and parsed from JSON on a thread of its own.
+//
+//   build/bench/stream_fanout [--transport=grpc|http] [--subscribers=0,10,100,500,0]
+//       [--epochs=6] [--gradient_every_n_steps=10]
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
+#include <httplib.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -21,12 +28,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gradlab/v1/experiment_service.grpc.pb.h"
 #include "server/service/server.h"
 
+ABSL_FLAG(std::string, transport, "grpc", "grpc (two streams per subscriber) or http (one SSE)");
 ABSL_FLAG(std::string, subscribers, "0,10,100,500,0", "subscriber counts to measure");
 ABSL_FLAG(int, epochs, 6, "epochs of the measured training (the first is not counted)");
 ABSL_FLAG(int, channels, 10, "client channels the subscribers share");
@@ -106,6 +115,51 @@ class Subscriber : public grpc::ClientReadReactor<Event> {
   bool started_ = false;  // only touched by OnReadDone, which never runs twice at once
 };
 
+// A dashboard's event stream: every event of both kinds, over HTTP, until its end.
+void ReadHttpEvents(int port, const std::string& path, LatencyLog& latencies,
+                    absl::Notification& first_event) {
+  httplib::Client client("127.0.0.1", port);
+  client.set_read_timeout(600, 0);
+  std::string buffer;
+  bool started = false;
+  httplib::Result result = client.Get(path.c_str(), [&](const char* data, size_t length) {
+    buffer.append(data, length);
+    for (size_t end; (end = buffer.find("\n\n")) != std::string::npos;) {
+      std::string kind;
+      std::string json;
+      for (absl::string_view line : absl::StrSplit(buffer.substr(0, end), '\n')) {
+        if (absl::ConsumePrefix(&line, "event: ")) kind = std::string(line);
+        if (absl::ConsumePrefix(&line, "data: ")) json = std::string(line);
+      }
+      buffer.erase(0, end + 2);
+      if (kind == "end") return false;
+      google::protobuf::Timestamp time;
+      if (kind == "metrics") {
+        v1::MetricsEvent event;
+        if (!google::protobuf::util::JsonStringToMessage(json, &event).ok()) std::abort();
+        time = event.time();
+      } else if (kind == "gradients") {
+        v1::GradientSnapshot snapshot;
+        if (!google::protobuf::util::JsonStringToMessage(json, &snapshot).ok()) std::abort();
+        time = snapshot.time();
+      } else {
+        continue;
+      }
+      latencies.Add(FromTimestamp(time), /*first_of_stream=*/!started);
+      if (!started) first_event.Notify();
+      started = true;
+    }
+    return true;
+  });
+  if (!started) first_event.Notify();
+  // Canceled: this reader ended the stream itself, at its `end` event.
+  if (result.error() != httplib::Error::Canceled && (!result || result->status != 200)) {
+    std::fprintf(stderr, "stream_fanout: an HTTP stream failed: %s\n",
+                 result ? std::to_string(result->status).c_str()
+                        : httplib::to_string(result.error()).c_str());
+  }
+}
+
 struct Result {
   int subscribers;
   double images_per_second;
@@ -118,6 +172,11 @@ Result Measure(int subscribers, int epochs, int channel_count) {
   options.listen = "127.0.0.1:0";
   options.registry.threads_per_job = 2;
   options.registry.training_niceness = absl::GetFlag(FLAGS_training_niceness);
+  const bool http = absl::GetFlag(FLAGS_transport) == "http";
+  if (http) {
+    options.http.listen = "127.0.0.1:0";
+    options.http.max_streams = subscribers + 1;
+  }
   absl::StatusOr<std::unique_ptr<GradlabServer>> server = GradlabServer::Start(options);
   if (!server.ok()) std::abort();
   std::vector<std::unique_ptr<v1::ExperimentService::Stub>> stubs;
@@ -140,7 +199,8 @@ Result Measure(int subscribers, int epochs, int channel_count) {
   v1::Experiment experiment;
   if (!stubs[0]->StartExperiment(&start_context, request, &experiment).ok()) std::abort();
 
-  LatencyLog latencies(2 * subscribers);
+  LatencyLog latencies(http ? subscribers : 2 * subscribers);
+  std::vector<std::thread> http_readers;
   std::vector<std::unique_ptr<absl::Notification>> done;
   std::vector<std::unique_ptr<Subscriber<v1::MetricsEvent>>> metrics;
   std::vector<std::unique_ptr<Subscriber<v1::GradientSnapshot>>> gradients;
@@ -148,7 +208,17 @@ Result Measure(int subscribers, int epochs, int channel_count) {
   metrics_request.set_id(experiment.id());
   v1::StreamGradientsRequest gradients_request;
   gradients_request.set_id(experiment.id());
-  for (int i = 0; i < subscribers; ++i) {
+  // One after another: cpp-httplib listens with a backlog of 5, and a burst of hundreds of
+  // connects would measure TCP's SYN retries rather than the streams.
+  std::vector<std::unique_ptr<absl::Notification>> connected;
+  for (int i = 0; http && i < subscribers; ++i) {
+    connected.push_back(std::make_unique<absl::Notification>());
+    http_readers.emplace_back(ReadHttpEvents, (*server)->http_port(),
+                              "/api/v1/experiments/" + experiment.id() + "/events",
+                              std::ref(latencies), std::ref(*connected.back()));
+    connected.back()->WaitForNotificationWithTimeout(absl::Seconds(10));
+  }
+  for (int i = 0; !http && i < subscribers; ++i) {
     auto& stub = stubs[i % stubs.size()];
     done.push_back(std::make_unique<absl::Notification>());
     metrics.push_back(std::make_unique<Subscriber<v1::MetricsEvent>>(latencies, *done.back()));
@@ -174,6 +244,7 @@ Result Measure(int subscribers, int epochs, int channel_count) {
   }
   stream->Finish();
   for (auto& d : done) d->WaitForNotification();
+  for (std::thread& reader : http_readers) reader.join();
   (*server)->Shutdown();
   const std::vector<double> live = latencies.LiveMillis();
   return Result{subscribers, images_per_second / (epochs - 1), Percentile(live, 0.5),
@@ -185,6 +256,10 @@ Result Measure(int subscribers, int epochs, int channel_count) {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  if (absl::GetFlag(FLAGS_transport) != "grpc" && absl::GetFlag(FLAGS_transport) != "http") {
+    std::fprintf(stderr, "stream_fanout: --transport must be grpc or http\n");
+    return 2;
+  }
   if (absl::GetFlag(FLAGS_epochs) < 2) {
     std::fprintf(stderr, "stream_fanout: --epochs must be at least 2 (the first is warm-up)\n");
     return 2;

@@ -61,8 +61,8 @@ ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
           "host:port to serve the dashboard, the JSON API, event streams, /metrics and "
           "/healthz on; port 0 picks a free port (printed at start); empty: no HTTP");
 ABSL_FLAG(int, http_max_streams, 64,
-          "HTTP event streams (dashboards) open at once; more are answered 429 until one "
-          "closes. Each holds a thread");
+          "HTTP event streams (dashboards) open at once, at most 512; more are answered 429 "
+          "until one closes. Each holds a thread");
 
 namespace {
 
@@ -143,9 +143,8 @@ absl::StatusOr<gradlab::ServerOptions> OptionsFromFlags() {
       return status;
     }
   }
-  if (options.http.max_streams < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--http_max_streams: ", options.http.max_streams, " must be at least 1"));
+  if (absl::Status status = gradlab::CheckMaxStreams(options.http.max_streams); !status.ok()) {
+    return status;
   }
   if (options.max_request_bytes < 1024) {
     return absl::InvalidArgumentError(

@@ -108,6 +108,7 @@ TEST(GradlabdFlagsTest, BadFlagsAreRefusedWithAClearMessage) {
   EXPECT_EQ(RunCommand({GRADLABD_PATH, "--http_listen=nonsense"}).exit_code, 2);
   EXPECT_EQ(RunCommand({GRADLABD_PATH, "--http_listen=127.0.0.1:70000"}).exit_code, 2);
   EXPECT_EQ(RunCommand({GRADLABD_PATH, "--http_max_streams=0"}).exit_code, 2);
+  EXPECT_EQ(RunCommand({GRADLABD_PATH, "--http_max_streams=513"}).exit_code, 2);
 }
 
 // A port another process holds: gradlabd says which and exits 1, for either listener.

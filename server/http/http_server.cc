@@ -125,6 +125,15 @@ absl::StatusOr<std::pair<std::string, int>> ParseHttpListen(const std::string& l
   return std::make_pair(std::string(host), port);
 }
 
+absl::Status CheckMaxStreams(int max_streams) {
+  if (max_streams < 1 || max_streams > kMaxHttpStreams) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--http_max_streams: ", max_streams, " is out of range [1, ", kMaxHttpStreams,
+        "] (the HTTP library waits with select(), which handles descriptors below 1024 only)"));
+  }
+  return absl::OkStatus();
+}
+
 int HttpStatusFor(absl::StatusCode code) {
   switch (code) {
     case absl::StatusCode::kOk:
@@ -167,10 +176,7 @@ HttpServer::HttpServer(const HttpOptions& options, ExperimentRegistry& registry,
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& options,
                                                               ExperimentRegistry& registry,
                                                               ServerMetrics& metrics) {
-  if (options.max_streams < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--http_max_streams: ", options.max_streams, " must be at least 1"));
-  }
+  if (absl::Status status = CheckMaxStreams(options.max_streams); !status.ok()) return status;
   absl::StatusOr<std::pair<std::string, int>> address = ParseHttpListen(options.listen);
   if (!address.ok()) return address.status();
   std::unique_ptr<HttpServer> server(new HttpServer(options, registry, metrics));

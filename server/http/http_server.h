@@ -40,11 +40,17 @@ struct Response;
 
 namespace gradlab {
 
+// Debian's cpp-httplib (0.11) waits on sockets with select(), which cannot watch a file
+// descriptor numbered 1024 or above; keeping the streams well below that keeps every
+// connection's descriptor in range (gRPC, SQLite and the datasets hold some too).
+inline constexpr int kMaxHttpStreams = 512;
+
 struct HttpOptions {
   // host:port; port 0 picks a free one (see HttpServer::port). GradlabServer starts no
   // HTTP listener when it is empty (gradlabd's --http_listen defaults to 127.0.0.1:8080).
   std::string listen;
-  // Event streams open at once; one more is answered 429. Each holds a thread.
+  // Event streams open at once, at most kMaxHttpStreams; one more is answered 429. Each
+  // holds a thread.
   int max_streams = 64;
   // An idle event stream sends a comment this often, so that proxies keep it open and a
   // client that has gone is noticed.
@@ -53,6 +59,9 @@ struct HttpOptions {
 
 // "host:port" or "[v6 host]:port" (port 0-65535) as host and port; for --http_listen.
 absl::StatusOr<std::pair<std::string, int>> ParseHttpListen(const std::string& listen);
+
+// OK when `max_streams` is in [1, kMaxHttpStreams]; for --http_max_streams.
+absl::Status CheckMaxStreams(int max_streams);
 
 // The HTTP status for a status code of the API (the mapping gRPC's HTTP gateways use).
 int HttpStatusFor(absl::StatusCode code);
