@@ -23,6 +23,15 @@
 namespace gradlab {
 namespace {
 
+std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const CliOptions& options) {
+  if (!options.tls) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = options.tls_pem.ca_certs;
+  ssl.pem_private_key = options.tls_pem.private_key;
+  ssl.pem_cert_chain = options.tls_pem.cert_chain;
+  return grpc::SslCredentials(ssl);
+}
+
 // Clears the progress line drawn on a terminal.
 constexpr char kClearLine[] = "\r\033[K";
 
@@ -32,7 +41,7 @@ Cli::Cli(CliOptions options, std::ostream& out, std::ostream& err)
     : options_(std::move(options)),
       out_(out),
       err_(err),
-      channel_(grpc::CreateChannel(options_.server, grpc::InsecureChannelCredentials())),
+      channel_(grpc::CreateChannel(options_.server, ChannelCredentials(options_))),
       stub_(v1::ExperimentService::NewStub(channel_)),
       health_(grpc::health::v1::Health::NewStub(channel_)) {}
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "common/tls_files.h"
 #include "gradlab/v1/experiment_service.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
@@ -35,6 +36,10 @@ struct CliOptions {
   // How long watch keeps trying to reconnect a dropped stream.
   absl::Duration reconnect_timeout = absl::Seconds(60);
   bool interactive = false;  // stdout is a terminal: draw progress bars
+  // TLS to the server (--tls_ca, --tls_cert, --tls_key): roots to verify it with (empty:
+  // the system's), and a client certificate for mutual TLS.
+  bool tls = false;
+  TlsPem tls_pem;
 };
 
 class Cli {

@@ -22,6 +22,9 @@ ABSL_FLAG(std::string, server, "",
           "gradlabd's address; default: $GRADLAB_SERVER, else 127.0.0.1:50051");
 ABSL_FLAG(bool, json, false, "print one protobuf-JSON object per line, for scripts");
 ABSL_FLAG(int, timeout, 10, "seconds to wait for a unary call");
+ABSL_FLAG(std::string, tls_ca, "", "TLS: PEM CA certificates to verify gradlabd with");
+ABSL_FLAG(std::string, tls_cert, "", "TLS: a PEM client certificate, for mutual TLS");
+ABSL_FLAG(std::string, tls_key, "", "TLS: the PEM private key of --tls_cert");
 ABSL_FLAG(int, reconnect_timeout, 60, "seconds watch keeps reconnecting a dropped stream");
 
 // ExperimentSpec fields, for submit and compare; unset ones take the server's defaults.
@@ -102,6 +105,10 @@ global flags:
   --timeout=SECONDS     for unary calls (default 10)
   --reconnect_timeout=SECONDS
                         how long watch retries a dropped stream (default 60)
+  --tls_ca=FILE         connect over TLS, verifying gradlabd with these PEM CA
+                        certificates (with --tls_cert alone: the system's)
+  --tls_cert=FILE --tls_key=FILE
+                        connect over TLS with this client certificate (mutual TLS)
 
 spec flags (unset ones take the server's defaults, the reference experiment's):
   --model --dataset --data_dir --epochs --batch_size --learning_rate --momentum
@@ -148,7 +155,8 @@ std::map<std::string, std::set<std::string>> CommandFlags() {
           {"health", {}}};
 }
 
-const std::set<std::string> kGlobalFlags = {"server", "json", "timeout", "reconnect_timeout"};
+const std::set<std::string> kGlobalFlags = {"server", "json",     "timeout", "reconnect_timeout",
+                                            "tls_ca", "tls_cert", "tls_key"};
 
 int UsageError(const std::string& message) {
   std::cerr << "gradlab: " << message << "\nRun 'gradlab --help' for usage.\n";
@@ -296,6 +304,14 @@ int main(int argc, char** argv) {
     options.server = from_env != nullptr && *from_env != '\0' ? from_env : "127.0.0.1:50051";
   }
   options.json = absl::GetFlag(FLAGS_json);
+  const gradlab::TlsPaths tls = {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
+                                 absl::GetFlag(FLAGS_tls_ca)};
+  options.tls = !tls.cert.empty() || !tls.key.empty() || !tls.ca.empty();
+  if (options.tls) {
+    absl::StatusOr<gradlab::TlsPem> pem = gradlab::ReadTlsFiles(tls, "--tls_ca");
+    if (!pem.ok()) return UsageError(std::string(pem.status().message()));
+    options.tls_pem = *std::move(pem);
+  }
   if (absl::GetFlag(FLAGS_timeout) <= 0 || absl::GetFlag(FLAGS_reconnect_timeout) < 0) {
     return UsageError("--timeout must be positive and --reconnect_timeout not negative");
   }

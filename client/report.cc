@@ -42,9 +42,10 @@ std::string RenderReport(const std::vector<ReportExperiment>& experiments, absl:
                                    ",\"metrics\":", JsonArray(entry.metrics),
                                    ",\"gradients\":", JsonArray(entry.gradients), "}"));
   }
-  const std::string data = absl::StrCat(
-      "{\"generatedTime\":\"", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", generated, absl::UTCTimeZone()),
-      "\",\"experiments\":[", absl::StrJoin(entries, ","), "]}");
+  const std::string data =
+      absl::StrCat("{\"generatedTime\":\"",
+                   absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", generated, absl::UTCTimeZone()),
+                   "\",\"experiments\":[", absl::StrJoin(entries, ","), "]}");
   // One pass: what is put in is never searched for markers again.
   return absl::StrReplaceAll(
       WebAssetContent("report.html"),

@@ -62,7 +62,8 @@ TEST(ReportTest, IsSelfContainedWithEveryMarkerFilledAndTheTitleEscaped) {
   EXPECT_TRUE(absl::StrContains(html, "uPlot"));
   EXPECT_TRUE(absl::StrContains(html, "GradlabCharts"));
   EXPECT_TRUE(absl::StrContains(html, "<title>gradlab report: k3v9x2mq</title>"));
-  EXPECT_TRUE(absl::StrContains(html, "1 experiment from 127.0.0.1:50051, 2027-01-15 08:00:00 UTC"));
+  EXPECT_TRUE(
+      absl::StrContains(html, "1 experiment from 127.0.0.1:50051, 2027-01-15 08:00:00 UTC"));
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 //            [--max_queue=100] [--data_dir=data] [--max_request_bytes=262144]
 //            [--state_dir=gradlab-state] [--keep_checkpoints=last,best]
 //            [--http_listen=127.0.0.1:8080] [--http_max_streams=64]
+//            [--tls_cert=FILE --tls_key=FILE [--tls_client_ca=FILE]]
+//            [--allow_insecure_remote]
 //
 // Then, e.g.: gradlab submit --model=resnet --dataset=fashion_mnist --follow
 //             grpcurl -plaintext 127.0.0.1:50051 list
@@ -28,6 +30,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/host_port.h"
+#include "common/tls_files.h"
 #include "common/usable_cpus.h"
 #include "common/version.h"
 #include "server/service/server.h"
@@ -63,6 +67,17 @@ ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
 ABSL_FLAG(int, http_max_streams, 64,
           "HTTP event streams (dashboards) open at once, at most 512; more are answered 429 "
           "until one closes. Each holds a thread");
+
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain: gRPC and HTTP serve TLS only (with --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificates: clients must present a certificate signed by one (mutual "
+          "TLS); needs --tls_cert");
+ABSL_FLAG(bool, allow_insecure_remote, false,
+          "listen on an address other machines can reach (not 127.x, ::1, localhost) "
+          "without TLS; refused otherwise, since anyone who reaches the port could use "
+          "gradlabd. For a private network you trust, e.g. a container's");
 
 namespace {
 
@@ -137,10 +152,29 @@ absl::StatusOr<gradlab::ServerOptions> OptionsFromFlags() {
     return absl::InvalidArgumentError(
         absl::StrCat("--max_queue: ", registry.max_queue, " must be 0 or more"));
   }
-  if (!options.http.listen.empty()) {
-    if (absl::Status status = gradlab::ParseHttpListen(options.http.listen).status();
-        !status.ok()) {
-      return status;
+  options.tls = {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
+                 absl::GetFlag(FLAGS_tls_client_ca)};
+  if (!options.tls.ca.empty() && options.tls.cert.empty()) {
+    return absl::InvalidArgumentError("--tls_client_ca needs --tls_cert and --tls_key");
+  }
+  if (absl::Status status = gradlab::ReadTlsFiles(options.tls, "--tls_client_ca").status();
+      !status.ok()) {
+    return status;
+  }
+  // Safe by default: what other machines can reach is served over TLS, or by choice.
+  std::vector<std::pair<std::string, std::string>> listeners = {{"--listen", options.listen}};
+  if (!options.http.listen.empty()) listeners.push_back({"--http_listen", options.http.listen});
+  for (const auto& [flag, address] : listeners) {
+    if (absl::StartsWith(address, "unix:")) continue;  // gRPC on a local socket file
+    absl::StatusOr<gradlab::HostPort> parsed = gradlab::ParseHostPort(address, flag);
+    if (!parsed.ok()) return parsed.status();
+    if (!gradlab::IsLoopbackHost(parsed->host) && options.tls.cert.empty() &&
+        !absl::GetFlag(FLAGS_allow_insecure_remote)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          flag, "=", address,
+          " can be reached from other machines, and without TLS anyone there could start, "
+          "cancel, delete and read experiments: give --tls_cert and --tls_key, listen on "
+          "127.0.0.1, or pass --allow_insecure_remote on a network you trust"));
     }
   }
   if (absl::Status status = gradlab::CheckMaxStreams(options.http.max_streams); !status.ok()) {
@@ -176,6 +210,8 @@ int main(int argc, char** argv) {
     std::cerr << "gradlabd: " << options.status().message() << "\n";
     return 2;
   }
+  // A client that hangs up mid-write must not stop the server (TLS writes would raise it).
+  signal(SIGPIPE, SIG_IGN);
   // Block the shutdown signals in every thread (threads inherit the mask), and take them
   // on one thread of our own with sigwait.
   sigset_t signals;

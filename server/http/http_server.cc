@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/host_port.h"
 #include "common/proto_json.h"
 #include "common/version.h"
 #include "server/http/event_streams.h"
@@ -110,20 +111,14 @@ struct OpenEventStream {
   absl::Time next_keepalive = absl::InfinitePast();
 };
 
-}  // namespace
-
-absl::StatusOr<std::pair<std::string, int>> ParseHttpListen(const std::string& listen) {
-  const size_t colon = listen.rfind(':');
-  int port = -1;
-  if (colon == std::string::npos || colon == 0 ||
-      !absl::SimpleAtoi(listen.substr(colon + 1), &port) || port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--http_listen: \"", listen, "\" is not host:port (port 0-65535; 0 picks a free one)"));
-  }
-  absl::string_view host = absl::string_view(listen).substr(0, colon);
-  if (absl::ConsumePrefix(&host, "[")) absl::ConsumeSuffix(&host, "]");
-  return std::make_pair(std::string(host), port);
+// HTTPS when a certificate is given (checked by is_valid()), plain HTTP otherwise.
+std::unique_ptr<httplib::Server> NewHttplibServer(const TlsPaths& tls) {
+  if (tls.cert.empty()) return std::make_unique<httplib::Server>();
+  return std::make_unique<httplib::SSLServer>(tls.cert.c_str(), tls.key.c_str(),
+                                              tls.ca.empty() ? nullptr : tls.ca.c_str());
 }
+
+}  // namespace
 
 absl::Status CheckMaxStreams(int max_streams) {
   if (max_streams < 1 || max_streams > kMaxHttpStreams) {
@@ -171,13 +166,13 @@ HttpServer::HttpServer(const HttpOptions& options, ExperimentRegistry& registry,
     : options_(options),
       registry_(registry),
       metrics_(metrics),
-      server_(std::make_unique<httplib::Server>()) {}
+      server_(NewHttplibServer(options.tls)) {}
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& options,
                                                               ExperimentRegistry& registry,
                                                               ServerMetrics& metrics) {
   if (absl::Status status = CheckMaxStreams(options.max_streams); !status.ok()) return status;
-  absl::StatusOr<std::pair<std::string, int>> address = ParseHttpListen(options.listen);
+  absl::StatusOr<HostPort> address = ParseHostPort(options.listen, "--http_listen");
   if (!address.ok()) return address.status();
   std::unique_ptr<HttpServer> server(new HttpServer(options, registry, metrics));
   // Every event stream holds a thread; a few more answer everything else.
@@ -186,6 +181,11 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
   server->server_->set_payload_max_length(64 * 1024);
   server->AddRoutes();
   const auto& [host, port] = *address;
+  if (!server->server_->is_valid()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot serve HTTPS with --tls_cert ", options.tls.cert, " and --tls_key ", options.tls.key,
+        options.tls.ca.empty() ? "" : " and --tls_client_ca ", options.tls.ca));
+  }
   server->port_ = port == 0 ? server->server_->bind_to_any_port(host)
                             : (server->server_->bind_to_port(host, port) ? port : -1);
   if (server->port_ <= 0) {
@@ -195,8 +195,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
                      "--http_listen= turns HTTP off"));
   }
   server->listener_ = std::thread([raw = server.get()] { raw->server_->listen_after_bind(); });
-  LOG(INFO) << "dashboard and HTTP API on http://" << options.listen << " (port " << server->port_
-            << ")";
+  LOG(INFO) << "dashboard and HTTP API on " << (options.tls.cert.empty() ? "http" : "https")
+            << "://" << options.listen << " (port " << server->port_ << ")";
   return server;
 }
 

@@ -29,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/tls_files.h"
 #include "server/http/server_metrics.h"
 #include "server/jobs/experiment_registry.h"
 
@@ -55,10 +56,10 @@ struct HttpOptions {
   // An idle event stream sends a comment this often, so that proxies keep it open and a
   // client that has gone is noticed.
   absl::Duration keepalive_interval = absl::Seconds(15);
+  // With tls.cert and tls.key: HTTPS only; with tls.ca too, clients must present a
+  // certificate that it signed.
+  TlsPaths tls;
 };
-
-// "host:port" or "[v6 host]:port" (port 0-65535) as host and port; for --http_listen.
-absl::StatusOr<std::pair<std::string, int>> ParseHttpListen(const std::string& listen);
 
 // OK when `max_streams` is in [1, kMaxHttpStreams]; for --http_max_streams.
 absl::Status CheckMaxStreams(int max_streams);

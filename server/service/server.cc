@@ -19,6 +19,19 @@ absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOption
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
+  // Checked first: a wrong file is reported before anything is opened.
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!options.tls.cert.empty()) {
+    absl::StatusOr<TlsPem> pem = ReadTlsFiles(options.tls, "--tls_client_ca");
+    if (!pem.ok()) return pem.status();
+    grpc::SslServerCredentialsOptions ssl(
+        pem->ca_certs.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_root_certs = pem->ca_certs;
+    ssl.pem_key_cert_pairs.push_back({pem->private_key, pem->cert_chain});
+    credentials = grpc::SslServerCredentials(ssl);
+    options.http.tls = options.tls;
+  }
   if (!options.state_dir.empty()) {
     absl::StatusOr<std::unique_ptr<ExperimentStore>> store =
         ExperimentStore::Open(options.state_dir, options.store);
@@ -33,7 +46,7 @@ absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOption
   server->service_ = std::make_unique<ExperimentServiceImpl>(*server->registry_);
 
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(options.listen, credentials, &server->port_);
   builder.RegisterService(server->service_.get());
   builder.SetMaxReceiveMessageSize(options.max_request_bytes);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
@@ -57,7 +70,11 @@ absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOption
   }
   server->server_->GetHealthCheckService()->SetServingStatus(kServiceName, true);
   server->server_->GetHealthCheckService()->SetServingStatus("", true);
-  LOG(INFO) << "gradlabd listening on " << options.listen << " (port " << server->port_ << ")";
+  LOG(INFO) << "gradlabd listening on " << options.listen << " (port " << server->port_ << ", "
+            << (options.tls.cert.empty() ? "no TLS"
+                : options.tls.ca.empty() ? "TLS"
+                                         : "mutual TLS")
+            << ")";
   return server;
 }
 

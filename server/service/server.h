@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/tls_files.h"
 #include "server/http/http_server.h"
 #include "server/http/server_metrics.h"
 #include "server/jobs/experiment_registry.h"
@@ -21,6 +22,9 @@ namespace gradlab {
 struct ServerOptions {
   // host:port; port 0 picks a free one (see GradlabServer::port).
   std::string listen = "127.0.0.1:50051";
+  // With tls.cert and tls.key, gRPC and HTTP serve TLS only; with tls.ca (--tls_client_ca)
+  // too, clients must present a certificate that it signed (mutual TLS).
+  TlsPaths tls;
   // Larger requests are refused with RESOURCE_EXHAUSTED.
   int max_request_bytes = 256 * 1024;
   // Where experiments, events and checkpoints are kept (see ExperimentStore); empty keeps
