@@ -1,4 +1,5 @@
 // The real `gradlab` CLI against a real gradlabd: every command, --json, exit codes.
+#include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <signal.h>
 
@@ -143,6 +144,21 @@ TEST_F(CliTest, SubmitListGetWatchGradsAndTheirJson) {
   ASSERT_EQ(snapshots.size(), 1u);
   EXPECT_GT(snapshots[0].step(), 1);  // the latest, not step 1
   for (const auto& layer : snapshots[0].layers()) EXPECT_THAT(layer.name(), HasSubstr("fc3"));
+
+  const std::string report = ::testing::TempDir() + "/cli_e2e_report.html";
+  CommandResult written = Gradlab({"report", id, "-o", report});
+  EXPECT_EQ(written.exit_code, 0);
+  EXPECT_THAT(written.out, HasSubstr("wrote " + report + ": 1 experiment, "));
+  std::ifstream html_file(report);
+  const std::string html((std::istreambuf_iterator<char>(html_file)), {});
+  EXPECT_THAT(html, HasSubstr("\"id\":\"" + id + "\""));
+  std::vector<google::protobuf::Struct> summary =
+      ParseJsonLines<google::protobuf::Struct>(Gradlab({"--json", "report", id, "-o", report}).out);
+  ASSERT_EQ(summary.size(), 1u);
+  EXPECT_EQ(summary[0].fields().at("file").string_value(), report);
+  EXPECT_EQ(summary[0].fields().at("experiments").number_value(), 1);
+  EXPECT_GT(summary[0].fields().at("snapshots").number_value(), 1);
+  EXPECT_EQ(summary[0].fields().at("bytes").number_value(), static_cast<double>(html.size()));
 }
 
 TEST_F(CliTest, WatchResumesFromTheLastSequenceWhenTheConnectionDrops) {
@@ -265,6 +281,12 @@ TEST_F(CliTest, ExitCodesForEachKindOfFailure) {
   CommandResult invalid = Gradlab({"submit", "--model=vgg"});
   EXPECT_EQ(invalid.exit_code, 3);
   EXPECT_EQ(Gradlab({"get", "nosuchid"}).exit_code, 3);
+  EXPECT_EQ(Gradlab({"report", "-o", "x.html"}).exit_code, 2);
+  EXPECT_EQ(Gradlab({"report", "someid"}).exit_code, 2);
+  const std::string report = ::testing::TempDir() + "/cli_e2e_missing_report.html";
+  std::filesystem::remove(report);
+  EXPECT_EQ(Gradlab({"report", "nosuchid", "-o", report}).exit_code, 3);
+  EXPECT_FALSE(std::filesystem::exists(report)) << "a refused report left a file";
 
   CommandResult unreachable =
       RunCommand({GRADLAB_PATH, "--server=127.0.0.1:1", "--timeout=2", "list"});
