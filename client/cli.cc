@@ -77,6 +77,14 @@ int Cli::Fail(const grpc::Status& status) {
 
 void Cli::PrintJson(const google::protobuf::Message& message) { out_ << ToJson(message) << "\n"; }
 
+bool Cli::MoveIntoPlace(const std::string& partial, const std::string& path) {
+  if (std::rename(partial.c_str(), path.c_str()) == 0) return true;
+  err_ << "gradlab: cannot rename " << partial << " to " << path << ": " << std::strerror(errno)
+       << "\n";
+  std::remove(partial.c_str());
+  return false;
+}
+
 grpc::Status Cli::GetExperiment(const std::string& id, v1::Experiment* experiment) {
   v1::GetExperimentRequest request;
   request.set_id(id);
@@ -225,12 +233,7 @@ int Cli::Export(const std::string& id, v1::ExportModelRequest::Which which,
          << " bytes)\n";
     return kExitError;
   }
-  if (std::rename(partial.c_str(), path.c_str()) != 0) {
-    err_ << "gradlab: cannot rename " << partial << " to " << path << ": " << std::strerror(errno)
-         << "\n";
-    std::remove(partial.c_str());
-    return kExitError;
-  }
+  if (!MoveIntoPlace(partial, path)) return kExitError;
   if (options_.json) {
     google::protobuf::Struct result;
     auto& fields = *result.mutable_fields();
@@ -476,12 +479,7 @@ int Cli::Report(const std::vector<std::string>& ids, const std::string& path) {
       return kExitError;
     }
   }
-  if (std::rename(partial.c_str(), path.c_str()) != 0) {
-    err_ << "gradlab: cannot rename " << partial << " to " << path << ": " << std::strerror(errno)
-         << "\n";
-    std::remove(partial.c_str());
-    return kExitError;
-  }
+  if (!MoveIntoPlace(partial, path)) return kExitError;
   size_t snapshots = 0;
   for (const ReportExperiment& entry : experiments) snapshots += entry.gradients.size();
   if (options_.json) {

@@ -77,6 +77,8 @@ class Cli {
   grpc::Status FollowMetrics(const std::string& id,
                              const std::function<void(const v1::MetricsEvent&)>& on_event);
   grpc::Status GetExperiment(const std::string& id, v1::Experiment* experiment);
+  // Renames a fully written `partial` file to `path`; on failure says why and removes it.
+  bool MoveIntoPlace(const std::string& partial, const std::string& path);
   // Everything the server keeps of an experiment's events, without following.
   grpc::Status ReadEvents(const std::string& id, std::vector<v1::MetricsEvent>* metrics,
                           std::vector<v1::GradientSnapshot>* gradients);
