@@ -148,7 +148,8 @@
           y: Object.assign({}, o.yLog ? { distr: 3 } : {}, o.yRange ? { range: o.yRange } : {}),
         },
         axes: [
-          { label: o.xLabel, size: 40, values: o.xValues },
+          Object.assign({ label: o.xLabel, size: 40, values: o.xValues },
+            o.xIncrements ? { incrs: o.xIncrements, space: 110 } : {}),
           { label: o.yLabel, size: 56, values: o.yValues },
         ],
         series: [{ label: o.xLabel, value: o.xLegend }].concat(o.series.map((s) => ({
@@ -550,6 +551,8 @@
         this.bars = new LineChart(this.barsChart, {
           xLabel: 'layer', yLabel: MEASURES[this.measure].label, yLog: true, height: 220,
           xRange: [-0.5, names.length - 0.5],
+          // Whole layers only, far enough apart for their names; the legend names any.
+          xIncrements: [1, 2, 3, 4, 5, 10, 20, 50, 100],
           xValues: (u, splits) => splits.map((i) => (Number.isInteger(i) && names[i] ? shortName(names[i]) : '')),
           xLegend: (u, i) => (i == null ? '' : names[i] || ''),
           yLegend: (u, v) => exponential(v),
