@@ -23,6 +23,43 @@
 namespace gradlab {
 namespace {
 
+// Adds the token to every call's metadata, whichever command makes it.
+class TokenInterceptor : public grpc::experimental::Interceptor {
+ public:
+  explicit TokenInterceptor(const std::string& authorization) : authorization_(authorization) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->insert({"authorization", authorization_});
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string& authorization_;
+};
+
+class TokenInterceptorFactory : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit TokenInterceptorFactory(const std::string& token) : authorization_("Bearer " + token) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo*) override {
+    return new TokenInterceptor(authorization_);
+  }
+
+ private:
+  const std::string authorization_;
+};
+
+std::shared_ptr<grpc::Channel> NewChannel(const CliOptions& options,
+                                          std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  if (options.token.empty()) return grpc::CreateChannel(options.server, credentials);
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<TokenInterceptorFactory>(options.token));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(
+      options.server, credentials, grpc::ChannelArguments(), std::move(interceptors));
+}
+
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const CliOptions& options) {
   if (!options.tls) return grpc::InsecureChannelCredentials();
   grpc::SslCredentialsOptions ssl;
@@ -41,7 +78,7 @@ Cli::Cli(CliOptions options, std::ostream& out, std::ostream& err)
     : options_(std::move(options)),
       out_(out),
       err_(err),
-      channel_(grpc::CreateChannel(options_.server, ChannelCredentials(options_))),
+      channel_(NewChannel(options_, ChannelCredentials(options_))),
       stub_(v1::ExperimentService::NewStub(channel_)),
       health_(grpc::health::v1::Health::NewStub(channel_)) {}
 

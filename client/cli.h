@@ -40,6 +40,8 @@ struct CliOptions {
   // the system's), and a client certificate for mutual TLS.
   bool tls = false;
   TlsPem tls_pem;
+  // Sent with every call as "authorization: Bearer TOKEN" (--token, $GRADLAB_TOKEN).
+  std::string token;
 };
 
 class Cli {

@@ -25,6 +25,8 @@ ABSL_FLAG(int, timeout, 10, "seconds to wait for a unary call");
 ABSL_FLAG(std::string, tls_ca, "", "TLS: PEM CA certificates to verify gradlabd with");
 ABSL_FLAG(std::string, tls_cert, "", "TLS: a PEM client certificate, for mutual TLS");
 ABSL_FLAG(std::string, tls_key, "", "TLS: the PEM private key of --tls_cert");
+ABSL_FLAG(std::string, token, "",
+          "a token of gradlabd's --auth_tokens_file; default: $GRADLAB_TOKEN");
 ABSL_FLAG(int, reconnect_timeout, 60, "seconds watch keeps reconnecting a dropped stream");
 
 // ExperimentSpec fields, for submit and compare; unset ones take the server's defaults.
@@ -109,6 +111,8 @@ global flags:
                         certificates (with --tls_cert alone: the system's)
   --tls_cert=FILE --tls_key=FILE
                         connect over TLS with this client certificate (mutual TLS)
+  --token=TOKEN         a token gradlabd's --auth_tokens_file lists; default
+                        $GRADLAB_TOKEN
 
 spec flags (unset ones take the server's defaults, the reference experiment's):
   --model --dataset --data_dir --epochs --batch_size --learning_rate --momentum
@@ -156,7 +160,7 @@ std::map<std::string, std::set<std::string>> CommandFlags() {
 }
 
 const std::set<std::string> kGlobalFlags = {"server", "json",     "timeout", "reconnect_timeout",
-                                            "tls_ca", "tls_cert", "tls_key"};
+                                            "tls_ca", "tls_cert", "tls_key", "token"};
 
 int UsageError(const std::string& message) {
   std::cerr << "gradlab: " << message << "\nRun 'gradlab --help' for usage.\n";
@@ -304,6 +308,11 @@ int main(int argc, char** argv) {
     options.server = from_env != nullptr && *from_env != '\0' ? from_env : "127.0.0.1:50051";
   }
   options.json = absl::GetFlag(FLAGS_json);
+  options.token = absl::GetFlag(FLAGS_token);
+  if (options.token.empty()) {
+    const char* from_env = std::getenv("GRADLAB_TOKEN");
+    if (from_env != nullptr) options.token = from_env;
+  }
   const gradlab::TlsPaths tls = {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
                                  absl::GetFlag(FLAGS_tls_ca)};
   options.tls = !tls.cert.empty() || !tls.key.empty() || !tls.ca.empty();

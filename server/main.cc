@@ -7,7 +7,7 @@
 //            [--state_dir=gradlab-state] [--keep_checkpoints=last,best]
 //            [--http_listen=127.0.0.1:8080] [--http_max_streams=64]
 //            [--tls_cert=FILE --tls_key=FILE [--tls_client_ca=FILE]]
-//            [--allow_insecure_remote]
+//            [--auth_tokens_file=FILE] [--allow_insecure_remote]
 //
 // Then, e.g.: gradlab submit --model=resnet --dataset=fashion_mnist --follow
 //             grpcurl -plaintext 127.0.0.1:50051 list
@@ -34,6 +34,7 @@
 #include "common/tls_files.h"
 #include "common/usable_cpus.h"
 #include "common/version.h"
+#include "server/auth/token_authorizer.h"
 #include "server/service/server.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
@@ -74,10 +75,13 @@ ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA certificates: clients must present a certificate signed by one (mutual "
           "TLS); needs --tls_cert");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "\"TOKEN ROLE\" per line (ROLE read or write; # comments): every RPC and HTTP "
+          "request but health needs \"authorization: Bearer TOKEN\" of a role that allows it");
 ABSL_FLAG(bool, allow_insecure_remote, false,
           "listen on an address other machines can reach (not 127.x, ::1, localhost) "
-          "without TLS; refused otherwise, since anyone who reaches the port could use "
-          "gradlabd. For a private network you trust, e.g. a container's");
+          "without TLS or tokens; refused otherwise, since anyone who reaches the port could "
+          "use gradlabd. For a private network you trust, e.g. a container's");
 
 namespace {
 
@@ -161,20 +165,33 @@ absl::StatusOr<gradlab::ServerOptions> OptionsFromFlags() {
       !status.ok()) {
     return status;
   }
-  // Safe by default: what other machines can reach is served over TLS, or by choice.
+  options.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
+  if (!options.auth_tokens_file.empty()) {
+    if (absl::Status status = gradlab::TokenAuthorizer::FromFile(options.auth_tokens_file).status();
+        !status.ok()) {
+      return status;
+    }
+  }
+  // Safe by default: what other machines can reach needs TLS or tokens, or a choice.
   std::vector<std::pair<std::string, std::string>> listeners = {{"--listen", options.listen}};
   if (!options.http.listen.empty()) listeners.push_back({"--http_listen", options.http.listen});
   for (const auto& [flag, address] : listeners) {
     if (absl::StartsWith(address, "unix:")) continue;  // gRPC on a local socket file
     absl::StatusOr<gradlab::HostPort> parsed = gradlab::ParseHostPort(address, flag);
     if (!parsed.ok()) return parsed.status();
-    if (!gradlab::IsLoopbackHost(parsed->host) && options.tls.cert.empty() &&
+    if (gradlab::IsLoopbackHost(parsed->host)) continue;
+    if (options.tls.cert.empty() && options.auth_tokens_file.empty() &&
         !absl::GetFlag(FLAGS_allow_insecure_remote)) {
       return absl::InvalidArgumentError(absl::StrCat(
           flag, "=", address,
-          " can be reached from other machines, and without TLS anyone there could start, "
-          "cancel, delete and read experiments: give --tls_cert and --tls_key, listen on "
-          "127.0.0.1, or pass --allow_insecure_remote on a network you trust"));
+          " can be reached from other machines, and without TLS or tokens anyone there could "
+          "start, cancel, delete and read experiments: give --tls_cert and --tls_key, or "
+          "--auth_tokens_file, listen on 127.0.0.1, or pass --allow_insecure_remote on a "
+          "network you trust"));
+    }
+    if (options.tls.cert.empty() && !options.auth_tokens_file.empty()) {
+      LOG(WARNING) << flag << "=" << address
+                   << ": tokens cross the network in plain text without TLS (--tls_cert)";
     }
   }
   if (absl::Status status = gradlab::CheckMaxStreams(options.http.max_streams); !status.ok()) {

@@ -6,6 +6,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -210,6 +211,29 @@ void HttpServer::Shutdown() {
 
 void HttpServer::AddRoutes() {
   httplib::Server& server = *server_;
+  if (options_.authorizer != nullptr) {
+    server.set_pre_routing_handler(
+        [this](const httplib::Request& request, httplib::Response& response) {
+          // The dashboard's files and health are open: they show no experiment.
+          if (request.path == "/" || absl::StartsWith(request.path, "/static/") ||
+              request.path == "/healthz") {
+            return httplib::Server::HandlerResponse::Unhandled;
+          }
+          const std::string authorization =
+              request.has_header("Authorization")
+                  ? request.get_header_value("Authorization")
+                  : (request.has_param("access_token")
+                         ? "Bearer " + request.get_param_value("access_token")
+                         : "");
+          const absl::Status allowed = options_.authorizer->Authorize(authorization, Role::kRead);
+          if (allowed.ok()) return httplib::Server::HandlerResponse::Unhandled;
+          if (allowed.code() == absl::StatusCode::kUnauthenticated) {
+            response.set_header("WWW-Authenticate", "Bearer realm=\"gradlab\"");
+          }
+          ReplyError(response, allowed);
+          return httplib::Server::HandlerResponse::Handled;
+        });
+  }
   auto serve_asset = [](const std::string& name, httplib::Response& response) {
     const WebAsset* asset = FindWebAsset(name);
     if (asset == nullptr) {

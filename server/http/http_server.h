@@ -30,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/tls_files.h"
+#include "server/auth/token_authorizer.h"
 #include "server/http/server_metrics.h"
 #include "server/jobs/experiment_registry.h"
 
@@ -56,6 +57,10 @@ struct HttpOptions {
   // An idle event stream sends a comment this often, so that proxies keep it open and a
   // client that has gone is noticed.
   absl::Duration keepalive_interval = absl::Seconds(15);
+  // Null: everything is open. Otherwise every page but /healthz and the dashboard's own
+  // files needs a read token, as "Authorization: Bearer TOKEN" or (for the browser's
+  // EventSource, which cannot send headers) ?access_token=TOKEN. Must outlive the server.
+  const TokenAuthorizer* authorizer = nullptr;
   // With tls.cert and tls.key: HTTPS only; with tls.ca too, clients must present a
   // certificate that it signed.
   TlsPaths tls;

@@ -308,27 +308,50 @@ std::shared_ptr<const v1::GradientSnapshot> FilterLayers(
 
 }  // namespace
 
+absl::Status ExperimentServiceImpl::Authorize(grpc::CallbackServerContext* context,
+                                              Role needed) const {
+  if (authorizer_ == nullptr) return absl::OkStatus();
+  const auto& metadata = context->client_metadata();
+  const auto header = metadata.find("authorization");
+  return authorizer_->Authorize(
+      header == metadata.end() ? absl::string_view()
+                               : absl::string_view(header->second.data(), header->second.size()),
+      needed);
+}
+
 grpc::ServerUnaryReactor* ExperimentServiceImpl::StartExperiment(
     grpc::CallbackServerContext* context, const v1::StartExperimentRequest* request,
     v1::Experiment* response) {
+  if (absl::Status allowed = Authorize(context, Role::kWrite); !allowed.ok()) {
+    return Reply("StartExperiment", context, allowed);
+  }
   return Reply("StartExperiment", context, registry_.StartExperiment(*request), response);
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetExperiment(
     grpc::CallbackServerContext* context, const v1::GetExperimentRequest* request,
     v1::Experiment* response) {
+  if (absl::Status allowed = Authorize(context, Role::kRead); !allowed.ok()) {
+    return Reply("GetExperiment", context, allowed);
+  }
   return Reply("GetExperiment", context, registry_.GetExperiment(request->id()), response);
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::ListExperiments(
     grpc::CallbackServerContext* context, const v1::ListExperimentsRequest* request,
     v1::ListExperimentsResponse* response) {
+  if (absl::Status allowed = Authorize(context, Role::kRead); !allowed.ok()) {
+    return Reply("ListExperiments", context, allowed);
+  }
   return Reply("ListExperiments", context, registry_.ListExperiments(*request), response);
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelExperiment(
     grpc::CallbackServerContext* context, const v1::CancelExperimentRequest* request,
     v1::Experiment* response) {
+  if (absl::Status allowed = Authorize(context, Role::kWrite); !allowed.ok()) {
+    return Reply("CancelExperiment", context, allowed);
+  }
   // The registry answers once a running experiment has stopped, on the worker thread.
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   registry_.CancelExperiment(request->id(),
@@ -344,11 +367,17 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelExperiment(
 grpc::ServerUnaryReactor* ExperimentServiceImpl::DeleteExperiment(
     grpc::CallbackServerContext* context, const v1::DeleteExperimentRequest* request,
     v1::DeleteExperimentResponse*) {
+  if (absl::Status allowed = Authorize(context, Role::kWrite); !allowed.ok()) {
+    return Reply("DeleteExperiment", context, allowed);
+  }
   return Reply("DeleteExperiment", context, registry_.DeleteExperiment(request->id()));
 }
 
 grpc::ServerWriteReactor<v1::ModelChunk>* ExperimentServiceImpl::ExportModel(
     grpc::CallbackServerContext* context, const v1::ExportModelRequest* request) {
+  if (absl::Status allowed = Authorize(context, Role::kWrite); !allowed.ok()) {
+    return new FailedStream<v1::ModelChunk>("ExportModel", context, allowed);
+  }
   absl::StatusOr<ExportedModel> model = registry_.ExportModel(request->id(), request->which());
   if (!model.ok()) return new FailedStream<v1::ModelChunk>("ExportModel", context, model.status());
   return new ChunkStream(*std::move(model));
@@ -357,12 +386,18 @@ grpc::ServerWriteReactor<v1::ModelChunk>* ExperimentServiceImpl::ExportModel(
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetServerInfo(grpc::CallbackServerContext* context,
                                                                const v1::GetServerInfoRequest*,
                                                                v1::ServerInfo* response) {
+  if (absl::Status allowed = Authorize(context, Role::kRead); !allowed.ok()) {
+    return Reply("GetServerInfo", context, allowed);
+  }
   return Reply("GetServerInfo", context, absl::StatusOr<v1::ServerInfo>(registry_.ServerInfo()),
                response);
 }
 
 grpc::ServerWriteReactor<v1::MetricsEvent>* ExperimentServiceImpl::StreamMetrics(
     grpc::CallbackServerContext* context, const v1::StreamMetricsRequest* request) {
+  if (absl::Status allowed = Authorize(context, Role::kRead); !allowed.ok()) {
+    return new FailedStream<v1::MetricsEvent>("StreamMetrics", context, allowed);
+  }
   absl::StatusOr<std::shared_ptr<ExperimentLog>> log = registry_.EventLog(request->id());
   if (!log.ok()) return new FailedStream<v1::MetricsEvent>("StreamMetrics", context, log.status());
   LogStream<v1::MetricsEvent>::Cursor cursor;
@@ -376,6 +411,9 @@ grpc::ServerWriteReactor<v1::MetricsEvent>* ExperimentServiceImpl::StreamMetrics
 
 grpc::ServerWriteReactor<v1::GradientSnapshot>* ExperimentServiceImpl::StreamGradients(
     grpc::CallbackServerContext* context, const v1::StreamGradientsRequest* request) {
+  if (absl::Status allowed = Authorize(context, Role::kRead); !allowed.ok()) {
+    return new FailedStream<v1::GradientSnapshot>("StreamGradients", context, allowed);
+  }
   absl::StatusOr<std::shared_ptr<ExperimentLog>> log = registry_.EventLog(request->id());
   if (!log.ok()) {
     return new FailedStream<v1::GradientSnapshot>("StreamGradients", context, log.status());
@@ -403,7 +441,10 @@ grpc::ServerWriteReactor<v1::GradientSnapshot>* ExperimentServiceImpl::StreamGra
 }
 
 grpc::ServerWriteReactor<v1::Experiment>* ExperimentServiceImpl::WatchExperiments(
-    grpc::CallbackServerContext*, const v1::WatchExperimentsRequest*) {
+    grpc::CallbackServerContext* context, const v1::WatchExperimentsRequest*) {
+  if (absl::Status allowed = Authorize(context, Role::kRead); !allowed.ok()) {
+    return new FailedStream<v1::Experiment>("WatchExperiments", context, allowed);
+  }
   return new WatchStream(registry_);
 }
 

@@ -7,6 +7,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "gradlab/v1/experiment_service.grpc.pb.h"
+#include "server/auth/token_authorizer.h"
 #include "server/jobs/experiment_registry.h"
 
 namespace gradlab {
@@ -14,7 +15,11 @@ namespace gradlab {
 // Thread-safe; the registry must outlive it.
 class ExperimentServiceImpl final : public v1::ExperimentService::CallbackService {
  public:
-  explicit ExperimentServiceImpl(ExperimentRegistry& registry) : registry_(registry) {}
+  // `authorizer` null: every call is allowed; otherwise each needs a token of the role
+  // its method requires (read, or write for StartExperiment, CancelExperiment,
+  // DeleteExperiment and ExportModel). Both must outlive it.
+  ExperimentServiceImpl(ExperimentRegistry& registry, const TokenAuthorizer* authorizer)
+      : registry_(registry), authorizer_(authorizer) {}
 
   grpc::ServerUnaryReactor* StartExperiment(grpc::CallbackServerContext* context,
                                             const v1::StartExperimentRequest* request,
@@ -44,7 +49,11 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
       grpc::CallbackServerContext* context, const v1::WatchExperimentsRequest* request) override;
 
  private:
+  // OK, or why the call's "authorization" metadata does not allow `needed`.
+  absl::Status Authorize(grpc::CallbackServerContext* context, Role needed) const;
+
   ExperimentRegistry& registry_;
+  const TokenAuthorizer* const authorizer_;
 };
 
 }  // namespace gradlab

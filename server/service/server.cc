@@ -32,6 +32,13 @@ absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOption
     credentials = grpc::SslServerCredentials(ssl);
     options.http.tls = options.tls;
   }
+  std::unique_ptr<TokenAuthorizer> authorizer;
+  if (!options.auth_tokens_file.empty()) {
+    absl::StatusOr<TokenAuthorizer> tokens = TokenAuthorizer::FromFile(options.auth_tokens_file);
+    if (!tokens.ok()) return tokens.status();
+    authorizer = std::make_unique<TokenAuthorizer>(*std::move(tokens));
+    LOG(INFO) << "tokens from " << options.auth_tokens_file << ": " << authorizer->size();
+  }
   if (!options.state_dir.empty()) {
     absl::StatusOr<std::unique_ptr<ExperimentStore>> store =
         ExperimentStore::Open(options.state_dir, options.store);
@@ -43,7 +50,10 @@ absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOption
   if (!registry.ok()) return registry.status();
   std::unique_ptr<GradlabServer> server(new GradlabServer());
   server->registry_ = *std::move(registry);
-  server->service_ = std::make_unique<ExperimentServiceImpl>(*server->registry_);
+  server->authorizer_ = std::move(authorizer);
+  server->service_ =
+      std::make_unique<ExperimentServiceImpl>(*server->registry_, server->authorizer_.get());
+  options.http.authorizer = server->authorizer_.get();
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, credentials, &server->port_);

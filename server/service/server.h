@@ -25,6 +25,9 @@ struct ServerOptions {
   // With tls.cert and tls.key, gRPC and HTTP serve TLS only; with tls.ca (--tls_client_ca)
   // too, clients must present a certificate that it signed (mutual TLS).
   TlsPaths tls;
+  // "TOKEN ROLE" lines (see TokenAuthorizer): gRPC calls and HTTP requests need a token of
+  // the role they require; empty: no tokens, everything is open.
+  std::string auth_tokens_file;
   // Larger requests are refused with RESOURCE_EXHAUSTED.
   int max_request_bytes = 256 * 1024;
   // Where experiments, events and checkpoints are kept (see ExperimentStore); empty keeps
@@ -59,6 +62,7 @@ class GradlabServer {
 
   // Declared first: both servers record into it until they are destroyed.
   ServerMetrics metrics_;
+  std::unique_ptr<TokenAuthorizer> authorizer_;  // null without --auth_tokens_file
   std::unique_ptr<ExperimentRegistry> registry_;
   std::unique_ptr<ExperimentServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;

@@ -31,23 +31,34 @@ let base;
 let browser;
 const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gradlab-browser-test-'));
 
-// Starts gradlabd on free ports and reads them from its first lines.
-async function startServer() {
-  server = spawn(env('GRADLABD'), ['--listen=127.0.0.1:0', '--http_listen=127.0.0.1:0',
-    `--state_dir=${stateDir}`, '--threads_per_job=2'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const lines = readline.createInterface({ input: server.stdout });
-  let httpPort;
-  const timeout = setTimeout(() => server.kill('SIGKILL'), 60000);
+// Starts gradlabd on free ports with `flags`; returns the process and its two ports.
+async function startGradlabd(flags) {
+  const child = spawn(env('GRADLABD'), ['--listen=127.0.0.1:0', '--http_listen=127.0.0.1:0',
+    '--threads_per_job=2', ...flags], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines = readline.createInterface({ input: child.stdout });
+  let grpc;
+  let http;
+  const timeout = setTimeout(() => child.kill('SIGKILL'), 60000);
   for await (const line of lines) {
-    const grpc = line.match(/^gradlabd listening on port (\d+)$/);
-    const http = line.match(/^gradlabd dashboard on http port (\d+)$/);
-    if (grpc) grpcPort = grpc[1];
-    if (http) httpPort = http[1];
-    if (grpcPort && httpPort) break;
+    grpc = grpc || (line.match(/^gradlabd listening on port (\d+)$/) || [])[1];
+    http = http || (line.match(/^gradlabd dashboard on http port (\d+)$/) || [])[1];
+    if (grpc && http) break;
   }
   clearTimeout(timeout);
-  assert.ok(grpcPort && httpPort, 'gradlabd did not print its ports');
-  base = `http://127.0.0.1:${httpPort}`;
+  assert.ok(grpc && http, 'gradlabd did not print its ports');
+  return { child, grpc, http };
+}
+
+async function stopGradlabd(child) {
+  child.kill('SIGTERM');
+  await new Promise((resolve) => child.once('exit', resolve));
+}
+
+async function startServer() {
+  const started = await startGradlabd([`--state_dir=${stateDir}`]);
+  server = started.child;
+  grpcPort = started.grpc;
+  base = `http://127.0.0.1:${started.http}`;
 }
 
 async function launchChromium() {
@@ -120,10 +131,7 @@ before(async () => {
 
 after(async () => {
   if (browser) await browser.close();
-  if (server) {
-    server.kill('SIGTERM');
-    await new Promise((resolve) => server.once('exit', resolve));
-  }
+  if (server) await stopGradlabd(server);
   fs.rmSync(stateDir, { recursive: true, force: true });
 });
 
@@ -220,4 +228,31 @@ test('a report opens from its file with no network and shows its charts', async 
   await page.screenshot({ path: path.join(artifacts, 'report.png') });
   await page.screenshot({ path: path.join(artifacts, 'report-full.png'), fullPage: true });
   await context.close();
+});
+
+test('a server with tokens asks for one, then shows the dashboard', async () => {
+  const tokens = path.join(stateDir, 'tokens');
+  fs.writeFileSync(tokens, 'dashboard-read-token-0123456789 read\n');
+  const secured = await startGradlabd(['--state_dir=', `--auth_tokens_file=${tokens}`]);
+  try {
+    const context = await browser.newContext();
+    const page = await newPage(context);
+    await page.goto(`http://127.0.0.1:${secured.http}/#/`);
+    const form = page.locator('[data-role=token-form]');
+    await form.waitFor();
+    await form.locator('input').fill('not-the-token-0123456789');
+    await form.locator('button').click();
+    await waitFor('the unknown token refused', async () =>
+      /not known/.test(await page.locator('[data-role=token-form]').innerText()));
+    await page.locator('[data-role=token-form] input').fill('dashboard-read-token-0123456789');
+    await page.locator('[data-role=token-form] button').click();
+    await page.locator('[data-role=experiment-list]').waitFor();
+    // The live list (an EventSource with ?access_token=) is connected.
+    await waitFor('the live connection', async () =>
+      (await page.locator('#connection').getAttribute('class')) === 'connection live');
+    assert.deepEqual(page.errors, []);
+    await context.close();
+  } finally {
+    await stopGradlabd(secured.child);
+  }
 });

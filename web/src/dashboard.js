@@ -10,13 +10,20 @@
   const main = document.getElementById('main');
   const connection = document.getElementById('connection');
 
+  // A server with --auth_tokens_file wants a read token: kept for this tab only, sent as
+  // a header by fetch and as ?access_token= by EventSource (which cannot send headers).
+  const TOKEN_KEY = 'gradlab-token';
+  const token = () => sessionStorage.getItem(TOKEN_KEY) || '';
+  const withToken = (url) => (token()
+    ? `${url}${url.includes('?') ? '&' : '?'}access_token=${encodeURIComponent(token())}` : url);
+
   // What the current page opened, closed when the page changes.
   let sources = [];
   let views = [];
   let frame = 0;
 
   function open(url, handlers) {
-    const source = new EventSource(url);
+    const source = new EventSource(withToken(url));
     source.onopen = () => { connection.className = 'connection live'; connection.textContent = 'live'; };
     source.onerror = () => {
       connection.className = 'connection lost';
@@ -51,11 +58,33 @@
     });
   }
 
+  class Unauthenticated extends Error {}
+
   async function fetchJson(url) {
-    const response = await fetch(url);
+    const response = await fetch(url, token() ? { headers: { Authorization: `Bearer ${token()}` } } : {});
     const body = await response.json();
-    if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
+    const message = body.error ? body.error.message : response.statusText;
+    if (response.status === 401) throw new Unauthenticated(message);
+    if (!response.ok) throw new Error(message);
     return body;
+  }
+
+  // Asks for a token; the page starts again with it.
+  function tokenPage(message) {
+    const input = el('input', { type: 'password', 'aria-label': 'token', size: '40',
+      autocomplete: 'off' });
+    const form = el('form', { class: 'panel', 'data-role': 'token-form',
+      onsubmit: (event) => {
+        event.preventDefault();
+        sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+        route();
+      } },
+    el('h1', {}, 'This gradlabd needs a token'),
+    el('p', { class: 'muted' }, `${message}. A token with the read role (from the server's ` +
+      '--auth_tokens_file) shows the dashboard; it is kept in this tab only.'),
+    el('div', { class: 'toolbar' }, input, el('button', { class: 'primary', type: 'submit' }, 'Use token')));
+    main.replaceChildren(form);
+    input.focus();
   }
 
   function showError(message) {
@@ -212,8 +241,19 @@
     }).catch((error) => showError(`Compare: ${error.message}`));
   }
 
+  // Checks the token first (EventSource cannot tell a 401 from a lost connection).
+  let routes = 0;  // a newer route wins over an older one still checking
   function route() {
     closeAll();
+    const ticket = ++routes;
+    fetchJson('/api/v1/server').then(() => { if (ticket === routes) showPage(); }).catch((error) => {
+      if (ticket !== routes) return;
+      if (error instanceof Unauthenticated) tokenPage(error.message);
+      else showError(`gradlabd: ${error.message}`);
+    });
+  }
+
+  function showPage() {
     const hash = location.hash.replace(/^#/, '') || '/';
     const experiment = hash.match(/^\/experiments\/([^/]+)$/);
     const compare = hash.match(/^\/compare\/([^/]+)$/);

@@ -1,0 +1,309 @@
+// End to end with tokens: the real gradlabd with --auth_tokens_file, every RPC against
+// every kind of caller (table-driven, over a real channel), the HTTP side, and the CLI.
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "gradlab/v1/experiment_service.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "tests/testing/child_process.h"
+
+namespace gradlab {
+namespace {
+
+constexpr char kReadToken[] = "read-token-0123456789abcdef";
+constexpr char kWriteToken[] = "write-token-0123456789abcdef";
+
+// Runs a binary; its exit code and everything it wrote (stdout and stderr).
+CommandResult RunWithStderr(std::vector<std::string> argv,
+                            const std::vector<std::string>& env = {}) {
+  argv.insert(argv.begin(), {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>&1"});
+  return RunCommand(argv, env, absl::Seconds(60));
+}
+
+class AuthTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "auth_e2e";
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    tokens_file_ = new std::string((dir / "tokens").string());
+    std::ofstream(*tokens_file_) << "# who may do what\n"
+                                 << kReadToken << " read\n"
+                                 << kWriteToken << " write\n";
+    absl::StatusOr<ChildProcess> server = ChildProcess::Start(
+        {GRADLABD_PATH, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0", "--threads_per_job=1",
+         "--state_dir=" + (dir / "state").string(), "--auth_tokens_file=" + *tokens_file_});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = new ChildProcess(*std::move(server));
+    absl::StatusOr<std::string> grpc_line =
+        server_->ReadLineContaining("listening on port", absl::Seconds(60));
+    ASSERT_TRUE(grpc_line.ok()) << grpc_line.status();
+    address_ = new std::string("127.0.0.1:" + grpc_line->substr(grpc_line->rfind(' ') + 1));
+    absl::StatusOr<std::string> http_line =
+        server_->ReadLineContaining("dashboard on http port", absl::Seconds(10));
+    ASSERT_TRUE(http_line.ok()) << http_line.status();
+    ASSERT_TRUE(absl::SimpleAtoi(http_line->substr(http_line->rfind(' ') + 1), &http_port_));
+  }
+
+  static void TearDownTestSuite() {
+    delete server_;
+    delete address_;
+    delete tokens_file_;
+  }
+
+  void SetUp() override {
+    channel_ = grpc::CreateChannel(*address_, grpc::InsecureChannelCredentials());
+    stub_ = v1::ExperimentService::NewStub(channel_);
+  }
+
+  // A context carrying `authorization` (none when empty).
+  static std::unique_ptr<grpc::ClientContext> Context(const std::string& authorization) {
+    auto context = std::make_unique<grpc::ClientContext>();
+    if (!authorization.empty()) context->AddMetadata("authorization", authorization);
+    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    return context;
+  }
+
+  // A finished experiment, started with the write token.
+  std::string FinishedExperiment() {
+    v1::StartExperimentRequest request;
+    request.mutable_spec()->set_model("mlp");
+    request.mutable_spec()->set_dataset("synthetic");
+    request.mutable_spec()->set_epochs(1);
+    request.mutable_spec()->set_max_train_samples(128);
+    request.mutable_spec()->set_max_test_samples(32);
+    v1::Experiment experiment;
+    EXPECT_TRUE(stub_
+                    ->StartExperiment(Context(std::string("Bearer ") + kWriteToken).get(), request,
+                                      &experiment)
+                    .ok());
+    v1::StreamMetricsRequest follow;
+    follow.set_id(experiment.id());
+    auto context = Context(std::string("Bearer ") + kReadToken);
+    auto stream = stub_->StreamMetrics(context.get(), follow);
+    for (v1::MetricsEvent event; stream->Read(&event);) {
+    }
+    EXPECT_TRUE(stream->Finish().ok());
+    return experiment.id();
+  }
+
+  template <typename Response>
+  static grpc::StatusCode ReadStream(std::unique_ptr<grpc::ClientReader<Response>> reader) {
+    for (Response response; reader->Read(&response);) {
+    }
+    return reader->Finish().error_code();
+  }
+
+  static ChildProcess* server_;
+  static std::string* address_;
+  static std::string* tokens_file_;
+  static int http_port_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::ExperimentService::Stub> stub_;
+};
+
+ChildProcess* AuthTest::server_ = nullptr;
+std::string* AuthTest::address_ = nullptr;
+std::string* AuthTest::tokens_file_ = nullptr;
+int AuthTest::http_port_ = 0;
+
+TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
+  const std::string id = FinishedExperiment();
+  // Each RPC, called with an authorization header; returns its status code. Write calls
+  // aim at what cannot change anything when allowed (an unknown id, a finished run).
+  using Call = std::function<grpc::StatusCode(const std::string& authorization)>;
+  struct Rpc {
+    std::string name;
+    bool write;
+    Call call;
+  };
+  v1::ExperimentService::Stub& stub = *stub_;
+  const std::vector<Rpc> rpcs = {
+      {"StartExperiment", true,
+       [&](const std::string& a) {
+         v1::StartExperimentRequest request;  // invalid spec: refused after authorization
+         v1::Experiment response;
+         return stub.StartExperiment(Context(a).get(), request, &response).error_code();
+       }},
+      {"CancelExperiment", true,
+       [&](const std::string& a) {
+         v1::CancelExperimentRequest request;
+         request.set_id(id);
+         v1::Experiment response;
+         return stub.CancelExperiment(Context(a).get(), request, &response).error_code();
+       }},
+      {"DeleteExperiment", true,
+       [&](const std::string& a) {
+         v1::DeleteExperimentRequest request;
+         request.set_id("nosuchid");
+         v1::DeleteExperimentResponse response;
+         return stub.DeleteExperiment(Context(a).get(), request, &response).error_code();
+       }},
+      {"ExportModel", true,
+       [&](const std::string& a) {
+         v1::ExportModelRequest request;
+         request.set_id(id);
+         auto context = Context(a);
+         return ReadStream(stub.ExportModel(context.get(), request));
+       }},
+      {"GetExperiment", false,
+       [&](const std::string& a) {
+         v1::GetExperimentRequest request;
+         request.set_id(id);
+         v1::Experiment response;
+         return stub.GetExperiment(Context(a).get(), request, &response).error_code();
+       }},
+      {"ListExperiments", false,
+       [&](const std::string& a) {
+         v1::ListExperimentsResponse response;
+         return stub.ListExperiments(Context(a).get(), v1::ListExperimentsRequest(), &response)
+             .error_code();
+       }},
+      {"GetServerInfo", false,
+       [&](const std::string& a) {
+         v1::ServerInfo response;
+         return stub.GetServerInfo(Context(a).get(), v1::GetServerInfoRequest(), &response)
+             .error_code();
+       }},
+      {"StreamMetrics", false,
+       [&](const std::string& a) {
+         v1::StreamMetricsRequest request;
+         request.set_id(id);
+         auto context = Context(a);
+         return ReadStream(stub.StreamMetrics(context.get(), request));
+       }},
+      {"StreamGradients", false,
+       [&](const std::string& a) {
+         v1::StreamGradientsRequest request;
+         request.set_id(id);
+         auto context = Context(a);
+         return ReadStream(stub.StreamGradients(context.get(), request));
+       }},
+      {"WatchExperiments", false,
+       [&](const std::string& a) {
+         auto context = Context(a);
+         auto reader = stub.WatchExperiments(context.get(), v1::WatchExperimentsRequest());
+         v1::Experiment first;
+         if (reader->Read(&first)) {  // allowed: it lists the experiment, then follows
+           context->TryCancel();
+           (void)reader->Finish();
+           return grpc::StatusCode::OK;
+         }
+         return reader->Finish().error_code();
+       }},
+  };
+  const std::string read = std::string("Bearer ") + kReadToken;
+  const std::string write = std::string("Bearer ") + kWriteToken;
+  for (const Rpc& rpc : rpcs) {
+    SCOPED_TRACE(rpc.name);
+    EXPECT_EQ(rpc.call(""), grpc::StatusCode::UNAUTHENTICATED) << "no token";
+    EXPECT_EQ(rpc.call("Bearer not-a-known-token-0000"), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(rpc.call(kWriteToken), grpc::StatusCode::UNAUTHENTICATED) << "without Bearer";
+    const grpc::StatusCode as_reader = rpc.call(read);
+    const grpc::StatusCode as_writer = rpc.call(write);
+    if (rpc.write) {
+      EXPECT_EQ(as_reader, grpc::StatusCode::PERMISSION_DENIED);
+    } else {
+      EXPECT_EQ(as_reader, grpc::StatusCode::OK);
+    }
+    EXPECT_NE(as_writer, grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_NE(as_writer, grpc::StatusCode::PERMISSION_DENIED);
+  }
+
+  // Health stays open.
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::health::v1::HealthCheckResponse serving;
+  ASSERT_TRUE(
+      health->Check(Context("").get(), grpc::health::v1::HealthCheckRequest(), &serving).ok());
+  EXPECT_EQ(serving.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+TEST_F(AuthTest, TheHttpSideTakesTheSameTokens) {
+  const std::string id = FinishedExperiment();
+  httplib::Client http("127.0.0.1", http_port_);
+  struct Case {
+    std::string path;
+    httplib::Headers headers;
+    int status;
+  };
+  const httplib::Headers read = {{"Authorization", std::string("Bearer ") + kReadToken}};
+  for (const Case& c : std::vector<Case>{
+           {"/api/v1/experiments", {}, 401},
+           {"/api/v1/experiments", {{"Authorization", "Bearer wrong-token-0123456789"}}, 401},
+           {"/api/v1/experiments", read, 200},
+           {"/api/v1/experiments", {{"Authorization", std::string("Bearer ") + kWriteToken}}, 200},
+           {std::string("/api/v1/experiments?access_token=") + kReadToken, {}, 200},
+           {"/api/v1/experiments/" + id, {}, 401},
+           {"/api/v1/experiments/" + id + "/events?follow=false", {}, 401},
+           {"/api/v1/experiments/" + id + "/events?follow=false&access_token=" + kReadToken,
+            {},
+            200},
+           {"/metrics", {}, 401},
+           {"/metrics", read, 200},
+           {"/healthz", {}, 200},
+           {"/", {}, 200},
+           {"/static/dashboard.js", {}, 200},
+       }) {
+    SCOPED_TRACE(c.path);
+    httplib::Result result = http.Get(c.path.c_str(), c.headers);
+    ASSERT_TRUE(result);
+    EXPECT_EQ(result->status, c.status);
+    if (c.status == 401) {
+      EXPECT_EQ(result->get_header_value("WWW-Authenticate"), "Bearer realm=\"gradlab\"");
+      EXPECT_TRUE(absl::StrContains(result->body, "UNAUTHENTICATED")) << result->body;
+    }
+  }
+}
+
+TEST_F(AuthTest, TheCliSendsItsTokenFromTheFlagOrTheEnvironment) {
+  const std::vector<std::string> list = {GRADLAB_PATH, "--server=" + *address_, "list"};
+  CommandResult refused = RunWithStderr(list);
+  EXPECT_EQ(refused.exit_code, 3) << refused.out;
+  EXPECT_TRUE(absl::StrContains(refused.out, "needs a token")) << refused.out;
+
+  std::vector<std::string> with_flag = list;
+  with_flag.insert(with_flag.begin() + 1, std::string("--token=") + kReadToken);
+  EXPECT_EQ(RunWithStderr(with_flag).exit_code, 0);
+  EXPECT_EQ(RunWithStderr(list, {std::string("GRADLAB_TOKEN=") + kReadToken}).exit_code, 0);
+
+  CommandResult submit =
+      RunWithStderr({GRADLAB_PATH, "--server=" + *address_, std::string("--token=") + kReadToken,
+                     "submit", "--model=mlp", "--dataset=synthetic", "--epochs=1"});
+  EXPECT_EQ(submit.exit_code, 3) << submit.out;
+  EXPECT_TRUE(absl::StrContains(submit.out, "may only read")) << submit.out;
+  EXPECT_FALSE(absl::StrContains(submit.out, kReadToken)) << "the token was printed";
+}
+
+TEST(AuthFlagsTest, ABadTokensFileIsRefusedByLineAndTokensAllowARemoteAddress) {
+  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "auth_flags";
+  std::filesystem::create_directories(dir);
+  const std::string bad = (dir / "bad").string();
+  std::ofstream(bad) << "# ok\nsome-long-token-0123456789 admin\n";
+  CommandResult refused = RunWithStderr(
+      {GRADLABD_PATH, "--listen=127.0.0.1:0", "--state_dir=", "--auth_tokens_file=" + bad});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_TRUE(absl::StrContains(refused.out, bad + " line 2: role \"admin\" is not read or write"))
+      << refused.out;
+  EXPECT_FALSE(absl::StrContains(refused.out, "some-long-token")) << "the token was printed";
+
+  const std::string good = (dir / "good").string();
+  std::ofstream(good) << kWriteToken << " write\n";
+  absl::StatusOr<ChildProcess> remote =
+      ChildProcess::Start({GRADLABD_PATH, "--listen=0.0.0.0:0", "--http_listen=127.0.0.1:0",
+                           "--state_dir=", "--auth_tokens_file=" + good});
+  ASSERT_TRUE(remote.ok());
+  EXPECT_TRUE(remote->ReadLineContaining("listening on port", absl::Seconds(60)).ok());
+  remote->Signal(SIGTERM);
+  EXPECT_EQ(remote->Wait(absl::Seconds(10)), 0);
+}
+
+}  // namespace
+}  // namespace gradlab
