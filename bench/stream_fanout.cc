@@ -172,6 +172,7 @@ Result Measure(int subscribers, int epochs, int channel_count) {
   options.listen = "127.0.0.1:0";
   options.registry.threads_per_job = 2;
   options.registry.training_niceness = absl::GetFlag(FLAGS_training_niceness);
+  options.limits.max_streams_per_client = 0;  // every subscriber comes from this process
   const bool http = absl::GetFlag(FLAGS_transport) == "http";
   if (http) {
     options.http.listen = "127.0.0.1:0";

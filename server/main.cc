@@ -8,6 +8,7 @@
 //            [--http_listen=127.0.0.1:8080] [--http_max_streams=64]
 //            [--tls_cert=FILE --tls_key=FILE [--tls_client_ca=FILE]]
 //            [--auth_tokens_file=FILE] [--allow_insecure_remote]
+//            [--max_streams_per_client=32] [--max_starts_per_minute=60]
 //
 // Then, e.g.: gradlab submit --model=resnet --dataset=fashion_mnist --follow
 //             grpcurl -plaintext 127.0.0.1:50051 list
@@ -78,6 +79,12 @@ ABSL_FLAG(std::string, tls_client_ca, "",
 ABSL_FLAG(std::string, auth_tokens_file, "",
           "\"TOKEN ROLE\" per line (ROLE read or write; # comments): every RPC and HTTP "
           "request but health needs \"authorization: Bearer TOKEN\" of a role that allows it");
+ABSL_FLAG(int, max_streams_per_client, 32,
+          "streams one client address may have open at once, gRPC and HTTP event streams "
+          "together; one more gets RESOURCE_EXHAUSTED (HTTP 429). 0: no limit");
+ABSL_FLAG(int, max_starts_per_minute, 60,
+          "StartExperiment calls one caller (its token, or its address without tokens) may "
+          "make in a minute; more get RESOURCE_EXHAUSTED. 0: no limit");
 ABSL_FLAG(bool, allow_insecure_remote, false,
           "listen on an address other machines can reach (not 127.x, ::1, localhost) "
           "without TLS or tokens; refused otherwise, since anyone who reaches the port could "
@@ -164,6 +171,12 @@ absl::StatusOr<gradlab::ServerOptions> OptionsFromFlags() {
   if (absl::Status status = gradlab::ReadTlsFiles(options.tls, "--tls_client_ca").status();
       !status.ok()) {
     return status;
+  }
+  options.limits.max_streams_per_client = absl::GetFlag(FLAGS_max_streams_per_client);
+  options.limits.max_starts_per_minute = absl::GetFlag(FLAGS_max_starts_per_minute);
+  if (options.limits.max_streams_per_client < 0 || options.limits.max_starts_per_minute < 0) {
+    return absl::InvalidArgumentError(
+        "--max_streams_per_client and --max_starts_per_minute must be 0 (no limit) or more");
   }
   options.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
   if (!options.auth_tokens_file.empty()) {

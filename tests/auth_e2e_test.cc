@@ -1,5 +1,6 @@
 // End to end with tokens: the real gradlabd with --auth_tokens_file, every RPC against
-// every kind of caller (table-driven, over a real channel), the HTTP side, and the CLI.
+// every kind of caller (table-driven, over a real channel), the HTTP side, and the CLI;
+// and the per-client limits.
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/testing/child_process.h"
+#include "tests/testing/test_dir.h"
 
 namespace gradlab {
 namespace {
@@ -31,8 +33,7 @@ CommandResult RunWithStderr(std::vector<std::string> argv,
 class AuthTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "auth_e2e";
-    std::filesystem::remove_all(dir);
+    const std::filesystem::path dir = FreshSuiteDir("auth_e2e");
     std::filesystem::create_directories(dir);
     tokens_file_ = new std::string((dir / "tokens").string());
     std::ofstream(*tokens_file_) << "# who may do what\n"
@@ -283,7 +284,7 @@ TEST_F(AuthTest, TheCliSendsItsTokenFromTheFlagOrTheEnvironment) {
 }
 
 TEST(AuthFlagsTest, ABadTokensFileIsRefusedByLineAndTokensAllowARemoteAddress) {
-  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "auth_flags";
+  const std::filesystem::path dir = FreshSuiteDir("auth_flags");
   std::filesystem::create_directories(dir);
   const std::string bad = (dir / "bad").string();
   std::ofstream(bad) << "# ok\nsome-long-token-0123456789 admin\n";
@@ -303,6 +304,85 @@ TEST(AuthFlagsTest, ABadTokensFileIsRefusedByLineAndTokensAllowARemoteAddress) {
   EXPECT_TRUE(remote->ReadLineContaining("listening on port", absl::Seconds(60)).ok());
   remote->Signal(SIGTERM);
   EXPECT_EQ(remote->Wait(absl::Seconds(10)), 0);
+}
+
+// Its own server with small limits.
+TEST(LimitsTest, StreamsPerClientAndStartsPerMinuteAreResourceExhausted) {
+  absl::StatusOr<ChildProcess> server =
+      ChildProcess::Start({GRADLABD_PATH, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+                           "--state_dir=", "--threads_per_job=1", "--max_streams_per_client=2",
+                           "--max_starts_per_minute=3"});
+  ASSERT_TRUE(server.ok());
+  absl::StatusOr<std::string> grpc_line =
+      server->ReadLineContaining("listening on port", absl::Seconds(60));
+  ASSERT_TRUE(grpc_line.ok());
+  absl::StatusOr<std::string> http_line =
+      server->ReadLineContaining("dashboard on http port", absl::Seconds(10));
+  ASSERT_TRUE(http_line.ok());
+  int http_port = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(http_line->substr(http_line->rfind(' ') + 1), &http_port));
+  auto stub = v1::ExperimentService::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + grpc_line->substr(grpc_line->rfind(' ') + 1),
+                          grpc::InsecureChannelCredentials()));
+
+  // Three starts a minute, then RESOURCE_EXHAUSTED saying when to try again.
+  v1::StartExperimentRequest request;
+  request.mutable_spec()->set_model("mlp");
+  request.mutable_spec()->set_dataset("synthetic");
+  request.mutable_spec()->set_epochs(1000);
+  std::string running;
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext context;
+    v1::Experiment experiment;
+    ASSERT_TRUE(stub->StartExperiment(&context, request, &experiment).ok()) << i;
+    if (i == 0) running = experiment.id();
+  }
+  grpc::ClientContext refused_context;
+  v1::Experiment unused;
+  grpc::Status refused = stub->StartExperiment(&refused_context, request, &unused);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(absl::StrContains(refused.error_message(), "--max_starts_per_minute"))
+      << refused.error_message();
+  EXPECT_TRUE(absl::StrContains(refused.error_message(), "try again in"));
+
+  // Two streams per client, gRPC and HTTP together.
+  v1::StreamMetricsRequest follow;
+  follow.set_id(running);
+  grpc::ClientContext first_context;
+  auto first = stub->StreamMetrics(&first_context, follow);
+  grpc::ClientContext second_context;
+  auto second = stub->StreamMetrics(&second_context, follow);
+  v1::MetricsEvent event;
+  ASSERT_TRUE(first->Read(&event));
+  ASSERT_TRUE(second->Read(&event));
+  grpc::ClientContext third_context;
+  auto third = stub->StreamMetrics(&third_context, follow);
+  EXPECT_FALSE(third->Read(&event));
+  grpc::Status third_status = third->Finish();
+  EXPECT_EQ(third_status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(absl::StrContains(third_status.error_message(), "--max_streams_per_client"));
+  httplib::Client http("127.0.0.1", http_port);
+  const std::string events = "/api/v1/experiments/" + running + "/events?kinds=metrics";
+  httplib::Result over = http.Get(events.c_str());
+  ASSERT_TRUE(over);
+  EXPECT_EQ(over->status, 429);
+
+  // One closed: a stream opens again, over HTTP this time.
+  first_context.TryCancel();
+  (void)first->Finish();
+  bool opened = false;
+  for (int attempt = 0; attempt < 100 && !opened; ++attempt) {
+    http.Get(events.c_str(), [&](const char*, size_t) {
+      opened = true;
+      return false;  // one chunk is enough
+    });
+    if (!opened) absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(opened);
+  second_context.TryCancel();
+  (void)second->Finish();
+  server->Signal(SIGTERM);
+  EXPECT_EQ(server->Wait(absl::Seconds(10)), 0);
 }
 
 }  // namespace

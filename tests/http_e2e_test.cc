@@ -77,9 +77,7 @@ class HttpTest : public ::testing::Test {
   static constexpr int kMaxStreams = 2;
 
   static void SetUpTestSuite() {
-    const std::filesystem::path state_dir =
-        std::filesystem::path(::testing::TempDir()) / "http_e2e_state";
-    std::filesystem::remove_all(state_dir);
+    const std::filesystem::path state_dir = FreshSuiteDir("http_e2e_state");
     absl::StatusOr<ChildProcess> server = ChildProcess::Start(
         {GRADLABD_PATH, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0", "--threads_per_job=1",
          absl::StrCat("--http_max_streams=", kMaxStreams), "--state_dir=" + state_dir.string()});

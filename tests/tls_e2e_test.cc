@@ -28,7 +28,7 @@ class TlsTest : public ::testing::Test {
     // A handshake the server refuses can leave the client writing to a closed socket.
     signal(SIGPIPE, SIG_IGN);
     absl::StatusOr<TestCertificates> certificates =
-        MakeTestCertificates(std::filesystem::path(::testing::TempDir()) / "tls_e2e_certificates");
+        MakeTestCertificates(FreshSuiteDir("tls_e2e_certificates"));
     ASSERT_TRUE(certificates.ok()) << certificates.status();
     certificates_ = new TestCertificates(*std::move(certificates));
   }

@@ -102,13 +102,18 @@ absl::StatusOr<EventSelection> ParseEventSelection(const httplib::Request& reque
 // An open event stream: its frames, and what it counts while it lives.
 struct OpenEventStream {
   OpenEventStream(std::unique_ptr<EventStream> events, ServerMetrics& metrics,
-                  const std::string& method, std::atomic<int>& open_streams)
-      : stream(std::move(events)), counted(metrics, "http", method), open(open_streams) {}
+                  const std::string& method, std::atomic<int>& open_streams,
+                  std::unique_ptr<ClientLimits::StreamSlot> client_slot)
+      : stream(std::move(events)),
+        counted(metrics, "http", method),
+        open(open_streams),
+        slot(std::move(client_slot)) {}
   ~OpenEventStream() { --open; }
 
   std::unique_ptr<EventStream> stream;
   ServerMetrics::OpenStream counted;
   std::atomic<int>& open;
+  std::unique_ptr<ClientLimits::StreamSlot> slot;  // null without per-client limits
   absl::Time next_keepalive = absl::InfinitePast();
 };
 
@@ -195,7 +200,15 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
                      " (address in use or invalid?); --http_listen=HOST:PORT picks another, "
                      "--http_listen= turns HTTP off"));
   }
-  server->listener_ = std::thread([raw = server.get()] { raw->server_->listen_after_bind(); });
+  server->listener_ = std::thread([raw = server.get()] {
+    raw->server_->listen_after_bind();
+    raw->listener_returned_ = true;
+  });
+  // Running before Start returns: a stop() that came earlier would be missed, and the
+  // listener would then never return.
+  while (!server->server_->is_running() && !server->listener_returned_) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
   LOG(INFO) << "dashboard and HTTP API on " << (options.tls.cert.empty() ? "http" : "https")
             << "://" << options.listen << " (port " << server->port_ << ")";
   return server;
@@ -296,8 +309,9 @@ void HttpServer::AddRoutes() {
              [this](const httplib::Request& request, httplib::Response& response) {
                ServeEvents(request, response);
              });
-  server.Get("/api/v1/watch", [this](const httplib::Request&, httplib::Response& response) {
-    StartEventStream(std::make_unique<ExperimentWatchStream>(registry_), "watch", response);
+  server.Get("/api/v1/watch", [this](const httplib::Request& request, httplib::Response& response) {
+    StartEventStream(std::make_unique<ExperimentWatchStream>(registry_), "watch", request,
+                     response);
   });
   server.set_error_handler([](const httplib::Request& request, httplib::Response& response) {
     if (response.status != 404 || !response.body.empty()) return;
@@ -315,11 +329,18 @@ void HttpServer::ServeEvents(const httplib::Request& request, httplib::Response&
   absl::StatusOr<EventSelection> selection = ParseEventSelection(request);
   if (!selection.ok()) return ReplyError(response, selection.status());
   StartEventStream(std::make_unique<ExperimentEventStream>(*std::move(log), *selection), "events",
-                   response);
+                   request, response);
 }
 
 void HttpServer::StartEventStream(std::unique_ptr<EventStream> stream, const std::string& method,
-                                  httplib::Response& response) {
+                                  const httplib::Request& request, httplib::Response& response) {
+  std::unique_ptr<ClientLimits::StreamSlot> slot;
+  if (options_.limits != nullptr) {
+    absl::StatusOr<std::unique_ptr<ClientLimits::StreamSlot>> opened =
+        options_.limits->OpenStream(request.remote_addr);
+    if (!opened.ok()) return ReplyError(response, opened.status());
+    slot = *std::move(opened);
+  }
   if (open_streams_.fetch_add(1) >= options_.max_streams) {
     --open_streams_;
     response.set_header("Retry-After", "5");
@@ -327,7 +348,8 @@ void HttpServer::StartEventStream(std::unique_ptr<EventStream> stream, const std
                                     "too many open event streams (", options_.max_streams,
                                     ", --http_max_streams); try again later")));
   }
-  auto open = std::make_shared<OpenEventStream>(std::move(stream), metrics_, method, open_streams_);
+  auto open = std::make_shared<OpenEventStream>(std::move(stream), metrics_, method, open_streams_,
+                                                std::move(slot));
   response.set_header("Cache-Control", "no-cache");
   response.set_header("X-Accel-Buffering", "no");  // proxies such as nginx: do not buffer
   response.set_chunked_content_provider(

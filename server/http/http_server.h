@@ -30,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/tls_files.h"
+#include "server/auth/client_limits.h"
 #include "server/auth/token_authorizer.h"
 #include "server/http/server_metrics.h"
 #include "server/jobs/experiment_registry.h"
@@ -61,6 +62,9 @@ struct HttpOptions {
   // files needs a read token, as "Authorization: Bearer TOKEN" or (for the browser's
   // EventSource, which cannot send headers) ?access_token=TOKEN. Must outlive the server.
   const TokenAuthorizer* authorizer = nullptr;
+  // Null: no per-client stream limit. Otherwise each event stream takes a slot of its
+  // client's (see ClientLimits); one more is answered 429. Must outlive the server.
+  ClientLimits* limits = nullptr;
   // With tls.cert and tls.key: HTTPS only; with tls.ca too, clients must present a
   // certificate that it signed.
   TlsPaths tls;
@@ -94,7 +98,7 @@ class HttpServer {
   void ServeWatch(httplib::Response& response);
   // Streams `stream`'s frames as text/event-stream, or answers 503 past max_streams.
   void StartEventStream(std::unique_ptr<class EventStream> stream, const std::string& method,
-                        httplib::Response& response);
+                        const httplib::Request& request, httplib::Response& response);
   std::string RenderMetrics() const;
 
   const HttpOptions options_;
@@ -105,6 +109,7 @@ class HttpServer {
   std::thread listener_;
   std::atomic<int> open_streams_{0};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> listener_returned_{false};
 };
 
 }  // namespace gradlab

@@ -12,6 +12,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
 
@@ -76,8 +77,13 @@ class LogStream : public grpc::ServerWriteReactor<Event> {
     std::function<std::shared_ptr<const Event>(std::shared_ptr<const Event>)> shape;
   };
 
-  LogStream(std::shared_ptr<ExperimentLog> log, Cursor cursor, int64_t position, bool follow)
-      : log_(std::move(log)), cursor_(std::move(cursor)), position_(position), follow_(follow) {
+  LogStream(std::shared_ptr<ExperimentLog> log, Cursor cursor, int64_t position, bool follow,
+            std::unique_ptr<ClientLimits::StreamSlot> slot)
+      : log_(std::move(log)),
+        cursor_(std::move(cursor)),
+        position_(position),
+        follow_(follow),
+        slot_(std::move(slot)) {
     subscription_ = log_->Subscribe(cursor_.kind, [this] { WriteNextIfIdle(); });
     WriteNextIfIdle();
   }
@@ -149,6 +155,7 @@ class LogStream : public grpc::ServerWriteReactor<Event> {
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   std::shared_ptr<const Event> in_flight_ ABSL_GUARDED_BY(mu_);
+  const std::unique_ptr<ClientLimits::StreamSlot> slot_;  // counts this stream for its client
 };
 
 // WatchExperiments: every experiment once, then each one that changes. Changes are
@@ -157,7 +164,8 @@ class LogStream : public grpc::ServerWriteReactor<Event> {
 // changed the experiment.
 class WatchStream : public grpc::ServerWriteReactor<v1::Experiment> {
  public:
-  explicit WatchStream(ExperimentRegistry& registry) : registry_(registry) {
+  WatchStream(ExperimentRegistry& registry, std::unique_ptr<ClientLimits::StreamSlot> slot)
+      : registry_(registry), slot_(std::move(slot)) {
     // Listen first, then take the snapshot: a change in between is sent twice at worst.
     subscription_ = registry_.AddChangeListener([this](const std::string& id) { OnChange(id); });
     {
@@ -247,6 +255,7 @@ class WatchStream : public grpc::ServerWriteReactor<v1::Experiment> {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   // Written only while !writing_, read by gRPC while writing_.
   v1::Experiment in_flight_;
+  const std::unique_ptr<ClientLimits::StreamSlot> slot_;  // counts this stream for its client
 };
 
 // ExportModel: the exported file in chunks, one write in flight.
@@ -255,7 +264,10 @@ class ChunkStream : public grpc::ServerWriteReactor<v1::ModelChunk> {
   // Well under gRPC's default 4 MiB message limit.
   static constexpr size_t kChunkBytes = 1 << 20;
 
-  explicit ChunkStream(ExportedModel model) : model_(std::move(model)) { WriteNext(); }
+  ChunkStream(ExportedModel model, std::unique_ptr<ClientLimits::StreamSlot> slot)
+      : model_(std::move(model)), slot_(std::move(slot)) {
+    WriteNext();
+  }
 
   void OnWriteDone(bool ok) override {
     if (!ok) {
@@ -287,6 +299,7 @@ class ChunkStream : public grpc::ServerWriteReactor<v1::ModelChunk> {
   }
 
   const ExportedModel model_;
+  const std::unique_ptr<ClientLimits::StreamSlot> slot_;  // counts this stream for its client
   size_t offset_ = 0;
   v1::ModelChunk chunk_;  // written only while no write is in flight
 };
@@ -308,6 +321,25 @@ std::shared_ptr<const v1::GradientSnapshot> FilterLayers(
 
 }  // namespace
 
+namespace {
+
+// The client's address without its port ("ipv4:10.0.0.7:51234" -> "10.0.0.7"), as the
+// HTTP side names it, so that one client's streams count together on both.
+std::string ClientAddress(const std::string& peer) {
+  absl::string_view address = peer;
+  if (!absl::ConsumePrefix(&address, "ipv4:")) absl::ConsumePrefix(&address, "ipv6:");
+  address = address.substr(0, address.rfind(':'));
+  if (absl::ConsumePrefix(&address, "[")) absl::ConsumeSuffix(&address, "]");
+  return std::string(address);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ClientLimits::StreamSlot>> ExperimentServiceImpl::OpenStream(
+    grpc::CallbackServerContext* context) {
+  return limits_.OpenStream(ClientAddress(context->peer()));
+}
+
 absl::Status ExperimentServiceImpl::Authorize(grpc::CallbackServerContext* context,
                                               Role needed) const {
   if (authorizer_ == nullptr) return absl::OkStatus();
@@ -323,6 +355,15 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::StartExperiment(
     grpc::CallbackServerContext* context, const v1::StartExperimentRequest* request,
     v1::Experiment* response) {
   if (absl::Status allowed = Authorize(context, Role::kWrite); !allowed.ok()) {
+    return Reply("StartExperiment", context, allowed);
+  }
+  // Each caller has its own budget: its token, or its address on a server without tokens.
+  const auto authorization = context->client_metadata().find("authorization");
+  const std::string caller =
+      authorizer_ != nullptr && authorization != context->client_metadata().end()
+          ? std::string(authorization->second.data(), authorization->second.size())
+          : ClientAddress(context->peer());
+  if (absl::Status allowed = limits_.AllowStart(caller); !allowed.ok()) {
     return Reply("StartExperiment", context, allowed);
   }
   return Reply("StartExperiment", context, registry_.StartExperiment(*request), response);
@@ -378,9 +419,11 @@ grpc::ServerWriteReactor<v1::ModelChunk>* ExperimentServiceImpl::ExportModel(
   if (absl::Status allowed = Authorize(context, Role::kWrite); !allowed.ok()) {
     return new FailedStream<v1::ModelChunk>("ExportModel", context, allowed);
   }
+  absl::StatusOr<std::unique_ptr<ClientLimits::StreamSlot>> slot = OpenStream(context);
+  if (!slot.ok()) return new FailedStream<v1::ModelChunk>("ExportModel", context, slot.status());
   absl::StatusOr<ExportedModel> model = registry_.ExportModel(request->id(), request->which());
   if (!model.ok()) return new FailedStream<v1::ModelChunk>("ExportModel", context, model.status());
-  return new ChunkStream(*std::move(model));
+  return new ChunkStream(*std::move(model), *std::move(slot));
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetServerInfo(grpc::CallbackServerContext* context,
@@ -398,21 +441,29 @@ grpc::ServerWriteReactor<v1::MetricsEvent>* ExperimentServiceImpl::StreamMetrics
   if (absl::Status allowed = Authorize(context, Role::kRead); !allowed.ok()) {
     return new FailedStream<v1::MetricsEvent>("StreamMetrics", context, allowed);
   }
+  absl::StatusOr<std::unique_ptr<ClientLimits::StreamSlot>> slot = OpenStream(context);
+  if (!slot.ok()) {
+    return new FailedStream<v1::MetricsEvent>("StreamMetrics", context, slot.status());
+  }
   absl::StatusOr<std::shared_ptr<ExperimentLog>> log = registry_.EventLog(request->id());
   if (!log.ok()) return new FailedStream<v1::MetricsEvent>("StreamMetrics", context, log.status());
   LogStream<v1::MetricsEvent>::Cursor cursor;
   cursor.kind = EventKind::kMetrics;
   cursor.next = [](const ExperimentLog& l, int64_t sequence) { return l.NextMetrics(sequence); };
   cursor.after = [](const v1::MetricsEvent& event) { return event.sequence() + 1; };
-  return new LogStream<v1::MetricsEvent>(*std::move(log), std::move(cursor),
-                                         request->from_sequence(),
-                                         !request->has_follow() || request->follow());
+  return new LogStream<v1::MetricsEvent>(
+      *std::move(log), std::move(cursor), request->from_sequence(),
+      !request->has_follow() || request->follow(), *std::move(slot));
 }
 
 grpc::ServerWriteReactor<v1::GradientSnapshot>* ExperimentServiceImpl::StreamGradients(
     grpc::CallbackServerContext* context, const v1::StreamGradientsRequest* request) {
   if (absl::Status allowed = Authorize(context, Role::kRead); !allowed.ok()) {
     return new FailedStream<v1::GradientSnapshot>("StreamGradients", context, allowed);
+  }
+  absl::StatusOr<std::unique_ptr<ClientLimits::StreamSlot>> slot = OpenStream(context);
+  if (!slot.ok()) {
+    return new FailedStream<v1::GradientSnapshot>("StreamGradients", context, slot.status());
   }
   absl::StatusOr<std::shared_ptr<ExperimentLog>> log = registry_.EventLog(request->id());
   if (!log.ok()) {
@@ -435,9 +486,9 @@ grpc::ServerWriteReactor<v1::GradientSnapshot>* ExperimentServiceImpl::StreamGra
       return FilterLayers(pattern, std::move(snapshot));
     };
   }
-  return new LogStream<v1::GradientSnapshot>(*std::move(log), std::move(cursor),
-                                             request->from_step(),
-                                             !request->has_follow() || request->follow());
+  return new LogStream<v1::GradientSnapshot>(
+      *std::move(log), std::move(cursor), request->from_step(),
+      !request->has_follow() || request->follow(), *std::move(slot));
 }
 
 grpc::ServerWriteReactor<v1::Experiment>* ExperimentServiceImpl::WatchExperiments(
@@ -445,7 +496,10 @@ grpc::ServerWriteReactor<v1::Experiment>* ExperimentServiceImpl::WatchExperiment
   if (absl::Status allowed = Authorize(context, Role::kRead); !allowed.ok()) {
     return new FailedStream<v1::Experiment>("WatchExperiments", context, allowed);
   }
-  return new WatchStream(registry_);
+  absl::StatusOr<std::unique_ptr<ClientLimits::StreamSlot>> slot = OpenStream(context);
+  if (!slot.ok())
+    return new FailedStream<v1::Experiment>("WatchExperiments", context, slot.status());
+  return new WatchStream(registry_, *std::move(slot));
 }
 
 }  // namespace gradlab

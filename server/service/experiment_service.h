@@ -7,6 +7,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "gradlab/v1/experiment_service.grpc.pb.h"
+#include "server/auth/client_limits.h"
 #include "server/auth/token_authorizer.h"
 #include "server/jobs/experiment_registry.h"
 
@@ -17,9 +18,11 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
  public:
   // `authorizer` null: every call is allowed; otherwise each needs a token of the role
   // its method requires (read, or write for StartExperiment, CancelExperiment,
-  // DeleteExperiment and ExportModel). Both must outlive it.
-  ExperimentServiceImpl(ExperimentRegistry& registry, const TokenAuthorizer* authorizer)
-      : registry_(registry), authorizer_(authorizer) {}
+  // DeleteExperiment and ExportModel). All must outlive it.
+  // `limits` bounds each client's open streams and each caller's StartExperiment rate.
+  ExperimentServiceImpl(ExperimentRegistry& registry, const TokenAuthorizer* authorizer,
+                        ClientLimits& limits)
+      : registry_(registry), authorizer_(authorizer), limits_(limits) {}
 
   grpc::ServerUnaryReactor* StartExperiment(grpc::CallbackServerContext* context,
                                             const v1::StartExperimentRequest* request,
@@ -52,8 +55,13 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
   // OK, or why the call's "authorization" metadata does not allow `needed`.
   absl::Status Authorize(grpc::CallbackServerContext* context, Role needed) const;
 
+  // A slot for one more stream of the calling client, or RESOURCE_EXHAUSTED.
+  absl::StatusOr<std::unique_ptr<ClientLimits::StreamSlot>> OpenStream(
+      grpc::CallbackServerContext* context);
+
   ExperimentRegistry& registry_;
   const TokenAuthorizer* const authorizer_;
+  ClientLimits& limits_;
 };
 
 }  // namespace gradlab

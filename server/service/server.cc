@@ -51,9 +51,11 @@ absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOption
   std::unique_ptr<GradlabServer> server(new GradlabServer());
   server->registry_ = *std::move(registry);
   server->authorizer_ = std::move(authorizer);
-  server->service_ =
-      std::make_unique<ExperimentServiceImpl>(*server->registry_, server->authorizer_.get());
+  server->limits_ = std::make_unique<ClientLimits>(options.limits);
+  server->service_ = std::make_unique<ExperimentServiceImpl>(
+      *server->registry_, server->authorizer_.get(), *server->limits_);
   options.http.authorizer = server->authorizer_.get();
+  options.http.limits = server->limits_.get();
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, credentials, &server->port_);

@@ -28,6 +28,8 @@ struct ServerOptions {
   // "TOKEN ROLE" lines (see TokenAuthorizer): gRPC calls and HTTP requests need a token of
   // the role they require; empty: no tokens, everything is open.
   std::string auth_tokens_file;
+  // Streams per client and StartExperiment calls per minute per caller.
+  ClientLimitOptions limits;
   // Larger requests are refused with RESOURCE_EXHAUSTED.
   int max_request_bytes = 256 * 1024;
   // Where experiments, events and checkpoints are kept (see ExperimentStore); empty keeps
@@ -63,6 +65,7 @@ class GradlabServer {
   // Declared first: both servers record into it until they are destroyed.
   ServerMetrics metrics_;
   std::unique_ptr<TokenAuthorizer> authorizer_;  // null without --auth_tokens_file
+  std::unique_ptr<ClientLimits> limits_;
   std::unique_ptr<ExperimentRegistry> registry_;
   std::unique_ptr<ExperimentServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;

@@ -3,6 +3,8 @@
 #ifndef GRADLAB_TESTS_TESTING_TEST_DIR_H_
 #define GRADLAB_TESTS_TESTING_TEST_DIR_H_
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <string>
 
@@ -14,6 +16,15 @@ namespace gradlab {
 inline std::filesystem::path FreshTestDir(const std::string& group) {
   const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / group /
                                     ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+// <TempDir>/<name>-<process id>, empty (not created): for what a whole test suite shares
+// (a server's state, certificates), so that suites run at once (ctest -j) never share it.
+inline std::filesystem::path FreshSuiteDir(const std::string& name) {
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) / (name + "-" + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
   return dir;
 }
