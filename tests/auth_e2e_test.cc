@@ -15,6 +15,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/testing/child_process.h"
+#include "tests/testing/gradlabd_process.h"
 #include "tests/testing/test_dir.h"
 
 namespace gradlab {
@@ -39,24 +40,17 @@ class AuthTest : public ::testing::Test {
     std::ofstream(*tokens_file_) << "# who may do what\n"
                                  << kReadToken << " read\n"
                                  << kWriteToken << " write\n";
-    absl::StatusOr<ChildProcess> server = ChildProcess::Start(
-        {GRADLABD_PATH, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0", "--threads_per_job=1",
-         "--state_dir=" + (dir / "state").string(), "--auth_tokens_file=" + *tokens_file_});
+    absl::StatusOr<GradlabdProcess> server = StartGradlabd(
+        GRADLABD_PATH, {"--threads_per_job=1", "--state_dir=" + (dir / "state").string(),
+                        "--auth_tokens_file=" + *tokens_file_});
     ASSERT_TRUE(server.ok()) << server.status();
-    server_ = new ChildProcess(*std::move(server));
-    absl::StatusOr<std::string> grpc_line =
-        server_->ReadLineContaining("listening on port", absl::Seconds(60));
-    ASSERT_TRUE(grpc_line.ok()) << grpc_line.status();
-    address_ = new std::string("127.0.0.1:" + grpc_line->substr(grpc_line->rfind(' ') + 1));
-    absl::StatusOr<std::string> http_line =
-        server_->ReadLineContaining("dashboard on http port", absl::Seconds(10));
-    ASSERT_TRUE(http_line.ok()) << http_line.status();
-    ASSERT_TRUE(absl::SimpleAtoi(http_line->substr(http_line->rfind(' ') + 1), &http_port_));
+    server_ = new GradlabdProcess(*std::move(server));
+    address_ = &server_->grpc_address;
+    http_port_ = server_->http_port;
   }
 
   static void TearDownTestSuite() {
     delete server_;
-    delete address_;
     delete tokens_file_;
   }
 
@@ -103,16 +97,16 @@ class AuthTest : public ::testing::Test {
     return reader->Finish().error_code();
   }
 
-  static ChildProcess* server_;
-  static std::string* address_;
+  static GradlabdProcess* server_;
+  static const std::string* address_;  // the server's
   static std::string* tokens_file_;
   static int http_port_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::ExperimentService::Stub> stub_;
 };
 
-ChildProcess* AuthTest::server_ = nullptr;
-std::string* AuthTest::address_ = nullptr;
+GradlabdProcess* AuthTest::server_ = nullptr;
+const std::string* AuthTest::address_ = nullptr;
 std::string* AuthTest::tokens_file_ = nullptr;
 int AuthTest::http_port_ = 0;
 
@@ -308,22 +302,13 @@ TEST(AuthFlagsTest, ABadTokensFileIsRefusedByLineAndTokensAllowARemoteAddress) {
 
 // Its own server with small limits.
 TEST(LimitsTest, StreamsPerClientAndStartsPerMinuteAreResourceExhausted) {
-  absl::StatusOr<ChildProcess> server =
-      ChildProcess::Start({GRADLABD_PATH, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
-                           "--state_dir=", "--threads_per_job=1", "--max_streams_per_client=2",
-                           "--max_starts_per_minute=3"});
-  ASSERT_TRUE(server.ok());
-  absl::StatusOr<std::string> grpc_line =
-      server->ReadLineContaining("listening on port", absl::Seconds(60));
-  ASSERT_TRUE(grpc_line.ok());
-  absl::StatusOr<std::string> http_line =
-      server->ReadLineContaining("dashboard on http port", absl::Seconds(10));
-  ASSERT_TRUE(http_line.ok());
-  int http_port = 0;
-  ASSERT_TRUE(absl::SimpleAtoi(http_line->substr(http_line->rfind(' ') + 1), &http_port));
+  absl::StatusOr<GradlabdProcess> server =
+      StartGradlabd(GRADLABD_PATH, {"--state_dir=", "--threads_per_job=1",
+                                    "--max_streams_per_client=2", "--max_starts_per_minute=3"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int http_port = server->http_port;
   auto stub = v1::ExperimentService::NewStub(
-      grpc::CreateChannel("127.0.0.1:" + grpc_line->substr(grpc_line->rfind(' ') + 1),
-                          grpc::InsecureChannelCredentials()));
+      grpc::CreateChannel(server->grpc_address, grpc::InsecureChannelCredentials()));
 
   // Three starts a minute, then RESOURCE_EXHAUSTED saying when to try again.
   v1::StartExperimentRequest request;
@@ -381,8 +366,8 @@ TEST(LimitsTest, StreamsPerClientAndStartsPerMinuteAreResourceExhausted) {
   EXPECT_TRUE(opened);
   second_context.TryCancel();
   (void)second->Finish();
-  server->Signal(SIGTERM);
-  EXPECT_EQ(server->Wait(absl::Seconds(10)), 0);
+  server->process.Signal(SIGTERM);
+  EXPECT_EQ(server->process.Wait(absl::Seconds(10)), 0);
 }
 
 }  // namespace

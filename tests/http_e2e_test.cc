@@ -22,6 +22,7 @@
 #include "gradlab/v1/experiment_service.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/testing/child_process.h"
+#include "tests/testing/gradlabd_process.h"
 #include "tests/testing/test_dir.h"
 
 namespace gradlab {
@@ -77,30 +78,19 @@ class HttpTest : public ::testing::Test {
   static constexpr int kMaxStreams = 2;
 
   static void SetUpTestSuite() {
-    const std::filesystem::path state_dir = FreshSuiteDir("http_e2e_state");
-    absl::StatusOr<ChildProcess> server = ChildProcess::Start(
-        {GRADLABD_PATH, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0", "--threads_per_job=1",
-         absl::StrCat("--http_max_streams=", kMaxStreams), "--state_dir=" + state_dir.string()});
+    absl::StatusOr<GradlabdProcess> server = StartGradlabd(
+        GRADLABD_PATH, {"--threads_per_job=1", absl::StrCat("--http_max_streams=", kMaxStreams),
+                        "--state_dir=" + FreshSuiteDir("http_e2e_state").string()});
     ASSERT_TRUE(server.ok()) << server.status();
-    server_ = new ChildProcess(*std::move(server));
-    absl::StatusOr<std::string> grpc_line =
-        server_->ReadLineContaining("listening on port", absl::Seconds(60));
-    ASSERT_TRUE(grpc_line.ok()) << grpc_line.status();
-    absl::StatusOr<std::string> http_line =
-        server_->ReadLineContaining("dashboard on http port", absl::Seconds(10));
-    ASSERT_TRUE(http_line.ok()) << http_line.status();
-    grpc_port_ = new std::string(grpc_line->substr(grpc_line->rfind(' ') + 1));
-    ASSERT_TRUE(absl::SimpleAtoi(http_line->substr(http_line->rfind(' ') + 1), &http_port_));
+    server_ = new GradlabdProcess(*std::move(server));
+    http_port_ = server_->http_port;
   }
 
-  static void TearDownTestSuite() {
-    delete server_;
-    delete grpc_port_;
-  }
+  static void TearDownTestSuite() { delete server_; }
 
   void SetUp() override {
     stub_ = v1::ExperimentService::NewStub(
-        grpc::CreateChannel("127.0.0.1:" + *grpc_port_, grpc::InsecureChannelCredentials()));
+        grpc::CreateChannel(server_->grpc_address, grpc::InsecureChannelCredentials()));
     http_ = std::make_unique<httplib::Client>("127.0.0.1", http_port_);
     http_->set_read_timeout(60, 0);
   }
@@ -223,15 +213,13 @@ class HttpTest : public ::testing::Test {
     return absent;
   }
 
-  static ChildProcess* server_;
-  static std::string* grpc_port_;
+  static GradlabdProcess* server_;
   static int http_port_;
   std::unique_ptr<v1::ExperimentService::Stub> stub_;
   std::unique_ptr<httplib::Client> http_;
 };
 
-ChildProcess* HttpTest::server_ = nullptr;
-std::string* HttpTest::grpc_port_ = nullptr;
+GradlabdProcess* HttpTest::server_ = nullptr;
 int HttpTest::http_port_ = 0;
 
 TEST_F(HttpTest, JsonApiSaysWhatTheGrpcApiSays) {
@@ -547,22 +535,12 @@ TEST_F(HttpTest, MetricsPassPromtoolAndCountWhatHappened) {
 
 // Its own server, which the test shuts down.
 TEST(HttpShutdownTest, SigtermEndsEventStreamsWithUnavailableAndExitsZero) {
-  const std::filesystem::path state_dir = FreshTestDir("http_e2e");
-  absl::StatusOr<ChildProcess> server =
-      ChildProcess::Start({GRADLABD_PATH, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
-                           "--threads_per_job=1", "--state_dir=" + state_dir.string()});
+  absl::StatusOr<GradlabdProcess> server = StartGradlabd(
+      GRADLABD_PATH, {"--threads_per_job=1", "--state_dir=" + FreshTestDir("http_e2e").string()});
   ASSERT_TRUE(server.ok()) << server.status();
-  absl::StatusOr<std::string> grpc_line =
-      server->ReadLineContaining("listening on port", absl::Seconds(60));
-  ASSERT_TRUE(grpc_line.ok()) << grpc_line.status();
-  absl::StatusOr<std::string> http_line =
-      server->ReadLineContaining("dashboard on http port", absl::Seconds(10));
-  ASSERT_TRUE(http_line.ok()) << http_line.status();
-  int http_port = 0;
-  ASSERT_TRUE(absl::SimpleAtoi(http_line->substr(http_line->rfind(' ') + 1), &http_port));
+  const int http_port = server->http_port;
   auto stub = v1::ExperimentService::NewStub(
-      grpc::CreateChannel("127.0.0.1:" + grpc_line->substr(grpc_line->rfind(' ') + 1),
-                          grpc::InsecureChannelCredentials()));
+      grpc::CreateChannel(server->grpc_address, grpc::InsecureChannelCredentials()));
   v1::StartExperimentRequest request;
   request.mutable_spec()->set_model("mlp");
   request.mutable_spec()->set_dataset("synthetic");
@@ -600,8 +578,8 @@ TEST(HttpShutdownTest, SigtermEndsEventStreamsWithUnavailableAndExitsZero) {
   while (opened < 2 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
   ASSERT_EQ(opened, 2);
 
-  server->Signal(SIGTERM);
-  EXPECT_EQ(server->Wait(absl::Seconds(10)), 0);
+  server->process.Signal(SIGTERM);
+  EXPECT_EQ(server->process.Wait(absl::Seconds(10)), 0);
   for (std::thread& reader : readers) reader.join();
   for (const std::vector<Event>& events : received) {
     ASSERT_FALSE(events.empty());

@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "gtest/gtest.h"
 #include "tests/testing/child_process.h"
+#include "tests/testing/gradlabd_process.h"
 #include "tests/testing/test_certificates.h"
 #include "tests/testing/test_dir.h"
 
@@ -36,24 +37,14 @@ class TlsTest : public ::testing::Test {
 
   // Starts gradlabd with TLS (and these extra flags) on free ports.
   void StartServer(const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {GRADLABD_PATH,
-                                     "--listen=127.0.0.1:0",
-                                     "--http_listen=127.0.0.1:0",
-                                     "--state_dir=",
-                                     "--tls_cert=" + certificates_->server_cert,
-                                     "--tls_key=" + certificates_->server_key};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    absl::StatusOr<ChildProcess> server = ChildProcess::Start(argv);
+    std::vector<std::string> flags = {"--state_dir=", "--tls_cert=" + certificates_->server_cert,
+                                      "--tls_key=" + certificates_->server_key};
+    flags.insert(flags.end(), extra.begin(), extra.end());
+    absl::StatusOr<GradlabdProcess> server = StartGradlabd(GRADLABD_PATH, flags);
     ASSERT_TRUE(server.ok()) << server.status();
     server_.emplace(*std::move(server));
-    absl::StatusOr<std::string> grpc_line =
-        server_->ReadLineContaining("listening on port", absl::Seconds(60));
-    ASSERT_TRUE(grpc_line.ok()) << grpc_line.status();
-    grpc_address_ = "127.0.0.1:" + grpc_line->substr(grpc_line->rfind(' ') + 1);
-    absl::StatusOr<std::string> http_line =
-        server_->ReadLineContaining("dashboard on http port", absl::Seconds(10));
-    ASSERT_TRUE(http_line.ok()) << http_line.status();
-    ASSERT_TRUE(absl::SimpleAtoi(http_line->substr(http_line->rfind(' ') + 1), &http_port_));
+    grpc_address_ = server_->grpc_address;
+    http_port_ = server_->http_port;
   }
 
   // `gradlab info` with these TLS flags; its exit code.
@@ -80,7 +71,7 @@ class TlsTest : public ::testing::Test {
   }
 
   static TestCertificates* certificates_;
-  std::optional<ChildProcess> server_;
+  std::optional<GradlabdProcess> server_;
   std::string grpc_address_;
   int http_port_ = 0;
 };
@@ -101,8 +92,8 @@ TEST_F(TlsTest, BothPortsServeTlsThatClientsVerifyWithTheCa) {
   httplib::Result result = plain.Get("/healthz");
   EXPECT_FALSE(result && result->status == 200) << "plain HTTP was answered";
 
-  server_->Signal(SIGTERM);
-  EXPECT_EQ(server_->Wait(absl::Seconds(10)), 0);
+  server_->process.Signal(SIGTERM);
+  EXPECT_EQ(server_->process.Wait(absl::Seconds(10)), 0);
 }
 
 TEST_F(TlsTest, MutualTlsNeedsAClientCertificateThatTheClientCaSigned) {
@@ -175,8 +166,8 @@ TEST_F(TlsTest, AnAddressOtherMachinesReachNeedsTlsOrAnExplicitFlag) {
   }
   // With TLS, no flag is needed.
   StartServer({"--listen=0.0.0.0:0"});
-  server_->Signal(SIGTERM);
-  EXPECT_EQ(server_->Wait(absl::Seconds(10)), 0);
+  server_->process.Signal(SIGTERM);
+  EXPECT_EQ(server_->process.Wait(absl::Seconds(10)), 0);
 }
 
 }  // namespace

@@ -1,0 +1,28 @@
+#include "tests/testing/gradlabd_process.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace gradlab {
+
+absl::StatusOr<GradlabdProcess> StartGradlabd(const std::string& binary,
+                                              const std::vector<std::string>& flags) {
+  std::vector<std::string> argv = {binary, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  absl::StatusOr<ChildProcess> process = ChildProcess::Start(argv);
+  if (!process.ok()) return process.status();
+  absl::StatusOr<std::string> grpc_line =
+      process->ReadLineContaining("listening on port", absl::Seconds(60));
+  if (!grpc_line.ok()) return grpc_line.status();
+  absl::StatusOr<std::string> http_line =
+      process->ReadLineContaining("dashboard on http port", absl::Seconds(10));
+  if (!http_line.ok()) return http_line.status();
+  GradlabdProcess started{*std::move(process),
+                          "127.0.0.1:" + grpc_line->substr(grpc_line->rfind(' ') + 1), 0};
+  if (!absl::SimpleAtoi(http_line->substr(http_line->rfind(' ') + 1), &started.http_port)) {
+    return absl::InternalError(absl::StrCat("no port in \"", *http_line, "\""));
+  }
+  return started;
+}
+
+}  // namespace gradlab
