@@ -325,6 +325,14 @@ namespace {
 
 // The client's address without its port ("ipv4:10.0.0.7:51234" -> "10.0.0.7"), as the
 // HTTP side names it, so that one client's streams count together on both.
+// The call's "authorization" metadata; empty when there is none.
+absl::string_view AuthorizationOf(grpc::CallbackServerContext* context) {
+  const auto& metadata = context->client_metadata();
+  const auto header = metadata.find("authorization");
+  if (header == metadata.end()) return {};
+  return absl::string_view(header->second.data(), header->second.size());
+}
+
 std::string ClientAddress(const std::string& peer) {
   absl::string_view address = peer;
   if (!absl::ConsumePrefix(&address, "ipv4:")) absl::ConsumePrefix(&address, "ipv6:");
@@ -343,12 +351,7 @@ absl::StatusOr<std::unique_ptr<ClientLimits::StreamSlot>> ExperimentServiceImpl:
 absl::Status ExperimentServiceImpl::Authorize(grpc::CallbackServerContext* context,
                                               Role needed) const {
   if (authorizer_ == nullptr) return absl::OkStatus();
-  const auto& metadata = context->client_metadata();
-  const auto header = metadata.find("authorization");
-  return authorizer_->Authorize(
-      header == metadata.end() ? absl::string_view()
-                               : absl::string_view(header->second.data(), header->second.size()),
-      needed);
+  return authorizer_->Authorize(AuthorizationOf(context), needed);
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::StartExperiment(
@@ -358,11 +361,8 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::StartExperiment(
     return Reply("StartExperiment", context, allowed);
   }
   // Each caller has its own budget: its token, or its address on a server without tokens.
-  const auto authorization = context->client_metadata().find("authorization");
-  const std::string caller =
-      authorizer_ != nullptr && authorization != context->client_metadata().end()
-          ? std::string(authorization->second.data(), authorization->second.size())
-          : ClientAddress(context->peer());
+  const std::string caller = authorizer_ != nullptr ? std::string(AuthorizationOf(context))
+                                                    : ClientAddress(context->peer());
   if (absl::Status allowed = limits_.AllowStart(caller); !allowed.ok()) {
     return Reply("StartExperiment", context, allowed);
   }
