@@ -9,23 +9,12 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/jobs/testing/log_events.h"
 
 namespace gradlab {
 namespace {
 
 using ::testing::ElementsAre;
-
-v1::MetricsEvent Epoch(int epoch) {
-  v1::MetricsEvent event;
-  event.mutable_epoch_metrics()->set_epoch(epoch);
-  return event;
-}
-
-v1::GradientSnapshot Snapshot(int64_t step) {
-  v1::GradientSnapshot snapshot;
-  snapshot.set_step(step);
-  return snapshot;
-}
 
 // A frame's fields: "id", "event" and "data" (lines joined).
 std::map<std::string, std::string> Parse(const std::string& frame) {

@@ -3,27 +3,10 @@
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "server/jobs/testing/log_events.h"
 
 namespace gradlab {
 namespace {
-
-v1::MetricsEvent Progress(int batch) {
-  v1::MetricsEvent event;
-  event.mutable_batch_progress()->set_batch(batch);
-  return event;
-}
-
-v1::MetricsEvent Epoch(int epoch) {
-  v1::MetricsEvent event;
-  event.mutable_epoch_metrics()->set_epoch(epoch);
-  return event;
-}
-
-v1::GradientSnapshot Snapshot(int64_t step) {
-  v1::GradientSnapshot snapshot;
-  snapshot.set_step(step);
-  return snapshot;
-}
 
 // Reads every metrics event from `from` on, as a stream would.
 std::vector<int64_t> MetricsSequences(const ExperimentLog& log, int64_t from) {
