@@ -39,22 +39,13 @@
     return v.toExponential(2);
   }
 
-  function duration(seconds) {
-    if (!isFinite(seconds) || seconds <= 0) return '–';
-    if (seconds < 60) return seconds.toFixed(1) + ' s';
-    const m = Math.floor(seconds / 60);
-    return m < 60 ? `${m} min ${Math.round(seconds % 60)} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
-  }
-
   // Everything known of one experiment, built from its events in order.
   class ExperimentData {
     constructor(experiment) {
       this.experiment = experiment || null;
       this.epochs = new Map();  // epoch -> EpochMetrics
       this.progress = [];       // BatchProgress, along the run
-      this.states = [];         // StateChange with its time
       this.snapshots = [];      // GradientSnapshot, by step
-      this.lastSequence = 0;    // of any event seen
       this.version = 0;         // changes with every event, for redraws
     }
 
@@ -64,7 +55,6 @@
     }
 
     addMetrics(event) {
-      this.lastSequence = Math.max(this.lastSequence, num(event.sequence));
       if (event.epochMetrics) {
         this.epochs.set(num(event.epochMetrics.epoch), event.epochMetrics);
       } else if (event.batchProgress) {
@@ -75,14 +65,11 @@
           this.progress.pop();
         }
         this.progress.push(p);
-      } else if (event.stateChange) {
-        this.states.push(Object.assign({ time: event.time }, event.stateChange));
       }
       this.version++;
     }
 
     addSnapshot(snapshot) {
-      this.lastSequence = Math.max(this.lastSequence, num(snapshot.sequence));
       const step = num(snapshot.step);
       let i = this.snapshots.length;
       while (i > 0 && num(this.snapshots[i - 1].step) > step) i--;
@@ -257,7 +244,6 @@
       }
       if (!isFinite(lo)) { lo = -1; hi = 0; }
       if (hi - lo < 1e-9) { lo -= 0.5; hi += 0.5; }
-      this.range = [lo, hi];
       const columnWidth = g.plotWidth / columns.length;
       for (let c = 0; c < columns.length; c++) {
         const x = g.left + c * columnWidth;
@@ -649,5 +635,5 @@
       norms.get(name) > 0 ? norms.get(name) : null]);
   }
 
-  global.GradlabCharts = { ExperimentData, ExperimentView, CompareView, el, percent, duration, num };
+  global.GradlabCharts = { ExperimentData, ExperimentView, CompareView, el, percent, num };
 })(window);
