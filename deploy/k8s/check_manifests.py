@@ -1,0 +1,135 @@
+#!/usr/bin/python3
+"""Checks deploy/k8s/gradlabd.yaml against the image and gradlabd (a ctest, label deploy).
+
+No cluster runs here, so this checks what a cluster would find wrong only when the pod
+misbehaves: that the ConfigMap's flags are gradlabd's flags and agree with the ports,
+probes, volumes, Secret and CPU request, and that the pod runs as the image's user with the
+image's entrypoint reading the ConfigMap. deploy/smoke-test runs the image with these flags.
+
+Usage: check_manifests.py GRADLABD_BINARY   (run from the repository's root)
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import unittest
+
+import yaml
+
+MANIFEST = "deploy/k8s/gradlabd.yaml"
+DOCKERFILE = "deploy/Dockerfile"
+GRADLABD = None  # set from argv
+
+
+def parse_flags(text):
+    """--name=value lines of a flagfile, '#' comments and blank lines skipped."""
+    flags = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"--([a-z_]+)(?:=(.*))?", line)
+        if not match:
+            raise ValueError(f"not a --flag=value line: {line!r}")
+        flags[match.group(1)] = match.group(2) if match.group(2) is not None else "true"
+    return flags
+
+
+def port_of(address):
+    return int(address.rsplit(":", 1)[1])
+
+
+def cpu_cores(quantity):
+    quantity = str(quantity)
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def dockerfile_instruction(text, name):
+    """The last argument string of an instruction in the runtime stage."""
+    runtime = text.split("AS runtime", 1)[1]
+    matches = re.findall(rf"^{name} (.+)$", runtime, flags=re.MULTILINE)
+    if not matches:
+        raise AssertionError(f"{DOCKERFILE}'s runtime stage has no {name}")
+    return matches[-1]
+
+
+class ManifestTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        with open(MANIFEST) as f:
+            documents = [d for d in yaml.safe_load_all(f) if d]
+        cls.by_kind = {}
+        for document in documents:
+            cls.by_kind.setdefault(document["kind"], []).append(document)
+        cls.config_map = cls.by_kind["ConfigMap"][0]
+        cls.flags = parse_flags(cls.config_map["data"]["gradlabd.flags"])
+        cls.stateful_set = cls.by_kind["StatefulSet"][0]
+        cls.pod = cls.stateful_set["spec"]["template"]["spec"]
+        (cls.container,) = cls.pod["containers"]
+        cls.mounts = {m["name"]: m["mountPath"] for m in cls.container["volumeMounts"]}
+        cls.volumes = {v["name"]: v for v in cls.pod["volumes"]}
+        cls.container_ports = {p["name"]: p["containerPort"] for p in cls.container["ports"]}
+        with open(DOCKERFILE) as f:
+            cls.dockerfile = f.read()
+
+    def test_flags_are_gradlabds(self):
+        usage = subprocess.run([GRADLABD, "--helpfull"], capture_output=True, text=True)
+        known = set(re.findall(r"-- *([a-z_]+) \(", usage.stdout + usage.stderr))
+        self.assertIn("listen", known, "could not read gradlabd's flags from --helpfull")
+        self.assertEqual(set(self.flags) - known, set(), "flags gradlabd does not have")
+
+    def test_ports_agree(self):
+        grpc = port_of(self.flags["listen"])
+        http = port_of(self.flags["http_listen"])
+        self.assertEqual(self.container_ports, {"grpc": grpc, "http": http})
+        for service in self.by_kind["Service"]:
+            for port in service["spec"]["ports"]:
+                self.assertIn(port["targetPort"], self.container_ports, service["metadata"])
+        exposed = {int(p) for p in dockerfile_instruction(self.dockerfile, "EXPOSE").split()}
+        self.assertEqual(exposed, {grpc, http})
+
+    def test_probes_use_the_grpc_health_service_on_the_grpc_port(self):
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            self.assertEqual(self.container[probe]["grpc"]["port"], port_of(self.flags["listen"]),
+                             probe)
+
+    def test_cpu_request_is_workers_times_threads_per_job(self):
+        resources = self.container["resources"]
+        training_cores = int(self.flags["workers"]) * int(self.flags["threads_per_job"])
+        self.assertGreater(training_cores, 0, "--threads_per_job must be set, not 0 (all cores)")
+        self.assertEqual(cpu_cores(resources["requests"]["cpu"]), training_cores)
+        self.assertGreaterEqual(cpu_cores(resources["limits"]["cpu"]), training_cores)
+        self.assertIn("memory", resources["limits"])
+
+    def test_volumes_are_where_the_flags_point(self):
+        self.assertEqual(self.mounts["state"], self.flags["state_dir"])
+        self.assertEqual(
+            [t["metadata"]["name"] for t in self.stateful_set["spec"]["volumeClaimTemplates"]],
+            ["state"])
+        self.assertEqual(self.mounts["data"], self.flags["data_dir"])
+        self.assertEqual(os.path.dirname(self.flags["auth_tokens_file"]), self.mounts["tokens"])
+        self.assertIn("secretName", self.volumes["tokens"]["secret"])
+        # The image's volume is the same folder.
+        self.assertIn(self.flags["state_dir"], dockerfile_instruction(self.dockerfile, "VOLUME"))
+
+    def test_the_image_entrypoint_reads_the_config_map(self):
+        entrypoint = json.loads(dockerfile_instruction(self.dockerfile, "ENTRYPOINT"))
+        self.assertNotIn("args", self.container, "args would add to the entrypoint's flags")
+        flagfile = next(a.split("=", 1)[1] for a in entrypoint if a.startswith("--flagfile="))
+        self.assertEqual(os.path.dirname(flagfile), self.mounts["flags"])
+        self.assertIn(os.path.basename(flagfile), self.config_map["data"])
+        self.assertEqual(self.volumes["flags"]["configMap"]["name"],
+                         self.config_map["metadata"]["name"])
+
+    def test_runs_as_the_images_user(self):
+        uid = int(re.search(r"useradd .*--uid (\d+)", self.dockerfile).group(1))
+        self.assertEqual(self.pod["securityContext"]["runAsUser"], uid)
+        self.assertTrue(self.pod["securityContext"]["runAsNonRoot"])
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    GRADLABD = sys.argv.pop(1)
+    unittest.main()
