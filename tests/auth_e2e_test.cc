@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "gradlab/v1/experiment_service.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/testing/child_process.h"
 #include "tests/testing/gradlabd_process.h"
@@ -125,6 +126,7 @@ TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
       {"StartExperiment", true,
        [&](const std::string& a) {
          v1::StartExperimentRequest request;  // invalid spec: refused after authorization
+         request.mutable_spec()->set_model("no_such_model");
          v1::Experiment response;
          return stub.StartExperiment(Context(a).get(), request, &response).error_code();
        }},
@@ -193,6 +195,21 @@ TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
            return grpc::StatusCode::OK;
          }
          return reader->Finish().error_code();
+       }},
+      {"ServerReflectionInfo", false,
+       [&](const std::string& a) {
+         auto reflection = grpc::reflection::v1alpha::ServerReflection::NewStub(channel_);
+         auto context = Context(a);
+         auto stream = reflection->ServerReflectionInfo(context.get());
+         grpc::reflection::v1alpha::ServerReflectionRequest request;
+         request.set_list_services("");
+         grpc::reflection::v1alpha::ServerReflectionResponse response;
+         if (stream->Write(request) && stream->Read(&response) &&
+             response.list_services_response().service_size() == 0) {
+           ADD_FAILURE() << "reflection answered, but listed no services";
+         }
+         stream->WritesDone();
+         return stream->Finish().error_code();
        }},
   };
   const std::string read = std::string("Bearer ") + kReadToken;

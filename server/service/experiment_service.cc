@@ -15,6 +15,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
+#include "server/service/call_authorization.h"
 
 namespace gradlab {
 namespace {
@@ -325,14 +326,6 @@ namespace {
 
 // The client's address without its port ("ipv4:10.0.0.7:51234" -> "10.0.0.7"), as the
 // HTTP side names it, so that one client's streams count together on both.
-// The call's "authorization" metadata; empty when there is none.
-absl::string_view AuthorizationOf(grpc::CallbackServerContext* context) {
-  const auto& metadata = context->client_metadata();
-  const auto header = metadata.find("authorization");
-  if (header == metadata.end()) return {};
-  return absl::string_view(header->second.data(), header->second.size());
-}
-
 std::string ClientAddress(const std::string& peer) {
   absl::string_view address = peer;
   if (!absl::ConsumePrefix(&address, "ipv4:")) absl::ConsumePrefix(&address, "ipv6:");
@@ -350,8 +343,7 @@ absl::StatusOr<std::unique_ptr<ClientLimits::StreamSlot>> ExperimentServiceImpl:
 
 absl::Status ExperimentServiceImpl::Authorize(grpc::CallbackServerContext* context,
                                               Role needed) const {
-  if (authorizer_ == nullptr) return absl::OkStatus();
-  return authorizer_->Authorize(AuthorizationOf(context), needed);
+  return AuthorizeCall(authorizer_, context, needed);
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::StartExperiment(

@@ -1,11 +1,11 @@
 #include "server/service/server.h"
 
 #include <glog/logging.h>
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
-#include "grpc/health/v1/health.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "server/service/reflection_service.h"
 #include "server/service/rpc_metrics_interceptor.h"
 
 namespace gradlab {
@@ -17,7 +17,6 @@ absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOption
   // (from Debian's grpc-proto) so that reflection can describe grpc.health.v1.Health.
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   // Checked first: a wrong file is reported before anything is opened.
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
@@ -60,6 +59,11 @@ absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOption
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, credentials, &server->port_);
   builder.RegisterService(server->service_.get());
+  server->reflection_ = std::make_unique<ReflectionService>(
+      std::vector<std::string>{kServiceName, grpc::health::v1::Health::service_full_name(),
+                               grpc::reflection::v1alpha::ServerReflection::service_full_name()},
+      server->authorizer_.get());
+  builder.RegisterService(server->reflection_.get());
   builder.SetMaxReceiveMessageSize(options.max_request_bytes);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<RpcMetricsInterceptorFactory>(server->metrics_));

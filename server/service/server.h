@@ -16,6 +16,7 @@
 #include "server/http/server_metrics.h"
 #include "server/jobs/experiment_registry.h"
 #include "server/service/experiment_service.h"
+#include "server/service/reflection_service.h"
 
 namespace gradlab {
 
@@ -68,6 +69,7 @@ class GradlabServer {
   std::unique_ptr<ClientLimits> limits_;
   std::unique_ptr<ExperimentRegistry> registry_;
   std::unique_ptr<ExperimentServiceImpl> service_;
+  std::unique_ptr<ReflectionService> reflection_;  // grpc.reflection.v1alpha, read tokens
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HttpServer> http_;
   int port_ = 0;

@@ -1,6 +1,9 @@
 // In-process tests of the gRPC service: a real server on localhost:0 and real channels.
 #include "server/service/server.h"
 
+#include <google/protobuf/descriptor.pb.h>
+#include <google/protobuf/descriptor_database.h>
+
 #include <thread>
 
 #include "absl/synchronization/notification.h"
@@ -426,6 +429,67 @@ TEST_F(ServerTest, ReflectionListsTheServices) {
   // The health service's descriptor is there too, so grpcurl can call it.
   ASSERT_TRUE(stream->Read(&response));
   EXPECT_TRUE(response.has_file_descriptor_response()) << response.error_response().error_message();
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+// What grpcurl does: asks for the file that defines a service, builds a descriptor pool
+// from the answer alone and calls methods by name from it.
+TEST_F(ServerTest, ReflectionDescribesTheApiCompletelyAndAnswersErrorsInTheStream) {
+  using grpc::reflection::v1alpha::ServerReflectionRequest;
+  using grpc::reflection::v1alpha::ServerReflectionResponse;
+  auto reflection = grpc::reflection::v1alpha::ServerReflection::NewStub(channel_);
+  grpc::ClientContext context;
+  auto stream = reflection->ServerReflectionInfo(&context);
+  auto ask = [&](const ServerReflectionRequest& request) {
+    ServerReflectionResponse response;
+    EXPECT_TRUE(stream->Write(request));
+    EXPECT_TRUE(stream->Read(&response));
+    EXPECT_EQ(response.original_request().SerializeAsString(), request.SerializeAsString());
+    return response;
+  };
+
+  ServerReflectionRequest request;
+  request.set_file_containing_symbol("gradlab.v1.ExperimentService");
+  ServerReflectionResponse response = ask(request);
+  google::protobuf::SimpleDescriptorDatabase database;
+  for (const std::string& bytes : response.file_descriptor_response().file_descriptor_proto()) {
+    google::protobuf::FileDescriptorProto file;
+    ASSERT_TRUE(file.ParseFromString(bytes));
+    ASSERT_TRUE(database.Add(file)) << file.name() << " sent twice";
+  }
+  google::protobuf::DescriptorPool pool(&database);
+  const google::protobuf::ServiceDescriptor* service =
+      pool.FindServiceByName("gradlab.v1.ExperimentService");
+  ASSERT_NE(service, nullptr) << "the answer lacks a file the service's file imports";
+  EXPECT_EQ(service->method_count(), google::protobuf::DescriptorPool::generated_pool()
+                                         ->FindServiceByName("gradlab.v1.ExperimentService")
+                                         ->method_count());
+  const google::protobuf::MethodDescriptor* start = service->FindMethodByName("StartExperiment");
+  ASSERT_NE(start, nullptr);
+  EXPECT_EQ(start->input_type()->field_count(),
+            v1::StartExperimentRequest::descriptor()->field_count());
+  EXPECT_NE(pool.FindMessageTypeByName("gradlab.v1.ExperimentSpec"), nullptr);
+
+  // A name the server does not know: an error response, and the stream goes on.
+  request.set_file_containing_symbol("gradlab.v1.NoSuchService");
+  response = ask(request);
+  EXPECT_EQ(response.error_response().error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(response.error_response().error_message(),
+            "symbol gradlab.v1.NoSuchService is not known to this server");
+  request.set_file_by_filename("grpc/health/v1/health.proto");
+  response = ask(request);
+  ASSERT_EQ(response.file_descriptor_response().file_descriptor_proto_size(), 1);
+  request.set_all_extension_numbers_of_type("gradlab.v1.Experiment");
+  response = ask(request);
+  EXPECT_EQ(response.all_extension_numbers_response().base_type_name(), "gradlab.v1.Experiment");
+  EXPECT_EQ(response.all_extension_numbers_response().extension_number_size(), 0);
+  request.set_all_extension_numbers_of_type("no.such.Type");
+  EXPECT_EQ(ask(request).error_response().error_code(), grpc::StatusCode::NOT_FOUND);
+  response = ask(ServerReflectionRequest());
+  EXPECT_EQ(response.error_response().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(response.error_response().error_message(), ::testing::HasSubstr("list_services"));
+
+  stream->WritesDone();
   EXPECT_TRUE(stream->Finish().ok());
 }
 
