@@ -5,8 +5,11 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <system_error>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -22,10 +25,20 @@ inline std::filesystem::path FreshTestDir(const std::string& group) {
 
 // <TempDir>/<name>-<process id>, empty (not created): for what a whole test suite shares
 // (a server's state, certificates), so that suites run at once (ctest -j) never share it.
+// Removed when the test program exits normally, so that they do not pile up.
 inline std::filesystem::path FreshSuiteDir(const std::string& name) {
+  static std::vector<std::filesystem::path>* const created = [] {
+    auto* dirs = new std::vector<std::filesystem::path>();
+    std::atexit([] {
+      std::error_code ignored;
+      for (const std::filesystem::path& dir : *created) std::filesystem::remove_all(dir, ignored);
+    });
+    return dirs;
+  }();
   const std::filesystem::path dir =
       std::filesystem::path(::testing::TempDir()) / (name + "-" + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
+  created->push_back(dir);
   return dir;
 }
 
