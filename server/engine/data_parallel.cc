@@ -1,0 +1,106 @@
+#include "server/engine/data_parallel.h"
+
+// ProcessGroupGloo is declared under USE_C10D_GLOO, which the torch CMake target defines
+// (Debian's LibTorch is built with Gloo; Gloo's headers come from libgloo-dev).
+#include <chrono>
+#include <exception>
+#include <string>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include "absl/strings/str_cat.h"
+
+namespace gradlab {
+namespace {
+
+// An exception's message without the C++ backtrace LibTorch's own errors carry.
+std::string MessageOf(const std::exception& e) {
+  const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
+  return torch_error != nullptr ? torch_error->what_without_backtrace() : e.what();
+}
+
+}  // namespace
+
+torch::Tensor ShardOfBatch(const torch::Tensor& batch_indices, int rank, int world_size) {
+  return batch_indices.slice(/*dim=*/0, /*start=*/rank, /*end=*/batch_indices.size(0),
+                             /*step=*/world_size);
+}
+
+GradientAverager::GradientAverager() = default;
+GradientAverager::~GradientAverager() = default;
+
+absl::StatusOr<std::unique_ptr<GradientAverager>> GradientAverager::Join(
+    const ProcessGroupOptions& options) {
+  if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat("rank ", options.rank, " of world size ",
+                                                   options.world_size,
+                                                   ": the rank must be in [0, world size)"));
+  }
+  if (options.store_port < 1 || options.store_port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("store port ", options.store_port, ": must be in [1, 65535]"));
+  }
+  const auto timeout = std::chrono::milliseconds(absl::ToInt64Milliseconds(options.timeout));
+  const std::string store = absl::StrCat(options.store_host, ":", options.store_port);
+  std::unique_ptr<GradientAverager> averager(new GradientAverager());
+  averager->rank_ = options.rank;
+  averager->world_size_ = options.world_size;
+  try {
+    c10d::TCPStoreOptions store_options;
+    store_options.port = static_cast<std::uint16_t>(options.store_port);
+    store_options.isServer = options.rank == 0;
+    store_options.numWorkers = options.world_size;
+    // The group's own rendezvous below waits for every rank, within the timeout.
+    store_options.waitWorkers = false;
+    store_options.timeout = timeout;
+    averager->store_ = c10::make_intrusive<c10d::TCPStore>(options.store_host, store_options);
+    auto group_options = c10d::ProcessGroupGloo::Options::create(timeout);
+    group_options->devices.push_back(
+        options.local_address.empty()
+            ? c10d::ProcessGroupGloo::createDefaultDevice()
+            : c10d::ProcessGroupGloo::createDeviceForHostname(options.local_address));
+    group_options->threads = 1;
+    averager->group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(
+        averager->store_, options.rank, options.world_size, group_options);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat(
+        "rank ", options.rank, " of ", options.world_size, " could not join the group at ", store,
+        " within ", absl::FormatDuration(options.timeout), ": ", MessageOf(e)));
+  }
+  return averager;
+}
+
+absl::Status GradientAverager::Average(const std::vector<torch::Tensor>& parameters,
+                                       int64_t local_samples) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> gradients;
+  for (const torch::Tensor& parameter : parameters) {
+    if (parameter.grad().defined()) gradients.push_back(parameter.grad());
+  }
+  // One buffer: every gradient times this rank's samples, then the sample count itself,
+  // summed over the ranks in one all-reduce and divided by the total count.
+  std::vector<torch::Tensor> pieces;
+  pieces.reserve(gradients.size() + 1);
+  for (const torch::Tensor& gradient : gradients) {
+    pieces.push_back(gradient.flatten() * static_cast<double>(local_samples));
+  }
+  pieces.push_back(torch::full({1}, static_cast<double>(local_samples), torch::kFloat));
+  std::vector<torch::Tensor> buffer = {torch::cat(pieces)};
+  try {
+    group_->allreduce(buffer)->wait();
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("the gradient all-reduce of rank ", rank_, " of ",
+                                               world_size_, " failed: ", MessageOf(e)));
+  }
+  const torch::Tensor& sum = buffer[0];
+  const double total_samples = sum[sum.size(0) - 1].item<double>();
+  int64_t offset = 0;
+  for (torch::Tensor& gradient : gradients) {
+    const int64_t n = gradient.numel();
+    gradient.copy_(sum.narrow(0, offset, n).view_as(gradient) / total_samples);
+    offset += n;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace gradlab

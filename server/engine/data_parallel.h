@@ -1,0 +1,79 @@
+// The two pieces of data-parallel training that need no server: which samples of each
+// batch a rank trains on, and the average of the ranks' gradients, over LibTorch's own
+// distributed engine (c10d: a TCPStore for the rendezvous, ProcessGroupGloo for the
+// all-reduce), as PyTorch's DistributedDataParallel does on CPU. Knows nothing of gRPC or
+// the job queue.
+#ifndef GRADLAB_SERVER_ENGINE_DATA_PARALLEL_H_
+#define GRADLAB_SERVER_ENGINE_DATA_PARALLEL_H_
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace c10d {
+class ProcessGroupGloo;
+class TCPStore;
+}  // namespace c10d
+
+namespace gradlab {
+
+// The samples of one global batch (`batch_indices`, in the epoch's shuffled order) that
+// rank `rank` of `world_size` trains on: every world_size-th, starting at position `rank`
+// (PyTorch's DistributedSampler scheme: the same permutation on every rank, each taking
+// every N-th sample). The ranks' shards cover the batch exactly once; their sizes differ by
+// at most one.
+torch::Tensor ShardOfBatch(const torch::Tensor& batch_indices, int rank, int world_size);
+
+struct ProcessGroupOptions {
+  // Where rank 0 hosts the TCPStore and the other ranks connect to it.
+  std::string store_host = "127.0.0.1";
+  int store_port = 0;
+  // The address the other ranks reach this one at (its Gloo connections bind to it);
+  // empty: the address this machine's hostname resolves to, else loopback.
+  std::string local_address;
+  int rank = 0;
+  int world_size = 1;
+  // For the rendezvous and for every collective: a rank that does not arrive, dies or is
+  // cut off makes the others fail within this time instead of waiting forever.
+  absl::Duration timeout = absl::Seconds(60);
+};
+
+// One rank's membership of a process group. Not thread-safe: one training thread uses it.
+class GradientAverager {
+ public:
+  // Joins the group; returns once every rank has joined. INVALID_ARGUMENT for options out
+  // of range; UNAVAILABLE (naming the store and the timeout) when the others do not
+  // arrive in time or the store cannot be reached.
+  static absl::StatusOr<std::unique_ptr<GradientAverager>> Join(const ProcessGroupOptions& options);
+  ~GradientAverager();
+
+  // Replaces each defined gradient of `parameters` by the sample-weighted average over
+  // all ranks, where this rank's gradients are means over its `local_samples`: the result
+  // is the mean over every rank's samples, what one process training the whole batch
+  // computes (up to the order of floating-point sums). One all-reduce for all
+  // parameters. UNAVAILABLE when a rank fails or the timeout passes; the gradients are
+  // then unspecified.
+  absl::Status Average(const std::vector<torch::Tensor>& parameters, int64_t local_samples);
+
+  int rank() const { return rank_; }
+  int world_size() const { return world_size_; }
+
+ private:
+  GradientAverager();
+
+  int rank_ = 0;
+  int world_size_ = 1;
+  c10::intrusive_ptr<c10d::TCPStore> store_;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
+};
+
+}  // namespace gradlab
+
+#endif  // GRADLAB_SERVER_ENGINE_DATA_PARALLEL_H_

@@ -1,0 +1,141 @@
+// Data-parallel pieces: batch sharding, and the gradient average over c10d's Gloo process
+// group with each rank a separate process (server/engine/testing/data_parallel_rank.cc)
+// talking over loopback.
+#include "server/engine/data_parallel.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/child_process.h"
+
+namespace gradlab {
+namespace {
+
+TEST(ShardOfBatchTest, RanksTakeEveryNthSampleAndCoverTheBatchOnce) {
+  const torch::Tensor batch = torch::tensor({7, 3, 9, 1, 4, 8, 2}, torch::kInt64);
+  EXPECT_TRUE(ShardOfBatch(batch, 0, 1).equal(batch));
+  EXPECT_TRUE(ShardOfBatch(batch, 0, 2).equal(torch::tensor({7, 9, 4, 2}, torch::kInt64)));
+  EXPECT_TRUE(ShardOfBatch(batch, 1, 2).equal(torch::tensor({3, 1, 8}, torch::kInt64)));
+  for (int world_size : {2, 3, 7, 8}) {
+    std::vector<torch::Tensor> shards;
+    for (int rank = 0; rank < world_size; ++rank) {
+      shards.push_back(ShardOfBatch(batch, rank, world_size));
+      EXPECT_LE(std::abs(shards.back().size(0) - batch.size(0) / world_size), 1);
+    }
+    EXPECT_TRUE(std::get<0>(torch::cat(shards).sort()).equal(std::get<0>(batch.sort())))
+        << "world size " << world_size;
+  }
+}
+
+TEST(GradientAveragerTest, OptionsOutOfRangeAreRefusedByName) {
+  ProcessGroupOptions options;
+  options.store_port = 1;
+  options.rank = 2;
+  options.world_size = 2;
+  EXPECT_EQ(GradientAverager::Join(options).status().message(),
+            "rank 2 of world size 2: the rank must be in [0, world size)");
+  options.rank = 0;
+  options.store_port = 0;
+  EXPECT_EQ(GradientAverager::Join(options).status().message(),
+            "store port 0: must be in [1, 65535]");
+}
+
+// A port no one listens on now (the store binds it a moment later).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  socklen_t length = sizeof(address);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+// Rank `rank` of `world_size` as its own process, the store on 127.0.0.1:`port`.
+ChildProcess StartRank(int rank, int world_size, int port,
+                       const std::vector<std::string>& extra_flags = {}) {
+  std::vector<std::string> argv = {DATA_PARALLEL_RANK_PATH, "--rank=" + std::to_string(rank),
+                                   "--world_size=" + std::to_string(world_size),
+                                   "--port=" + std::to_string(port)};
+  argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  absl::StatusOr<ChildProcess> child = ChildProcess::Start(argv);
+  if (!child.ok()) ADD_FAILURE() << child.status();
+  return *std::move(child);
+}
+
+std::vector<double> Values(const std::string& line) {
+  std::vector<double> values;
+  const std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
+  for (size_t i = 2; i < words.size(); ++i) {  // after "step N:"
+    double value = 0;
+    EXPECT_TRUE(absl::SimpleAtod(words[i], &value)) << line;
+    values.push_back(value);
+  }
+  return values;
+}
+
+class GradientAverageTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(GradientAverageTest, EveryRankGetsTheSampleWeightedMeanOfAllRanksGradients) {
+  const int world_size = GetParam();
+  const int port = FreePort();
+  std::vector<ChildProcess> ranks;
+  for (int rank = 0; rank < world_size; ++rank) ranks.push_back(StartRank(rank, world_size, port));
+  std::vector<std::vector<std::string>> outputs;
+  for (ChildProcess& rank : ranks) {
+    outputs.push_back(absl::StrSplit(rank.ReadAll(absl::Seconds(60)), '\n', absl::SkipEmpty()));
+    EXPECT_EQ(rank.Wait(absl::Seconds(10)), 0);
+  }
+  // Rank r's gradients are (r + 1)(step + 1) x [0 1 2] and -(r + 1)(step + 1) x [0 1 2 3],
+  // means over r + 1 samples: the mean over all samples weights rank r by r + 1.
+  double weighted = 0, samples = 0;
+  for (int r = 0; r < world_size; ++r) {
+    weighted += (r + 1.0) * (r + 1.0);
+    samples += r + 1.0;
+  }
+  for (int step = 0; step < 3; ++step) {
+    const double scale = weighted / samples * (step + 1);
+    const std::vector<double> expected = {0, scale, 2 * scale, 0, -scale, -2 * scale, -3 * scale};
+    for (int r = 0; r < world_size; ++r) {
+      ASSERT_EQ(outputs[r].size(), 3u) << "rank " << r;
+      EXPECT_THAT(Values(outputs[r][step]),
+                  ::testing::Pointwise(::testing::FloatNear(1e-5 * (step + 1) * 4), expected))
+          << "rank " << r << ", " << outputs[r][step];
+      EXPECT_EQ(outputs[r][step], outputs[0][step]) << "ranks disagree";
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(TwoAndThreeRanks, GradientAverageTest, ::testing::Values(2, 3));
+
+TEST(GradientAveragerFailureTest, ARankThatNeverComesFailsTheRendezvousWithinTheTimeout) {
+  ChildProcess alone = StartRank(0, 2, FreePort(), {"--timeout_ms=2000"});
+  const std::string out = alone.ReadAll(absl::Seconds(30));
+  EXPECT_EQ(alone.Wait(absl::Seconds(10)), 1);
+  EXPECT_THAT(out, ::testing::HasSubstr("rank 0 of 2 could not join the group at 127.0.0.1:"));
+  EXPECT_THAT(out, ::testing::HasSubstr("within 2s"));
+}
+
+TEST(GradientAveragerFailureTest, ARankThatDiesMidRunFailsTheOthersAllReduce) {
+  const int port = FreePort();
+  ChildProcess survivor = StartRank(0, 2, port, {"--timeout_ms=5000"});
+  ChildProcess dying = StartRank(1, 2, port, {"--timeout_ms=5000", "--exit_before_step=1"});
+  const std::string out = survivor.ReadAll(absl::Seconds(30));
+  EXPECT_EQ(dying.Wait(absl::Seconds(10)), 3);
+  EXPECT_EQ(survivor.Wait(absl::Seconds(10)), 1) << out;
+  EXPECT_THAT(out, ::testing::HasSubstr("step 0:"));
+  EXPECT_THAT(out, ::testing::HasSubstr(
+                       "error: UNAVAILABLE: the gradient all-reduce of rank 0 of 2 failed"));
+}
+
+}  // namespace
+}  // namespace gradlab
