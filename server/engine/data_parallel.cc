@@ -74,8 +74,9 @@ absl::Status GradientAverager::Average(const std::vector<torch::Tensor>& paramet
                                        int64_t local_samples) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> gradients;
-  for (const torch::Tensor& parameter : parameters) {
-    if (parameter.grad().defined()) gradients.push_back(parameter.grad());
+  for (torch::Tensor parameter : parameters) {
+    if (!parameter.grad().defined()) parameter.mutable_grad() = torch::zeros_like(parameter);
+    gradients.push_back(parameter.grad());
   }
   // One buffer: every gradient times this rank's samples, then the sample count itself,
   // summed over the ranks in one all-reduce and divided by the total count.
@@ -85,20 +86,27 @@ absl::Status GradientAverager::Average(const std::vector<torch::Tensor>& paramet
     pieces.push_back(gradient.flatten() * static_cast<double>(local_samples));
   }
   pieces.push_back(torch::full({1}, static_cast<double>(local_samples), torch::kFloat));
-  std::vector<torch::Tensor> buffer = {torch::cat(pieces)};
-  try {
-    group_->allreduce(buffer)->wait();
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("the gradient all-reduce of rank ", rank_, " of ",
-                                               world_size_, " failed: ", MessageOf(e)));
-  }
-  const torch::Tensor& sum = buffer[0];
+  torch::Tensor sum = torch::cat(pieces);
+  if (absl::Status summed = AllReduce(sum, "gradient"); !summed.ok()) return summed;
   const double total_samples = sum[sum.size(0) - 1].item<double>();
   int64_t offset = 0;
   for (torch::Tensor& gradient : gradients) {
     const int64_t n = gradient.numel();
     gradient.copy_(sum.narrow(0, offset, n).view_as(gradient) / total_samples);
     offset += n;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GradientAverager::Sum(torch::Tensor& values) { return AllReduce(values, "score"); }
+
+absl::Status GradientAverager::AllReduce(torch::Tensor& values, const char* what) {
+  std::vector<torch::Tensor> buffer = {values};
+  try {
+    group_->allreduce(buffer)->wait();
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("the ", what, " all-reduce of rank ", rank_, " of ",
+                                               world_size_, " failed: ", MessageOf(e)));
   }
   return absl::OkStatus();
 }

@@ -60,13 +60,20 @@ class GradientAverager {
   // computes (up to the order of floating-point sums). One all-reduce for all
   // parameters. UNAVAILABLE when a rank fails or the timeout passes; the gradients are
   // then unspecified.
+  // A parameter without a gradient counts as a zero one (and gets it), so that every rank
+  // reduces the same layout even when one trained on no samples.
   absl::Status Average(const std::vector<torch::Tensor>& parameters, int64_t local_samples);
+
+  // Replaces `values` (float64, contiguous) by its element-wise sum over all ranks.
+  absl::Status Sum(torch::Tensor& values);
 
   int rank() const { return rank_; }
   int world_size() const { return world_size_; }
 
  private:
   GradientAverager();
+  // Sums `values` in place across the ranks; `what` names it in the error.
+  absl::Status AllReduce(torch::Tensor& values, const char* what);
 
   int rank_ = 0;
   int world_size_ = 1;

@@ -73,6 +73,17 @@ struct RunningScore {
     correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
     samples += n;
   }
+  // The score over every rank's samples (each rank calls it, with its own).
+  absl::Status SumAcrossRanks(GradientAverager& group) {
+    torch::Tensor values = torch::tensor(
+        {loss_sum, static_cast<double>(correct), static_cast<double>(samples)}, torch::kFloat64);
+    if (absl::Status summed = group.Sum(values); !summed.ok()) return summed;
+    loss_sum = values[0].item<double>();
+    correct = values[1].item<int64_t>();
+    samples = values[2].item<int64_t>();
+    return absl::OkStatus();
+  }
+
   double loss() const { return samples ? loss_sum / static_cast<double>(samples) : 0; }
   double accuracy() const {
     return samples ? static_cast<double>(correct) / static_cast<double>(samples) : 0;
@@ -94,6 +105,14 @@ class TrainingRun {
                                              .momentum(spec.momentum)
                                              .weight_decay(spec.weight_decay)),
         data_generator_(at::make_generator<at::CPUGeneratorImpl>(spec.seed)),
+        // One process shuffles and augments from one generator, as the reference does. The
+        // ranks of a data-parallel run must draw the same permutations, so each augments
+        // from a generator of its own.
+        augment_generator_(control.data_parallel == nullptr
+                               ? data_generator_
+                               : at::make_generator<at::CPUGeneratorImpl>(
+                                     spec.seed + 7919 * (control.data_parallel->rank() + 1))),
+        reports_(control.data_parallel == nullptr || control.data_parallel->rank() == 0),
         batches_per_epoch_(
             static_cast<int>((dataset.train.size() + spec.batch_size - 1) / spec.batch_size)),
         channels_last_(control.channels_last && spec.model != "mlp"),
@@ -118,6 +137,14 @@ class TrainingRun {
       const absl::Duration train_time = control_.clock() - epoch_start;
       absl::StatusOr<RunningScore> test = Evaluate();
       if (!test.ok()) return test.status();
+      if (control_.data_parallel != nullptr) {
+        if (absl::Status summed = train.SumAcrossRanks(*control_.data_parallel); !summed.ok()) {
+          return summed;
+        }
+        if (absl::Status summed = test->SumAcrossRanks(*control_.data_parallel); !summed.ok()) {
+          return summed;
+        }
+      }
 
       EpochMetrics metrics;
       metrics.epoch = epoch;
@@ -132,6 +159,7 @@ class TrainingRun {
       metrics.images_per_second = PerSecond(train.samples, train_time);
       // StepLR, stepped after each epoch's evaluation as the reference does.
       SetLearningRate(LearningRateAfter(epoch, learning_rate_));
+      if (!reports_) continue;
       if (control_.save_checkpoint) {
         if (absl::Status status = control_.save_checkpoint(Capture(metrics)); !status.ok()) {
           return status;
@@ -235,11 +263,15 @@ class TrainingRun {
   TrainingBatch MakeTrainingBatch(const torch::Tensor& order, int index) {
     const DatasetSplit& split = dataset_.train;
     const int64_t first = static_cast<int64_t>(index) * spec_.batch_size;
-    const torch::Tensor indices =
+    torch::Tensor indices =
         order.narrow(0, first, std::min<int64_t>(spec_.batch_size, split.size() - first));
+    if (control_.data_parallel != nullptr) {
+      indices = ShardOfBatch(indices, control_.data_parallel->rank(),
+                             control_.data_parallel->world_size());
+    }
     const torch::Tensor images = split.images.index_select(0, indices);
     torch::Tensor input = spec_.augment.value_or(false)
-                              ? transform_.Augment(images, data_generator_)
+                              ? transform_.Augment(images, augment_generator_)
                               : transform_.Normalize(images);
     if (channels_last_) input = input.contiguous(at::MemoryFormat::ChannelsLast);
     return TrainingBatch{std::move(input), split.labels.index_select(0, indices)};
@@ -264,24 +296,38 @@ class TrainingRun {
       }
       const auto [input, labels] = prefetcher ? prefetcher->Next() : MakeTrainingBatch(order, b);
       ++step_;
-      const bool snapshot = IsSnapshotStep(b);
+      const bool snapshot = reports_ && IsSnapshotStep(b);
       ActivationRecorder recorder;
       optimizer_.zero_grad();
-      const torch::Tensor logits = Forward(input, snapshot ? &recorder : nullptr);
-      const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, labels);
-      loss.backward();
-      // Data-parallel training all-reduces the gradients here, between backward and the
-      // optimizer step; snapshots then show the averaged gradients.
+      // A rank's shard of a last batch smaller than the group can be empty: it adds no
+      // gradient, but still takes part in the average.
+      if (labels.size(0) > 0) {
+        const torch::Tensor logits = Forward(input, snapshot ? &recorder : nullptr);
+        const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, labels);
+        loss.backward();
+        score.Add(logits.detach(), labels, loss.detach());
+      }
+      if (control_.data_parallel != nullptr) {
+        if (absl::Status averaged =
+                control_.data_parallel->Average(model_->parameters(), labels.size(0));
+            !averaged.ok()) {
+          return averaged;
+        }
+      }
+      // Snapshots show the gradients the optimizer steps with: averaged over the ranks.
       if (snapshot) sink_.OnGradientSnapshot(Snapshot(epoch, b + 1, recorder));
       optimizer_.step();
-      score.Add(logits.detach(), labels, loss.detach());
 
       const absl::Time now = control_.clock();
+      if (!reports_) continue;
       if (now - last_progress >= control_.progress_interval || b == batches_per_epoch_ - 1) {
         last_progress = now;
+        // Rank 0's own loss and accuracy so far; its speed times the ranks'.
+        const int ranks =
+            control_.data_parallel != nullptr ? control_.data_parallel->world_size() : 1;
         sink_.OnBatchProgress(BatchProgress{epoch, b + 1, batches_per_epoch_, score.loss(),
                                             score.accuracy(),
-                                            PerSecond(score.samples, now - start)});
+                                            PerSecond(score.samples * ranks, now - start)});
       }
     }
     return absl::OkStatus();
@@ -313,12 +359,16 @@ class TrainingRun {
     model_->eval();
     RunningScore score;
     const DatasetSplit& split = dataset_.test;
+    const int rank = control_.data_parallel != nullptr ? control_.data_parallel->rank() : 0;
+    const int ranks = control_.data_parallel != nullptr ? control_.data_parallel->world_size() : 1;
     for (int64_t first = 0; first < split.size(); first += spec_.batch_size) {
       if (StopRequested()) return absl::CancelledError("cancelled during evaluation");
       const int64_t n = std::min<int64_t>(spec_.batch_size, split.size() - first);
-      const torch::Tensor labels = split.labels.narrow(0, first, n);
-      const torch::Tensor logits =
-          Forward(transform_.Normalize(split.images.narrow(0, first, n)), nullptr);
+      // Each rank of a data-parallel run evaluates every ranks-th sample.
+      const torch::Tensor labels = split.labels.narrow(0, first, n).slice(0, rank, n, ranks);
+      if (labels.size(0) == 0) continue;
+      const torch::Tensor logits = Forward(
+          transform_.Normalize(split.images.narrow(0, first, n).slice(0, rank, n, ranks)), nullptr);
       score.Add(logits, labels, torch::nn::functional::cross_entropy(logits, labels));
     }
     return score;
@@ -331,7 +381,9 @@ class TrainingRun {
   std::shared_ptr<ClassifierImpl> model_;
   BatchTransform transform_;
   torch::optim::SGD optimizer_;
-  at::Generator data_generator_;  // shuffling and augmentation, seeded by the spec
+  at::Generator data_generator_;     // shuffling (and augmentation), seeded by the spec
+  at::Generator augment_generator_;  // data_generator_ itself, except in data-parallel runs
+  const bool reports_;               // tells the sink: not a data-parallel rank other than 0
   const int batches_per_epoch_;
   const bool channels_last_;
   const bool bf16_;

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "common/experiment_spec.h"
 #include "server/engine/checkpoint.h"
+#include "server/engine/data_parallel.h"
 #include "server/engine/datasets.h"
 #include "server/engine/models.h"
 #include "server/engine/training_events.h"
@@ -42,6 +43,17 @@ struct TrainingControl {
   // trains (server/engine/batch_prefetcher.h); false prepares it in line. Results are the
   // same either way.
   bool prefetch_batches = true;
+  // Set: this run is one rank of a data-parallel group (server/engine/data_parallel.h),
+  // and every rank runs Train with the same spec and dataset. Each trains on its shard of
+  // every batch (ShardOfBatch of the epoch's permutation, which is the same on all ranks)
+  // and evaluates its share of the test split; gradients are averaged between backward
+  // and the optimizer step, and the epoch's scores are summed, so every rank computes the
+  // metrics one process would. Only rank 0 tells the sink and saves checkpoints. Equal to
+  // a run without it up to the order of floating-point sums, when the model has no
+  // BatchNorm (each rank normalises over its own shard, as DistributedDataParallel does)
+  // and augment is off (each rank draws its own crops and flips). A failed collective ends
+  // the run with UNAVAILABLE.
+  GradientAverager* data_parallel = nullptr;
 };
 
 // The model `spec` (as returned by ResolveSpec) trains on `dataset`: its shape, its number
