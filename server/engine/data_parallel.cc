@@ -21,9 +21,8 @@ std::string MessageOf(const std::exception& e) {
 
 }  // namespace
 
-torch::Tensor ShardOfBatch(const torch::Tensor& batch_indices, int rank, int world_size) {
-  return batch_indices.slice(/*dim=*/0, /*start=*/rank, /*end=*/batch_indices.size(0),
-                             /*step=*/world_size);
+torch::Tensor ShardOfBatch(const torch::Tensor& batch, int rank, int world_size) {
+  return batch.slice(/*dim=*/0, /*start=*/rank, /*end=*/batch.size(0), /*step=*/world_size);
 }
 
 GradientAverager::GradientAverager() = default;

@@ -24,12 +24,12 @@ class TCPStore;
 
 namespace gradlab {
 
-// The samples of one global batch (`batch_indices`, in the epoch's shuffled order) that
-// rank `rank` of `world_size` trains on: every world_size-th, starting at position `rank`
-// (PyTorch's DistributedSampler scheme: the same permutation on every rank, each taking
-// every N-th sample). The ranks' shards cover the batch exactly once; their sizes differ by
-// at most one.
-torch::Tensor ShardOfBatch(const torch::Tensor& batch_indices, int rank, int world_size);
+// The rows of one global batch (its sample indices in the epoch's shuffled order, or the
+// samples themselves) that rank `rank` of `world_size` takes: every world_size-th, starting
+// at row `rank` (PyTorch's DistributedSampler scheme: the same permutation on every rank,
+// each taking every N-th sample). The ranks' shards cover the batch exactly once; their
+// sizes differ by at most one. Rank 0 of 1 takes the whole batch (a view of it).
+torch::Tensor ShardOfBatch(const torch::Tensor& batch, int rank, int world_size);
 
 struct ProcessGroupOptions {
   // Where rank 0 hosts the TCPStore and the other ranks connect to it.

@@ -112,7 +112,8 @@ class TrainingRun {
                                ? data_generator_
                                : at::make_generator<at::CPUGeneratorImpl>(
                                      spec.seed + 7919 * (control.data_parallel->rank() + 1))),
-        reports_(control.data_parallel == nullptr || control.data_parallel->rank() == 0),
+        rank_(control.data_parallel != nullptr ? control.data_parallel->rank() : 0),
+        world_size_(control.data_parallel != nullptr ? control.data_parallel->world_size() : 1),
         batches_per_epoch_(
             static_cast<int>((dataset.train.size() + spec.batch_size - 1) / spec.batch_size)),
         channels_last_(control.channels_last && spec.model != "mlp"),
@@ -159,7 +160,7 @@ class TrainingRun {
       metrics.images_per_second = PerSecond(train.samples, train_time);
       // StepLR, stepped after each epoch's evaluation as the reference does.
       SetLearningRate(LearningRateAfter(epoch, learning_rate_));
-      if (!reports_) continue;
+      if (rank_ != 0) continue;
       if (control_.save_checkpoint) {
         if (absl::Status status = control_.save_checkpoint(Capture(metrics)); !status.ok()) {
           return status;
@@ -263,12 +264,9 @@ class TrainingRun {
   TrainingBatch MakeTrainingBatch(const torch::Tensor& order, int index) {
     const DatasetSplit& split = dataset_.train;
     const int64_t first = static_cast<int64_t>(index) * spec_.batch_size;
-    torch::Tensor indices =
-        order.narrow(0, first, std::min<int64_t>(spec_.batch_size, split.size() - first));
-    if (control_.data_parallel != nullptr) {
-      indices = ShardOfBatch(indices, control_.data_parallel->rank(),
-                             control_.data_parallel->world_size());
-    }
+    const torch::Tensor indices = ShardOfBatch(
+        order.narrow(0, first, std::min<int64_t>(spec_.batch_size, split.size() - first)), rank_,
+        world_size_);
     const torch::Tensor images = split.images.index_select(0, indices);
     torch::Tensor input = spec_.augment.value_or(false)
                               ? transform_.Augment(images, augment_generator_)
@@ -296,7 +294,7 @@ class TrainingRun {
       }
       const auto [input, labels] = prefetcher ? prefetcher->Next() : MakeTrainingBatch(order, b);
       ++step_;
-      const bool snapshot = reports_ && IsSnapshotStep(b);
+      const bool snapshot = rank_ == 0 && IsSnapshotStep(b);
       ActivationRecorder recorder;
       optimizer_.zero_grad();
       // A rank's shard of a last batch smaller than the group can be empty: it adds no
@@ -319,15 +317,13 @@ class TrainingRun {
       optimizer_.step();
 
       const absl::Time now = control_.clock();
-      if (!reports_) continue;
+      if (rank_ != 0) continue;
       if (now - last_progress >= control_.progress_interval || b == batches_per_epoch_ - 1) {
         last_progress = now;
         // Rank 0's own loss and accuracy so far; its speed times the ranks'.
-        const int ranks =
-            control_.data_parallel != nullptr ? control_.data_parallel->world_size() : 1;
         sink_.OnBatchProgress(BatchProgress{epoch, b + 1, batches_per_epoch_, score.loss(),
                                             score.accuracy(),
-                                            PerSecond(score.samples * ranks, now - start)});
+                                            PerSecond(score.samples * world_size_, now - start)});
       }
     }
     return absl::OkStatus();
@@ -359,16 +355,16 @@ class TrainingRun {
     model_->eval();
     RunningScore score;
     const DatasetSplit& split = dataset_.test;
-    const int rank = control_.data_parallel != nullptr ? control_.data_parallel->rank() : 0;
-    const int ranks = control_.data_parallel != nullptr ? control_.data_parallel->world_size() : 1;
     for (int64_t first = 0; first < split.size(); first += spec_.batch_size) {
       if (StopRequested()) return absl::CancelledError("cancelled during evaluation");
       const int64_t n = std::min<int64_t>(spec_.batch_size, split.size() - first);
-      // Each rank of a data-parallel run evaluates every ranks-th sample.
-      const torch::Tensor labels = split.labels.narrow(0, first, n).slice(0, rank, n, ranks);
+      // A data-parallel rank evaluates its shard of each batch (a process alone, all of it).
+      const torch::Tensor labels =
+          ShardOfBatch(split.labels.narrow(0, first, n), rank_, world_size_);
       if (labels.size(0) == 0) continue;
       const torch::Tensor logits = Forward(
-          transform_.Normalize(split.images.narrow(0, first, n).slice(0, rank, n, ranks)), nullptr);
+          transform_.Normalize(ShardOfBatch(split.images.narrow(0, first, n), rank_, world_size_)),
+          nullptr);
       score.Add(logits, labels, torch::nn::functional::cross_entropy(logits, labels));
     }
     return score;
@@ -383,7 +379,9 @@ class TrainingRun {
   torch::optim::SGD optimizer_;
   at::Generator data_generator_;     // shuffling (and augmentation), seeded by the spec
   at::Generator augment_generator_;  // data_generator_ itself, except in data-parallel runs
-  const bool reports_;               // tells the sink: not a data-parallel rank other than 0
+  // In a data-parallel group (else 0 of 1); only rank 0 tells the sink.
+  const int rank_;
+  const int world_size_;
   const int batches_per_epoch_;
   const bool channels_last_;
   const bool bf16_;
