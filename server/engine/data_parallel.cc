@@ -3,6 +3,7 @@
 // ProcessGroupGloo is declared under USE_C10D_GLOO, which the torch CMake target defines
 // (Debian's LibTorch is built with Gloo; Gloo's headers come from libgloo-dev).
 #include <chrono>
+#include <cmath>
 #include <exception>
 #include <string>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -69,35 +70,65 @@ absl::StatusOr<std::unique_ptr<GradientAverager>> GradientAverager::Join(
   return averager;
 }
 
-absl::Status GradientAverager::Average(const std::vector<torch::Tensor>& parameters,
-                                       int64_t local_samples) {
+absl::StatusOr<int> GradientAverager::Average(const std::vector<torch::Tensor>& parameters,
+                                              int64_t local_samples, bool stop) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> gradients;
   for (torch::Tensor parameter : parameters) {
     if (!parameter.grad().defined()) parameter.mutable_grad() = torch::zeros_like(parameter);
     gradients.push_back(parameter.grad());
   }
-  // One buffer: every gradient times this rank's samples, then the sample count itself,
-  // summed over the ranks in one all-reduce and divided by the total count.
+  // One buffer: every gradient times this rank's samples, then the sample count itself
+  // and the stop vote, summed over the ranks in one all-reduce; the gradients are then
+  // divided by the total count.
   std::vector<torch::Tensor> pieces;
   pieces.reserve(gradients.size() + 1);
   for (const torch::Tensor& gradient : gradients) {
     pieces.push_back(gradient.flatten() * static_cast<double>(local_samples));
   }
-  pieces.push_back(torch::full({1}, static_cast<double>(local_samples), torch::kFloat));
+  pieces.push_back(torch::tensor({static_cast<float>(local_samples), stop ? 1.0f : 0.0f}));
   torch::Tensor sum = torch::cat(pieces);
+  const absl::Time start = absl::Now();
   if (absl::Status summed = AllReduce(sum, "gradient"); !summed.ok()) return summed;
-  const double total_samples = sum[sum.size(0) - 1].item<double>();
+  gradient_traffic_.time += absl::Now() - start;
+  ++gradient_traffic_.all_reduces;
+  gradient_traffic_.bytes += sum.numel() * static_cast<int64_t>(sum.element_size());
+  const int64_t size = sum.size(0);
+  const int stop_votes = static_cast<int>(std::lround(sum[size - 1].item<double>()));
+  const double total_samples = sum[size - 2].item<double>();
   int64_t offset = 0;
   for (torch::Tensor& gradient : gradients) {
     const int64_t n = gradient.numel();
     gradient.copy_(sum.narrow(0, offset, n).view_as(gradient) / total_samples);
     offset += n;
   }
-  return absl::OkStatus();
+  return stop_votes;
+}
+
+absl::StatusOr<int> GradientAverager::CountVotes(bool stop) {
+  torch::Tensor votes = torch::tensor({stop ? 1 : 0}, torch::kInt32);
+  if (absl::Status summed = AllReduce(votes, "stop vote"); !summed.ok()) return summed;
+  return votes.item<int>();
 }
 
 absl::Status GradientAverager::Sum(torch::Tensor& values) { return AllReduce(values, "score"); }
+
+absl::Status GradientAverager::Broadcast(std::string& bytes) {
+  // The size first, so that the other ranks can make room for the bytes.
+  torch::Tensor size = torch::tensor({static_cast<int64_t>(bytes.size())}, torch::kInt64);
+  std::vector<torch::Tensor> buffer = {size};
+  try {
+    group_->broadcast(buffer)->wait();
+    bytes.resize(static_cast<size_t>(size.item<int64_t>()));
+    if (bytes.empty()) return absl::OkStatus();
+    buffer = {torch::from_blob(bytes.data(), {static_cast<int64_t>(bytes.size())}, torch::kUInt8)};
+    group_->broadcast(buffer)->wait();
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("the broadcast to rank ", rank_, " of ", world_size_,
+                                               " failed: ", MessageOf(e)));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status GradientAverager::AllReduce(torch::Tensor& values, const char* what) {
   std::vector<torch::Tensor> buffer = {values};

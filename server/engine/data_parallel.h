@@ -62,10 +62,28 @@ class GradientAverager {
   // then unspecified.
   // A parameter without a gradient counts as a zero one (and gets it), so that every rank
   // reduces the same layout even when one trained on no samples.
-  absl::Status Average(const std::vector<torch::Tensor>& parameters, int64_t local_samples);
+  // `stop` is this rank's vote to end the run; the same all-reduce counts the votes, and
+  // the result is how many ranks voted to stop (0: go on). Every rank learns the count in
+  // the same step, so all of them stop together.
+  absl::StatusOr<int> Average(const std::vector<torch::Tensor>& parameters, int64_t local_samples,
+                              bool stop);
+
+  // How many ranks pass `stop` true; one small all-reduce.
+  absl::StatusOr<int> CountVotes(bool stop);
 
   // Replaces `values` (float64, contiguous) by its element-wise sum over all ranks.
   absl::Status Sum(torch::Tensor& values);
+
+  // Gives every rank rank 0's `bytes` (the others' are replaced).
+  absl::Status Broadcast(std::string& bytes);
+
+  // What the gradient all-reduces of Average have cost so far on this rank.
+  struct GradientTraffic {
+    int64_t all_reduces = 0;
+    int64_t bytes = 0;  // of the buffer each all-reduce sums (per rank, per step)
+    absl::Duration time;
+  };
+  const GradientTraffic& gradient_traffic() const { return gradient_traffic_; }
 
   int rank() const { return rank_; }
   int world_size() const { return world_size_; }
@@ -77,6 +95,7 @@ class GradientAverager {
 
   int rank_ = 0;
   int world_size_ = 1;
+  GradientTraffic gradient_traffic_;
   c10::intrusive_ptr<c10d::TCPStore> store_;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
 };

@@ -12,6 +12,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -118,6 +119,39 @@ TEST_P(GradientAverageTest, EveryRankGetsTheSampleWeightedMeanOfAllRanksGradient
 }
 
 INSTANTIATE_TEST_SUITE_P(TwoAndThreeRanks, GradientAverageTest, ::testing::Values(2, 3));
+
+TEST(GradientAveragerTest, AStopVoteOfAnyRankReachesEveryRankInTheSameStep) {
+  const int port = FreePort();
+  std::vector<ChildProcess> ranks;
+  for (int rank = 0; rank < 3; ++rank) {
+    ranks.push_back(StartRank(rank, 3, port, {"--steps=5", "--stop_rank=2", "--stop_at_step=1"}));
+  }
+  for (int rank = 0; rank < 3; ++rank) {
+    const std::string out = ranks[rank].ReadAll(absl::Seconds(60));
+    EXPECT_EQ(ranks[rank].Wait(absl::Seconds(10)), 0) << out;
+    const std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+    ASSERT_EQ(lines.size(), 2u) << "rank " << rank << ": " << out;
+    EXPECT_EQ(lines[1], "stopped at step 1: 1 votes") << "rank " << rank;
+  }
+}
+
+TEST(GradientAveragerTest, BroadcastGivesEveryRankRankZerosBytes) {
+  for (const int64_t size : {int64_t{0}, int64_t{5'000'000}}) {
+    const int port = FreePort();
+    std::vector<ChildProcess> ranks;
+    const std::string flag = "--broadcast_bytes=" + std::to_string(size);
+    for (int rank = 0; rank < 3; ++rank) ranks.push_back(StartRank(rank, 3, port, {flag}));
+    int64_t expected_sum = 0;
+    for (int64_t i = 0; i < size; ++i) expected_sum += i * 7 % 251;
+    for (int rank = 0; rank < 3; ++rank) {
+      const std::string out = ranks[rank].ReadAll(absl::Seconds(60));
+      EXPECT_EQ(ranks[rank].Wait(absl::Seconds(10)), 0) << out;
+      EXPECT_THAT(out,
+                  ::testing::StartsWith(absl::StrCat("broadcast: ", size, " ", expected_sum, "\n")))
+          << "rank " << rank;
+    }
+  }
+}
 
 TEST(GradientAveragerFailureTest, ARankThatNeverComesFailsTheRendezvousWithinTheTimeout) {
   ChildProcess alone = StartRank(0, 2, FreePort(), {"--timeout_ms=2000"});

@@ -253,6 +253,14 @@ class TrainingRun {
            control_.stop_requested->load(std::memory_order_relaxed);
   }
 
+  // How a data-parallel run ends once `votes` ranks voted to stop: cancelled on a rank
+  // that voted, and on the others UNAVAILABLE, as when a rank is lost.
+  static absl::Status StoppedByVote(bool voted, int votes, absl::string_view where) {
+    if (voted) return absl::CancelledError(absl::StrCat("cancelled ", where));
+    return absl::UnavailableError(
+        absl::StrCat(votes, votes == 1 ? " rank" : " ranks", " of the group stopped ", where));
+  }
+
   bool IsSnapshotStep(int batch_index) const {
     const int every = spec_.gradient_every_n_steps;
     return step_ == 1 || (every > 0 && step_ % every == 0) || batch_index == batches_per_epoch_ - 1;
@@ -288,7 +296,9 @@ class TrainingRun {
     const absl::Time start = control_.clock();
     absl::Time last_progress = start;
     for (int b = 0; b < batches_per_epoch_; ++b) {
-      if (StopRequested()) {
+      // A data-parallel rank votes in the step's all-reduce instead, so that all stop together.
+      const bool stop = StopRequested();
+      if (stop && control_.data_parallel == nullptr) {
         return absl::CancelledError(absl::StrCat("cancelled in epoch ", epoch, " before batch ",
                                                  b + 1, " of ", batches_per_epoch_));
       }
@@ -306,10 +316,13 @@ class TrainingRun {
         score.Add(logits.detach(), labels, loss.detach());
       }
       if (control_.data_parallel != nullptr) {
-        if (absl::Status averaged =
-                control_.data_parallel->Average(model_->parameters(), labels.size(0));
-            !averaged.ok()) {
-          return averaged;
+        absl::StatusOr<int> stop_votes =
+            control_.data_parallel->Average(model_->parameters(), labels.size(0), stop);
+        if (!stop_votes.ok()) return stop_votes.status();
+        if (*stop_votes > 0) {
+          return StoppedByVote(
+              stop, *stop_votes,
+              absl::StrCat("in epoch ", epoch, " at batch ", b + 1, " of ", batches_per_epoch_));
         }
       }
       // Snapshots show the gradients the optimizer steps with: averaged over the ranks.
@@ -356,7 +369,14 @@ class TrainingRun {
     RunningScore score;
     const DatasetSplit& split = dataset_.test;
     for (int64_t first = 0; first < split.size(); first += spec_.batch_size) {
-      if (StopRequested()) return absl::CancelledError("cancelled during evaluation");
+      const bool stop = StopRequested();
+      if (control_.data_parallel != nullptr) {
+        absl::StatusOr<int> stop_votes = control_.data_parallel->CountVotes(stop);
+        if (!stop_votes.ok()) return stop_votes.status();
+        if (*stop_votes > 0) return StoppedByVote(stop, *stop_votes, "during evaluation");
+      } else if (stop) {
+        return absl::CancelledError("cancelled during evaluation");
+      }
       const int64_t n = std::min<int64_t>(spec_.batch_size, split.size() - first);
       // A data-parallel rank evaluates its shard of each batch (a process alone, all of it).
       const torch::Tensor labels =

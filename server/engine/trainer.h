@@ -48,7 +48,10 @@ struct TrainingControl {
   // every batch (ShardOfBatch of the epoch's permutation, which is the same on all ranks)
   // and evaluates its share of the test split; gradients are averaged between backward
   // and the optimizer step, and the epoch's scores are summed, so every rank computes the
-  // metrics one process would. Only rank 0 tells the sink and saves checkpoints. Equal to
+  // metrics one process would. Only rank 0 tells the sink and saves checkpoints.
+  // stop_requested is voted on in every step's all-reduce (and every evaluation batch):
+  // all ranks stop in the same step, CANCELLED where it was requested and UNAVAILABLE
+  // ("N ranks of the group stopped ...") on the others. Equal to
   // a run without it up to the order of floating-point sums, when the model has no
   // BatchNorm (each rank normalises over its own shard, as DistributedDataParallel does)
   // and augment is off (each rank draws its own crops and flips). A failed collective ends

@@ -9,6 +9,10 @@
 // local_samples = rank + 1, and prints "step S: v1 v2 ..." (every averaged value). Errors
 // are printed as "error: ..." with exit code 1. --exit_before_step makes the rank vanish
 // without a word (exit code 3) before that step, as a crashed worker would.
+// --stop_rank=R --stop_at_step=K: rank R votes to stop at step K; every rank then prints
+// "stopped at step K: V votes" and exits 0. --broadcast_bytes=B: first, rank 0 broadcasts
+// B bytes (byte i = i * 7 mod 251) and every rank prints "broadcast: SIZE SUM" of what it
+// holds afterwards.
 //
 // --train=MODEL instead trains MODEL on the first 2,000 Fashion-MNIST training images
 // (500 test) for --epochs, 1 thread per rank, through Train with this rank's group
@@ -32,6 +36,9 @@ ABSL_FLAG(int, port, 0, "the store's port on 127.0.0.1");
 ABSL_FLAG(int, timeout_ms, 20000, "rendezvous and collective timeout");
 ABSL_FLAG(int, steps, 3, "all-reduces to do");
 ABSL_FLAG(int, exit_before_step, -1, "vanish before this step (-1: never)");
+ABSL_FLAG(int, stop_rank, -1, "the rank that votes to stop (-1: none)");
+ABSL_FLAG(int, stop_at_step, 0, "the step it votes at");
+ABSL_FLAG(int64_t, broadcast_bytes, -1, "rank 0 broadcasts this many bytes first (-1: no)");
 ABSL_FLAG(std::string, train, "", "train this model instead of the all-reduce steps");
 ABSL_FLAG(int, epochs, 2, "--train: epochs");
 
@@ -95,6 +102,19 @@ int main(int argc, char** argv) {
     if (!trained.ok()) std::cout << "error: " << trained << std::endl;
     return trained.ok() ? 0 : 1;
   }
+  if (const int64_t size = absl::GetFlag(FLAGS_broadcast_bytes); size >= 0) {
+    std::string bytes;
+    if (options.rank == 0) {
+      for (int64_t i = 0; i < size; ++i) bytes.push_back(static_cast<char>(i * 7 % 251));
+    }
+    if (absl::Status sent = (*averager)->Broadcast(bytes); !sent.ok()) {
+      std::cout << "error: " << sent << std::endl;
+      return 1;
+    }
+    int64_t sum = 0;
+    for (char byte : bytes) sum += static_cast<unsigned char>(byte);
+    std::cout << "broadcast: " << bytes.size() << " " << sum << std::endl;
+  }
   torch::Tensor a = torch::zeros({3});
   torch::Tensor b = torch::zeros({2, 2});
   for (int step = 0; step < absl::GetFlag(FLAGS_steps); ++step) {
@@ -102,9 +122,16 @@ int main(int argc, char** argv) {
     const double scale = (options.rank + 1) * (step + 1);
     a.mutable_grad() = torch::arange(3, torch::kFloat) * scale;
     b.mutable_grad() = torch::arange(4, torch::kFloat).view({2, 2}) * -scale;
-    if (absl::Status averaged = (*averager)->Average({a, b}, options.rank + 1); !averaged.ok()) {
-      std::cout << "error: " << averaged << std::endl;
+    const bool stop =
+        options.rank == absl::GetFlag(FLAGS_stop_rank) && step == absl::GetFlag(FLAGS_stop_at_step);
+    absl::StatusOr<int> votes = (*averager)->Average({a, b}, options.rank + 1, stop);
+    if (!votes.ok()) {
+      std::cout << "error: " << votes.status() << std::endl;
       return 1;
+    }
+    if (*votes > 0) {
+      std::cout << "stopped at step " << step << ": " << *votes << " votes" << std::endl;
+      return 0;
     }
     std::cout << "step " << step << ":";
     for (const torch::Tensor& grad : {a.grad().flatten(), b.grad().flatten()}) {
