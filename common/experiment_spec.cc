@@ -14,6 +14,7 @@ constexpr int kMaxEpochs = 1000;
 constexpr int kMaxBatchSize = 4096;
 constexpr int64_t kMaxSamples = 100'000'000;
 constexpr int kMaxThreads = 1024;
+constexpr int kMaxWorldSize = 64;
 constexpr size_t kMaxNameLength = 200;
 constexpr size_t kMaxLabels = 64;
 constexpr size_t kMaxLabelLength = 200;
@@ -95,6 +96,7 @@ absl::StatusOr<ExperimentSpec> ResolveSpec(const ExperimentSpec& spec) {
            CheckRange<int64_t>("max_test_samples", spec.max_test_samples, 0, kMaxSamples),
            CheckRange("gradient_every_n_steps", spec.gradient_every_n_steps, 0, 1'000'000),
            CheckRange("threads", spec.threads, 0, kMaxThreads),
+           CheckRange("world_size", spec.world_size, 1, kMaxWorldSize),
        }) {
     if (!status.ok()) return status;
   }

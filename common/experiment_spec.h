@@ -50,6 +50,8 @@ struct ExperimentSpec {
   std::string precision = "fp32";
   std::string name;
   std::map<std::string, std::string> labels;
+  // Processes training it together, data-parallel: the server and world_size - 1 workers.
+  int world_size = 1;
 };
 
 // The names a spec may use, in the order they are listed to users.

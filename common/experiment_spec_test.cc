@@ -115,6 +115,8 @@ INSTANTIATE_TEST_SUITE_P(
                     "spec.gradient_every_n_steps: -1 is out of range [0, 1000000]"},
         InvalidCase{"threads", [](ExperimentSpec& s) { s.threads = 5000; },
                     "spec.threads: 5000 is out of range [0, 1024]"},
+        InvalidCase{"world_size", [](ExperimentSpec& s) { s.world_size = 0; },
+                    "spec.world_size: 0 is out of range [1, 64]"},
         InvalidCase{"skip", [](ExperimentSpec& s) { s.skip_connections = true; },
                     "spec.skip_connections: true is not allowed for model \"simple_cnn\""},
         InvalidCase{"name", [](ExperimentSpec& s) { s.name = std::string(201, 'x'); },

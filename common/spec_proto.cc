@@ -28,6 +28,7 @@ ExperimentSpec SpecFromProto(const v1::ExperimentSpec& proto) {
   if (!proto.precision().empty()) spec.precision = proto.precision();
   spec.name = proto.name();
   spec.labels.insert(proto.labels().begin(), proto.labels().end());
+  if (proto.has_world_size()) spec.world_size = proto.world_size();
   return spec;
 }
 
@@ -55,6 +56,7 @@ v1::ExperimentSpec SpecToProto(const ExperimentSpec& spec) {
   proto.set_precision(spec.precision);
   proto.set_name(spec.name);
   proto.mutable_labels()->insert(spec.labels.begin(), spec.labels.end());
+  proto.set_world_size(spec.world_size);
   return proto;
 }
 

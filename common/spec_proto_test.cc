@@ -25,12 +25,14 @@ TEST(SpecProtoTest, ResolvedSpecRoundTrips) {
   spec.model = "deep_cnn";
   spec.batch_norm = true;
   spec.labels["team"] = "vision";
+  spec.world_size = 3;
   absl::StatusOr<ExperimentSpec> resolved = ResolveSpec(spec);
   ASSERT_TRUE(resolved.ok());
   v1::ExperimentSpec proto = SpecToProto(*resolved);
   EXPECT_TRUE(proto.has_augment());
   EXPECT_TRUE(proto.has_skip_connections());
   EXPECT_EQ(proto.labels().at("team"), "vision");
+  EXPECT_EQ(proto.world_size(), 3);
   v1::ExperimentSpec again = SpecToProto(SpecFromProto(proto));
   EXPECT_EQ(again.SerializeAsString(), proto.SerializeAsString());
 }

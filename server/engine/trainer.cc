@@ -447,4 +447,19 @@ absl::Status Train(const ExperimentSpec& spec, const Dataset& dataset,
   });
 }
 
+absl::Status TrainRank(const ExperimentSpec& spec, const Dataset& dataset,
+                       const ProcessGroupOptions& group, TrainingControl control,
+                       TrainingEventSink& sink, GradientAverager::GradientTraffic* traffic) {
+  absl::StatusOr<std::unique_ptr<GradientAverager>> averager = GradientAverager::Join(group);
+  if (!averager.ok()) return averager.status();
+  std::string resume_state;
+  if (group.rank == 0 && control.resume_from != nullptr) resume_state = *control.resume_from;
+  if (absl::Status sent = (*averager)->Broadcast(resume_state); !sent.ok()) return sent;
+  control.resume_from = resume_state.empty() ? nullptr : &resume_state;
+  control.data_parallel = averager->get();
+  absl::Status status = Train(spec, dataset, control, sink);
+  if (traffic != nullptr) *traffic = (*averager)->gradient_traffic();
+  return status;
+}
+
 }  // namespace gradlab

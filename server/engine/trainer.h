@@ -74,6 +74,16 @@ ModelOptions ModelOptionsFor(const ExperimentSpec& spec, const Dataset& dataset)
 absl::Status Train(const ExperimentSpec& spec, const Dataset& dataset,
                    const TrainingControl& control, TrainingEventSink& sink);
 
+// One rank of a data-parallel run: joins the process group `group` describes, gives every
+// rank rank 0's control.resume_from (the others' is ignored), so that all go on from the
+// same checkpoint, then runs Train with control.data_parallel set to the group. Every rank
+// calls it with the same spec and dataset. `traffic`, when set, receives what the
+// gradient all-reduces cost this rank.
+absl::Status TrainRank(const ExperimentSpec& spec, const Dataset& dataset,
+                       const ProcessGroupOptions& group, TrainingControl control,
+                       TrainingEventSink& sink,
+                       GradientAverager::GradientTraffic* traffic = nullptr);
+
 }  // namespace gradlab
 
 #endif  // GRADLAB_SERVER_ENGINE_TRAINER_H_

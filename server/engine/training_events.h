@@ -65,6 +65,15 @@ class TrainingEventSink {
   virtual void OnGradientSnapshot(const GradientSnapshot& snapshot) = 0;
 };
 
+// For runs whose events no one reads (the ranks other than 0 of a data-parallel run,
+// which send none anyway).
+class IgnoringSink final : public TrainingEventSink {
+ public:
+  void OnBatchProgress(const BatchProgress&) override {}
+  void OnEpochMetrics(const EpochMetrics&) override {}
+  void OnGradientSnapshot(const GradientSnapshot&) override {}
+};
+
 }  // namespace gradlab
 
 #endif  // GRADLAB_SERVER_ENGINE_TRAINING_EVENTS_H_

@@ -14,10 +14,11 @@
 // B bytes (byte i = i * 7 mod 251) and every rank prints "broadcast: SIZE SUM" of what it
 // holds afterwards.
 //
-// --train=MODEL instead trains MODEL on the first 2,000 Fashion-MNIST training images
-// (500 test) for --epochs, 1 thread per rank, through Train with this rank's group
-// (--world_size=1: no group at all), and rank 0 prints each epoch as
-// "epoch E: train_loss train_accuracy test_loss test_accuracy".
+// --train=MODEL instead trains MODEL (by default on the first 2,000 Fashion-MNIST training
+// images and 500 test ones, 1 thread per rank) for --epochs, through TrainRank (with
+// --world_size=1: Train, no group at all), and rank 0 prints each epoch as
+// "epoch E: train_loss train_accuracy test_loss test_accuracy". bench/data_parallel uses
+// it with --print_speed.
 #include <unistd.h>
 
 #include <cstdio>
@@ -41,39 +42,61 @@ ABSL_FLAG(int, stop_at_step, 0, "the step it votes at");
 ABSL_FLAG(int64_t, broadcast_bytes, -1, "rank 0 broadcasts this many bytes first (-1: no)");
 ABSL_FLAG(std::string, train, "", "train this model instead of the all-reduce steps");
 ABSL_FLAG(int, epochs, 2, "--train: epochs");
+ABSL_FLAG(std::string, dataset, "fashion_mnist", "--train: the dataset");
+ABSL_FLAG(int64_t, train_samples, 2000, "--train: the first N training images");
+ABSL_FLAG(int64_t, test_samples, 500, "--train: the first N test images");
+ABSL_FLAG(int, batch_size, 128, "--train: the global batch");
+ABSL_FLAG(int, threads, 1, "--train: intra-op threads per rank");
+ABSL_FLAG(bool, print_speed, false,
+          "--train: rank 0 also prints each epoch's images/s and, at the end, the gradient "
+          "all-reduces' count, seconds and bytes");
 
 namespace gradlab {
 namespace {
 
 class PrintingSink : public TrainingEventSink {
  public:
+  explicit PrintingSink(bool print_speed) : print_speed_(print_speed) {}
   void OnBatchProgress(const BatchProgress&) override {}
   void OnGradientSnapshot(const GradientSnapshot&) override {}
   void OnEpochMetrics(const EpochMetrics& m) override {
-    std::printf("epoch %d: %.9g %.9g %.9g %.9g\n", m.epoch, m.train_loss, m.train_accuracy,
+    std::printf("epoch %d: %.9g %.9g %.9g %.9g", m.epoch, m.train_loss, m.train_accuracy,
                 m.test_loss, m.test_accuracy);
+    if (print_speed_) std::printf(" images/s %.2f", m.images_per_second);
+    std::printf("\n");
     std::fflush(stdout);
   }
+
+ private:
+  const bool print_speed_;
 };
 
-absl::Status TrainModel(GradientAverager* group) {
+absl::Status TrainModel(const ProcessGroupOptions& group) {
   ExperimentSpec request;
   request.model = absl::GetFlag(FLAGS_train);
-  request.dataset = "fashion_mnist";
+  request.dataset = absl::GetFlag(FLAGS_dataset);
   request.epochs = absl::GetFlag(FLAGS_epochs);
-  request.threads = 1;
+  request.batch_size = absl::GetFlag(FLAGS_batch_size);
+  request.threads = absl::GetFlag(FLAGS_threads);
   absl::StatusOr<ExperimentSpec> spec = ResolveSpec(request);
   if (!spec.ok()) return spec.status();
   DatasetRequest data;
-  data.name = "fashion_mnist";
-  data.max_train_samples = 2000;
-  data.max_test_samples = 500;
+  data.name = spec->dataset;
+  data.max_train_samples = absl::GetFlag(FLAGS_train_samples);
+  data.max_test_samples = absl::GetFlag(FLAGS_test_samples);
   absl::StatusOr<Dataset> dataset = LoadDataset(data);
   if (!dataset.ok()) return dataset.status();
   TrainingControl control;
-  control.data_parallel = group;
-  PrintingSink sink;
-  return Train(*spec, *dataset, control, sink);
+  PrintingSink sink(absl::GetFlag(FLAGS_print_speed));
+  if (group.world_size == 1) return Train(*spec, *dataset, control, sink);
+  GradientAverager::GradientTraffic traffic;
+  absl::Status status = TrainRank(*spec, *dataset, group, control, sink, &traffic);
+  if (absl::GetFlag(FLAGS_print_speed) && group.rank == 0) {
+    std::printf("all-reduce: %lld steps, %.6f s, %lld bytes\n",
+                static_cast<long long>(traffic.all_reduces), absl::ToDoubleSeconds(traffic.time),
+                static_cast<long long>(traffic.bytes));
+  }
+  return status;
 }
 
 }  // namespace
@@ -87,8 +110,8 @@ int main(int argc, char** argv) {
   options.store_port = absl::GetFlag(FLAGS_port);
   options.local_address = "127.0.0.1";
   options.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms));
-  if (!absl::GetFlag(FLAGS_train).empty() && options.world_size == 1) {
-    const absl::Status trained = gradlab::TrainModel(nullptr);
+  if (!absl::GetFlag(FLAGS_train).empty()) {
+    const absl::Status trained = gradlab::TrainModel(options);
     if (!trained.ok()) std::cout << "error: " << trained << std::endl;
     return trained.ok() ? 0 : 1;
   }
@@ -96,11 +119,6 @@ int main(int argc, char** argv) {
   if (!averager.ok()) {
     std::cout << "error: " << averager.status() << std::endl;
     return 1;
-  }
-  if (!absl::GetFlag(FLAGS_train).empty()) {
-    const absl::Status trained = gradlab::TrainModel(averager->get());
-    if (!trained.ok()) std::cout << "error: " << trained << std::endl;
-    return trained.ok() ? 0 : 1;
   }
   if (const int64_t size = absl::GetFlag(FLAGS_broadcast_bytes); size >= 0) {
     std::string bytes;
