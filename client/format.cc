@@ -125,7 +125,10 @@ std::string ExperimentDetails(const v1::Experiment& e) {
                        s.lr_step_size() > 0
                            ? absl::StrFormat(", StepLR(%d, %g)", s.lr_step_size(), s.lr_gamma())
                            : "",
-                       s.seed(), s.threads(), s.precision())},
+                       s.seed(), s.threads(), s.precision()) +
+           (s.world_size() > 1
+                ? absl::StrFormat(", data-parallel over %d processes", s.world_size())
+                : "")},
       {"created:", TimeText(e.created_time())},
       {"started:", TimeText(e.started_time())},
       {"finished:", TimeText(e.finished_time())},
@@ -227,7 +230,19 @@ std::string ServerInfoText(const v1::ServerInfo& info) {
   for (const v1::DatasetInfo& d : info.datasets()) {
     datasets.push_back({d.name(), d.present() ? "yes" : "no", d.location()});
   }
-  return out + Table(models) + "\n" + Table(datasets);
+  out += Table(models) + "\n" + Table(datasets);
+  if (info.registered_workers().empty()) {
+    return out +
+           "\nno workers registered (gradlabd --worker --coordinator=...), so world_size 1 only\n";
+  }
+  std::vector<std::vector<std::string>> workers = {
+      {"WORKER", "NAME", "ADDRESS", "CPUS", "THREADS", "TRAINING"}};
+  for (const v1::WorkerInfo& w : info.registered_workers()) {
+    workers.push_back(
+        {w.id(), w.name(), w.address(), absl::StrCat(w.cpus()), absl::StrCat(w.threads_per_job()),
+         w.experiment_id().empty() ? "idle" : absl::StrCat(w.experiment_id(), " rank ", w.rank())});
+  }
+  return out + "\n" + Table(workers);
 }
 
 }  // namespace gradlab

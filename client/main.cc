@@ -53,6 +53,8 @@ ABSL_FLAG(std::optional<int>, gradient_every_n_steps, std::nullopt,
           "gradient snapshot cadence; default 50");
 ABSL_FLAG(std::optional<int>, threads, std::nullopt, "intra-op threads; default the server's");
 ABSL_FLAG(std::optional<std::string>, precision, std::nullopt, "fp32 or bf16");
+ABSL_FLAG(std::optional<int>, world_size, std::nullopt,
+          "data-parallel: the server and world_size - 1 of its workers train it; default 1");
 ABSL_FLAG(std::optional<std::string>, name, std::nullopt, "a name for people");
 ABSL_FLAG(std::vector<std::string>, labels, {}, "labels, key=value,key2=value2");
 ABSL_FLAG(std::string, request_id, "", "retrying with the same id does not submit twice");
@@ -64,7 +66,8 @@ ABSL_FLAG(int, limit, 50, "list: at most this many, newest first");
 ABSL_FLAG(std::optional<int64_t>, step, std::nullopt, "grads: the snapshot at or after step N");
 ABSL_FLAG(bool, last, false, "grads: the latest snapshot (the default)");
 ABSL_FLAG(std::string, layers, "", "grads: a regular expression on layer names");
-ABSL_FLAG(std::vector<std::string>, models, std::vector<std::string>({"simple_cnn", "deep_cnn", "resnet"}),
+ABSL_FLAG(std::vector<std::string>, models,
+          std::vector<std::string>({"simple_cnn", "deep_cnn", "resnet"}),
           "compare: the models to compare");
 ABSL_FLAG(std::vector<std::string>, ids, {}, "compare: existing experiments instead of new ones");
 ABSL_FLAG(std::string, output, "", "export, report: the file to write (-o)");
@@ -119,6 +122,7 @@ spec flags (unset ones take the server's defaults, the reference experiment's):
   --weight_decay --lr_step_size --lr_gamma --seed --augment --batch_norm
   --skip_connections --init --max_train_samples --max_test_samples
   --gradient_every_n_steps --threads --precision --name --labels=k=v,k2=v2
+  --world_size
   (each is the ExperimentSpec field of the same name; see gradlab.v1 in the .proto)
 
 exit codes:
@@ -130,13 +134,29 @@ exit codes:
   5  any other error
 )";
 
-const std::vector<std::string> kSpecFlags = {
-    "model",        "dataset",       "data_dir",          "epochs",
-    "batch_size",   "learning_rate", "momentum",          "weight_decay",
-    "lr_step_size", "lr_gamma",      "seed",              "augment",
-    "batch_norm",   "skip_connections", "init",           "max_train_samples",
-    "max_test_samples", "gradient_every_n_steps", "threads", "precision",
-    "name",         "labels"};
+const std::vector<std::string> kSpecFlags = {"model",
+                                             "dataset",
+                                             "data_dir",
+                                             "epochs",
+                                             "batch_size",
+                                             "learning_rate",
+                                             "momentum",
+                                             "weight_decay",
+                                             "lr_step_size",
+                                             "lr_gamma",
+                                             "seed",
+                                             "augment",
+                                             "batch_norm",
+                                             "skip_connections",
+                                             "init",
+                                             "max_train_samples",
+                                             "max_test_samples",
+                                             "gradient_every_n_steps",
+                                             "threads",
+                                             "precision",
+                                             "name",
+                                             "labels",
+                                             "world_size"};
 
 // The flags each command takes, besides the global ones.
 std::map<std::string, std::set<std::string>> CommandFlags() {
@@ -186,7 +206,8 @@ int ParseArgs(int argc, char** argv, std::vector<std::string>& positional,
     std::string name(body.substr(0, body.find('=')));
     if (name == "o") name = "output";
     std::optional<std::string> value;
-    if (body.find('=') != absl::string_view::npos) value = std::string(body.substr(body.find('=') + 1));
+    if (body.find('=') != absl::string_view::npos)
+      value = std::string(body.substr(body.find('=') + 1));
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     const bool negated = flag == nullptr && absl::StartsWith(name, "no") &&
                          absl::FindCommandLineFlag(name.substr(2)) != nullptr;
@@ -199,7 +220,8 @@ int ParseArgs(int argc, char** argv, std::vector<std::string>& positional,
     }
     const bool is_bool = flag->IsOfType<bool>() || flag->IsOfType<std::optional<bool>>();
     if (negated) {
-      if (!is_bool || value.has_value()) return UsageError(absl::StrCat("--no", name, " takes no value"));
+      if (!is_bool || value.has_value())
+        return UsageError(absl::StrCat("--no", name, " takes no value"));
       value = "false";
     } else if (!value.has_value()) {
       if (is_bool) {
@@ -248,12 +270,12 @@ absl::StatusOr<gradlab::v1::StartExperimentRequest> RequestFromFlags() {
   SetIfGiven(FLAGS_gradient_every_n_steps, [&](int v) { s.set_gradient_every_n_steps(v); });
   SetIfGiven(FLAGS_threads, [&](int v) { s.set_threads(v); });
   SetIfGiven(FLAGS_precision, [&](const std::string& v) { s.set_precision(v); });
+  SetIfGiven(FLAGS_world_size, [&](int v) { s.set_world_size(v); });
   SetIfGiven(FLAGS_name, [&](const std::string& v) { s.set_name(v); });
   for (const std::string& label : absl::GetFlag(FLAGS_labels)) {
     std::vector<std::string> parts = absl::StrSplit(label, absl::MaxSplits('=', 1));
     if (parts.size() != 2 || parts[0].empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--labels: \"", label, "\" is not key=value"));
+      return absl::InvalidArgumentError(absl::StrCat("--labels: \"", label, "\" is not key=value"));
     }
     (*s.mutable_labels())[parts[0]] = parts[1];
   }
@@ -282,7 +304,8 @@ int main(int argc, char** argv) {
   const std::string command = positional[0];
   const auto flags_of = CommandFlags();
   auto allowed = flags_of.find(command);
-  if (allowed == flags_of.end()) return UsageError(absl::StrCat("unknown command \"", command, "\""));
+  if (allowed == flags_of.end())
+    return UsageError(absl::StrCat("unknown command \"", command, "\""));
   for (const std::string& name : given) {
     if (kGlobalFlags.count(name) == 0 && allowed->second.count(name) == 0) {
       return UsageError(absl::StrCat("--", name, " is not a flag of 'gradlab ", command, "'"));

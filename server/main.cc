@@ -16,10 +16,13 @@
 // SIGINT or SIGTERM shuts it down gracefully: health NOT_SERVING, trainings stop at the
 // next batch, open streams end with UNAVAILABLE, exit 0.
 #include <glog/logging.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -30,11 +33,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/host_port.h"
 #include "common/usable_cpus.h"
 #include "common/version.h"
 #include "server/service/server.h"
+#include "server/worker/worker_agent.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "host:port to serve gRPC on; port 0 picks a free port (printed at start)");
@@ -88,6 +93,36 @@ ABSL_FLAG(bool, allow_insecure_remote, false,
           "without TLS or tokens; refused otherwise, since anyone who reaches the port could "
           "use gradlabd. For a private network you trust, e.g. a container's");
 
+ABSL_FLAG(int, rendezvous_port, 50052,
+          "data-parallel experiments (world_size > 1): rank 0 of the one on training thread "
+          "i hosts the group's TCPStore on this port + i (i < --workers), on every interface; "
+          "workers must reach these ports, and every rank the others' Gloo ports");
+ABSL_FLAG(std::string, advertise_address, "",
+          "the address other ranks of a data-parallel group reach this gradlabd at (its Gloo "
+          "connections bind to it); empty: a coordinator uses the address its hostname "
+          "resolves to, a worker the address the coordinator sees its calls come from");
+ABSL_FLAG(absl::Duration, collective_timeout, absl::Seconds(60),
+          "data-parallel groups: how long the rendezvous and each all-reduce may wait for a "
+          "rank; a rank lost mid-run fails the run's attempt within it, and the run goes back "
+          "to the queue");
+ABSL_FLAG(absl::Duration, worker_timeout, absl::Seconds(10),
+          "a worker not heard from for this long is dropped");
+ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(1),
+          "how often workers are told to heartbeat");
+
+ABSL_FLAG(bool, worker, false,
+          "run as a worker of the gradlabd at --coordinator: train ranks of its data-parallel "
+          "experiments (no gRPC or HTTP listener, no state; uses --data_dir, "
+          "--threads_per_job, --training_niceness, --advertise_address)");
+ABSL_FLAG(std::string, coordinator, "", "--worker: the coordinating gradlabd's gRPC host:port");
+ABSL_FLAG(std::string, worker_name, "",
+          "--worker: its name at the coordinator; default the hostname");
+ABSL_FLAG(std::string, coordinator_token_file, "",
+          "--worker: a file holding a write token of the coordinator's --auth_tokens_file");
+ABSL_FLAG(std::string, coordinator_tls_ca, "",
+          "--worker: PEM CA certificates to verify a coordinator that serves TLS; empty: "
+          "plain TCP");
+
 namespace {
 
 // Test-only fault injection, not a flag: GRADLAB_TESTING_CHECKPOINT_PAUSE=STEP:MS makes
@@ -134,6 +169,27 @@ absl::StatusOr<gradlab::ServerOptions> OptionsFromFlags() {
   registry.max_queue = absl::GetFlag(FLAGS_max_queue);
   registry.data_dir = absl::GetFlag(FLAGS_data_dir);
   registry.training_niceness = absl::GetFlag(FLAGS_training_niceness);
+  registry.rendezvous_port = absl::GetFlag(FLAGS_rendezvous_port);
+  registry.advertise_address = absl::GetFlag(FLAGS_advertise_address);
+  registry.collective_timeout = absl::GetFlag(FLAGS_collective_timeout);
+  registry.worker_pool.worker_timeout = absl::GetFlag(FLAGS_worker_timeout);
+  registry.worker_pool.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  if (registry.rendezvous_port < 1 || registry.rendezvous_port + registry.workers - 1 > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("--rendezvous_port: ", registry.rendezvous_port,
+                                                   " to ",
+                                                   registry.rendezvous_port + registry.workers - 1,
+                                                   " (one per --workers) must lie in [1, 65535]"));
+  }
+  if (registry.collective_timeout < absl::Seconds(1) ||
+      registry.worker_pool.heartbeat_interval < absl::Milliseconds(100) ||
+      registry.worker_pool.worker_timeout < 2 * registry.worker_pool.heartbeat_interval) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--collective_timeout (", absl::FormatDuration(registry.collective_timeout),
+        ") must be at least 1s, --heartbeat_interval (",
+        absl::FormatDuration(registry.worker_pool.heartbeat_interval),
+        ") at least 100ms, and --worker_timeout (",
+        absl::FormatDuration(registry.worker_pool.worker_timeout), ") at least twice that"));
+  }
   options.state_dir = absl::GetFlag(FLAGS_state_dir);
   absl::StatusOr<gradlab::KeepCheckpoints> keep =
       ParseKeepCheckpoints(absl::GetFlag(FLAGS_keep_checkpoints));
@@ -205,6 +261,96 @@ absl::StatusOr<gradlab::ServerOptions> OptionsFromFlags() {
   return options;
 }
 
+// Validates the flags of `gradlabd --worker` into the agent's options.
+absl::StatusOr<gradlab::WorkerAgentOptions> WorkerOptionsFromFlags() {
+  gradlab::WorkerAgentOptions options;
+  options.coordinator = absl::GetFlag(FLAGS_coordinator);
+  if (options.coordinator.empty()) {
+    return absl::InvalidArgumentError(
+        "--worker needs --coordinator=HOST:PORT, the gRPC address "
+        "of the gradlabd that coordinates");
+  }
+  if (absl::StatusOr<gradlab::HostPort> parsed =
+          gradlab::ParseHostPort(options.coordinator, "--coordinator");
+      !parsed.ok()) {
+    return parsed.status();
+  }
+  options.name = absl::GetFlag(FLAGS_worker_name);
+  if (options.name.empty()) {
+    char hostname[256] = {};
+    gethostname(hostname, sizeof(hostname) - 1);
+    options.name = hostname;
+  }
+  options.address = absl::GetFlag(FLAGS_advertise_address);
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.cpus = gradlab::UsableCpus();
+  const int threads = absl::GetFlag(FLAGS_threads_per_job);
+  if (threads < 0 || threads > options.cpus) {
+    return absl::InvalidArgumentError(absl::StrCat("--threads_per_job: ", threads,
+                                                   " is out of range [0, ", options.cpus,
+                                                   "] (the CPUs this process may use)"));
+  }
+  options.threads_per_job = threads > 0 ? threads : options.cpus;
+  options.training_niceness = absl::GetFlag(FLAGS_training_niceness);
+  if (options.training_niceness < 0 || options.training_niceness > 19) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--training_niceness: ", options.training_niceness, " is out of range [0, 19]"));
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_coordinator_token_file); !path.empty()) {
+    std::ifstream file(path);
+    std::stringstream text;
+    text << file.rdbuf();
+    options.token = std::string(absl::StripAsciiWhitespace(text.str()));
+    if (!file || options.token.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--coordinator_token_file: cannot read a token from ", path));
+    }
+  }
+  if (const std::string ca = absl::GetFlag(FLAGS_coordinator_tls_ca); !ca.empty()) {
+    absl::StatusOr<gradlab::TlsPem> pem =
+        gradlab::ReadTlsFiles({"", "", ca}, "--coordinator_tls_ca");
+    if (!pem.ok()) return pem.status();
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = pem->ca_certs;
+    options.credentials = grpc::SslCredentials(ssl);
+  }
+  return options;
+}
+
+// Blocks SIGINT and SIGTERM in every thread (threads inherit the mask) and returns them,
+// for one thread of our own to take with sigwait.
+sigset_t BlockShutdownSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+int RunWorker() {
+  absl::StatusOr<gradlab::WorkerAgentOptions> options = WorkerOptionsFromFlags();
+  if (!options.ok()) {
+    std::cerr << "gradlabd: " << options.status().message() << "\n";
+    return 2;
+  }
+  sigset_t signals = BlockShutdownSignals();
+  gradlab::WorkerAgent agent(*options);
+  std::thread signal_thread([&signals, &agent] {
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    LOG(INFO) << "received " << strsignal(signal_number);
+    agent.Shutdown();
+  });
+  LOG(INFO) << "gradlabd worker " << options->name << " (" << options->cpus << " CPUs, "
+            << options->threads_per_job << " threads per rank) for coordinator "
+            << options->coordinator;
+  agent.Run();
+  signal_thread.join();
+  LOG(INFO) << "stopped";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -218,25 +364,21 @@ int main(int argc, char** argv) {
   absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
       absl::StrCat("gradlabd ", gradlab::kGradlabVersion,
-                   ": trains CNNs on CPU and streams their metrics and gradients over gRPC."));
+                   ": trains CNNs on CPU and streams their metrics and gradients over gRPC; with "
+                   "--worker, trains ranks of another gradlabd's data-parallel experiments."));
   absl::ParseCommandLine(argc, argv);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
+  // A client that hangs up mid-write must not stop the server (TLS writes would raise it).
+  signal(SIGPIPE, SIG_IGN);
+  if (absl::GetFlag(FLAGS_worker)) return RunWorker();
 
   absl::StatusOr<gradlab::ServerOptions> options = OptionsFromFlags();
   if (!options.ok()) {
     std::cerr << "gradlabd: " << options.status().message() << "\n";
     return 2;
   }
-  // A client that hangs up mid-write must not stop the server (TLS writes would raise it).
-  signal(SIGPIPE, SIG_IGN);
-  // Block the shutdown signals in every thread (threads inherit the mask), and take them
-  // on one thread of our own with sigwait.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  sigset_t signals = BlockShutdownSignals();
 
   absl::StatusOr<std::unique_ptr<gradlab::GradlabServer>> server =
       gradlab::GradlabServer::Start(*options);

@@ -274,6 +274,16 @@ absl::StatusOr<std::string> LocateDataset(const std::string& dataset,
                                    : ""));
 }
 
+DatasetRequest DatasetRequestFor(const ExperimentSpec& spec) {
+  DatasetRequest request;
+  request.name = spec.dataset;
+  request.data_dir = spec.data_dir;
+  request.max_train_samples = spec.max_train_samples;
+  request.max_test_samples = spec.max_test_samples;
+  request.seed = spec.seed;
+  return request;
+}
+
 absl::StatusOr<Dataset> LoadDataset(const DatasetRequest& request) {
   return CatchTorchErrors([&]() -> absl::StatusOr<Dataset> {
     if (request.name == "synthetic") return MakeSynthetic(request);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/experiment_spec.h"
 
 namespace gradlab {
 
@@ -67,6 +68,9 @@ std::vector<std::string> DatasetSearchPath(const std::string& dataset, const std
 // looked when none does. Synthetic datasets need no files and give "".
 absl::StatusOr<std::string> LocateDataset(const std::string& dataset,
                                           const std::vector<std::string>& search_path);
+
+// What a resolved spec trains on: its dataset, data_dir, sample limits and seed.
+DatasetRequest DatasetRequestFor(const ExperimentSpec& spec);
 
 // Loads the dataset from request.data_dir, or from the default search path when empty.
 absl::StatusOr<Dataset> LoadDataset(const DatasetRequest& request);

@@ -1,13 +1,8 @@
 #include "server/jobs/experiment_registry.h"
 
 #include <glog/logging.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <set>
 #include <utility>
@@ -18,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "common/experiment_state.h"
 #include "common/spec_proto.h"
+#include "common/thread_priority.h"
 #include "common/version.h"
 #include "server/engine/checkpoint.h"
 #include "server/engine/datasets.h"
@@ -184,6 +180,11 @@ struct ExperimentRegistry::Job {
   // Set when restored after a restart: the checkpoint to go on from, and what to say.
   std::optional<std::string> resume_state;
   std::string resume_reason;
+  // Data-parallel attempts: how many have started, and how many in a row ended without
+  // finishing an epoch (guarded by mu_).
+  int attempts = 0;
+  int attempts_without_progress = 0;
+  int epochs_this_attempt = 0;
 };
 
 // Turns a run's events into the API's messages, appends them to the job's log and keeps
@@ -209,6 +210,7 @@ class ExperimentRegistry::JobSink : public TrainingEventSink {
     {
       absl::MutexLock lock(&registry_.mu_);
       RecordEpoch(event.epoch_metrics(), job_.record);
+      ++job_.epochs_this_attempt;
       Check(job_.log->Append(std::move(event)).status());
       Check(registry_.SaveRecord(job_));
     }
@@ -255,8 +257,13 @@ ExperimentRegistry::ExperimentRegistry(RegistryOptions options) : options_(std::
     *info.mutable_default_spec() = SpecToProto(spec);
     model_infos_.push_back(std::move(info));
   }
+  worker_pool_ = std::make_unique<WorkerPool>(options_.worker_pool, [this] {
+    // Releasing mu_ makes the training threads look at the queue again.
+    absl::MutexLock lock(&mu_);
+    ++worker_pool_changes_;
+  });
   for (int i = 0; i < std::max(options_.workers, 1); ++i) {
-    workers_.emplace_back([this] { WorkerLoop(); });
+    workers_.emplace_back([this, i] { WorkerLoop(i); });
   }
 }
 
@@ -430,9 +437,13 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
     *job->record.mutable_created_time() = ToTimestamp(options_.clock());
     // Stored (and synced) before anyone hears of it: once this returns, the experiment
     // survives a crash.
-    if (absl::Status status =
-            ChangeState(*job, v1::QUEUED, absl::StrCat("queued at position ", queue_.size() + 1));
-        !status.ok()) {
+    std::string reason = absl::StrCat("queued at position ", queue_.size() + 1);
+    if (spec->world_size > 1) {
+      absl::StrAppend(&reason, "; needs ", spec->world_size - 1, " idle workers, ",
+                      worker_pool_->IdleCount(), " of ", worker_pool_->Count(),
+                      " registered are idle now");
+    }
+    if (absl::Status status = ChangeState(*job, v1::QUEUED, reason); !status.ok()) {
       LOG(ERROR) << "cannot store a new experiment: " << status;
       return RunStorageError("cannot store the new experiment", status);
     }
@@ -629,6 +640,9 @@ v1::ServerInfo ExperimentRegistry::ServerInfo() const {
   info.set_workers(static_cast<int32_t>(workers_.size()));
   info.set_threads_per_job(options_.threads_per_job);
   info.set_queue_capacity(options_.max_queue);
+  for (v1::WorkerInfo& worker : worker_pool_->List()) {
+    *info.add_registered_workers() = std::move(worker);
+  }
   absl::ReaderMutexLock lock(&mu_);
   info.set_queue_length(static_cast<int32_t>(queue_.size()));
   return info;
@@ -688,14 +702,18 @@ absl::Status ExperimentRegistry::ChangeState(Job& job, v1::ExperimentState state
   return status;
 }
 
-void ExperimentRegistry::WorkerLoop() {
-  if (options_.training_niceness != 0) {
-    // Linux keeps a nice value per thread; threads this one starts inherit it.
-    const pid_t thread_id = static_cast<pid_t>(syscall(SYS_gettid));
-    const int current = getpriority(PRIO_PROCESS, thread_id);
-    if (setpriority(PRIO_PROCESS, thread_id, current + options_.training_niceness) != 0) {
-      LOG(WARNING) << "cannot lower the training threads' priority: " << std::strerror(errno);
-    }
+std::deque<std::shared_ptr<ExperimentRegistry::Job>>::iterator ExperimentRegistry::FirstRunnable() {
+  const int idle_workers = worker_pool_->IdleCount();
+  return std::find_if(queue_.begin(), queue_.end(), [&](const std::shared_ptr<Job>& job) {
+    return job->spec.world_size - 1 <= idle_workers;
+  });
+}
+
+bool ExperimentRegistry::HasRunnableJob() { return FirstRunnable() != queue_.end(); }
+
+void ExperimentRegistry::WorkerLoop(int slot) {
+  if (absl::Status lowered = LowerThisThreadsPriority(options_.training_niceness); !lowered.ok()) {
+    LOG(WARNING) << lowered.message();
   }
   while (true) {
     std::shared_ptr<Job> job;
@@ -703,12 +721,27 @@ void ExperimentRegistry::WorkerLoop() {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
           +[](ExperimentRegistry* self) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-            return self->shutting_down_ || !self->queue_.empty();
+            return self->shutting_down_ || self->HasRunnableJob();
           },
           this));
       if (shutting_down_) return;
-      job = queue_.front();
-      queue_.pop_front();
+      const auto runnable = FirstRunnable();
+      job = *runnable;
+      if (job->spec.world_size > 1) {
+        RankRequest ranks;
+        ranks.experiment_id = job->id;
+        ranks.attempt = job->attempts + 1;
+        ranks.spec = job->record.spec();
+        ranks.world_size = job->spec.world_size;
+        ranks.store_host = options_.advertise_address;
+        ranks.store_port = options_.rendezvous_port + slot;
+        ranks.timeout = options_.collective_timeout;
+        // A worker may have gone since FirstRunnable counted it; look again.
+        if (!worker_pool_->Reserve(ranks).ok()) continue;
+        ++job->attempts;
+      }
+      job->epochs_this_attempt = 0;
+      queue_.erase(runnable);
       if (!job->record.has_started_time()) {
         *job->record.mutable_started_time() = ToTimestamp(options_.clock());
       }
@@ -718,19 +751,13 @@ void ExperimentRegistry::WorkerLoop() {
                            // logged; the run's first event will fail it if the store is gone
     }
     NotifyChange(job->id);
-    RunJob(job);
+    RunJob(job, slot);
   }
 }
 
-void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job) {
-  DatasetRequest request;
-  request.name = job->spec.dataset;
-  request.data_dir = job->spec.data_dir;
-  request.max_train_samples = job->spec.max_train_samples;
-  request.max_test_samples = job->spec.max_test_samples;
-  request.seed = job->spec.seed;
+void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
   absl::Status status;
-  absl::StatusOr<Dataset> dataset = LoadDataset(request);
+  absl::StatusOr<Dataset> dataset = LoadDataset(DatasetRequestFor(job->spec));
   if (!dataset.ok()) {
     status = dataset.status();
   } else {
@@ -745,9 +772,21 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job) {
     }
     if (job->resume_state.has_value()) control.resume_from = &*job->resume_state;
     JobSink sink(*this, *job);
-    status = Train(job->spec, *dataset, control, sink);
+    if (job->spec.world_size > 1) {
+      ProcessGroupOptions group;
+      group.store_host = "127.0.0.1";  // rank 0 hosts the store
+      group.store_port = options_.rendezvous_port + slot;
+      group.local_address = options_.advertise_address;
+      group.world_size = job->spec.world_size;
+      group.timeout = options_.collective_timeout;
+      status = TrainRank(job->spec, *dataset, group, control, sink);
+    } else {
+      status = Train(job->spec, *dataset, control, sink);
+    }
     if (!sink.error().ok()) status = sink.error();
   }
+  std::vector<absl::Status> worker_notes;
+  if (job->spec.world_size > 1) worker_notes = worker_pool_->Release(job->id, job->attempts);
   job->resume_state.reset();
   if (absl::Status flushed = job->log->FlushJournal(); !flushed.ok() && status.ok()) {
     status = RunStorageError("cannot store the run's events", flushed);
@@ -757,11 +796,16 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job) {
   v1::Experiment final_record;
   {
     absl::MutexLock lock(&mu_);
-    if (shutting_down_ && absl::IsCancelled(status)) {
+    const bool lost_rank = job->spec.world_size > 1 && absl::IsUnavailable(status);
+    if (shutting_down_ && (absl::IsCancelled(status) || lost_rank)) {
       // Stopped by shutdown, not by a user: the experiment keeps its state; its streams
       // have already ended with UNAVAILABLE.
       LOG(INFO) << "experiment " << job->id << " stopped by shutdown";
+    } else if (lost_rank && !job->stop.load()) {
+      Requeue(job, status, worker_notes);
     } else {
+      // A cancel that came while the group gathered ends as one.
+      if (lost_rank) status = absl::CancelledError(status.message());
       *job->record.mutable_finished_time() = ToTimestamp(options_.clock());
       absl::Status stored;
       if (status.ok()) {
@@ -790,6 +834,44 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job) {
           ") before it could be cancelled")));
     }
   }
+}
+
+void ExperimentRegistry::Requeue(const std::shared_ptr<Job>& shared_job, const absl::Status& status,
+                                 const std::vector<absl::Status>& notes) {
+  constexpr int kMaxAttemptsWithoutProgress = 3;
+  Job& job = *shared_job;
+  const auto fail = [&](const std::string& reason) {
+    *job.record.mutable_finished_time() = ToTimestamp(options_.clock());
+    ChangeState(job, v1::FAILED, reason).IgnoreError();  // logged
+    PruneFinished(job);
+  };
+  std::string what = std::string(status.message());
+  for (const absl::Status& note : notes) {
+    // A worker's own error (its dataset is missing, say) would only come back.
+    if (!absl::IsUnavailable(note) && !absl::IsCancelled(note))
+      return fail(std::string(note.message()));
+    absl::StrAppend(&what, "; ", note.message());
+  }
+  job.attempts_without_progress =
+      job.epochs_this_attempt > 0 ? 0 : job.attempts_without_progress + 1;
+  if (job.attempts_without_progress >= kMaxAttemptsWithoutProgress) {
+    return fail(
+        absl::StrCat("gave up after ", kMaxAttemptsWithoutProgress,
+                     " data-parallel attempts in a row that finished no epoch; the last: ", what));
+  }
+  ResumePoint resume;
+  if (job.checkpoints != nullptr) resume = FindResumePoint(*job.checkpoints);
+  const std::string from = resume.metrics.has_value()
+                               ? absl::StrCat("the checkpoint of epoch ", resume.epoch())
+                               : std::string("epoch 1");
+  job.resume_state = std::move(resume.state);
+  job.resume_reason =
+      absl::StrCat("attempt ", job.attempts + 1, " goes on from ", from, " after a rank was lost");
+  queue_.push_front(shared_job);
+  ChangeState(job, v1::QUEUED,
+              absl::StrCat("a rank was lost: ", what, "; queued again to go on from ", from,
+                           " when ", job.spec.world_size - 1, " workers are idle"))
+      .IgnoreError();  // logged
 }
 
 absl::Status ExperimentRegistry::SaveCheckpoint(Job& job, const TrainingCheckpoint& checkpoint) {

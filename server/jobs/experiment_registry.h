@@ -25,6 +25,7 @@
 #include "server/engine/checkpoint.h"
 #include "server/jobs/experiment_log.h"
 #include "server/jobs/notifier.h"
+#include "server/jobs/worker_pool.h"
 #include "server/store/checkpoint_files.h"
 #include "server/store/experiment_store.h"
 
@@ -56,6 +57,18 @@ struct RegistryOptions {
   KeepCheckpoints keep_checkpoints;
   // For tests: runs after each step of every checkpoint write (see WriteStepHook).
   WriteStepHook checkpoint_hook;
+  // Data-parallel runs (spec.world_size > 1): this server is rank 0 and its workers (see
+  // WorkerPool) the others.
+  WorkerPoolOptions worker_pool;
+  // Rank 0 of the run on training thread i hosts the group's TCPStore on
+  // rendezvous_port + i (0 to --workers - 1), on every interface.
+  int rendezvous_port = 50052;
+  // The address the workers reach rank 0's Gloo connections at (they bind to it); empty:
+  // the address this machine's hostname resolves to.
+  std::string advertise_address;
+  // For the rendezvous and every collective: a rank lost mid-run fails the others' next
+  // collective within this time, and the run goes back to the queue.
+  absl::Duration collective_timeout = absl::Seconds(60);
 };
 
 // A model exported from a checkpoint: a file for torch.load.
@@ -95,6 +108,8 @@ class ExperimentRegistry {
                                             v1::ExportModelRequest::Which which) const;
   absl::StatusOr<std::shared_ptr<ExperimentLog>> EventLog(absl::string_view id) const;
   v1::ServerInfo ServerInfo() const;
+  // The workers that register with this server, for the WorkerService.
+  WorkerPool& worker_pool() { return *worker_pool_; }
 
   // Every experiment's current state, oldest first.
   std::vector<v1::Experiment> AllExperiments() const;
@@ -117,8 +132,18 @@ class ExperimentRegistry {
   absl::Status Restore();
   std::shared_ptr<Job> NewJob(const std::string& id, int64_t ordinal, const ExperimentSpec& spec,
                               const std::string& request_id);
-  void WorkerLoop();
-  void RunJob(const std::shared_ptr<Job>& job);
+  // Trains the queued experiments, one at a time; `slot` numbers the thread.
+  void WorkerLoop(int slot);
+  // The first queued experiment that can start now: one of world_size 1, or one whose
+  // world_size - 1 workers are idle.
+  std::deque<std::shared_ptr<Job>>::iterator FirstRunnable() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool HasRunnableJob() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RunJob(const std::shared_ptr<Job>& job, int slot);
+  // After a data-parallel attempt lost a rank (`status`, with what the pool saw of its
+  // workers in `notes`): back to the front of the queue, to go on from the newest
+  // checkpoint, or FAILED after attempts that finished no epoch or a worker's own error.
+  void Requeue(const std::shared_ptr<Job>& job, const absl::Status& status,
+               const std::vector<absl::Status>& notes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Saves the checkpoint of an epoch and prunes those no longer needed; worker thread.
   absl::Status SaveCheckpoint(Job& job, const TrainingCheckpoint& checkpoint);
   // Removes the checkpoints --keep_checkpoints does not keep, once a run has finished.
@@ -147,6 +172,10 @@ class ExperimentRegistry {
   std::map<std::string, std::string> request_ids_ ABSL_GUARDED_BY(mu_);  // -> experiment id
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;
+
+  int64_t worker_pool_changes_ ABSL_GUARDED_BY(mu_) = 0;
+  // After mu_: destroyed first, so that its thread never finds mu_ gone.
+  std::unique_ptr<WorkerPool> worker_pool_;
 
   absl::Mutex listeners_mu_ ABSL_ACQUIRED_AFTER(mu_);
   int64_t next_listener_ ABSL_GUARDED_BY(listeners_mu_) = 1;

@@ -16,35 +16,10 @@
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
 #include "server/service/call_authorization.h"
+#include "server/service/rpc_replies.h"
 
 namespace gradlab {
 namespace {
-
-void LogFailure(const char* method, grpc::CallbackServerContext* context,
-                const grpc::Status& status) {
-  if (status.ok()) return;
-  LOG(WARNING) << method << " from " << context->peer() << " failed: "
-               << absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()))
-               << ": " << status.error_message();
-}
-
-// Finishes a unary call with `status`.
-grpc::ServerUnaryReactor* Reply(const char* method, grpc::CallbackServerContext* context,
-                                const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const grpc::Status grpc_status = ToGrpcStatus(status);
-  LogFailure(method, context, grpc_status);
-  reactor->Finish(grpc_status);
-  return reactor;
-}
-
-// Finishes a unary call with `result`, copying it into the response on success.
-template <typename Response>
-grpc::ServerUnaryReactor* Reply(const char* method, grpc::CallbackServerContext* context,
-                                absl::StatusOr<Response> result, Response* response) {
-  if (result.ok()) *response = *std::move(result);
-  return Reply(method, context, result.status());
-}
 
 // A stream that ends at once with an error (bad request, unknown id).
 template <typename Event>
@@ -318,20 +293,6 @@ std::shared_ptr<const v1::GradientSnapshot> FilterLayers(
     if (RE2::PartialMatch(activation.name(), *pattern)) *filtered->add_activations() = activation;
   }
   return filtered;
-}
-
-}  // namespace
-
-namespace {
-
-// The client's address without its port ("ipv4:10.0.0.7:51234" -> "10.0.0.7"), as the
-// HTTP side names it, so that one client's streams count together on both.
-std::string ClientAddress(const std::string& peer) {
-  absl::string_view address = peer;
-  if (!absl::ConsumePrefix(&address, "ipv4:")) absl::ConsumePrefix(&address, "ipv6:");
-  address = address.substr(0, address.rfind(':'));
-  if (absl::ConsumePrefix(&address, "[")) absl::ConsumeSuffix(&address, "]");
-  return std::string(address);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 namespace gradlab {
 
 constexpr char kServiceName[] = "gradlab.v1.ExperimentService";
+constexpr char kWorkerServiceName[] = "gradlab.v1.WorkerService";
 
 absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOptions options) {
   // The health service is gRPC's own; its messages are also compiled into this binary
@@ -53,14 +54,18 @@ absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOption
   server->limits_ = std::make_unique<ClientLimits>(options.limits);
   server->service_ = std::make_unique<ExperimentServiceImpl>(
       *server->registry_, server->authorizer_.get(), *server->limits_);
+  server->worker_service_ = std::make_unique<WorkerServiceImpl>(server->registry_->worker_pool(),
+                                                                server->authorizer_.get());
   options.http.authorizer = server->authorizer_.get();
   options.http.limits = server->limits_.get();
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, credentials, &server->port_);
   builder.RegisterService(server->service_.get());
+  builder.RegisterService(server->worker_service_.get());
   server->reflection_ = std::make_unique<ReflectionService>(
-      std::vector<std::string>{kServiceName, grpc::health::v1::Health::service_full_name(),
+      std::vector<std::string>{kServiceName, kWorkerServiceName,
+                               grpc::health::v1::Health::service_full_name(),
                                grpc::reflection::v1alpha::ServerReflection::service_full_name()},
       server->authorizer_.get());
   builder.RegisterService(server->reflection_.get());

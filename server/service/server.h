@@ -1,5 +1,6 @@
 // gradlabd's servers over one ExperimentRegistry: gRPC (the ExperimentService, the
-// standard health service and server reflection) on one port, and HTTP (the dashboard,
+// WorkerService its workers call, the standard health service and server reflection) on
+// one port, and HTTP (the dashboard,
 // JSON API, event streams and /metrics; see HttpServer) on another, with a graceful
 // shutdown of both.
 #ifndef GRADLAB_SERVER_SERVICE_SERVER_H_
@@ -17,6 +18,7 @@
 #include "server/jobs/experiment_registry.h"
 #include "server/service/experiment_service.h"
 #include "server/service/reflection_service.h"
+#include "server/service/worker_service.h"
 
 namespace gradlab {
 
@@ -69,6 +71,7 @@ class GradlabServer {
   std::unique_ptr<ClientLimits> limits_;
   std::unique_ptr<ExperimentRegistry> registry_;
   std::unique_ptr<ExperimentServiceImpl> service_;
+  std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::unique_ptr<ReflectionService> reflection_;  // grpc.reflection.v1alpha, read tokens
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HttpServer> http_;

@@ -1,0 +1,35 @@
+// The gRPC face of WorkerPool: `gradlabd --worker` processes register and heartbeat here
+// (gradlab.v1.WorkerService, an internal service documented in the proto).
+#ifndef GRADLAB_SERVER_SERVICE_WORKER_SERVICE_H_
+#define GRADLAB_SERVER_SERVICE_WORKER_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "gradlab/v1/experiment_service.grpc.pb.h"
+#include "server/auth/token_authorizer.h"
+#include "server/jobs/worker_pool.h"
+
+namespace gradlab {
+
+// Thread-safe. `authorizer` null: every call is allowed; otherwise both calls need a write
+// token. Both must outlive it.
+class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
+ public:
+  WorkerServiceImpl(WorkerPool& pool, const TokenAuthorizer* authorizer)
+      : pool_(pool), authorizer_(authorizer) {}
+
+  grpc::ServerUnaryReactor* RegisterWorker(grpc::CallbackServerContext* context,
+                                           const v1::RegisterWorkerRequest* request,
+                                           v1::RegisterWorkerResponse* response) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
+                                      const v1::HeartbeatRequest* request,
+                                      v1::HeartbeatResponse* response) override;
+
+ private:
+  WorkerPool& pool_;
+  const TokenAuthorizer* const authorizer_;
+};
+
+}  // namespace gradlab
+
+#endif  // GRADLAB_SERVER_SERVICE_WORKER_SERVICE_H_

@@ -1,0 +1,192 @@
+#include "server/worker/worker_agent.h"
+
+#include <glog/logging.h>
+
+#include <chrono>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/spec_proto.h"
+#include "common/thread_priority.h"
+#include "common/version.h"
+#include "server/engine/datasets.h"
+#include "server/engine/trainer.h"
+
+namespace gradlab {
+namespace {
+
+constexpr absl::Duration kCallDeadline = absl::Seconds(10);
+
+// The host part of "host:port" or "[v6 host]:port".
+std::string HostOf(const std::string& host_port) {
+  std::string host = host_port.substr(0, host_port.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  return host;
+}
+
+}  // namespace
+
+WorkerAgent::WorkerAgent(WorkerAgentOptions options)
+    : options_(std::move(options)),
+      stub_(v1::WorkerService::NewStub(
+          grpc::CreateChannel(options_.coordinator, options_.credentials))) {}
+
+WorkerAgent::~WorkerAgent() {
+  Shutdown();
+  if (rank_thread_.joinable()) rank_thread_.join();
+}
+
+std::unique_ptr<grpc::ClientContext> WorkerAgent::NewContext() const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() +
+                        absl::ToChronoMilliseconds(kCallDeadline));
+  if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
+  return context;
+}
+
+void WorkerAgent::Run() {
+  absl::Status last_error;  // logged once, not at every retry
+  while (true) {
+    v1::HeartbeatRequest heartbeat;
+    {
+      absl::MutexLock lock(&mu_);
+      if (shutting_down_) break;
+      heartbeat.set_worker_id(worker_id_);
+      if (running_.has_value()) *heartbeat.mutable_running() = *running_;
+      if (last_outcome_.has_value()) *heartbeat.mutable_last_outcome() = *last_outcome_;
+      rank_ended_ = false;
+    }
+    absl::Duration pause = options_.retry_interval;
+    if (heartbeat.worker_id().empty()) {
+      v1::RegisterWorkerRequest request;
+      request.set_name(options_.name);
+      request.set_cpus(options_.cpus);
+      request.set_threads_per_job(options_.threads_per_job);
+      request.set_version(kGradlabVersion);
+      request.set_address(options_.address);
+      v1::RegisterWorkerResponse response;
+      absl::Status status =
+          FromGrpcStatus(stub_->RegisterWorker(NewContext().get(), request, &response));
+      if (status.ok()) {
+        LOG(INFO) << "registered with " << options_.coordinator << " as worker "
+                  << response.worker_id() << ", reachable at " << response.address();
+        absl::MutexLock lock(&mu_);
+        worker_id_ = response.worker_id();
+        known_address_ = response.address();
+        heartbeat_interval_ = absl::Milliseconds(response.heartbeat_interval_ms());
+        pause = absl::ZeroDuration();
+      } else if (status != last_error) {
+        LOG(WARNING) << "cannot register with the coordinator " << options_.coordinator << ": "
+                     << status << " (trying again every "
+                     << absl::FormatDuration(options_.retry_interval) << ")";
+      }
+      last_error = status;
+    } else {
+      v1::HeartbeatResponse response;
+      absl::Status status =
+          FromGrpcStatus(stub_->Heartbeat(NewContext().get(), heartbeat, &response));
+      absl::MutexLock lock(&mu_);
+      if (status.ok()) {
+        if (!last_error.ok()) LOG(INFO) << "the coordinator answers again";
+        if (response.stop_running() && running_.has_value()) {
+          LOG(INFO) << "the coordinator gave up experiment " << running_->experiment_id()
+                    << " attempt " << running_->attempt() << ": stopping rank " << running_->rank();
+          rank_stop_.store(true);
+        }
+        if (response.has_assignment() && !running_.has_value()) StartRank(response.assignment());
+        pause = heartbeat_interval_;
+      } else if (absl::IsNotFound(status)) {
+        LOG(WARNING) << status.message();
+        worker_id_.clear();
+        pause = absl::ZeroDuration();
+      } else if (status != last_error) {
+        LOG(WARNING) << "heartbeat to " << options_.coordinator << " failed: " << status;
+      }
+      last_error = status;
+    }
+    Pause(pause);
+  }
+  rank_stop_.store(true);
+  if (rank_thread_.joinable()) rank_thread_.join();
+}
+
+void WorkerAgent::Shutdown() {
+  absl::MutexLock lock(&mu_);
+  shutting_down_ = true;
+  rank_stop_.store(true);
+}
+
+void WorkerAgent::Pause(absl::Duration duration) {
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(
+                           +[](WorkerAgent* self) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                             return self->shutting_down_ || self->rank_ended_;
+                           },
+                           this),
+                       duration);
+}
+
+void WorkerAgent::StartRank(const v1::RankAssignment& assignment) {
+  if (rank_thread_.joinable()) rank_thread_.join();  // the last one has ended
+  LOG(INFO) << "experiment " << assignment.experiment_id() << " attempt " << assignment.attempt()
+            << ": training rank " << assignment.rank() << " of " << assignment.world_size();
+  running_ = assignment;
+  rank_stop_.store(false);
+  rank_thread_ = std::thread([this, assignment] {
+    if (absl::Status lowered = LowerThisThreadsPriority(options_.training_niceness);
+        !lowered.ok()) {
+      LOG(WARNING) << lowered.message();
+    }
+    const absl::Status status = TrainAssignedRank(assignment);
+    LOG(INFO) << "experiment " << assignment.experiment_id() << " attempt " << assignment.attempt()
+              << ": rank " << assignment.rank() << " ended: " << status;
+    absl::MutexLock lock(&mu_);
+    v1::RankOutcome outcome;
+    outcome.set_experiment_id(assignment.experiment_id());
+    outcome.set_attempt(assignment.attempt());
+    outcome.set_code(static_cast<int32_t>(status.code()));
+    outcome.set_message(std::string(status.message()));
+    last_outcome_ = std::move(outcome);
+    running_.reset();
+    rank_ended_ = true;
+  });
+}
+
+absl::Status WorkerAgent::TrainAssignedRank(const v1::RankAssignment& assignment) {
+  ExperimentSpec spec = SpecFromProto(assignment.spec());
+  // The coordinator's folder first (machines set up alike), then this worker's own.
+  std::vector<std::string> search_path = {spec.data_dir};
+  for (std::string& folder : DatasetSearchPath(spec.dataset, "", options_.data_dir)) {
+    search_path.push_back(std::move(folder));
+  }
+  absl::StatusOr<std::string> location = LocateDataset(spec.dataset, search_path);
+  if (!location.ok()) {
+    return absl::Status(location.status().code(), absl::StrCat("on worker ", options_.name, ": ",
+                                                               location.status().message()));
+  }
+  spec.data_dir = *location;
+  absl::StatusOr<Dataset> dataset = LoadDataset(DatasetRequestFor(spec));
+  if (!dataset.ok()) return dataset.status();
+
+  ProcessGroupOptions group;
+  group.store_host =
+      assignment.store_host().empty() ? HostOf(options_.coordinator) : assignment.store_host();
+  group.store_port = assignment.store_port();
+  {
+    absl::MutexLock lock(&mu_);
+    group.local_address = known_address_;
+  }
+  group.rank = assignment.rank();
+  group.world_size = assignment.world_size();
+  group.timeout = absl::Milliseconds(assignment.timeout_ms());
+  TrainingControl control;
+  control.stop_requested = &rank_stop_;
+  IgnoringSink sink;  // rank 0, on the coordinator, reports
+  return TrainRank(spec, *dataset, group, control, sink);
+}
+
+}  // namespace gradlab
