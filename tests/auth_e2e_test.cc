@@ -196,6 +196,24 @@ TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
          }
          return reader->Finish().error_code();
        }},
+      // The internal service workers call; refused before it looks at the request.
+      {"RegisterWorker", true,
+       [&](const std::string& a) {
+         v1::RegisterWorkerRequest request;  // no name: refused after authorization
+         v1::RegisterWorkerResponse response;
+         return v1::WorkerService::NewStub(channel_)
+             ->RegisterWorker(Context(a).get(), request, &response)
+             .error_code();
+       }},
+      {"Heartbeat", true,
+       [&](const std::string& a) {
+         v1::HeartbeatRequest request;  // an unknown worker: NOT_FOUND after authorization
+         request.set_worker_id("w0");
+         v1::HeartbeatResponse response;
+         return v1::WorkerService::NewStub(channel_)
+             ->Heartbeat(Context(a).get(), request, &response)
+             .error_code();
+       }},
       {"ServerReflectionInfo", false,
        [&](const std::string& a) {
          auto reflection = grpc::reflection::v1alpha::ServerReflection::NewStub(channel_);

@@ -3,10 +3,6 @@
 // talking over loopback.
 #include "server/engine/data_parallel.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <iostream>
 #include <vector>
 
@@ -50,19 +46,6 @@ TEST(GradientAveragerTest, OptionsOutOfRangeAreRefusedByName) {
             "store port 0: must be in [1, 65535]");
 }
 
-// A port no one listens on now (the store binds it a moment later).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t length = sizeof(address);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  close(fd);
-  return ntohs(address.sin_port);
-}
-
 // Rank `rank` of `world_size` as its own process, the store on 127.0.0.1:`port`.
 ChildProcess StartRank(int rank, int world_size, int port,
                        const std::vector<std::string>& extra_flags = {}) {
@@ -90,7 +73,7 @@ class GradientAverageTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(GradientAverageTest, EveryRankGetsTheSampleWeightedMeanOfAllRanksGradients) {
   const int world_size = GetParam();
-  const int port = FreePort();
+  const int port = FreeTcpPort();
   std::vector<ChildProcess> ranks;
   for (int rank = 0; rank < world_size; ++rank) ranks.push_back(StartRank(rank, world_size, port));
   std::vector<std::vector<std::string>> outputs;
@@ -121,7 +104,7 @@ TEST_P(GradientAverageTest, EveryRankGetsTheSampleWeightedMeanOfAllRanksGradient
 INSTANTIATE_TEST_SUITE_P(TwoAndThreeRanks, GradientAverageTest, ::testing::Values(2, 3));
 
 TEST(GradientAveragerTest, AStopVoteOfAnyRankReachesEveryRankInTheSameStep) {
-  const int port = FreePort();
+  const int port = FreeTcpPort();
   std::vector<ChildProcess> ranks;
   for (int rank = 0; rank < 3; ++rank) {
     ranks.push_back(StartRank(rank, 3, port, {"--steps=5", "--stop_rank=2", "--stop_at_step=1"}));
@@ -137,7 +120,7 @@ TEST(GradientAveragerTest, AStopVoteOfAnyRankReachesEveryRankInTheSameStep) {
 
 TEST(GradientAveragerTest, BroadcastGivesEveryRankRankZerosBytes) {
   for (const int64_t size : {int64_t{0}, int64_t{5'000'000}}) {
-    const int port = FreePort();
+    const int port = FreeTcpPort();
     std::vector<ChildProcess> ranks;
     const std::string flag = "--broadcast_bytes=" + std::to_string(size);
     for (int rank = 0; rank < 3; ++rank) ranks.push_back(StartRank(rank, 3, port, {flag}));
@@ -154,7 +137,7 @@ TEST(GradientAveragerTest, BroadcastGivesEveryRankRankZerosBytes) {
 }
 
 TEST(GradientAveragerFailureTest, ARankThatNeverComesFailsTheRendezvousWithinTheTimeout) {
-  ChildProcess alone = StartRank(0, 2, FreePort(), {"--timeout_ms=2000"});
+  ChildProcess alone = StartRank(0, 2, FreeTcpPort(), {"--timeout_ms=2000"});
   const std::string out = alone.ReadAll(absl::Seconds(30));
   EXPECT_EQ(alone.Wait(absl::Seconds(10)), 1);
   EXPECT_THAT(out, ::testing::HasSubstr("rank 0 of 2 could not join the group at 127.0.0.1:"));
@@ -162,7 +145,7 @@ TEST(GradientAveragerFailureTest, ARankThatNeverComesFailsTheRendezvousWithinThe
 }
 
 TEST(GradientAveragerFailureTest, ARankThatDiesMidRunFailsTheOthersAllReduce) {
-  const int port = FreePort();
+  const int port = FreeTcpPort();
   ChildProcess survivor = StartRank(0, 2, port, {"--timeout_ms=5000"});
   ChildProcess dying = StartRank(1, 2, port, {"--timeout_ms=5000", "--exit_before_step=1"});
   const std::string out = survivor.ReadAll(absl::Seconds(30));
@@ -187,11 +170,11 @@ std::vector<std::vector<double>> EpochMetricsOf(const std::string& out) {
 // global batch 128, as one process and as two (64 samples each per step).
 TEST(DataParallelTrainingTest, TwoRanksGiveTheEpochMetricsOfOneProcess) {
   const std::vector<std::string> train = {"--train=simple_cnn", "--epochs=2"};
-  ChildProcess single = StartRank(0, 1, FreePort(), train);
+  ChildProcess single = StartRank(0, 1, FreeTcpPort(), train);
   const std::string single_out = single.ReadAll(absl::Seconds(300));
   ASSERT_EQ(single.Wait(absl::Seconds(10)), 0) << single_out;
 
-  const int port = FreePort();
+  const int port = FreeTcpPort();
   ChildProcess rank0 = StartRank(0, 2, port, train);
   ChildProcess rank1 = StartRank(1, 2, port, train);
   const std::string out0 = rank0.ReadAll(absl::Seconds(300));

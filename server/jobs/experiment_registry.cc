@@ -157,6 +157,11 @@ void ResetEpochFields(const std::vector<v1::MetricsEvent>& events, v1::Experimen
   }
 }
 
+// "1 idle worker", "2 idle workers".
+std::string IdleWorkers(int count) {
+  return absl::StrCat(count, count == 1 ? " idle worker" : " idle workers");
+}
+
 // An error of the store or of a checkpoint write that ends a run, said as such.
 absl::Status RunStorageError(absl::string_view what, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(what, ": ", status.message()));
@@ -439,7 +444,7 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
     // survives a crash.
     std::string reason = absl::StrCat("queued at position ", queue_.size() + 1);
     if (spec->world_size > 1) {
-      absl::StrAppend(&reason, "; needs ", spec->world_size - 1, " idle workers, ",
+      absl::StrAppend(&reason, "; needs ", IdleWorkers(spec->world_size - 1), ", ",
                       worker_pool_->IdleCount(), " of ", worker_pool_->Count(),
                       " registered are idle now");
     }
@@ -870,7 +875,7 @@ void ExperimentRegistry::Requeue(const std::shared_ptr<Job>& shared_job, const a
   queue_.push_front(shared_job);
   ChangeState(job, v1::QUEUED,
               absl::StrCat("a rank was lost: ", what, "; queued again to go on from ", from,
-                           " when ", job.spec.world_size - 1, " workers are idle"))
+                           " when ", IdleWorkers(job.spec.world_size - 1), " are available"))
       .IgnoreError();  // logged
 }
 

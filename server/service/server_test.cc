@@ -425,7 +425,8 @@ TEST_F(ServerTest, ReflectionListsTheServices) {
     services.push_back(service.name());
   }
   EXPECT_THAT(services,
-              ::testing::IsSupersetOf({"gradlab.v1.ExperimentService", "grpc.health.v1.Health"}));
+              ::testing::IsSupersetOf({"gradlab.v1.ExperimentService", "gradlab.v1.WorkerService",
+                                       "grpc.health.v1.Health"}));
   // The health service's descriptor is there too, so grpcurl can call it.
   ASSERT_TRUE(stream->Read(&response));
   EXPECT_TRUE(response.has_file_descriptor_response()) << response.error_response().error_message();

@@ -58,6 +58,10 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
                          const std::vector<std::string>& env = {},
                          absl::Duration timeout = absl::Seconds(120));
 
+// A TCP port no one listens on now on this machine (for a process that binds it a
+// moment later).
+int FreeTcpPort();
+
 }  // namespace gradlab
 
 #endif  // GRADLAB_TESTS_TESTING_CHILD_PROCESS_H_
