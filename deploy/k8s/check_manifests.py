@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """Checks deploy/k8s/gradlabd.yaml against the image and gradlabd (a ctest, label deploy).
 
-No cluster runs here, so this checks what a cluster would find wrong only when the pod
-misbehaves: that the ConfigMap's flags are gradlabd's flags and agree with the ports,
-probes, volumes, Secret and CPU request, and that the pod runs as the image's user with the
-image's entrypoint reading the ConfigMap. deploy/smoke-test runs the image with these flags.
+No cluster runs here, so this checks what a cluster would find wrong only when the pods
+misbehave: that the ConfigMaps' flags are gradlabd's flags and agree with the ports,
+probes, volumes, Secrets and CPU requests, that the workers find the coordinator and its
+rendezvous port through its Service, and that the pods run as the image's user with the
+image's entrypoint reading their ConfigMap. deploy/smoke-test runs the image with the
+coordinator's flags.
 
 Usage: check_manifests.py GRADLABD_BINARY   (run from the repository's root)
 """
@@ -59,17 +61,24 @@ class ManifestTest(unittest.TestCase):
     def setUpClass(cls):
         with open(MANIFEST) as f:
             documents = [d for d in yaml.safe_load_all(f) if d]
-        cls.by_kind = {}
-        for document in documents:
-            cls.by_kind.setdefault(document["kind"], []).append(document)
-        cls.config_map = cls.by_kind["ConfigMap"][0]
+        cls.named = {(d["kind"], d["metadata"]["name"]): d for d in documents}
+        cls.services = [d for d in documents if d["kind"] == "Service"]
+        cls.config_map = cls.named[("ConfigMap", "gradlabd-flags")]
         cls.flags = parse_flags(cls.config_map["data"]["gradlabd.flags"])
-        cls.stateful_set = cls.by_kind["StatefulSet"][0]
+        cls.stateful_set = cls.named[("StatefulSet", "gradlabd")]
         cls.pod = cls.stateful_set["spec"]["template"]["spec"]
         (cls.container,) = cls.pod["containers"]
         cls.mounts = {m["name"]: m["mountPath"] for m in cls.container["volumeMounts"]}
         cls.volumes = {v["name"]: v for v in cls.pod["volumes"]}
         cls.container_ports = {p["name"]: p["containerPort"] for p in cls.container["ports"]}
+        cls.worker_config_map = cls.named[("ConfigMap", "gradlab-worker-flags")]
+        cls.worker_flags = parse_flags(cls.worker_config_map["data"]["gradlabd.flags"])
+        cls.workers = cls.named[("StatefulSet", "gradlab-worker")]
+        cls.worker_pod = cls.workers["spec"]["template"]["spec"]
+        (cls.worker_container,) = cls.worker_pod["containers"]
+        cls.worker_mounts = {m["name"]: m["mountPath"]
+                             for m in cls.worker_container["volumeMounts"]}
+        cls.worker_volumes = {v["name"]: v for v in cls.worker_pod["volumes"]}
         with open(DOCKERFILE) as f:
             cls.dockerfile = f.read()
 
@@ -78,13 +87,17 @@ class ManifestTest(unittest.TestCase):
         known = set(re.findall(r"-- *([a-z_]+) \(", usage.stdout + usage.stderr))
         self.assertIn("listen", known, "could not read gradlabd's flags from --helpfull")
         self.assertEqual(set(self.flags) - known, set(), "flags gradlabd does not have")
+        self.assertEqual(set(self.worker_flags) - known, set(), "worker flags gradlabd lacks")
 
     def test_ports_agree(self):
         grpc = port_of(self.flags["listen"])
         http = port_of(self.flags["http_listen"])
-        self.assertEqual(self.container_ports, {"grpc": grpc, "http": http})
-        for service in self.by_kind["Service"]:
-            for port in service["spec"]["ports"]:
+        rendezvous = int(self.flags["rendezvous_port"])
+        self.assertEqual(int(self.flags["workers"]), 1, "one rendezvous port per --workers")
+        self.assertEqual(self.container_ports,
+                         {"grpc": grpc, "http": http, "rendezvous": rendezvous})
+        for service in self.services:
+            for port in service["spec"].get("ports", []):
                 self.assertIn(port["targetPort"], self.container_ports, service["metadata"])
         exposed = {int(p) for p in dockerfile_instruction(self.dockerfile, "EXPOSE").split()}
         self.assertEqual(exposed, {grpc, http})
@@ -124,8 +137,43 @@ class ManifestTest(unittest.TestCase):
 
     def test_runs_as_the_images_user(self):
         uid = int(re.search(r"useradd .*--uid (\d+)", self.dockerfile).group(1))
-        self.assertEqual(self.pod["securityContext"]["runAsUser"], uid)
-        self.assertTrue(self.pod["securityContext"]["runAsNonRoot"])
+        for pod in (self.pod, self.worker_pod):
+            self.assertEqual(pod["securityContext"]["runAsUser"], uid)
+            self.assertEqual(pod["securityContext"]["fsGroup"], uid, "to read its Secret")
+            self.assertTrue(pod["securityContext"]["runAsNonRoot"])
+
+    def test_workers_reach_the_coordinator_and_its_rendezvous_port_through_its_service(self):
+        self.assertEqual(self.worker_flags["worker"], "true")
+        host, port = self.worker_flags["coordinator"].rsplit(":", 1)
+        service = self.named[("Service", host)]
+        self.assertEqual(service["spec"]["selector"],
+                         self.stateful_set["spec"]["selector"]["matchLabels"])
+        by_target = {p["targetPort"]: p["port"] for p in service["spec"]["ports"]}
+        self.assertEqual(by_target["grpc"], int(port))
+        # Rank 0 names no store host, so workers dial the coordinator's host at this port.
+        self.assertEqual(by_target["rendezvous"], int(self.flags["rendezvous_port"]))
+        self.assertNotIn("advertise_address", self.flags)
+
+    def test_workers_token_data_and_cpu(self):
+        token_file = self.worker_flags["coordinator_token_file"]
+        self.assertEqual(os.path.dirname(token_file), self.worker_mounts["token"])
+        self.assertEqual(self.worker_volumes["token"]["secret"]["secretName"],
+                         "gradlab-worker-token")
+        self.assertEqual(self.worker_mounts["data"], self.worker_flags["data_dir"])
+        self.assertEqual(self.worker_flags["data_dir"], self.flags["data_dir"],
+                         "workers look for a dataset where the coordinator found it first")
+        self.assertEqual(cpu_cores(self.worker_container["resources"]["requests"]["cpu"]),
+                         int(self.worker_flags["threads_per_job"]))
+        self.assertEqual(self.worker_flags["threads_per_job"], self.flags["threads_per_job"],
+                         "ranks train with the coordinator's threads per job")
+        entrypoint = json.loads(dockerfile_instruction(self.dockerfile, "ENTRYPOINT"))
+        flagfile = next(a.split("=", 1)[1] for a in entrypoint if a.startswith("--flagfile="))
+        self.assertNotIn("args", self.worker_container)
+        self.assertEqual(os.path.dirname(flagfile), self.worker_mounts["flags"])
+        self.assertEqual(self.worker_volumes["flags"]["configMap"]["name"],
+                         self.worker_config_map["metadata"]["name"])
+        self.assertEqual(self.workers["spec"]["serviceName"],
+                         self.named[("Service", "gradlab-worker")]["metadata"]["name"])
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ ABSL_FLAG(int, stop_at_step, 0, "the step it votes at");
 ABSL_FLAG(int64_t, broadcast_bytes, -1, "rank 0 broadcasts this many bytes first (-1: no)");
 ABSL_FLAG(std::string, train, "", "train this model instead of the all-reduce steps");
 ABSL_FLAG(int, epochs, 2, "--train: epochs");
-ABSL_FLAG(std::string, dataset, "fashion_mnist", "--train: the dataset");
+ABSL_FLAG(std::string, dataset, "fashion_mnist",
+          "--train: the dataset, looked for as gradlabd does with --data_dir=data");
 ABSL_FLAG(int64_t, train_samples, 2000, "--train: the first N training images");
 ABSL_FLAG(int64_t, test_samples, 500, "--train: the first N test images");
 ABSL_FLAG(int, batch_size, 128, "--train: the global batch");
@@ -80,8 +81,12 @@ absl::Status TrainModel(const ProcessGroupOptions& group) {
   request.threads = absl::GetFlag(FLAGS_threads);
   absl::StatusOr<ExperimentSpec> spec = ResolveSpec(request);
   if (!spec.ok()) return spec.status();
+  absl::StatusOr<std::string> location =
+      LocateDataset(spec->dataset, DatasetSearchPath(spec->dataset, "", "data"));
+  if (!location.ok()) return location.status();
   DatasetRequest data;
   data.name = spec->dataset;
+  data.data_dir = *location;
   data.max_train_samples = absl::GetFlag(FLAGS_train_samples);
   data.max_test_samples = absl::GetFlag(FLAGS_test_samples);
   absl::StatusOr<Dataset> dataset = LoadDataset(data);
