@@ -328,13 +328,12 @@ sigset_t BlockShutdownSignals() {
   return signals;
 }
 
-int RunWorker() {
+int RunWorker(sigset_t signals) {
   absl::StatusOr<gradlab::WorkerAgentOptions> options = WorkerOptionsFromFlags();
   if (!options.ok()) {
     std::cerr << "gradlabd: " << options.status().message() << "\n";
     return 2;
   }
-  sigset_t signals = BlockShutdownSignals();
   gradlab::WorkerAgent agent(*options);
   std::thread signal_thread([&signals, &agent] {
     int signal_number = 0;
@@ -371,14 +370,15 @@ int main(int argc, char** argv) {
   google::InitGoogleLogging(argv[0]);
   // A client that hangs up mid-write must not stop the server (TLS writes would raise it).
   signal(SIGPIPE, SIG_IGN);
-  if (absl::GetFlag(FLAGS_worker)) return RunWorker();
+  // Before anything starts threads (gRPC does as soon as credentials are made).
+  sigset_t signals = BlockShutdownSignals();
+  if (absl::GetFlag(FLAGS_worker)) return RunWorker(signals);
 
   absl::StatusOr<gradlab::ServerOptions> options = OptionsFromFlags();
   if (!options.ok()) {
     std::cerr << "gradlabd: " << options.status().message() << "\n";
     return 2;
   }
-  sigset_t signals = BlockShutdownSignals();
 
   absl::StatusOr<std::unique_ptr<gradlab::GradlabServer>> server =
       gradlab::GradlabServer::Start(*options);

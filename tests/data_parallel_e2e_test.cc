@@ -83,6 +83,13 @@ class Cluster {
     workers_.emplace(name, *std::move(worker));
   }
 
+  // SIGTERM, as Kubernetes stops a pod; the worker's exit code.
+  std::optional<int> StopWorker(const std::string& name) {
+    ChildProcess& worker = workers_.at(name);
+    worker.Signal(SIGTERM);
+    return worker.Wait(absl::Seconds(30));
+  }
+
   void KillWorker(const std::string& name) {
     ChildProcess& worker = workers_.at(name);
     worker.Signal(SIGKILL);
@@ -339,6 +346,31 @@ TEST(DataParallelE2eTest, CancellingARunStopsEveryRankWithinABatch) {
               HasSubstr("CANCELLED: cancelled by request: cancelled in epoch 1 at batch"));
   // The worker's rank stopped in the same step and it is free for the next run.
   EXPECT_TRUE(cluster.WaitForWorkers(1, 1, absl::Seconds(5)));
+}
+
+TEST(DataParallelE2eTest, AWorkerThatShutsDownStopsItsRankAndTheRunWaitsForAnother) {
+  Cluster cluster;
+  cluster.StartWorker("worker-a");
+  ASSERT_TRUE(cluster.WaitForWorkers(1, 1));
+  const v1::Experiment run = cluster.Start(Spec(2, 20, 20000));
+  std::optional<int> exit_code;
+  bool requeued = false;
+  cluster.Follow(run.id(), [&](const v1::MetricsEvent& event) {
+    if (!exit_code.has_value() && event.has_batch_progress()) {
+      exit_code = cluster.StopWorker("worker-a");
+    }
+    if (!requeued && event.has_state_change() && event.state_change().state() == v1::QUEUED &&
+        exit_code.has_value()) {
+      requeued = true;
+      EXPECT_THAT(event.state_change().reason(),
+                  HasSubstr("a rank was lost: 1 rank of the group stopped in epoch 1 at batch"));
+      v1::Experiment cancelled;
+      EXPECT_TRUE(cluster.Cancel(run.id(), &cancelled).ok());
+    }
+  });
+  EXPECT_EQ(exit_code, 0) << "the worker exits cleanly after stopping its rank";
+  EXPECT_TRUE(requeued);
+  EXPECT_EQ(cluster.Get(run.id()).state(), v1::CANCELLED);
 }
 
 // Runs `command`; false (with its output logged) when it fails.
