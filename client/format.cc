@@ -215,8 +215,8 @@ std::string ComparisonTable(const std::vector<ComparisonRow>& rows) {
 
 std::string ServerInfoText(const v1::ServerInfo& info) {
   std::string out = absl::StrFormat(
-      "gradlabd %s: %d worker%s, %d thread%s per job, queue %d of %d\n\n", info.version(),
-      info.workers(), info.workers() == 1 ? "" : "s", info.threads_per_job(),
+      "gradlabd %s: %d training%s at once, %d thread%s per job, queue %d of %d\n\n",
+      info.version(), info.workers(), info.workers() == 1 ? "" : "s", info.threads_per_job(),
       info.threads_per_job() == 1 ? "" : "s", info.queue_length(), info.queue_capacity());
   std::vector<std::vector<std::string>> models = {{"MODEL", "PARAMETERS", "INPUT", "DEFAULTS"}};
   for (const v1::ModelInfo& m : info.models()) {

@@ -1,10 +1,10 @@
 #include "client/format.h"
 
+#include <google/protobuf/text_format.h>
+
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
-
-#include <google/protobuf/text_format.h>
 
 #include "gtest/gtest.h"
 
@@ -84,7 +84,9 @@ TEST(FormatTest, ExperimentTableGolden) {
 
 TEST(FormatTest, GradientTableGolden) {
   auto snapshot = Parse<v1::GradientSnapshot>(R"pb(
-    step: 1 epoch: 1 batch: 1
+    step: 1
+    epoch: 1
+    batch: 1
     layers { name: "conv1.weight" grad_norm: 1.221e-05 weight_norm: 4.657 ratio: 2.621e-06 }
     layers { name: "conv1.bias" grad_norm: 3.1e-06 weight_norm: 0.6 ratio: 5.2e-06 }
     layers { name: "conv10.weight" grad_norm: 0.01552 weight_norm: 9.234 ratio: 0.001681 }
@@ -99,14 +101,50 @@ TEST(FormatTest, GradientTableGolden) {
 }
 
 TEST(FormatTest, ComparisonTableGolden) {
-  ComparisonRow shallow{Finished("s1s1s1s1", "simple_cnn", 0.4215), 2.2214, 0.4215, 3.26, 1740,
-                        0.0394};
-  ComparisonRow deep{Finished("d2d2d2d2", "deep_cnn", 0.0985), 2.3034, 0.0985, 42.5, 124.1,
-                     0.00105};
+  ComparisonRow shallow{
+      Finished("s1s1s1s1", "simple_cnn", 0.4215), 2.2214, 0.4215, 3.26, 1740, 0.0394};
+  ComparisonRow deep{
+      Finished("d2d2d2d2", "deep_cnn", 0.0985), 2.3034, 0.0985, 42.5, 124.1, 0.00105};
   ComparisonRow failed{Finished("r3r3r3r3", "resnet", 0), 0, 0, 0, 0, 0};
   failed.experiment.set_state(v1::FAILED);
   failed.experiment.clear_last_metrics();
   ExpectGolden("comparison_table.txt", ComparisonTable({shallow, deep, failed}));
+}
+
+TEST(FormatTest, ServerInfoGolden) {
+  auto info = Parse<v1::ServerInfo>(R"pb(
+    version: "0.1.0"
+    workers: 1
+    threads_per_job: 2
+    queue_capacity: 100
+    queue_length: 1
+    models {
+      name: "resnet"
+      parameter_count: 2777674
+      input_shape: "3x32x32"
+      default_spec {
+        batch_norm: true
+        epochs: 20
+        batch_size: 128
+        learning_rate: 0.001
+        momentum: 0.9
+      }
+    }
+    datasets { name: "fashion_mnist" present: true location: "/usr/share/datasets/fashion-mnist" }
+    registered_workers { id: "w1" name: "host-a" address: "10.0.0.2" cpus: 8 threads_per_job: 2 }
+    registered_workers {
+      id: "w2"
+      name: "host-b"
+      address: "10.0.0.3"
+      cpus: 8
+      threads_per_job: 2
+      experiment_id: "k3v9x2mq"
+      rank: 1
+    }
+  )pb");
+  ExpectGolden("server_info.txt", ServerInfoText(info));
+  info.clear_registered_workers();
+  EXPECT_NE(ServerInfoText(info).find("no workers registered"), std::string::npos);
 }
 
 TEST(FormatTest, FinalStateLine) {

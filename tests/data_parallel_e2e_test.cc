@@ -3,6 +3,7 @@
 // and (as root) with the workers in network namespaces of their own, so that the
 // rendezvous and the all-reduces cross real interfaces.
 #include <grpcpp/grpcpp.h>
+#include <httplib.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -69,6 +70,14 @@ class Cluster {
   }
 
   const std::string& address() const { return address_; }
+
+  // gradlabd's /metrics.
+  std::string Metrics() {
+    httplib::Client http("127.0.0.1", coordinator_->http_port);
+    httplib::Result response = http.Get("/metrics");
+    EXPECT_TRUE(response && response->status == 200);
+    return response ? response->body : "";
+  }
 
   // A worker named `name`; `prefix` runs it through another command (ip netns exec NS).
   void StartWorker(const std::string& name, const std::vector<std::string>& prefix = {}) {
@@ -237,6 +246,8 @@ TEST(DataParallelE2eTest, WorldSizeTwoTrainsLikeWorldSizeOneAndStreamsAsUsual) {
   EXPECT_EQ(info.registered_workers(0).address(), "127.0.0.1");
   EXPECT_GE(info.registered_workers(0).cpus(), 1);
   EXPECT_EQ(info.registered_workers(0).threads_per_job(), 1);
+  EXPECT_THAT(cluster.Metrics(), HasSubstr("\ngradlab_registered_workers{state=\"idle\"} 1\n"
+                                           "gradlab_registered_workers{state=\"training\"} 0\n"));
 
   const v1::Experiment one = cluster.Start(Spec(1, 2, 2000));
   const v1::Experiment two = cluster.Start(Spec(2, 2, 2000));

@@ -398,6 +398,14 @@ std::string HttpServer::RenderMetrics() const {
   text.Sample({}, info.queue_capacity());
   text.Family("gradlab_workers", Type::kGauge, "Trainings that run at once (--workers).");
   text.Sample({}, info.workers());
+  int training = 0;
+  for (const v1::WorkerInfo& worker : info.registered_workers()) {
+    if (!worker.experiment_id().empty()) ++training;
+  }
+  text.Family("gradlab_registered_workers", Type::kGauge,
+              "Workers (gradlabd --worker) registered for data-parallel runs, by state.");
+  text.Sample({{"state", "idle"}}, info.registered_workers_size() - training);
+  text.Sample({{"state", "training"}}, training);
 
   // One sample per running experiment in each family below.
   struct Running {

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/host_port.h"
 #include "common/spec_proto.h"
 #include "common/thread_priority.h"
 #include "common/version.h"
@@ -18,15 +19,6 @@ namespace gradlab {
 namespace {
 
 constexpr absl::Duration kCallDeadline = absl::Seconds(10);
-
-// The host part of "host:port" or "[v6 host]:port".
-std::string HostOf(const std::string& host_port) {
-  std::string host = host_port.substr(0, host_port.rfind(':'));
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  return host;
-}
 
 }  // namespace
 
@@ -131,6 +123,8 @@ void WorkerAgent::Pause(absl::Duration duration) {
 }
 
 void WorkerAgent::StartRank(const v1::RankAssignment& assignment) {
+  // A rank started now would wait out the rendezvous before it saw the stop.
+  if (shutting_down_) return;
   if (rank_thread_.joinable()) rank_thread_.join();  // the last one has ended
   LOG(INFO) << "experiment " << assignment.experiment_id() << " attempt " << assignment.attempt()
             << ": training rank " << assignment.rank() << " of " << assignment.world_size();
@@ -173,8 +167,12 @@ absl::Status WorkerAgent::TrainAssignedRank(const v1::RankAssignment& assignment
   if (!dataset.ok()) return dataset.status();
 
   ProcessGroupOptions group;
-  group.store_host =
-      assignment.store_host().empty() ? HostOf(options_.coordinator) : assignment.store_host();
+  group.store_host = assignment.store_host();
+  if (group.store_host.empty()) {
+    absl::StatusOr<HostPort> coordinator = ParseHostPort(options_.coordinator, "--coordinator");
+    if (!coordinator.ok()) return coordinator.status();
+    group.store_host = coordinator->host;
+  }
   group.store_port = assignment.store_port();
   {
     absl::MutexLock lock(&mu_);
