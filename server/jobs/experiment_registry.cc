@@ -19,6 +19,7 @@
 #include "server/engine/datasets.h"
 #include "server/engine/models.h"
 #include "server/engine/trainer.h"
+#include "server/jobs/lost_rank_policy.h"
 
 namespace gradlab {
 namespace {
@@ -791,7 +792,14 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
     if (!sink.error().ok()) status = sink.error();
   }
   std::vector<absl::Status> worker_notes;
-  if (job->spec.world_size > 1) worker_notes = worker_pool_->Release(job->id, job->attempts);
+  ResumePoint resume;  // where a data-parallel run that lost a rank goes on from
+  if (job->spec.world_size > 1) {
+    worker_notes = worker_pool_->Release(job->id, job->attempts);
+    // Read before taking mu_: it reads checkpoints from disk.
+    if (absl::IsUnavailable(status) && job->checkpoints != nullptr) {
+      resume = FindResumePoint(*job->checkpoints);
+    }
+  }
   job->resume_state.reset();
   if (absl::Status flushed = job->log->FlushJournal(); !flushed.ok() && status.ok()) {
     status = RunStorageError("cannot store the run's events", flushed);
@@ -807,7 +815,7 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
       // have already ended with UNAVAILABLE.
       LOG(INFO) << "experiment " << job->id << " stopped by shutdown";
     } else if (lost_rank && !job->stop.load()) {
-      Requeue(job, status, worker_notes);
+      Requeue(job, status, worker_notes, std::move(resume.state), resume.epoch());
     } else {
       // A cancel that came while the group gathered ends as one.
       if (lost_rank) status = absl::CancelledError(status.message());
@@ -842,40 +850,28 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
 }
 
 void ExperimentRegistry::Requeue(const std::shared_ptr<Job>& shared_job, const absl::Status& status,
-                                 const std::vector<absl::Status>& notes) {
-  constexpr int kMaxAttemptsWithoutProgress = 3;
+                                 const std::vector<absl::Status>& notes,
+                                 std::optional<std::string> resume_state, int resume_epoch) {
   Job& job = *shared_job;
-  const auto fail = [&](const std::string& reason) {
+  const LostRankVerdict verdict =
+      JudgeLostRank(status, notes, job.epochs_this_attempt, job.attempts_without_progress);
+  if (!verdict.retry) {
     *job.record.mutable_finished_time() = ToTimestamp(options_.clock());
-    ChangeState(job, v1::FAILED, reason).IgnoreError();  // logged
+    ChangeState(job, v1::FAILED, verdict.reason).IgnoreError();  // logged
     PruneFinished(job);
-  };
-  std::string what = std::string(status.message());
-  for (const absl::Status& note : notes) {
-    // A worker's own error (its dataset is missing, say) would only come back.
-    if (!absl::IsUnavailable(note) && !absl::IsCancelled(note))
-      return fail(std::string(note.message()));
-    absl::StrAppend(&what, "; ", note.message());
+    return;
   }
-  job.attempts_without_progress =
-      job.epochs_this_attempt > 0 ? 0 : job.attempts_without_progress + 1;
-  if (job.attempts_without_progress >= kMaxAttemptsWithoutProgress) {
-    return fail(
-        absl::StrCat("gave up after ", kMaxAttemptsWithoutProgress,
-                     " data-parallel attempts in a row that finished no epoch; the last: ", what));
-  }
-  ResumePoint resume;
-  if (job.checkpoints != nullptr) resume = FindResumePoint(*job.checkpoints);
-  const std::string from = resume.metrics.has_value()
-                               ? absl::StrCat("the checkpoint of epoch ", resume.epoch())
+  job.attempts_without_progress = verdict.attempts_without_progress;
+  const std::string from = resume_state.has_value()
+                               ? absl::StrCat("the checkpoint of epoch ", resume_epoch)
                                : std::string("epoch 1");
-  job.resume_state = std::move(resume.state);
+  job.resume_state = std::move(resume_state);
   job.resume_reason =
       absl::StrCat("attempt ", job.attempts + 1, " goes on from ", from, " after a rank was lost");
   queue_.push_front(shared_job);
   ChangeState(job, v1::QUEUED,
-              absl::StrCat("a rank was lost: ", what, "; queued again to go on from ", from,
-                           " when ", IdleWorkers(job.spec.world_size - 1), " are available"))
+              absl::StrCat("a rank was lost: ", verdict.reason, "; queued again to go on from ",
+                           from, " when ", IdleWorkers(job.spec.world_size - 1), " are available"))
       .IgnoreError();  // logged
 }
 

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -140,10 +141,12 @@ class ExperimentRegistry {
   bool HasRunnableJob() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RunJob(const std::shared_ptr<Job>& job, int slot);
   // After a data-parallel attempt lost a rank (`status`, with what the pool saw of its
-  // workers in `notes`): back to the front of the queue, to go on from the newest
-  // checkpoint, or FAILED after attempts that finished no epoch or a worker's own error.
+  // workers in `notes`): back to the front of the queue, to go on from `resume_state`
+  // (the newest usable checkpoint, of epoch `resume_epoch`; none: epoch 1), or FAILED
+  // after attempts that finished no epoch or a worker's own error.
   void Requeue(const std::shared_ptr<Job>& job, const absl::Status& status,
-               const std::vector<absl::Status>& notes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+               const std::vector<absl::Status>& notes, std::optional<std::string> resume_state,
+               int resume_epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Saves the checkpoint of an epoch and prunes those no longer needed; worker thread.
   absl::Status SaveCheckpoint(Job& job, const TrainingCheckpoint& checkpoint);
   // Removes the checkpoints --keep_checkpoints does not keep, once a run has finished.
