@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "server/store/event_journal.h"
 #include "tests/testing/child_process.h"
+#include "tests/testing/metrics_events.h"
 #include "tests/testing/test_dir.h"
 
 namespace gradlab {
@@ -89,25 +90,6 @@ class Server {
   std::optional<ChildProcess> process_;
   std::unique_ptr<v1::ExperimentService::Stub> stub_;
 };
-
-std::vector<v1::EpochMetrics> Epochs(const std::vector<v1::MetricsEvent>& events) {
-  std::vector<v1::EpochMetrics> epochs;
-  for (const v1::MetricsEvent& event : events) {
-    if (event.has_epoch_metrics()) epochs.push_back(event.epoch_metrics());
-  }
-  return epochs;
-}
-
-std::string StateChanges(const std::vector<v1::MetricsEvent>& events) {
-  std::string text;
-  for (const v1::MetricsEvent& event : events) {
-    if (event.has_state_change()) {
-      absl::StrAppend(&text, v1::ExperimentState_Name(event.state_change().state()), ": ",
-                      event.state_change().reason(), "\n");
-    }
-  }
-  return text;
-}
 
 // Polls for `path` (every 5 ms, so that a kill right after lands inside a paused write).
 bool WaitForFile(const fs::path& path) {

@@ -22,6 +22,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/child_process.h"
 #include "tests/testing/gradlabd_process.h"
+#include "tests/testing/metrics_events.h"
 #include "tests/testing/test_dir.h"
 
 namespace gradlab {
@@ -195,25 +196,6 @@ class Cluster {
   std::unique_ptr<v1::ExperimentService::Stub> stub_;
   std::map<std::string, ChildProcess> workers_;
 };
-
-std::vector<v1::EpochMetrics> Epochs(const std::vector<v1::MetricsEvent>& events) {
-  std::vector<v1::EpochMetrics> epochs;
-  for (const v1::MetricsEvent& event : events) {
-    if (event.has_epoch_metrics()) epochs.push_back(event.epoch_metrics());
-  }
-  return epochs;
-}
-
-std::string StateChanges(const std::vector<v1::MetricsEvent>& events) {
-  std::string text;
-  for (const v1::MetricsEvent& event : events) {
-    if (event.has_state_change()) {
-      absl::StrAppend(&text, v1::ExperimentState_Name(event.state_change().state()), ": ",
-                      event.state_change().reason(), "\n");
-    }
-  }
-  return text;
-}
 
 // The largest difference between the runs' losses and accuracies, epoch by epoch; fails
 // when they differ by more than float rounding (losses) or one sample (accuracies).
