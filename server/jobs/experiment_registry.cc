@@ -264,9 +264,9 @@ ExperimentRegistry::ExperimentRegistry(RegistryOptions options) : options_(std::
     model_infos_.push_back(std::move(info));
   }
   worker_pool_ = std::make_unique<WorkerPool>(options_.worker_pool, [this] {
-    // Releasing mu_ makes the training threads look at the queue again.
+    // absl::Mutex evaluates its waiters' conditions when it is released: the training
+    // threads look at the queue (and the idle workers) again.
     absl::MutexLock lock(&mu_);
-    ++worker_pool_changes_;
   });
   for (int i = 0; i < std::max(options_.workers, 1); ++i) {
     workers_.emplace_back([this, i] { WorkerLoop(i); });

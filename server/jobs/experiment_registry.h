@@ -176,7 +176,6 @@ class ExperimentRegistry {
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;
 
-  int64_t worker_pool_changes_ ABSL_GUARDED_BY(mu_) = 0;
   // After mu_: destroyed first, so that its thread never finds mu_ gone.
   std::unique_ptr<WorkerPool> worker_pool_;
 
