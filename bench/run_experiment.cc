@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "common/experiment_spec.h"
 #include "server/engine/datasets.h"
+#include "server/engine/models.h"
 #include "server/engine/trainer.h"
 
 ABSL_FLAG(std::string, model, "simple_cnn", "simple_cnn, deep_cnn, resnet or mlp");

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "gtest/gtest.h"
+#include "server/engine/datasets.h"
 #include "server/engine/testing/recording_sink.h"
 #include "server/engine/trainer.h"
 

@@ -15,7 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/time/time.h"
+#include "server/engine/process_group.h"
 
 namespace c10d {
 class ProcessGroupGloo;
@@ -30,20 +30,6 @@ namespace gradlab {
 // each taking every N-th sample). The ranks' shards cover the batch exactly once; their
 // sizes differ by at most one. Rank 0 of 1 takes the whole batch (a view of it).
 torch::Tensor ShardOfBatch(const torch::Tensor& batch, int rank, int world_size);
-
-struct ProcessGroupOptions {
-  // Where rank 0 hosts the TCPStore and the other ranks connect to it.
-  std::string store_host = "127.0.0.1";
-  int store_port = 0;
-  // The address the other ranks reach this one at (its Gloo connections bind to it);
-  // empty: the address this machine's hostname resolves to, else loopback.
-  std::string local_address;
-  int rank = 0;
-  int world_size = 1;
-  // For the rendezvous and for every collective: a rank that does not arrive, dies or is
-  // cut off makes the others fail within this time instead of waiting forever.
-  absl::Duration timeout = absl::Seconds(60);
-};
 
 // One rank's membership of a process group. Not thread-safe: one training thread uses it.
 class GradientAverager {
@@ -78,11 +64,6 @@ class GradientAverager {
   absl::Status Broadcast(std::string& bytes);
 
   // What the gradient all-reduces of Average have cost so far on this rank.
-  struct GradientTraffic {
-    int64_t all_reduces = 0;
-    int64_t bytes = 0;  // of the buffer each all-reduce sums (per rank, per step)
-    absl::Duration time;
-  };
   const GradientTraffic& gradient_traffic() const { return gradient_traffic_; }
 
   int rank() const { return rank_; }

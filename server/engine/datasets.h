@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/experiment_spec.h"
+#include "server/engine/dataset_request.h"
 
 namespace gradlab {
 
@@ -34,43 +34,6 @@ struct Dataset {
   int64_t height() const { return train.images.size(2); }
   int64_t width() const { return train.images.size(3); }
 };
-
-// The shape and size of the synthetic dataset: class-dependent low-frequency patterns
-// plus noise, generated from the seed; learnable by every model within a few epochs.
-struct SyntheticOptions {
-  int64_t channels = 3;
-  int64_t height = 32;
-  int64_t width = 32;
-  int64_t num_classes = 10;
-  int64_t train_size = 2000;
-  int64_t test_size = 500;
-};
-
-struct DatasetRequest {
-  std::string name;               // one of DatasetNames()
-  std::string data_dir;           // empty: the dataset's default location
-  int64_t max_train_samples = 0;  // 0: all; otherwise the first N (the synthetic size)
-  int64_t max_test_samples = 0;
-  uint64_t seed = 42;  // synthetic only
-  SyntheticOptions synthetic;
-};
-
-// The folders to look for `dataset` in: `data_dir` alone when it is set; otherwise,
-// under `root` (the server's --data_dir; may be empty), `root` itself for cifar10 and a
-// subfolder named after the dataset ("fashion-mnist" or "fashion_mnist", "mnist",
-// "cifar10"), then the system's copy (/usr/share/datasets/fashion-mnist from Debian's
-// dataset-fashion-mnist, /usr/share/datasets/mnist).
-std::vector<std::string> DatasetSearchPath(const std::string& dataset, const std::string& data_dir,
-                                           const std::string& root);
-
-// The first folder of `search_path` that holds the dataset's files (for cifar10, the
-// folder or its `cifar-10-batches-bin/` subfolder). FAILED_PRECONDITION saying where it
-// looked when none does. Synthetic datasets need no files and give "".
-absl::StatusOr<std::string> LocateDataset(const std::string& dataset,
-                                          const std::vector<std::string>& search_path);
-
-// What a resolved spec trains on: its dataset, data_dir, sample limits and seed.
-DatasetRequest DatasetRequestFor(const ExperimentSpec& spec);
 
 // Loads the dataset from request.data_dir, or from the default search path when empty.
 absl::StatusOr<Dataset> LoadDataset(const DatasetRequest& request);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/engine/model_options.h"
 
 namespace gradlab {
 
@@ -41,25 +42,11 @@ class ClassifierImpl : public torch::nn::Module {
   torch::Tensor forward(torch::Tensor x) { return forward(std::move(x), nullptr); }
 };
 
-struct ModelOptions {
-  std::string model = "simple_cnn";  // one of ModelNames()
-  int64_t in_channels = 3;
-  int64_t height = 32;
-  int64_t width = 32;
-  int64_t num_classes = 10;
-  bool batch_norm = false;
-  bool skip_connections = true;          // resnet only
-  std::string init = "pytorch_default";  // one of InitNames()
-};
-
 // Builds a model whose initial parameters equal those of the PyTorch reference module
 // built after torch.manual_seed(seed). Thread-safe. INVALID_ARGUMENT for an unknown
 // model or init, or an input too small for the model's pooling.
 absl::StatusOr<std::shared_ptr<ClassifierImpl>> BuildModel(const ModelOptions& options,
                                                            uint64_t seed);
-
-// The number of trainable parameters of the model `options` describe.
-absl::StatusOr<int64_t> CountParameters(const ModelOptions& options);
 
 // Every parameter and buffer under the keys and in the order of PyTorch's state_dict():
 // a module's own parameters, then its own buffers, then each child's, depth first.

@@ -15,6 +15,8 @@
 #include "server/engine/batch_prefetcher.h"
 #include "server/engine/batch_transform.h"
 #include "server/engine/checkpoint_dict.h"
+#include "server/engine/data_parallel.h"
+#include "server/engine/datasets.h"
 #include "server/engine/models.h"
 #include "server/engine/torch_errors.h"
 
@@ -449,7 +451,7 @@ absl::Status Train(const ExperimentSpec& spec, const Dataset& dataset,
 
 absl::Status TrainRank(const ExperimentSpec& spec, const Dataset& dataset,
                        const ProcessGroupOptions& group, TrainingControl control,
-                       TrainingEventSink& sink, GradientAverager::GradientTraffic* traffic) {
+                       TrainingEventSink& sink, GradientTraffic* traffic) {
   absl::StatusOr<std::unique_ptr<GradientAverager>> averager = GradientAverager::Join(group);
   if (!averager.ok()) return averager.status();
   std::string resume_state;

@@ -13,12 +13,16 @@
 #include "absl/time/time.h"
 #include "common/experiment_spec.h"
 #include "server/engine/checkpoint.h"
-#include "server/engine/data_parallel.h"
-#include "server/engine/datasets.h"
-#include "server/engine/models.h"
+#include "server/engine/dataset_request.h"
+#include "server/engine/model_options.h"
+#include "server/engine/process_group.h"
 #include "server/engine/training_events.h"
 
+// No LibTorch here: the layers above include this header alone to run experiments, and so
+// compile without it (docs/PERFORMANCE.md, "Building").
 namespace gradlab {
+
+class GradientAverager;  // server/engine/data_parallel.h
 
 struct TrainingControl {
   // Set from any thread to stop the run; checked before every batch, so the run stops
@@ -82,7 +86,7 @@ absl::Status Train(const ExperimentSpec& spec, const Dataset& dataset,
 absl::Status TrainRank(const ExperimentSpec& spec, const Dataset& dataset,
                        const ProcessGroupOptions& group, TrainingControl control,
                        TrainingEventSink& sink,
-                       GradientAverager::GradientTraffic* traffic = nullptr);
+                       GradientTraffic* traffic = nullptr);
 
 }  // namespace gradlab
 

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/engine/datasets.h"
 #include "server/engine/testing/recording_sink.h"
 
 namespace gradlab {

@@ -16,8 +16,8 @@
 #include "common/thread_priority.h"
 #include "common/version.h"
 #include "server/engine/checkpoint.h"
-#include "server/engine/datasets.h"
-#include "server/engine/models.h"
+#include "server/engine/dataset_request.h"
+#include "server/engine/model_options.h"
 #include "server/engine/trainer.h"
 #include "server/jobs/lost_rank_policy.h"
 
@@ -763,7 +763,8 @@ void ExperimentRegistry::WorkerLoop(int slot) {
 
 void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
   absl::Status status;
-  absl::StatusOr<Dataset> dataset = LoadDataset(DatasetRequestFor(job->spec));
+  absl::StatusOr<std::shared_ptr<const Dataset>> dataset =
+      LoadSharedDataset(DatasetRequestFor(job->spec));
   if (!dataset.ok()) {
     status = dataset.status();
   } else {
@@ -785,9 +786,9 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
       group.local_address = options_.advertise_address;
       group.world_size = job->spec.world_size;
       group.timeout = options_.collective_timeout;
-      status = TrainRank(job->spec, *dataset, group, control, sink);
+      status = TrainRank(job->spec, **dataset, group, control, sink);
     } else {
-      status = Train(job->spec, *dataset, control, sink);
+      status = Train(job->spec, **dataset, control, sink);
     }
     if (!sink.error().ok()) status = sink.error();
   }

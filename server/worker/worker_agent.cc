@@ -3,6 +3,7 @@
 #include <glog/logging.h>
 
 #include <chrono>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -12,7 +13,7 @@
 #include "common/spec_proto.h"
 #include "common/thread_priority.h"
 #include "common/version.h"
-#include "server/engine/datasets.h"
+#include "server/engine/dataset_request.h"
 #include "server/engine/trainer.h"
 
 namespace gradlab {
@@ -163,7 +164,8 @@ absl::Status WorkerAgent::TrainAssignedRank(const v1::RankAssignment& assignment
                                                                location.status().message()));
   }
   spec.data_dir = *location;
-  absl::StatusOr<Dataset> dataset = LoadDataset(DatasetRequestFor(spec));
+  absl::StatusOr<std::shared_ptr<const Dataset>> dataset =
+      LoadSharedDataset(DatasetRequestFor(spec));
   if (!dataset.ok()) return dataset.status();
 
   ProcessGroupOptions group;
@@ -184,7 +186,7 @@ absl::Status WorkerAgent::TrainAssignedRank(const v1::RankAssignment& assignment
   TrainingControl control;
   control.stop_requested = &rank_stop_;
   IgnoringSink sink;  // rank 0, on the coordinator, reports
-  return TrainRank(spec, *dataset, group, control, sink);
+  return TrainRank(spec, **dataset, group, control, sink);
 }
 
 }  // namespace gradlab

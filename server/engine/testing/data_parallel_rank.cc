@@ -94,7 +94,7 @@ absl::Status TrainModel(const ProcessGroupOptions& group) {
   TrainingControl control;
   PrintingSink sink(absl::GetFlag(FLAGS_print_speed));
   if (group.world_size == 1) return Train(*spec, *dataset, control, sink);
-  GradientAverager::GradientTraffic traffic;
+  GradientTraffic traffic;
   absl::Status status = TrainRank(*spec, *dataset, group, control, sink, &traffic);
   if (absl::GetFlag(FLAGS_print_speed) && group.rank == 0) {
     std::printf("all-reduce: %lld steps, %.6f s, %lld bytes\n",

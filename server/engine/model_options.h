@@ -1,0 +1,30 @@
+// Which model to build and for what input, without LibTorch: the job queue describes
+// models with it (their parameter counts in GetServerInfo); server/engine/models.h builds
+// them.
+#ifndef GRADLAB_SERVER_ENGINE_MODEL_OPTIONS_H_
+#define GRADLAB_SERVER_ENGINE_MODEL_OPTIONS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace gradlab {
+
+struct ModelOptions {
+  std::string model = "simple_cnn";  // one of ModelNames()
+  int64_t in_channels = 3;
+  int64_t height = 32;
+  int64_t width = 32;
+  int64_t num_classes = 10;
+  bool batch_norm = false;
+  bool skip_connections = true;          // resnet only
+  std::string init = "pytorch_default";  // one of InitNames()
+};
+
+// The number of trainable parameters of the model `options` describe.
+absl::StatusOr<int64_t> CountParameters(const ModelOptions& options);
+
+}  // namespace gradlab
+
+#endif  // GRADLAB_SERVER_ENGINE_MODEL_OPTIONS_H_
