@@ -6,6 +6,8 @@
 // --repeats runs of each as one line "peak op=... dtype=... gflop_per_second=...".
 //
 //   build/bench/peak_flops [--threads=2] [--repeats=10]
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
