@@ -1,6 +1,8 @@
 // Trains one experiment: builds the model from the seed, runs SGD over the dataset for
 // the spec's epochs, evaluates after each, and reports epoch metrics, batch progress and
-// gradient snapshots to a sink. Knows nothing of gRPC, queues or storage.
+// gradient snapshots to a sink. Knows nothing of gRPC, queues or storage. Includes no
+// LibTorch: the layers above run experiments through this header alone and compile
+// without it (docs/PERFORMANCE.md, "Building").
 #ifndef GRADLAB_SERVER_ENGINE_TRAINER_H_
 #define GRADLAB_SERVER_ENGINE_TRAINER_H_
 
@@ -18,8 +20,6 @@
 #include "server/engine/process_group.h"
 #include "server/engine/training_events.h"
 
-// No LibTorch here: the layers above include this header alone to run experiments, and so
-// compile without it (docs/PERFORMANCE.md, "Building").
 namespace gradlab {
 
 class GradientAverager;  // server/engine/data_parallel.h
