@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <limits>
+#include <ostream>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -64,6 +65,9 @@ struct InvalidCase {
   std::function<void(ExperimentSpec&)> mutate;
   std::string message;
 };
+// Names the case in test listings and ctest's test names, which would otherwise show its
+// bytes (pointers among them, different in every build).
+void PrintTo(const InvalidCase& c, std::ostream* os) { *os << c.label; }
 
 class InvalidSpecTest : public ::testing::TestWithParam<InvalidCase> {};
 

@@ -4,6 +4,7 @@
 #include <google/protobuf/descriptor.pb.h>
 #include <google/protobuf/descriptor_database.h>
 
+#include <ostream>
 #include <thread>
 
 #include "absl/synchronization/notification.h"
@@ -298,6 +299,9 @@ struct InvalidRequest {
   grpc::StatusCode code;
   std::string message;
 };
+// Names the case in test listings and ctest's test names, which would otherwise show its
+// bytes (pointers among them, different in every build).
+void PrintTo(const InvalidRequest& c, std::ostream* os) { *os << c.label; }
 
 class InvalidRequestTest : public ServerTest,
                            public ::testing::WithParamInterface<InvalidRequest> {};
