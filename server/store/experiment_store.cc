@@ -150,8 +150,9 @@ class StoreJournal : public EventJournal {
 
 }  // namespace
 
-ExperimentStore::ExperimentStore(std::string state_dir, std::unique_ptr<SQLite::Database> db)
-    : state_dir_(std::move(state_dir)), db_(std::move(db)) {}
+ExperimentStore::ExperimentStore(std::string state_dir, std::unique_ptr<SQLite::Database> db,
+                                 std::function<void(absl::string_view)> before_write)
+    : state_dir_(std::move(state_dir)), before_write_(std::move(before_write)), db_(std::move(db)) {}
 
 ExperimentStore::~ExperimentStore() = default;
 
@@ -183,7 +184,8 @@ absl::StatusOr<std::unique_ptr<ExperimentStore>> ExperimentStore::Open(const std
     if (options.max_pages > 0) db->exec(absl::StrCat("PRAGMA max_page_count=", options.max_pages));
   });
   if (!status.ok()) return status;
-  return std::unique_ptr<ExperimentStore>(new ExperimentStore(state_dir, std::move(db)));
+  return std::unique_ptr<ExperimentStore>(
+      new ExperimentStore(state_dir, std::move(db), std::move(options.before_write)));
 }
 
 absl::StatusOr<std::vector<StoredExperiment>> ExperimentStore::LoadAll() const {
@@ -191,6 +193,7 @@ absl::StatusOr<std::vector<StoredExperiment>> ExperimentStore::LoadAll() const {
   std::vector<StoredExperiment> experiments;
   absl::Status parse_status;
   absl::Status status = Guard("loading", [&] {
+    mu_.AssertHeld();  // the lambda runs under the lock its caller took
     SQLite::Statement records(
         *db_, "SELECT ordinal, request_id, record FROM experiments ORDER BY ordinal");
     while (records.executeStep() && parse_status.ok()) {
@@ -224,7 +227,9 @@ absl::StatusOr<std::vector<StoredExperiment>> ExperimentStore::LoadAll() const {
 absl::Status ExperimentStore::SaveExperiment(int64_t ordinal, const std::string& request_id,
                                              const v1::Experiment& record) {
   absl::MutexLock lock(&mu_);
+  BeforeWrite("record");
   return Guard(absl::StrCat("saving experiment ", record.id()), [&] {
+    mu_.AssertHeld();  // the lambda runs under the lock its caller took
     SQLite::Statement upsert(*db_,
                              "INSERT OR REPLACE INTO experiments (id, ordinal, request_id, record) "
                              "VALUES (?, ?, ?, ?)");
@@ -244,7 +249,9 @@ std::unique_ptr<EventJournal> ExperimentStore::Journal(const std::string& experi
 absl::Status ExperimentStore::WriteEvents(const std::string& experiment_id,
                                           const std::vector<EventRow>& rows) {
   absl::MutexLock lock(&mu_);
+  BeforeWrite("events");
   return Guard(absl::StrCat("writing events of experiment ", experiment_id), [&] {
+    mu_.AssertHeld();  // the lambda runs under the lock its caller took
     SQLite::Transaction transaction(*db_);
     SQLite::Statement insert(
         *db_,
@@ -266,6 +273,7 @@ absl::Status ExperimentStore::WriteEvents(const std::string& experiment_id,
 absl::Status ExperimentStore::DropEventsAfterEpoch(const std::string& experiment_id, int epoch) {
   absl::MutexLock lock(&mu_);
   return Guard(absl::StrCat("dropping the partial epoch of experiment ", experiment_id), [&] {
+    mu_.AssertHeld();  // the lambda runs under the lock its caller took
     SQLite::Statement drop(*db_, "DELETE FROM events WHERE experiment_id = ? AND epoch > ?");
     drop.bind(1, experiment_id);
     drop.bind(2, epoch);
@@ -275,7 +283,9 @@ absl::Status ExperimentStore::DropEventsAfterEpoch(const std::string& experiment
 
 absl::Status ExperimentStore::DeleteExperiment(const std::string& experiment_id) {
   absl::MutexLock lock(&mu_);
+  BeforeWrite("delete");
   return Guard(absl::StrCat("deleting experiment ", experiment_id), [&] {
+    mu_.AssertHeld();  // the lambda runs under the lock its caller took
     SQLite::Transaction transaction(*db_);
     SQLite::Statement events(*db_, "DELETE FROM events WHERE experiment_id = ?");
     events.bind(1, experiment_id);

@@ -5,12 +5,14 @@
 #define GRADLAB_SERVER_STORE_EXPERIMENT_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "gradlab/v1/experiment_service.pb.h"
 #include "server/store/event_journal.h"
@@ -25,6 +27,9 @@ struct StoreOptions {
   // Fault injection for tests: the database may grow to this many pages (of 4 KiB), after
   // which writes fail as they would on a full disk. 0: no limit.
   int64_t max_pages = 0;
+  // Fault injection for tests: runs before each write, with what it writes ("record",
+  // "events" or "delete"), under the store's lock, as a slow disk would hold it.
+  std::function<void(absl::string_view what)> before_write;
 };
 
 // One experiment as stored: its record and its events, in sequence order.
@@ -81,9 +86,14 @@ class ExperimentStore {
       ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  ExperimentStore(std::string state_dir, std::unique_ptr<SQLite::Database> db);
+  ExperimentStore(std::string state_dir, std::unique_ptr<SQLite::Database> db,
+                  std::function<void(absl::string_view)> before_write);
+  void BeforeWrite(absl::string_view what) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (before_write_) before_write_(what);
+  }
 
   const std::string state_dir_;
+  const std::function<void(absl::string_view)> before_write_;
   mutable absl::Mutex mu_;
   std::unique_ptr<SQLite::Database> db_ ABSL_GUARDED_BY(mu_) ABSL_PT_GUARDED_BY(mu_);
 };

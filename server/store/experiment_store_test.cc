@@ -151,7 +151,9 @@ TEST_F(ExperimentStoreTest, AFullDiskFailsTheWriteAndKeepsWhatWasCommitted) {
   std::unique_ptr<ExperimentStore> small;
   {
     store.reset();
-    small = Open(StoreOptions{/*max_pages=*/8});
+    StoreOptions options;
+    options.max_pages = 8;
+    small = Open(options);
   }
   std::unique_ptr<EventJournal> journal = small->Journal("aaaa");
   absl::Status status;
