@@ -165,7 +165,7 @@ absl::StatusOr<gradlab::ServerOptions> OptionsFromFlags() {
   options.http.listen = absl::GetFlag(FLAGS_http_listen);
   options.http.max_streams = absl::GetFlag(FLAGS_http_max_streams);
   gradlab::RegistryOptions& registry = options.registry;
-  registry.workers = absl::GetFlag(FLAGS_workers);
+  registry.training_slots = absl::GetFlag(FLAGS_workers);
   registry.max_queue = absl::GetFlag(FLAGS_max_queue);
   registry.data_dir = absl::GetFlag(FLAGS_data_dir);
   registry.training_niceness = absl::GetFlag(FLAGS_training_niceness);
@@ -174,10 +174,10 @@ absl::StatusOr<gradlab::ServerOptions> OptionsFromFlags() {
   registry.collective_timeout = absl::GetFlag(FLAGS_collective_timeout);
   registry.worker_pool.worker_timeout = absl::GetFlag(FLAGS_worker_timeout);
   registry.worker_pool.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
-  if (registry.rendezvous_port < 1 || registry.rendezvous_port + registry.workers - 1 > 65535) {
+  if (registry.rendezvous_port < 1 || registry.rendezvous_port + registry.training_slots - 1 > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("--rendezvous_port: ", registry.rendezvous_port,
                                                    " to ",
-                                                   registry.rendezvous_port + registry.workers - 1,
+                                                   registry.rendezvous_port + registry.training_slots - 1,
                                                    " (one per --workers) must lie in [1, 65535]"));
   }
   if (registry.collective_timeout < absl::Seconds(1) ||
@@ -201,18 +201,18 @@ absl::StatusOr<gradlab::ServerOptions> OptionsFromFlags() {
         "--training_niceness: ", registry.training_niceness, " is out of range [0, 19]"));
   }
   const int cpus = gradlab::UsableCpus();
-  if (registry.workers < 1 || registry.workers > cpus) {
-    return absl::InvalidArgumentError(absl::StrCat("--workers: ", registry.workers,
+  if (registry.training_slots < 1 || registry.training_slots > cpus) {
+    return absl::InvalidArgumentError(absl::StrCat("--workers: ", registry.training_slots,
                                                    " is out of range [1, ", cpus,
                                                    "] (the CPUs this process may use)"));
   }
   const int threads = absl::GetFlag(FLAGS_threads_per_job);
-  if (threads < 0 || threads * registry.workers > cpus) {
+  if (threads < 0 || threads * registry.training_slots > cpus) {
     return absl::InvalidArgumentError(absl::StrCat("--threads_per_job: ", threads, " x ",
-                                                   registry.workers, " workers is more than the ",
+                                                   registry.training_slots, " workers is more than the ",
                                                    cpus, " CPUs this process may use"));
   }
-  registry.threads_per_job = threads > 0 ? threads : std::max(1, cpus / registry.workers);
+  registry.threads_per_job = threads > 0 ? threads : std::max(1, cpus / registry.training_slots);
   if (registry.max_queue < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("--max_queue: ", registry.max_queue, " must be 0 or more"));

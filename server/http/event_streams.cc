@@ -81,45 +81,22 @@ std::string ExperimentEventStream::NextFrame(absl::Duration timeout) {
   }
 }
 
-ExperimentWatchStream::ExperimentWatchStream(ExperimentRegistry& registry) : registry_(registry) {
-  // Listen first, then take the snapshot: a change in between is sent twice at worst.
-  subscription_ = registry_.AddChangeListener([this](const std::string& id) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (!id.empty()) Enqueue(id);
-    }
-    more_.Notify();
-  });
-  absl::MutexLock lock(&mu_);
-  for (const v1::Experiment& experiment : registry_.AllExperiments()) Enqueue(experiment.id());
-}
-
-ExperimentWatchStream::~ExperimentWatchStream() { registry_.RemoveChangeListener(subscription_); }
-
-void ExperimentWatchStream::Enqueue(const std::string& id) {
-  if (pending_set_.insert(id).second) pending_.push_back(id);
-}
+ExperimentWatchStream::ExperimentWatchStream(ChangeFeed& changes)
+    : cursor_(changes.NewCursor([this] { more_.Notify(); })) {}
 
 std::string ExperimentWatchStream::NextFrame(absl::Duration timeout) {
   if (finished_) return "";
   for (bool waited = false;; waited = true) {
-    if (registry_.shutting_down()) {
+    ChangeCursor::Next next = cursor_->Read();
+    if (next.end.has_value()) {
       finished_ = true;
-      return EndEvent(absl::UnavailableError("server shutting down"));
+      return EndEvent(*next.end);
     }
-    {
-      absl::MutexLock lock(&mu_);
-      while (!pending_.empty()) {
-        const std::string id = pending_.front();
-        pending_.pop_front();
-        pending_set_.erase(id);
-        absl::StatusOr<v1::Experiment> experiment = registry_.GetExperiment(id);
-        if (experiment.ok()) return ServerSentEvent(0, "experiment", ToJson(*experiment));
-        if (absl::IsNotFound(experiment.status())) {  // deleted since it changed
-          return ServerSentEvent(0, "removed", absl::StrCat("{\"id\":", JsonString(id), "}"));
-        }
-      }
+    if (next.experiment != nullptr && next.experiment->deleted()) {
+      return ServerSentEvent(
+          0, "removed", absl::StrCat("{\"id\":", JsonString(next.experiment->id()), "}"));
     }
+    if (next.experiment != nullptr) return ServerSentEvent(0, "experiment", ToJson(*next.experiment));
     if (waited || !more_.WaitFor(timeout)) return "";
   }
 }

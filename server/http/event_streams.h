@@ -11,9 +11,7 @@
 #define GRADLAB_SERVER_HTTP_EVENT_STREAMS_H_
 
 #include <cstdint>
-#include <deque>
 #include <memory>
-#include <set>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -22,7 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/jobs/experiment_log.h"
-#include "server/jobs/experiment_registry.h"
+#include "server/jobs/change_feed.h"
 
 namespace gradlab {
 
@@ -86,23 +84,17 @@ class ExperimentEventStream : public EventStream {
 
 class ExperimentWatchStream : public EventStream {
  public:
-  explicit ExperimentWatchStream(ExperimentRegistry& registry);
-  ~ExperimentWatchStream() override;
+  explicit ExperimentWatchStream(ChangeFeed& changes);
 
   // Frames are `event: experiment`, data an Experiment in the protobuf JSON mapping, or
   // `event: removed`, data {"id": ...}, for one deleted since.
-  std::string NextFrame(absl::Duration timeout) override ABSL_LOCKS_EXCLUDED(mu_);
+  std::string NextFrame(absl::Duration timeout) override;
 
  private:
-  void Enqueue(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  ExperimentRegistry& registry_;
-  int64_t subscription_ = 0;
+  // Raised by the cursor's wake-up (on the feed's notifier thread). Declared before the
+  // cursor, so that it outlives the cursor's last wake-up.
   Wakeup more_;
-  absl::Mutex mu_;
-  // Changed experiments not sent yet, each once (a slow reader gets the newest state).
-  std::deque<std::string> pending_ ABSL_GUARDED_BY(mu_);
-  std::set<std::string> pending_set_ ABSL_GUARDED_BY(mu_);
+  const std::unique_ptr<ChangeCursor> cursor_;
 };
 
 }  // namespace gradlab

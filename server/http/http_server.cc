@@ -310,7 +310,7 @@ void HttpServer::AddRoutes() {
                ServeEvents(request, response);
              });
   server.Get("/api/v1/watch", [this](const httplib::Request& request, httplib::Response& response) {
-    StartEventStream(std::make_unique<ExperimentWatchStream>(registry_), "watch", request,
+    StartEventStream(std::make_unique<ExperimentWatchStream>(registry_.changes()), "watch", request,
                      response);
   });
   server.set_error_handler([](const httplib::Request& request, httplib::Response& response) {

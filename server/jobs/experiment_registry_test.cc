@@ -18,7 +18,7 @@ using ::testing::HasSubstr;
 
 RegistryOptions SmallOptions(int max_queue = 100) {
   RegistryOptions options;
-  options.workers = 1;
+  options.training_slots = 1;
   options.threads_per_job = 1;
   options.max_queue = max_queue;
   return options;
@@ -206,20 +206,29 @@ TEST(ExperimentRegistryTest, ListsNewestFirstInPagesAndByState) {
   EXPECT_EQ(registry.ListExperiments(request).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST(ExperimentRegistryTest, ChangeListenersHearCreationStatesAndEpochs) {
+TEST(ExperimentRegistryTest, TheChangeFeedCarriesCreationStatesEpochsAndDeletion) {
   ExperimentRegistry registry(SmallOptions());
-  absl::Mutex mu;
-  std::vector<std::string> changes;
-  const int64_t handle = registry.AddChangeListener([&](const std::string& id) {
-    absl::MutexLock lock(&mu);
-    changes.push_back(id);
-  });
+  std::unique_ptr<ChangeCursor> cursor = registry.changes().NewCursor([] {});
+  const int64_t before = registry.changes().last_sequence();
   absl::StatusOr<v1::Experiment> started = registry.StartExperiment(Quick(2));
   WaitForState(registry, started->id(), v1::SUCCEEDED);
-  registry.RemoveChangeListener(handle);
-  absl::MutexLock lock(&mu);
-  // Created (queued), running, two epochs, succeeded.
-  EXPECT_EQ(changes.size(), 5u);
+  // Created (queued), running, two epochs, succeeded: one change each.
+  EXPECT_EQ(registry.changes().last_sequence() - before, 5);
+  ChangeCursor::Next next = cursor->Read();
+  ASSERT_NE(next.experiment, nullptr);
+  EXPECT_EQ(next.experiment->id(), started->id());
+  EXPECT_EQ(next.experiment->state(), v1::SUCCEEDED);
+  EXPECT_FALSE(next.experiment->deleted());
+  EXPECT_EQ(cursor->Read().experiment, nullptr);
+
+  ASSERT_TRUE(registry.DeleteExperiment(started->id()).ok());
+  next = cursor->Read();
+  ASSERT_NE(next.experiment, nullptr);
+  EXPECT_EQ(next.experiment->id(), started->id());
+  EXPECT_TRUE(next.experiment->deleted());
+  EXPECT_EQ(next.experiment->state(), v1::SUCCEEDED);  // its last state
+  // A watcher that comes later never hears of it.
+  EXPECT_EQ(registry.changes().NewCursor([] {})->Read().experiment, nullptr);
 }
 
 TEST(ExperimentRegistryTest, ShutdownStopsTrainingEndsStreamsAndRefusesNewWork) {
@@ -237,6 +246,9 @@ TEST(ExperimentRegistryTest, ShutdownStopsTrainingEndsStreamsAndRefusesNewWork) 
   ASSERT_TRUE(end.end.has_value());
   EXPECT_EQ(end.end->code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(registry.StartExperiment(Quick()).status().code(), absl::StatusCode::kUnavailable);
+  ChangeCursor::Next watch_end = registry.changes().NewCursor([] {})->Read();
+  ASSERT_TRUE(watch_end.end.has_value());
+  EXPECT_EQ(watch_end.end->code(), absl::StatusCode::kUnavailable);
 }
 
 // The nice values of this process's threads, from /proc.

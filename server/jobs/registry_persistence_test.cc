@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <atomic>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -77,7 +79,7 @@ class RegistryPersistenceTest : public ::testing::Test {
   std::unique_ptr<ExperimentRegistry> Open(const std::string& state_dir,
                                            RegistryOptions options = {},
                                            StoreOptions store_options = {}) {
-    options.workers = 1;
+    options.training_slots = 1;
     options.threads_per_job = 1;
     absl::StatusOr<std::unique_ptr<ExperimentStore>> store =
         ExperimentStore::Open(state_dir, store_options);
@@ -289,7 +291,9 @@ TEST_F(RegistryPersistenceTest, AFailedCheckpointWriteFailsTheExperimentAndTheSe
 TEST_F(RegistryPersistenceTest, AFullDatabaseFailsTheExperimentAndTheServerGoesOn) {
   std::string id;
   {
-    auto registry = Open(StateDir(), {}, StoreOptions{/*max_pages=*/40});
+    StoreOptions store_options;
+    store_options.max_pages = 40;
+    auto registry = Open(StateDir(), {}, store_options);
     v1::StartExperimentRequest request = Quick(100);
     request.mutable_spec()->set_gradient_every_n_steps(1);
     id = registry->StartExperiment(request)->id();
@@ -357,6 +361,50 @@ TEST_F(RegistryPersistenceTest, WithoutAStoreThereIsNothingToExport) {
   absl::StatusOr<ExportedModel> model = registry.ExportModel(id, v1::ExportModelRequest::LAST);
   EXPECT_EQ(model.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(model.status().message()), HasSubstr("keeps no checkpoints"));
+}
+
+}  // namespace
+}  // namespace gradlab
+
+namespace gradlab {
+namespace {
+
+// A write held on the disk (as a slow or busy volume holds it) stalls only the run that
+// made it: every read of the API answers meanwhile.
+TEST_F(RegistryPersistenceTest, ReadersNeverWaitForAWriteOnTheDisk) {
+  std::atomic<bool> hold{false};
+  absl::Notification held;
+  absl::Notification release;
+  StoreOptions store_options;
+  store_options.before_write = [&](absl::string_view what) {
+    if (what != "record" || !hold.exchange(false)) return;
+    held.Notify();
+    release.WaitForNotification();
+  };
+  std::unique_ptr<ExperimentRegistry> registry = Open(StateDir(), {}, store_options);
+  ASSERT_NE(registry, nullptr);
+  const std::string id = registry->StartExperiment(Quick(1000))->id();
+  WaitFor(*registry, id, [](const v1::Experiment& e) { return e.current_epoch() >= 1; });
+  // The next record the run stores (at its next epoch's end) stays held on the disk.
+  hold.store(true);
+  ASSERT_TRUE(held.WaitForNotificationWithTimeout(absl::Seconds(120)));
+
+  absl::Notification answered;
+  std::thread reader([&] {
+    EXPECT_TRUE(registry->GetExperiment(id).ok());
+    EXPECT_TRUE(registry->ListExperiments({}).ok());
+    EXPECT_EQ(registry->AllExperiments().size(), 1u);
+    EXPECT_EQ(registry->ServerInfo().queue_length(), 0);
+    EXPECT_NE(registry->changes().NewCursor([] {})->Read().experiment, nullptr);
+    EXPECT_TRUE(registry->EventLog(id).ok());
+    answered.Notify();
+  });
+  // Not a timing assertion: a reader that waited for the held write would wait forever.
+  EXPECT_TRUE(answered.WaitForNotificationWithTimeout(absl::Seconds(60)))
+      << "a read waited for the held disk write";
+  release.Notify();
+  reader.join();
+  registry->CancelExperiment(id, [](absl::StatusOr<v1::Experiment>) {});
 }
 
 }  // namespace

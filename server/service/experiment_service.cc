@@ -7,7 +7,6 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <set>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -17,30 +16,32 @@
 #include "common/grpc_status.h"
 #include "server/service/call_authorization.h"
 #include "server/service/rpc_replies.h"
+#include "server/service/server_stream.h"
 
 namespace gradlab {
 namespace {
 
 // A stream that ends at once with an error (bad request, unknown id).
 template <typename Event>
-class FailedStream : public grpc::ServerWriteReactor<Event> {
+class FailedStream : public ServerStream<Event> {
  public:
-  FailedStream(const char* method, grpc::CallbackServerContext* context, absl::Status status) {
-    const grpc::Status grpc_status = ToGrpcStatus(status);
-    LogFailure(method, context, grpc_status);
-    this->Finish(grpc_status);
+  FailedStream(const char* method, grpc::CallbackServerContext* context, absl::Status status)
+      : status_(ToGrpcStatus(status)) {
+    LogFailure(method, context, status_);
+    this->Advance();
   }
-  void OnDone() override { delete this; }
+
+ private:
+  typename ServerStream<Event>::Step Next() override { return this->End(status_); }
+
+  const grpc::Status status_;
 };
 
 // Writes one experiment's events to one client: replays the log from a cursor, then
-// follows it. One write in flight; the log's listener only wakes the reactor, so a
+// follows it. The log's listener (on its notifier's thread) only calls Advance, so a
 // client that stops reading holds nothing but its cursor and one message.
-//
-// Threads: the log's listener runs on its notifier's thread, OnWriteDone and OnCancel on
-// gRPC's. Neither blocks: both take mu_ briefly and start at most one write.
 template <typename Event>
-class LogStream : public grpc::ServerWriteReactor<Event> {
+class LogStream : public ServerStream<Event> {
  public:
   struct Cursor {
     // Which appends wake the stream.
@@ -57,211 +58,94 @@ class LogStream : public grpc::ServerWriteReactor<Event> {
             std::unique_ptr<ClientLimits::StreamSlot> slot)
       : log_(std::move(log)),
         cursor_(std::move(cursor)),
-        position_(position),
         follow_(follow),
-        slot_(std::move(slot)) {
-    subscription_ = log_->Subscribe(cursor_.kind, [this] { WriteNextIfIdle(); });
-    WriteNextIfIdle();
-  }
-
-  void OnWriteDone(bool ok) override {
-    if (!ok) {  // the client has gone
-      FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "write failed"));
-      return;
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      writing_ = false;
-      in_flight_.reset();
-    }
-    WriteNextIfIdle();
-  }
-
-  void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
-
-  void OnDone() override {
-    log_->Unsubscribe(subscription_);
-    delete this;
+        slot_(std::move(slot)),
+        position_(position) {
+    subscription_ = log_->Subscribe(cursor_.kind, [this] { this->Advance(); });
+    this->Advance();
   }
 
  private:
-  void WriteNextIfIdle() {
-    std::optional<grpc::Status> finish;
-    const Event* to_write = nullptr;
-    {
-      absl::MutexLock lock(&mu_);
-      if (writing_ || finished_) return;
-      ExperimentLog::Next<Event> next = cursor_.next(*log_, position_);
-      if (next.event != nullptr) {
-        position_ = cursor_.after(*next.event);
-        in_flight_ = cursor_.shape ? cursor_.shape(std::move(next.event)) : std::move(next.event);
-        to_write = in_flight_.get();
-        writing_ = true;
-      } else if (next.end.has_value()) {
-        finish = ToGrpcStatus(*next.end);
-      } else if (!follow_) {
-        finish = grpc::Status::OK;
-      } else {
-        return;  // wait for the log's next event
-      }
-      if (finish.has_value()) finished_ = true;
+  using Step = typename ServerStream<Event>::Step;
+
+  Step Next() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(this->mu_) {
+    ExperimentLog::Next<Event> next = cursor_.next(*log_, position_);
+    if (next.event != nullptr) {
+      position_ = cursor_.after(*next.event);
+      in_flight_ = cursor_.shape ? cursor_.shape(std::move(next.event)) : std::move(next.event);
+      return this->Send(in_flight_.get());
     }
-    if (to_write != nullptr) {
-      this->StartWrite(to_write);
-    } else {
-      this->Finish(*finish);
-    }
+    if (next.end.has_value()) return this->End(ToGrpcStatus(*next.end));
+    if (!follow_) return this->End(grpc::Status::OK);
+    return this->Wait();  // for the log's next event
   }
 
-  void FinishOnce(const grpc::Status& status) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (finished_) return;
-      finished_ = true;
-    }
-    this->Finish(status);
-  }
+  void Close() override { log_->Unsubscribe(subscription_); }
 
   const std::shared_ptr<ExperimentLog> log_;
   const Cursor cursor_;
-  int64_t subscription_ = 0;
-  absl::Mutex mu_;
-  int64_t position_ ABSL_GUARDED_BY(mu_);
   const bool follow_;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  std::shared_ptr<const Event> in_flight_ ABSL_GUARDED_BY(mu_);
   const std::unique_ptr<ClientLimits::StreamSlot> slot_;  // counts this stream for its client
+  int64_t subscription_ = 0;
+  int64_t position_ ABSL_GUARDED_BY(this->mu_);
+  std::shared_ptr<const Event> in_flight_ ABSL_GUARDED_BY(this->mu_);
 };
 
-// WatchExperiments: every experiment once, then each one that changes. Changes are
-// coalesced per experiment, so a slow client gets the newest state of each rather than
-// a growing backlog. Threads as in LogStream; the listener runs on whichever thread
-// changed the experiment.
-class WatchStream : public grpc::ServerWriteReactor<v1::Experiment> {
+// WatchExperiments: every experiment once, then each one that changes, read from the
+// registry's change feed (which the HTTP watch stream reads too). A slow client gets
+// the newest state of each changed experiment rather than a growing backlog.
+class WatchStream : public ServerStream<v1::Experiment> {
  public:
-  WatchStream(ExperimentRegistry& registry, std::unique_ptr<ClientLimits::StreamSlot> slot)
-      : registry_(registry), slot_(std::move(slot)) {
-    // Listen first, then take the snapshot: a change in between is sent twice at worst.
-    subscription_ = registry_.AddChangeListener([this](const std::string& id) { OnChange(id); });
+  WatchStream(ChangeFeed& changes, std::unique_ptr<ClientLimits::StreamSlot> slot)
+      : slot_(std::move(slot)) {
+    // Made last: its wake-up may call Advance at once, from the feed's thread.
+    std::unique_ptr<ChangeCursor> cursor = changes.NewCursor([this] { Advance(); });
     {
       absl::MutexLock lock(&mu_);
-      for (const v1::Experiment& experiment : registry_.AllExperiments()) {
-        Enqueue(experiment.id());
-      }
+      cursor_ = std::move(cursor);
     }
-    WriteNextIfIdle();
-  }
-
-  void OnWriteDone(bool ok) override {
-    if (!ok) {
-      FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "write failed"));
-      return;
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      writing_ = false;
-    }
-    WriteNextIfIdle();
-  }
-
-  void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
-
-  void OnDone() override {
-    registry_.RemoveChangeListener(subscription_);
-    delete this;
+    Advance();
   }
 
  private:
-  void OnChange(const std::string& id) {
-    if (!id.empty()) {
-      absl::MutexLock lock(&mu_);
-      Enqueue(id);
-    }
-    WriteNextIfIdle();
+  Step Next() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (cursor_ == nullptr) return Wait();  // the constructor has not set it yet
+    ChangeCursor::Next next = cursor_->Read();
+    if (next.end.has_value()) return End(ToGrpcStatus(*next.end));
+    if (next.experiment == nullptr) return Wait();
+    in_flight_ = std::move(next.experiment);
+    return Send(in_flight_.get());
   }
 
-  void Enqueue(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (pending_set_.insert(id).second) pending_.push_back(id);
-  }
-
-  void WriteNextIfIdle() {
-    bool shutting_down = false;
+  // Stops the cursor's wake-ups (and waits for a running one, which may need mu_).
+  void Close() override {
+    std::unique_ptr<ChangeCursor> cursor;
     {
       absl::MutexLock lock(&mu_);
-      if (writing_ || finished_) return;
-      if (registry_.shutting_down()) {
-        finished_ = shutting_down = true;
-      } else {
-        while (!pending_.empty()) {
-          const std::string id = pending_.front();
-          pending_.pop_front();
-          pending_set_.erase(id);
-          absl::StatusOr<v1::Experiment> experiment = registry_.GetExperiment(id);
-          if (!experiment.ok()) continue;
-          in_flight_ = *std::move(experiment);
-          writing_ = true;
-          break;
-        }
-        if (!writing_) return;
-      }
-    }
-    if (shutting_down) {
-      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
-    } else {
-      StartWrite(&in_flight_);
+      cursor = std::move(cursor_);
     }
   }
 
-  void FinishOnce(const grpc::Status& status) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (finished_) return;
-      finished_ = true;
-    }
-    Finish(status);
-  }
-
-  ExperimentRegistry& registry_;
-  int64_t subscription_ = 0;
-  absl::Mutex mu_;
-  std::deque<std::string> pending_ ABSL_GUARDED_BY(mu_);
-  std::set<std::string> pending_set_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  // Written only while !writing_, read by gRPC while writing_.
-  v1::Experiment in_flight_;
   const std::unique_ptr<ClientLimits::StreamSlot> slot_;  // counts this stream for its client
+  std::shared_ptr<const v1::Experiment> in_flight_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<ChangeCursor> cursor_ ABSL_GUARDED_BY(mu_);
 };
 
 // ExportModel: the exported file in chunks, one write in flight.
-class ChunkStream : public grpc::ServerWriteReactor<v1::ModelChunk> {
+class ChunkStream : public ServerStream<v1::ModelChunk> {
  public:
   // Well under gRPC's default 4 MiB message limit.
   static constexpr size_t kChunkBytes = 1 << 20;
 
   ChunkStream(ExportedModel model, std::unique_ptr<ClientLimits::StreamSlot> slot)
       : model_(std::move(model)), slot_(std::move(slot)) {
-    WriteNext();
+    Advance();
   }
-
-  void OnWriteDone(bool ok) override {
-    if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "write failed"));
-      return;
-    }
-    WriteNext();
-  }
-
-  void OnDone() override { delete this; }
 
  private:
-  void WriteNext() {
+  Step Next() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const std::string& bytes = model_.state_dict;
-    if (offset_ == bytes.size() && offset_ > 0) {
-      Finish(grpc::Status::OK);
-      return;
-    }
+    if (sent_all_) return End(grpc::Status::OK);
     chunk_.Clear();
     if (offset_ == 0) {
       chunk_.set_epoch(model_.epoch);
@@ -270,14 +154,15 @@ class ChunkStream : public grpc::ServerWriteReactor<v1::ModelChunk> {
     const size_t n = std::min(kChunkBytes, bytes.size() - offset_);
     chunk_.set_data(bytes.substr(offset_, n));
     offset_ += n;
-    if (bytes.empty()) offset_ = 1;  // one empty chunk, then the end
-    StartWrite(&chunk_);
+    sent_all_ = offset_ == bytes.size();  // an empty file is one empty chunk
+    return Send(&chunk_);
   }
 
   const ExportedModel model_;
   const std::unique_ptr<ClientLimits::StreamSlot> slot_;  // counts this stream for its client
-  size_t offset_ = 0;
-  v1::ModelChunk chunk_;  // written only while no write is in flight
+  size_t offset_ ABSL_GUARDED_BY(mu_) = 0;
+  bool sent_all_ ABSL_GUARDED_BY(mu_) = false;
+  v1::ModelChunk chunk_ ABSL_GUARDED_BY(mu_);
 };
 
 // Keeps only the layers and activations whose names `pattern` finds.
@@ -452,7 +337,7 @@ grpc::ServerWriteReactor<v1::Experiment>* ExperimentServiceImpl::WatchExperiment
   absl::StatusOr<std::unique_ptr<ClientLimits::StreamSlot>> slot = OpenStream(context);
   if (!slot.ok())
     return new FailedStream<v1::Experiment>("WatchExperiments", context, slot.status());
-  return new WatchStream(registry_, *std::move(slot));
+  return new WatchStream(registry_.changes(), *std::move(slot));
 }
 
 }  // namespace gradlab
