@@ -400,6 +400,39 @@ TEST_F(ServerTest, WatchExperimentsSendsCurrentStatesThenChanges) {
   EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::CANCELLED);
 }
 
+TEST_F(ServerTest, WatchExperimentsTellsOfADeletionWithTheLastStateMarkedDeleted) {
+  v1::Experiment finished = StartOk(Quick(1));
+  ReadMetrics(finished.id());  // wait for it to finish
+  grpc::ClientContext context;
+  auto watch = stub_->WatchExperiments(&context, {});
+  v1::Experiment update;
+  ASSERT_TRUE(watch->Read(&update));
+  EXPECT_EQ(update.id(), finished.id());
+  EXPECT_FALSE(update.deleted());
+
+  grpc::ClientContext delete_context;
+  v1::DeleteExperimentRequest request;
+  request.set_id(finished.id());
+  v1::DeleteExperimentResponse response;
+  ASSERT_TRUE(stub_->DeleteExperiment(&delete_context, request, &response).ok());
+  ASSERT_TRUE(watch->Read(&update));
+  EXPECT_EQ(update.id(), finished.id());
+  EXPECT_TRUE(update.deleted());
+  EXPECT_EQ(update.state(), v1::SUCCEEDED);
+  EXPECT_EQ(update.last_metrics().epoch(), 1);
+  context.TryCancel();
+  EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::CANCELLED);
+
+  // A watch that begins after the deletion never hears of the experiment.
+  grpc::ClientContext later_context;
+  auto later = stub_->WatchExperiments(&later_context, {});
+  v1::Experiment second = StartOk(Quick(1));
+  ASSERT_TRUE(later->Read(&update));
+  EXPECT_EQ(update.id(), second.id());
+  later_context.TryCancel();
+  later->Finish();
+}
+
 TEST_F(ServerTest, ServerInfoDescribesModelsDatasetsAndCapacity) {
   grpc::ClientContext context;
   v1::ServerInfo info;
