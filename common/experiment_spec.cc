@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/model_table.h"
 
 namespace gradlab {
 namespace {
@@ -56,8 +57,11 @@ absl::Status CheckOneOf(const std::string& field, const std::string& value,
 }  // namespace
 
 const std::vector<std::string>& ModelNames() {
-  static const auto* const kNames =
-      new std::vector<std::string>{"simple_cnn", "deep_cnn", "resnet", "mlp"};
+  static const auto* const kNames = [] {
+    auto* names = new std::vector<std::string>;
+    for (const ModelTraits& model : ModelTable()) names->push_back(model.name);
+    return names;
+  }();
   return *kNames;
 }
 
@@ -117,14 +121,14 @@ absl::StatusOr<ExperimentSpec> ResolveSpec(const ExperimentSpec& spec) {
     }
   }
 
-  const bool is_resnet = spec.model == "resnet";
-  if (spec.skip_connections.value_or(false) && !is_resnet) {
+  const ModelTraits& model = *FindModel(spec.model);  // checked above
+  if (spec.skip_connections.value_or(false) && !model.has_skip_connections) {
     return absl::InvalidArgumentError(
         absl::StrCat("spec.skip_connections: true is not allowed for model \"", spec.model,
                      "\"; only resnet has skip connections"));
   }
-  resolved.skip_connections = spec.skip_connections.value_or(is_resnet);
-  resolved.batch_norm = spec.batch_norm.value_or(is_resnet || spec.model == "mlp");
+  resolved.skip_connections = spec.skip_connections.value_or(model.has_skip_connections);
+  resolved.batch_norm = spec.batch_norm.value_or(model.batch_norm_by_default);
   resolved.augment = spec.augment.value_or(spec.dataset == "cifar10");
   return resolved;
 }

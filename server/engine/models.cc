@@ -4,6 +4,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/model_table.h"
 #include "server/engine/torch_errors.h"
 
 namespace gradlab {
@@ -275,8 +276,11 @@ absl::StatusOr<std::shared_ptr<ClassifierImpl>> BuildModel(const ModelOptions& o
         absl::StrCat("model needs at least 1 input channel and 2 classes, got ",
                      options.in_channels, " and ", options.num_classes));
   }
-  // deep_cnn and simple_cnn pool twice by 2; resnet strides twice by 2.
-  const int64_t min_side = options.model == "mlp" ? 1 : 4;
+  const ModelTraits* traits = FindModel(options.model);
+  if (traits == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown model \"", options.model, "\""));
+  }
+  const int64_t min_side = traits->min_side;
   if (options.height < min_side || options.width < min_side) {
     return absl::InvalidArgumentError(
         absl::StrCat("model ", options.model, " needs inputs of at least ", min_side, "x", min_side,

@@ -9,6 +9,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "common/model_table.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -108,6 +109,34 @@ TEST(ModelsTest, ActivationRecorderSeesEveryConvAndLinearLayer) {
   const auto shortcut = std::find(layers.begin(), layers.end(), "layer3.0.shortcut.0");
   EXPECT_EQ(elements[shortcut - layers.begin()], 256 * 8 * 8);
   EXPECT_EQ(elements.back(), 10);
+}
+
+// The model table in common/ says what the rest of gradlab knows of each model; the
+// factory is what builds it. Every row builds, at its smallest side and at its reference
+// input; a row is convolutional exactly when its model has a Conv2d; and nothing else
+// builds.
+TEST(ModelsTest, TheModelTableMatchesTheFactory) {
+  for (const ModelTraits& traits : ModelTable()) {
+    SCOPED_TRACE(traits.name);
+    ModelOptions options;
+    options.model = traits.name;
+    options.in_channels = traits.reference_channels;
+    options.height = options.width = traits.reference_side;
+    absl::StatusOr<std::shared_ptr<ClassifierImpl>> model = BuildModel(options, 42);
+    ASSERT_TRUE(model.ok()) << model.status();
+    bool has_conv = false;
+    for (const auto& module : (*model)->modules()) {
+      has_conv = has_conv || module->as<torch::nn::Conv2dImpl>() != nullptr;
+    }
+    EXPECT_EQ(has_conv, traits.convolutional);
+    options.height = options.width = traits.min_side;
+    EXPECT_TRUE(BuildModel(options, 42).ok()) << "at its smallest side, " << traits.min_side;
+    options.height = options.width = traits.min_side - 1;
+    EXPECT_FALSE(BuildModel(options, 42).ok()) << "below its smallest side";
+  }
+  ModelOptions unknown;
+  unknown.model = "vgg";
+  EXPECT_EQ(BuildModel(unknown, 42).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ModelsTest, RejectsInputsTooSmallForPooling) {

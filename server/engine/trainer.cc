@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "common/model_table.h"
 #include "common/usable_cpus.h"
 #include "server/engine/batch_prefetcher.h"
 #include "server/engine/batch_transform.h"
@@ -118,7 +119,7 @@ class TrainingRun {
         world_size_(control.data_parallel != nullptr ? control.data_parallel->world_size() : 1),
         batches_per_epoch_(
             static_cast<int>((dataset.train.size() + spec.batch_size - 1) / spec.batch_size)),
-        channels_last_(control.channels_last && spec.model != "mlp"),
+        channels_last_(control.channels_last && FindModel(spec.model)->convolutional),
         bf16_(spec.precision == "bf16") {
     if (channels_last_) {
       // The optimizer holds these same tensors; set_data changes their layout in place.
@@ -420,11 +421,11 @@ absl::Status CheckTrainable(const ExperimentSpec& spec, const Dataset& dataset) 
                      dataset.test.size(), " test samples; both splits need at least one"));
   }
   // BatchNorm1d cannot normalise a batch of one in train mode; the last partial batch
-  // of an mlp run must not be a single sample.
-  if (spec.model == "mlp" && spec.batch_norm.value_or(false) && spec.batch_size > 1 &&
-      dataset.train.size() % spec.batch_size == 1) {
+  // of an MLP's run must not be a single sample.
+  if (!FindModel(spec.model)->convolutional && spec.batch_norm.value_or(false) &&
+      spec.batch_size > 1 && dataset.train.size() % spec.batch_size == 1) {
     return absl::FailedPreconditionError(
-        absl::StrCat("mlp with batch_norm: ", dataset.train.size(),
+        absl::StrCat(spec.model, " with batch_norm: ", dataset.train.size(),
                      " training samples in batches of ", spec.batch_size,
                      " leave a last batch of 1, which BatchNorm cannot normalise; "
                      "change batch_size or max_train_samples"));

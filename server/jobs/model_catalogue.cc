@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/experiment_spec.h"
+#include "common/model_table.h"
 #include "common/spec_proto.h"
 #include "server/engine/dataset_request.h"
 #include "server/engine/model_options.h"
@@ -9,16 +10,14 @@
 namespace gradlab {
 namespace {
 
-// The model a default spec builds, at the input ServerInfo describes it with: CIFAR-10's
-// for the conv models, MNIST's for the mlp (the sizes the reference table gives).
+// The model a default spec builds, at the input the model table describes it with.
 ModelOptions DefaultModelOptions(const ExperimentSpec& spec) {
+  const ModelTraits& model = *FindModel(spec.model);
   ModelOptions options;
   options.model = spec.model;
   options.batch_norm = spec.batch_norm.value_or(false);
-  if (spec.model == "mlp") {
-    options.in_channels = 1;
-    options.height = options.width = 28;
-  }
+  options.in_channels = model.reference_channels;
+  options.height = options.width = model.reference_side;
   return options;
 }
 
@@ -50,9 +49,8 @@ std::vector<v1::DatasetInfo> DescribeDatasets(const std::string& server_data_dir
     absl::StatusOr<std::string> location =
         LocateDataset(name, DatasetSearchPath(name, "", server_data_dir));
     dataset.set_present(location.ok());
-    dataset.set_location(location.ok()
-                             ? (location->empty() ? "generated from the seed" : *location)
-                             : std::string(location.status().message()));
+    dataset.set_location(location.ok() ? (location->empty() ? "generated from the seed" : *location)
+                                       : std::string(location.status().message()));
   }
   return datasets;
 }
