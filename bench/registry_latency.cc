@@ -118,10 +118,9 @@ int Run() {
 
   grpc::ClientContext start_context;
   v1::Experiment measured;
-  if (!stub->StartExperiment(&start_context,
-                             Request(absl::GetFlag(FLAGS_epochs),
-                                     absl::GetFlag(FLAGS_train_samples)),
-                             &measured)
+  if (!stub->StartExperiment(
+               &start_context,
+               Request(absl::GetFlag(FLAGS_epochs), absl::GetFlag(FLAGS_train_samples)), &measured)
            .ok()) {
     return 1;
   }
@@ -177,8 +176,8 @@ int Run() {
   };
   std::printf("| RPC | calls | p50 ms | p99 ms | p99.9 ms | max ms | calls > 5 ms |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
-  for (const auto& [rpc, calls] : {std::pair("GetExperiment", &get_calls),
-                                   std::pair("ListExperiments", &list_calls)}) {
+  for (const auto& [rpc, calls] :
+       {std::pair("GetExperiment", &get_calls), std::pair("ListExperiments", &list_calls)}) {
     std::vector<double> all, at_epoch_end;
     for (const std::vector<Call>& thread_calls : *calls) {
       for (const Call& call : thread_calls) {

@@ -114,7 +114,10 @@ std::string ExperimentDetails(const v1::Experiment& e) {
                                  s.init())},
       {"dataset:",
        absl::StrFormat("%s at %s (augment %s, train %s, test %s)", s.dataset(),
-                       s.data_dir().empty() ? "-" : s.data_dir(), s.augment() ? "on" : "off",
+                       !e.dataset_location().empty() ? e.dataset_location()
+                       : s.data_dir().empty()        ? "-"
+                                                     : s.data_dir(),
+                       s.augment() ? "on" : "off",
                        s.max_train_samples() ? absl::StrCat(s.max_train_samples()) : "all",
                        s.max_test_samples() ? absl::StrCat(s.max_test_samples()) : "all")},
       {"training:",
@@ -215,8 +218,8 @@ std::string ComparisonTable(const std::vector<ComparisonRow>& rows) {
 
 std::string ServerInfoText(const v1::ServerInfo& info) {
   std::string out = absl::StrFormat(
-      "gradlabd %s: %d training%s at once, %d thread%s per job, queue %d of %d\n\n",
-      info.version(), info.workers(), info.workers() == 1 ? "" : "s", info.threads_per_job(),
+      "gradlabd %s: %d training%s at once, %d thread%s per job, queue %d of %d\n\n", info.version(),
+      info.workers(), info.workers() == 1 ? "" : "s", info.threads_per_job(),
       info.threads_per_job() == 1 ? "" : "s", info.queue_length(), info.queue_capacity());
   std::vector<std::vector<std::string>> models = {{"MODEL", "PARAMETERS", "INPUT", "DEFAULTS"}};
   for (const v1::ModelInfo& m : info.models()) {

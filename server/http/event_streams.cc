@@ -93,10 +93,11 @@ std::string ExperimentWatchStream::NextFrame(absl::Duration timeout) {
       return EndEvent(*next.end);
     }
     if (next.experiment != nullptr && next.experiment->deleted()) {
-      return ServerSentEvent(
-          0, "removed", absl::StrCat("{\"id\":", JsonString(next.experiment->id()), "}"));
+      return ServerSentEvent(0, "removed",
+                             absl::StrCat("{\"id\":", JsonString(next.experiment->id()), "}"));
     }
-    if (next.experiment != nullptr) return ServerSentEvent(0, "experiment", ToJson(*next.experiment));
+    if (next.experiment != nullptr)
+      return ServerSentEvent(0, "experiment", ToJson(*next.experiment));
     if (waited || !more_.WaitFor(timeout)) return "";
   }
 }

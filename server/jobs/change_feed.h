@@ -79,7 +79,7 @@ class ChangeFeed {
     std::shared_ptr<const v1::Experiment> experiment;
   };
   struct Reader {
-    int64_t position = 0;  // the sequence of the last change read
+    int64_t position = 0;   // the sequence of the last change read
     int64_t opened_at = 0;  // tombstones up to this sequence are not news to it
   };
 
@@ -91,7 +91,7 @@ class ChangeFeed {
 
   mutable absl::Mutex mu_;
   int64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<std::string, Latest> latest_ ABSL_GUARDED_BY(mu_);     // by experiment id
+  std::map<std::string, Latest> latest_ ABSL_GUARDED_BY(mu_);        // by experiment id
   std::map<int64_t, std::string> by_sequence_ ABSL_GUARDED_BY(mu_);  // -> experiment id
   std::map<int64_t, std::string> tombstones_ ABSL_GUARDED_BY(mu_);   // deletions, likewise
   std::map<int64_t, Reader> readers_ ABSL_GUARDED_BY(mu_);           // by cursor handle

@@ -46,8 +46,8 @@ ResumePoint FindResumePoint(const CheckpointFiles& files) {
 absl::StatusOr<RestoredJob> RestoreJob(StoredExperiment experiment, ExperimentStore& store,
                                        const JobFactory& make_job, absl::Time now) {
   RestoredJob restored;
-  restored.job = make_job(experiment.record.id(), experiment.ordinal,
-                          SpecFromProto(experiment.record.spec()), experiment.request_id);
+  restored.job = make_job(experiment.record.id(), experiment.ordinal, StoredPlan(experiment.record),
+                          experiment.request_id);
   Job& job = *restored.job;
   absl::MutexLock lock(&job.mu);  // not shared yet; taken for the analysis
   job.record = std::move(experiment.record);
@@ -79,9 +79,9 @@ absl::StatusOr<RestoredJob> RestoreJob(StoredExperiment experiment, ExperimentSt
   }
   // Finished experiments get no more events; the others number theirs past any event
   // that was sent but not yet stored when the server stopped.
-  job.log->Restore(std::move(experiment.metrics), std::move(experiment.gradients),
-                   finished ? experiment.last_sequence
-                            : experiment.last_sequence + kMaxUncommittedEvents);
+  job.log->Restore(
+      std::move(experiment.metrics), std::move(experiment.gradients),
+      finished ? experiment.last_sequence : experiment.last_sequence + kMaxUncommittedEvents);
   if (finished) job.log->Close();
   // A checkpoint written just before the crash whose metrics were not yet stored: the
   // checkpoint has them.

@@ -39,9 +39,8 @@ struct RestoredJob {
 };
 
 // Makes an empty job with the given identity, its log and checkpoint files.
-using JobFactory = std::function<std::shared_ptr<Job>(
-    const std::string& id, int64_t ordinal, const ExperimentSpec& spec,
-    const std::string& request_id)>;
+using JobFactory = std::function<std::shared_ptr<Job>(const std::string& id, int64_t ordinal,
+                                                      RunPlan plan, const std::string& request_id)>;
 
 // Rebuilds one stored experiment: record, log and, for one that had started, where it
 // goes on from; what it logged after that checkpoint's epoch is dropped from `store`,

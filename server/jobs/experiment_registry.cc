@@ -80,13 +80,12 @@ absl::StatusOr<std::unique_ptr<ExperimentRegistry>> ExperimentRegistry::Open(
 }
 
 std::shared_ptr<Job> ExperimentRegistry::NewJob(const std::string& id, int64_t ordinal,
-                                                const ExperimentSpec& spec,
-                                                const std::string& request_id) {
+                                                RunPlan plan, const std::string& request_id) {
   auto job = std::make_shared<Job>();
   job->id = id;
   job->ordinal = ordinal;
   job->request_id = request_id;
-  job->spec = spec;
+  job->plan = std::move(plan);
   std::unique_ptr<EventJournal> journal;
   if (options_.store != nullptr) {
     journal = options_.store->Journal(id);
@@ -102,9 +101,9 @@ absl::Status ExperimentRegistry::Restore() {
   if (options_.store == nullptr) return absl::OkStatus();
   absl::StatusOr<std::vector<StoredExperiment>> stored = options_.store->LoadAll();
   if (!stored.ok()) return stored.status();
-  const JobFactory make_job = [this](const std::string& id, int64_t ordinal,
-                                     const ExperimentSpec& spec, const std::string& request_id) {
-    return NewJob(id, ordinal, spec, request_id);
+  const JobFactory make_job = [this](const std::string& id, int64_t ordinal, RunPlan plan,
+                                     const std::string& request_id) {
+    return NewJob(id, ordinal, std::move(plan), request_id);
   };
   std::vector<RestoredJob> interrupted;
   std::vector<std::shared_ptr<Job>> queued;
@@ -166,18 +165,10 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
     return jobs_.find(it->second)->second;
   };
   if (std::shared_ptr<Job> earlier = earlier_request()) return Describe(*earlier);
-  absl::StatusOr<ExperimentSpec> spec = ResolveSpec(SpecFromProto(request.spec()));
-  if (!spec.ok()) return spec.status();
-  if (spec->threads > options_.threads_per_job) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "spec.threads: ", spec->threads, " is more than this server's threads per job (",
-        options_.threads_per_job, "); allowed: 0 to ", options_.threads_per_job));
-  }
-  if (spec->threads == 0) spec->threads = options_.threads_per_job;
-  absl::StatusOr<std::string> location = LocateDataset(
-      spec->dataset, DatasetSearchPath(spec->dataset, spec->data_dir, options_.data_dir));
-  if (!location.ok()) return location.status();
-  spec->data_dir = *location;
+  absl::StatusOr<RunPlan> plan =
+      PlanRun(request.spec(), PlanLimits{options_.threads_per_job, options_.data_dir});
+  if (!plan.ok()) return plan.status();
+  const ExperimentSpec& spec = plan->spec;
 
   absl::MutexLock start(&start_mu_);
   // A concurrent request with the same id may have won the race since the check above.
@@ -193,12 +184,12 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
                        " experiments are waiting, the limit (--max_queue) is ", options_.max_queue,
                        "; try again when some have finished"));
     }
-    job = NewJob(NewId(), by_age_.empty() ? 1 : by_age_.back()->ordinal + 1, *spec,
+    job = NewJob(NewId(), by_age_.empty() ? 1 : by_age_.back()->ordinal + 1, *plan,
                  request.request_id());
   }
   std::string reason = absl::StrCat("queued at position ", queue_length + 1);
-  if (spec->world_size > 1) {
-    absl::StrAppend(&reason, "; needs ", IdleWorkers(spec->world_size - 1), ", ",
+  if (spec.world_size > 1) {
+    absl::StrAppend(&reason, "; needs ", IdleWorkers(spec.world_size - 1), ", ",
                     worker_pool_->IdleCount(), " of ", worker_pool_->Count(),
                     " registered are idle now");
   }
@@ -209,8 +200,9 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
       *job, v1::QUEUED, reason,
       [&](v1::Experiment& record) {
         record.set_id(job->id);
-        record.set_name(spec->name);
-        *record.mutable_spec() = SpecToProto(*spec);
+        record.set_name(spec.name);
+        *record.mutable_spec() = SpecToProto(spec);
+        record.set_dataset_location(job->plan.dataset_location);
         *record.mutable_created_time() = ToTimestamp(options_.clock());
       },
       Publish::kNo);
@@ -482,8 +474,8 @@ absl::Status ExperimentRegistry::ChangeState(Job& job, v1::ExperimentState state
       },
       std::move(event), publish);
   if (IsFinished(state)) job.log->Close();
-  LOG(INFO) << "experiment " << job.id << " (" << job.spec.model << " on " << job.spec.dataset
-            << "): " << v1::ExperimentState_Name(state) << ": " << reason;
+  LOG(INFO) << "experiment " << job.id << " (" << job.plan.spec.model << " on "
+            << job.plan.spec.dataset << "): " << v1::ExperimentState_Name(state) << ": " << reason;
   if (!status.ok()) {
     LOG(ERROR) << "experiment " << job.id << ": cannot store its change to "
                << v1::ExperimentState_Name(state) << ": " << status;
@@ -495,8 +487,8 @@ absl::Status ExperimentRegistry::CommitEpoch(Job& job, v1::MetricsEvent epoch_ev
   absl::MutexLock change(&job.change_mu);
   const v1::EpochMetrics metrics = epoch_event.epoch_metrics();
   return ChangeRecord(
-      job, [&](v1::Experiment& record) { RecordEpoch(metrics, record); },
-      std::move(epoch_event), Publish::kYes);
+      job, [&](v1::Experiment& record) { RecordEpoch(metrics, record); }, std::move(epoch_event),
+      Publish::kYes);
 }
 
 void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
@@ -519,7 +511,7 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
       });
   std::vector<absl::Status> worker_notes;
   ResumePoint resume;  // where a data-parallel run that lost a rank goes on from
-  if (job->spec.world_size > 1) {
+  if (job->plan.spec.world_size > 1) {
     worker_notes = worker_pool_->Release(job->id, job->attempts);
     if (absl::IsUnavailable(status) && job->checkpoints != nullptr) {
       resume = FindResumePoint(*job->checkpoints);
@@ -530,7 +522,7 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
   v1::Experiment final_record;
   {
     absl::MutexLock change(&job->change_mu);
-    const bool lost_rank = job->spec.world_size > 1 && absl::IsUnavailable(status);
+    const bool lost_rank = job->plan.spec.world_size > 1 && absl::IsUnavailable(status);
     if (shutting_down() && (absl::IsCancelled(status) || lost_rank)) {
       // Stopped by shutdown, not by a user: the experiment keeps its state; its streams
       // have already ended with UNAVAILABLE.
@@ -579,11 +571,9 @@ void ExperimentRegistry::Requeue(const std::shared_ptr<Job>& job, const absl::St
   const LostRankVerdict verdict =
       JudgeLostRank(status, notes, job->epochs_this_attempt, job->attempts_without_progress);
   if (!verdict.retry) {
-    ChangeState(*job, v1::FAILED, verdict.reason,
-                [&](v1::Experiment& record) {
-                  *record.mutable_finished_time() = ToTimestamp(options_.clock());
-                })
-        .IgnoreError();  // logged
+    ChangeState(*job, v1::FAILED, verdict.reason, [&](v1::Experiment& record) {
+      *record.mutable_finished_time() = ToTimestamp(options_.clock());
+    }).IgnoreError();  // logged
     PruneFinished(*job);
     return;
   }
@@ -596,9 +586,10 @@ void ExperimentRegistry::Requeue(const std::shared_ptr<Job>& job, const absl::St
       absl::StrCat("attempt ", job->attempts + 1, " goes on from ", from, " after a rank was lost");
   // A slot that takes it at once waits for change_mu, so it starts from QUEUED.
   scheduler_->PushFront(job);
-  ChangeState(*job, v1::QUEUED,
-              absl::StrCat("a rank was lost: ", verdict.reason, "; queued again to go on from ",
-                           from, " when ", IdleWorkers(job->spec.world_size - 1), " are available"))
+  ChangeState(
+      *job, v1::QUEUED,
+      absl::StrCat("a rank was lost: ", verdict.reason, "; queued again to go on from ", from,
+                   " when ", IdleWorkers(job->plan.spec.world_size - 1), " are available"))
       .IgnoreError();  // logged
 }
 

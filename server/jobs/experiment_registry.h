@@ -138,11 +138,10 @@ class ExperimentRegistry {
   enum class Publish { kNo, kYes };
 
   absl::Status Restore() ABSL_LOCKS_EXCLUDED(mu_);
-  std::shared_ptr<Job> NewJob(const std::string& id, int64_t ordinal, const ExperimentSpec& spec,
+  std::shared_ptr<Job> NewJob(const std::string& id, int64_t ordinal, RunPlan plan,
                               const std::string& request_id);
   std::string NewId() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::shared_ptr<Job>> FindJob(absl::string_view id) const
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<std::shared_ptr<Job>> FindJob(absl::string_view id) const ABSL_LOCKS_EXCLUDED(mu_);
   // The experiment as the API shows it, with its queue position.
   v1::Experiment Describe(const Job& job) const;
 
@@ -186,7 +185,7 @@ class ExperimentRegistry {
   absl::Mutex start_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<Job>, std::less<>> jobs_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::shared_ptr<Job>> by_age_ ABSL_GUARDED_BY(mu_);  // oldest first
+  std::vector<std::shared_ptr<Job>> by_age_ ABSL_GUARDED_BY(mu_);        // oldest first
   std::map<std::string, std::string> request_ids_ ABSL_GUARDED_BY(mu_);  // -> experiment id
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
 

@@ -175,6 +175,35 @@ TEST(ExperimentRegistryTest, CorruptDatasetFailsTheExperimentAndTheServerGoesOn)
   WaitForState(registry, next->id(), v1::SUCCEEDED);
 }
 
+// The record shows the spec as the client sent it, with every default filled in, and
+// where the server found the dataset as a field of its own.
+TEST(ExperimentRegistryTest, TheRecordKeepsTheClientsDataDirAndSaysWhereTheDatasetIs) {
+  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "own_mnist";
+  std::filesystem::create_directories(dir);
+  for (const char* name : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                           "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}) {
+    std::ofstream(dir / name) << "found, not read";
+  }
+  RegistryOptions options = SmallOptions();
+  options.data_dir = (dir.parent_path() / "nothing_here").string();
+  ExperimentRegistry registry(std::move(options));
+  v1::StartExperimentRequest request = Quick(1000);
+  request.mutable_spec()->set_dataset("mnist");
+  request.mutable_spec()->set_data_dir(dir.string());
+  absl::StatusOr<v1::Experiment> with_dir = registry.StartExperiment(request);
+  ASSERT_TRUE(with_dir.ok()) << with_dir.status();
+  EXPECT_EQ(with_dir->spec().data_dir(), dir.string());
+  EXPECT_EQ(with_dir->dataset_location(), dir.string());
+
+  absl::StatusOr<v1::Experiment> synthetic = registry.StartExperiment(Quick(1000));
+  ASSERT_TRUE(synthetic.ok());
+  EXPECT_EQ(synthetic->spec().data_dir(), "");
+  EXPECT_EQ(synthetic->dataset_location(), "");
+  EXPECT_EQ(synthetic->spec().batch_size(), 64);  // what Quick asked
+  EXPECT_EQ(synthetic->spec().momentum(), 0.9);   // a default, filled in
+  EXPECT_EQ(registry.GetExperiment(synthetic->id())->spec().data_dir(), "");
+}
+
 TEST(ExperimentRegistryTest, ListsNewestFirstInPagesAndByState) {
   ExperimentRegistry registry(SmallOptions());
   std::vector<std::string> ids;

@@ -14,9 +14,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "common/experiment_spec.h"
 #include "gradlab/v1/experiment_service.pb.h"
 #include "server/jobs/experiment_log.h"
+#include "server/jobs/run_plan.h"
 #include "server/store/checkpoint_files.h"
 
 namespace gradlab {
@@ -29,7 +29,7 @@ struct Job {
   std::string id;
   int64_t ordinal = 0;  // creation order, for listing and page tokens
   std::string request_id;
-  ExperimentSpec spec;  // resolved
+  RunPlan plan;
   std::shared_ptr<ExperimentLog> log;
   std::unique_ptr<CheckpointFiles> checkpoints;  // null without a store
 

@@ -1,9 +1,9 @@
 // The registry over a real SQLite store and real checkpoint files: what survives a
 // restart, how an interrupted run resumes, and what a damaged or full disk does.
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
-#include <atomic>
 #include <set>
 #include <thread>
 

@@ -69,7 +69,7 @@ void Scheduler::Stop() {
 std::deque<std::shared_ptr<Job>>::iterator Scheduler::FirstRunnable() {
   const int idle_workers = workers_.IdleCount();
   return std::find_if(queue_.begin(), queue_.end(), [&](const std::shared_ptr<Job>& job) {
-    return job->spec.world_size - 1 <= idle_workers;
+    return job->plan.spec.world_size - 1 <= idle_workers;
   });
 }
 
@@ -89,12 +89,16 @@ void Scheduler::SlotLoop(int slot) {
       if (stopping_) return;
       const auto runnable = FirstRunnable();
       job = *runnable;
-      if (job->spec.world_size > 1) {
+      if (job->plan.spec.world_size > 1) {
         RankRequest ranks;
         ranks.experiment_id = job->id;
         ranks.attempt = job->attempts + 1;
-        ranks.spec = SpecToProto(job->spec);
-        ranks.world_size = job->spec.world_size;
+        ranks.spec = SpecToProto(job->plan.spec);
+        // Each rank looks where rank 0 found the dataset first, then where it keeps its own.
+        if (!job->plan.dataset_location.empty()) {
+          ranks.spec.set_data_dir(job->plan.dataset_location);
+        }
+        ranks.world_size = job->plan.spec.world_size;
         ranks.store_host = options_.advertise_address;
         ranks.store_port = options_.rendezvous_port + slot;
         ranks.timeout = options_.collective_timeout;

@@ -97,7 +97,7 @@ absl::Status TrainJob(Job& job, int slot, const TrainingRunOptions& options,
   job.epochs_this_attempt = 0;
   absl::Status status;
   absl::StatusOr<std::shared_ptr<const Dataset>> dataset =
-      LoadSharedDataset(DatasetRequestFor(job.spec));
+      LoadSharedDataset(DatasetRequestFor(job.plan));
   if (!dataset.ok()) {
     status = dataset.status();
   } else {
@@ -112,16 +112,16 @@ absl::Status TrainJob(Job& job, int slot, const TrainingRunOptions& options,
     }
     if (job.resume_state.has_value()) control.resume_from = &*job.resume_state;
     JobSink sink(job, options, record_epoch);
-    if (job.spec.world_size > 1) {
+    if (job.plan.spec.world_size > 1) {
       ProcessGroupOptions group;
       group.store_host = "127.0.0.1";  // rank 0 hosts the store
       group.store_port = options.rendezvous_port + slot;
       group.local_address = options.advertise_address;
-      group.world_size = job.spec.world_size;
+      group.world_size = job.plan.spec.world_size;
       group.timeout = options.collective_timeout;
-      status = TrainRank(job.spec, **dataset, group, control, sink);
+      status = TrainRank(job.plan.spec, **dataset, group, control, sink);
     } else {
-      status = Train(job.spec, **dataset, control, sink);
+      status = Train(job.plan.spec, **dataset, control, sink);
     }
     if (!sink.error().ok()) status = sink.error();
   }

@@ -152,7 +152,9 @@ class StoreJournal : public EventJournal {
 
 ExperimentStore::ExperimentStore(std::string state_dir, std::unique_ptr<SQLite::Database> db,
                                  std::function<void(absl::string_view)> before_write)
-    : state_dir_(std::move(state_dir)), before_write_(std::move(before_write)), db_(std::move(db)) {}
+    : state_dir_(std::move(state_dir)),
+      before_write_(std::move(before_write)),
+      db_(std::move(db)) {}
 
 ExperimentStore::~ExperimentStore() = default;
 
