@@ -29,6 +29,10 @@ constexpr int kMaxPageSize = 1000;
 constexpr size_t kMaxRequestIdLength = 200;
 constexpr int kIdLength = 8;
 
+absl::Status NoSuchExperiment(absl::string_view id) {
+  return absl::NotFoundError(absl::StrCat("no experiment with id \"", id, "\""));
+}
+
 // "1 idle worker", "2 idle workers".
 std::string IdleWorkers(int count) {
   return absl::StrCat(count, count == 1 ? " idle worker" : " idle workers");
@@ -217,10 +221,11 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
     by_age_.push_back(job);
     if (!request.request_id().empty()) request_ids_[request.request_id()] = job->id;
   }
-  scheduler_->PushBack(job);
-  // Described before a training slot can start it (that waits for change_mu): the caller
-  // learns it was queued, and where.
-  const v1::Experiment queued = Describe(*job);
+  // The caller learns where it joined the queue, even if a training slot takes it at once
+  // (it waits for change_mu to say so).
+  const int position = scheduler_->PushBack(job);
+  v1::Experiment queued = Describe(*job);
+  queued.set_queue_position(position);
   changes_.Publish(queued);
   return queued;
 }
@@ -229,7 +234,7 @@ absl::StatusOr<std::shared_ptr<Job>> ExperimentRegistry::FindJob(absl::string_vi
   absl::ReaderMutexLock lock(&mu_);
   auto it = jobs_.find(id);
   if (it == jobs_.end()) {
-    return absl::NotFoundError(absl::StrCat("no experiment with id \"", id, "\""));
+    return NoSuchExperiment(id);
   }
   return it->second;
 }
@@ -301,17 +306,12 @@ void ExperimentRegistry::CancelExperiment(absl::string_view id, CancelDone done)
       state = job.record.state();
     }
     if (job.deleted) {
-      answer = absl::NotFoundError(absl::StrCat("no experiment with id \"", id, "\""));
+      answer = NoSuchExperiment(id);
     } else if (IsFinished(state)) {
       answer = absl::FailedPreconditionError(absl::StrCat(
           "experiment ", id, " has already finished (", v1::ExperimentState_Name(state), ")"));
     } else if (state == v1::QUEUED && scheduler_->Remove(job)) {
-      ChangeState(job, v1::CANCELLED, "cancelled by request while queued",
-                  [&](v1::Experiment& record) {
-                    record.set_queue_position(0);
-                    *record.mutable_finished_time() = ToTimestamp(options_.clock());
-                  })
-          .IgnoreError();  // logged; the state stands in memory
+      Finish(job, v1::CANCELLED, "cancelled by request while queued");
       answer = Describe(job);
     } else {
       // Running, or taken by a training slot that is about to run it: it stops at the
@@ -332,7 +332,7 @@ absl::Status ExperimentRegistry::DeleteExperiment(absl::string_view id) {
   {
     absl::MutexLock change(&job.change_mu);
     v1::Experiment last = Describe(job);
-    if (job.deleted) return absl::NotFoundError(absl::StrCat("no experiment with id \"", id, "\""));
+    if (job.deleted) return NoSuchExperiment(id);
     if (!IsFinished(last.state())) {
       return absl::FailedPreconditionError(
           absl::StrCat("experiment ", id, " is ", v1::ExperimentState_Name(last.state()),
@@ -498,7 +498,6 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
     if (shutting_down()) return;
     ChangeState(*job, v1::RUNNING, job->resume_reason.empty() ? "started" : job->resume_reason,
                 [&](v1::Experiment& record) {
-                  record.set_queue_position(0);
                   if (!record.has_started_time()) {
                     *record.mutable_started_time() = ToTimestamp(options_.clock());
                   }
@@ -532,19 +531,13 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
     } else {
       // A cancel that came while the group gathered ends as one.
       if (lost_rank) status = absl::CancelledError(status.message());
-      const auto finished = [&](v1::Experiment& record) {
-        *record.mutable_finished_time() = ToTimestamp(options_.clock());
-      };
       if (status.ok()) {
-        ChangeState(*job, v1::SUCCEEDED, "finished all epochs", finished).IgnoreError();
+        Finish(*job, v1::SUCCEEDED, "finished all epochs");
       } else if (absl::IsCancelled(status)) {
-        ChangeState(*job, v1::CANCELLED, absl::StrCat("cancelled by request: ", status.message()),
-                    finished)
-            .IgnoreError();
+        Finish(*job, v1::CANCELLED, absl::StrCat("cancelled by request: ", status.message()));
       } else {
-        ChangeState(*job, v1::FAILED, std::string(status.message()), finished).IgnoreError();
+        Finish(*job, v1::FAILED, std::string(status.message()));
       }
-      PruneFinished(*job);  // each IgnoreError above: logged; the state stands in memory
     }
     {
       absl::MutexLock lock(&job->mu);
@@ -570,13 +563,7 @@ void ExperimentRegistry::Requeue(const std::shared_ptr<Job>& job, const absl::St
                                  std::optional<std::string> resume_state, int resume_epoch) {
   const LostRankVerdict verdict =
       JudgeLostRank(status, notes, job->epochs_this_attempt, job->attempts_without_progress);
-  if (!verdict.retry) {
-    ChangeState(*job, v1::FAILED, verdict.reason, [&](v1::Experiment& record) {
-      *record.mutable_finished_time() = ToTimestamp(options_.clock());
-    }).IgnoreError();  // logged
-    PruneFinished(*job);
-    return;
-  }
+  if (!verdict.retry) return Finish(*job, v1::FAILED, verdict.reason);
   job->attempts_without_progress = verdict.attempts_without_progress;
   const std::string from = resume_state.has_value()
                                ? absl::StrCat("the checkpoint of epoch ", resume_epoch)
@@ -593,7 +580,11 @@ void ExperimentRegistry::Requeue(const std::shared_ptr<Job>& job, const absl::St
       .IgnoreError();  // logged
 }
 
-void ExperimentRegistry::PruneFinished(const Job& job) const {
+void ExperimentRegistry::Finish(Job& job, v1::ExperimentState state, const std::string& reason) {
+  ChangeState(job, state, reason, [&](v1::Experiment& record) {
+    *record.mutable_finished_time() = ToTimestamp(options_.clock());
+  }).IgnoreError();  // logged; the state stands in memory
+  // Removes the checkpoints --keep_checkpoints does not keep.
   if (job.checkpoints == nullptr) return;
   std::set<int> keep;
   {

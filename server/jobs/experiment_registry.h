@@ -155,8 +155,10 @@ class ExperimentRegistry {
   void Requeue(const std::shared_ptr<Job>& job, const absl::Status& status,
                const std::vector<absl::Status>& notes, std::optional<std::string> resume_state,
                int resume_epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(job->change_mu);
-  // Removes the checkpoints --keep_checkpoints does not keep, once a run has finished.
-  void PruneFinished(const Job& job) const;
+  // Ends the experiment in a finished `state` and prunes its checkpoints to those
+  // --keep_checkpoints keeps.
+  void Finish(Job& job, v1::ExperimentState state, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(job.change_mu);
 
   // Applies `change` to the job's record, appends `event` (if any) to its log, stores the
   // record and, with Publish::kYes, publishes the new state. The record changes in memory

@@ -19,9 +19,10 @@ Scheduler::Scheduler(SchedulerOptions options, WorkerPool& workers, RunFn run)
 
 Scheduler::~Scheduler() { Stop(); }
 
-void Scheduler::PushBack(std::shared_ptr<Job> job) {
+int Scheduler::PushBack(std::shared_ptr<Job> job) {
   absl::MutexLock lock(&mu_);
   queue_.push_back(std::move(job));
+  return static_cast<int>(queue_.size());
 }
 
 void Scheduler::PushFront(std::shared_ptr<Job> job) {

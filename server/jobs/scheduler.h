@@ -44,7 +44,8 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  void PushBack(std::shared_ptr<Job> job) ABSL_LOCKS_EXCLUDED(mu_);
+  // Returns the job's position (1 for the next to run) as it joined the queue.
+  int PushBack(std::shared_ptr<Job> job) ABSL_LOCKS_EXCLUDED(mu_);
   // Ahead of every other: a run that goes on after losing a rank, or after a restart.
   void PushFront(std::shared_ptr<Job> job) ABSL_LOCKS_EXCLUDED(mu_);
   // Takes a job out of the queue; false if it is not there (a slot has taken it).
