@@ -27,7 +27,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "gradlab/v1/experiment_service.grpc.pb.h"
-#include "server/service/server.h"
+#include "server/daemon/server.h"
 
 ABSL_FLAG(int, epochs, 30, "epochs of the measured training (each ends with a synced commit)");
 ABSL_FLAG(int, train_samples, 1024, "training images per epoch (fewer: more epoch ends)");

@@ -16,7 +16,7 @@
 #include "absl/time/clock.h"
 #include "common/experiment_state.h"
 #include "common/usable_cpus.h"
-#include "server/jobs/experiment_registry.h"
+#include "server/experiments/experiment_registry.h"
 
 ABSL_FLAG(std::string, model, "resnet", "the model");
 ABSL_FLAG(std::string, dataset, "cifar10", "the dataset");

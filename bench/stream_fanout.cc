@@ -33,7 +33,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gradlab/v1/experiment_service.grpc.pb.h"
-#include "server/service/server.h"
+#include "server/daemon/server.h"
 
 ABSL_FLAG(std::string, transport, "grpc", "grpc (two streams per subscriber) or http (one SSE)");
 ABSL_FLAG(std::string, subscribers, "0,10,100,500,0", "subscriber counts to measure");

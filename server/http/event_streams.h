@@ -19,8 +19,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "server/jobs/change_feed.h"
-#include "server/jobs/experiment_log.h"
+#include "server/experiments/change_feed.h"
+#include "server/experiments/experiment_log.h"
 
 namespace gradlab {
 

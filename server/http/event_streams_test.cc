@@ -9,7 +9,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/jobs/testing/log_events.h"
+#include "server/experiments/testing/log_events.h"
 
 namespace gradlab {
 namespace {

@@ -15,7 +15,7 @@
 #include "common/proto_json.h"
 #include "common/version.h"
 #include "server/http/event_streams.h"
-#include "server/http/prometheus_text.h"
+#include "server/metrics/prometheus_text.h"
 #include "web/web_assets.h"
 
 namespace gradlab {

@@ -32,8 +32,8 @@
 #include "common/tls_files.h"
 #include "server/auth/client_limits.h"
 #include "server/auth/token_authorizer.h"
-#include "server/http/server_metrics.h"
-#include "server/jobs/experiment_registry.h"
+#include "server/metrics/server_metrics.h"
+#include "server/experiments/experiment_registry.h"
 
 namespace httplib {
 class Server;

@@ -9,7 +9,7 @@
 #include "gradlab/v1/experiment_service.grpc.pb.h"
 #include "server/auth/client_limits.h"
 #include "server/auth/token_authorizer.h"
-#include "server/jobs/experiment_registry.h"
+#include "server/experiments/experiment_registry.h"
 
 namespace gradlab {
 

@@ -6,7 +6,7 @@
 
 #include <grpcpp/support/server_interceptor.h>
 
-#include "server/http/server_metrics.h"
+#include "server/metrics/server_metrics.h"
 
 namespace gradlab {
 

@@ -5,9 +5,9 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "gradlab/v1/experiment_service.grpc.pb.h"
+#include "gradlab/v1/worker_service.grpc.pb.h"
 #include "server/auth/token_authorizer.h"
-#include "server/jobs/worker_pool.h"
+#include "server/experiments/worker_pool.h"
 
 namespace gradlab {
 

@@ -17,7 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "gradlab/v1/experiment_service.grpc.pb.h"
+#include "gradlab/v1/worker_service.grpc.pb.h"
 
 namespace gradlab {
 

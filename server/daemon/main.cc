@@ -1,0 +1,271 @@
+// gradlabd: trains CNNs on CPU from a job queue and streams their learning curves and
+// per-layer gradient norms over gRPC.
+//
+// Usage:
+//   gradlabd [--listen=127.0.0.1:50051] [--workers=1] [--threads_per_job=N]
+//            [--max_queue=100] [--data_dir=data] [--max_request_bytes=262144]
+//            [--state_dir=gradlab-state] [--keep_checkpoints=last,best]
+//            [--http_listen=127.0.0.1:8080] [--http_max_streams=64]
+//            [--tls_cert=FILE --tls_key=FILE [--tls_client_ca=FILE]]
+//            [--auth_tokens_file=FILE] [--allow_insecure_remote]
+//            [--max_streams_per_client=32] [--max_starts_per_minute=60]
+//
+// Then, e.g.: gradlab submit --model=resnet --dataset=fashion_mnist --follow
+//             grpcurl -plaintext 127.0.0.1:50051 list
+//             open http://127.0.0.1:8080/ (the dashboard)
+// SIGINT or SIGTERM shuts it down gracefully: health NOT_SERVING, trainings stop at the
+// next batch, open streams end with UNAVAILABLE, exit 0.
+#include <glog/logging.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "common/host_port.h"
+#include "common/usable_cpus.h"
+#include "common/version.h"
+#include "server/daemon/options.h"
+#include "server/daemon/server.h"
+#include "server/worker/worker_agent.h"
+
+// One place for the defaults: GradlabdFlags.
+static const gradlab::GradlabdFlags kDefaults;
+
+ABSL_FLAG(std::string, listen, kDefaults.listen,
+          "host:port to serve gRPC on; port 0 picks a free port (printed at start)");
+ABSL_FLAG(int, workers, kDefaults.workers, "trainings that run at once");
+ABSL_FLAG(int, threads_per_job, kDefaults.threads_per_job,
+          "intra-op threads of each training; 0: the usable CPUs divided by --workers");
+ABSL_FLAG(int, max_queue, kDefaults.max_queue,
+          "experiments that may wait in the queue; beyond it StartExperiment gives "
+          "RESOURCE_EXHAUSTED");
+ABSL_FLAG(std::string, data_dir, kDefaults.data_dir,
+          "where datasets are looked for first: cifar10 in DIR or DIR/cifar-10-batches-bin, "
+          "fashion_mnist in DIR/fashion-mnist, mnist in DIR/mnist; then the system's copies "
+          "(/usr/share/datasets/fashion-mnist)");
+ABSL_FLAG(int, max_request_bytes, kDefaults.max_request_bytes, "larger requests are refused");
+ABSL_FLAG(std::string, state_dir, kDefaults.state_dir,
+          "where experiments, their events and checkpoints are kept (SQLite database "
+          "gradlab.db and checkpoints/); a restart with the same folder restores them and "
+          "resumes interrupted runs. Empty: keep everything in memory only");
+ABSL_FLAG(std::string, keep_checkpoints, kDefaults.keep_checkpoints,
+          "which checkpoints of a finished experiment stay on disk, for ExportModel: "
+          "\"last,best\", \"last\", \"best\" or \"none\"");
+ABSL_FLAG(int, training_niceness, kDefaults.training_niceness,
+          "added to the training threads' nice value, so that RPCs and streams preempt "
+          "training on a busy machine (lower stream latency, less training throughput with "
+          "hundreds of subscribers); 0 trains at the server's own priority");
+
+ABSL_FLAG(std::string, http_listen, kDefaults.http_listen,
+          "host:port to serve the dashboard, the JSON API, event streams, /metrics and "
+          "/healthz on; port 0 picks a free port (printed at start); empty: no HTTP");
+ABSL_FLAG(int, http_max_streams, kDefaults.http_max_streams,
+          "HTTP event streams (dashboards) open at once, at most 512; more are answered 429 "
+          "until one closes. Each holds a thread");
+
+ABSL_FLAG(std::string, tls_cert, kDefaults.tls_cert,
+          "PEM certificate chain: gRPC and HTTP serve TLS only (with --tls_key)");
+ABSL_FLAG(std::string, tls_key, kDefaults.tls_key, "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, kDefaults.tls_client_ca,
+          "PEM CA certificates: clients must present a certificate signed by one (mutual "
+          "TLS); needs --tls_cert");
+ABSL_FLAG(std::string, auth_tokens_file, kDefaults.auth_tokens_file,
+          "\"TOKEN ROLE\" per line (ROLE read or write; # comments): every RPC and HTTP "
+          "request but health needs \"authorization: Bearer TOKEN\" of a role that allows it");
+ABSL_FLAG(int, max_streams_per_client, kDefaults.max_streams_per_client,
+          "streams one client address may have open at once, gRPC and HTTP event streams "
+          "together; one more gets RESOURCE_EXHAUSTED (HTTP 429). 0: no limit");
+ABSL_FLAG(int, max_starts_per_minute, kDefaults.max_starts_per_minute,
+          "StartExperiment calls one caller (its token, or its address without tokens) may "
+          "make in a minute; more get RESOURCE_EXHAUSTED. 0: no limit");
+ABSL_FLAG(bool, allow_insecure_remote, kDefaults.allow_insecure_remote,
+          "listen on an address other machines can reach (not 127.x, ::1, localhost) "
+          "without TLS or tokens; refused otherwise, since anyone who reaches the port could "
+          "use gradlabd. For a private network you trust, e.g. a container's");
+
+ABSL_FLAG(int, rendezvous_port, kDefaults.rendezvous_port,
+          "data-parallel experiments (world_size > 1): rank 0 of the one on training thread "
+          "i hosts the group's TCPStore on this port + i (i < --workers), on every interface; "
+          "workers must reach these ports, and every rank the others' Gloo ports");
+ABSL_FLAG(std::string, advertise_address, kDefaults.advertise_address,
+          "the address other ranks of a data-parallel group reach this gradlabd at (its Gloo "
+          "connections bind to it); empty: a coordinator uses the address its hostname "
+          "resolves to, a worker the address the coordinator sees its calls come from");
+ABSL_FLAG(absl::Duration, collective_timeout, kDefaults.collective_timeout,
+          "data-parallel groups: how long the rendezvous and each all-reduce may wait for a "
+          "rank; a rank lost mid-run fails the run's attempt within it, and the run goes back "
+          "to the queue");
+ABSL_FLAG(absl::Duration, worker_timeout, kDefaults.worker_timeout,
+          "a worker not heard from for this long is dropped");
+ABSL_FLAG(absl::Duration, heartbeat_interval, kDefaults.heartbeat_interval,
+          "how often workers are told to heartbeat");
+
+ABSL_FLAG(bool, worker, false,
+          "run as a worker of the gradlabd at --coordinator: train ranks of its data-parallel "
+          "experiments (no gRPC or HTTP listener, no state; uses --data_dir, "
+          "--threads_per_job, --training_niceness, --advertise_address)");
+ABSL_FLAG(std::string, coordinator, kDefaults.coordinator,
+          "--worker: the coordinating gradlabd's gRPC host:port");
+ABSL_FLAG(std::string, worker_name, kDefaults.worker_name,
+          "--worker: its name at the coordinator; default the hostname");
+ABSL_FLAG(std::string, coordinator_token_file, kDefaults.coordinator_token_file,
+          "--worker: a file holding a write token of the coordinator's --auth_tokens_file");
+ABSL_FLAG(std::string, coordinator_tls_ca, kDefaults.coordinator_tls_ca,
+          "--worker: PEM CA certificates to verify a coordinator that serves TLS; empty: "
+          "plain TCP");
+
+namespace {
+
+// Test-only fault injection, not a flag: GRADLAB_TESTING_CHECKPOINT_PAUSE=STEP:MS makes
+// every checkpoint write pause MS milliseconds after STEP (see WriteStepHook), so that
+// end-to-end tests can kill the server at that point of a write.
+gradlab::WriteStepHook CheckpointPauseFromEnvironment() {
+  const char* text = std::getenv("GRADLAB_TESTING_CHECKPOINT_PAUSE");
+  if (text == nullptr) return nullptr;
+  std::pair<std::string, std::string> step_and_millis = absl::StrSplit(text, ':');
+  int millis = 0;
+  if (!absl::SimpleAtoi(step_and_millis.second, &millis) || millis <= 0) return nullptr;
+  return [step = step_and_millis.first, millis](absl::string_view done) {
+    if (done == step) absl::SleepFor(absl::Milliseconds(millis));
+    return absl::OkStatus();
+  };
+}
+
+// The flags' values, for ServerOptionsFrom and WorkerOptionsFrom.
+gradlab::GradlabdFlags FlagValues() {
+  gradlab::GradlabdFlags flags;
+  flags.listen = absl::GetFlag(FLAGS_listen);
+  flags.workers = absl::GetFlag(FLAGS_workers);
+  flags.threads_per_job = absl::GetFlag(FLAGS_threads_per_job);
+  flags.max_queue = absl::GetFlag(FLAGS_max_queue);
+  flags.data_dir = absl::GetFlag(FLAGS_data_dir);
+  flags.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
+  flags.state_dir = absl::GetFlag(FLAGS_state_dir);
+  flags.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
+  flags.training_niceness = absl::GetFlag(FLAGS_training_niceness);
+  flags.http_listen = absl::GetFlag(FLAGS_http_listen);
+  flags.http_max_streams = absl::GetFlag(FLAGS_http_max_streams);
+  flags.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  flags.tls_key = absl::GetFlag(FLAGS_tls_key);
+  flags.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  flags.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
+  flags.max_streams_per_client = absl::GetFlag(FLAGS_max_streams_per_client);
+  flags.max_starts_per_minute = absl::GetFlag(FLAGS_max_starts_per_minute);
+  flags.allow_insecure_remote = absl::GetFlag(FLAGS_allow_insecure_remote);
+  flags.rendezvous_port = absl::GetFlag(FLAGS_rendezvous_port);
+  flags.advertise_address = absl::GetFlag(FLAGS_advertise_address);
+  flags.collective_timeout = absl::GetFlag(FLAGS_collective_timeout);
+  flags.worker_timeout = absl::GetFlag(FLAGS_worker_timeout);
+  flags.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  flags.coordinator = absl::GetFlag(FLAGS_coordinator);
+  flags.worker_name = absl::GetFlag(FLAGS_worker_name);
+  flags.coordinator_token_file = absl::GetFlag(FLAGS_coordinator_token_file);
+  flags.coordinator_tls_ca = absl::GetFlag(FLAGS_coordinator_tls_ca);
+  return flags;
+}
+
+// Blocks SIGINT and SIGTERM in every thread (threads inherit the mask) and returns them,
+// for one thread of our own to take with sigwait.
+sigset_t BlockShutdownSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+int RunWorker(sigset_t signals) {
+  absl::StatusOr<gradlab::WorkerAgentOptions> options =
+      gradlab::WorkerOptionsFrom(FlagValues(), gradlab::UsableCpus());
+  if (!options.ok()) {
+    std::cerr << "gradlabd: " << options.status().message() << "\n";
+    return 2;
+  }
+  gradlab::WorkerAgent agent(*options);
+  std::thread signal_thread([&signals, &agent] {
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    LOG(INFO) << "received " << strsignal(signal_number);
+    agent.Shutdown();
+  });
+  LOG(INFO) << "gradlabd worker " << options->name << " (" << options->cpus << " CPUs, "
+            << options->threads_per_job << " threads per rank) for coordinator "
+            << options->coordinator;
+  agent.Run();
+  signal_thread.join();
+  LOG(INFO) << "stopped";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // --help lists the flags defined in this file (absl matches files named after the binary
+  // otherwise).
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "server/daemon/main.cc");
+  };
+  usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage_config);
+  absl::SetProgramUsageMessage(
+      absl::StrCat("gradlabd ", gradlab::kGradlabVersion,
+                   ": trains CNNs on CPU and streams their metrics and gradients over gRPC; with "
+                   "--worker, trains ranks of another gradlabd's data-parallel experiments."));
+  absl::ParseCommandLine(argc, argv);
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+  // A client that hangs up mid-write must not stop the server (TLS writes would raise it).
+  signal(SIGPIPE, SIG_IGN);
+  // Before anything starts threads (gRPC does as soon as credentials are made).
+  sigset_t signals = BlockShutdownSignals();
+  if (absl::GetFlag(FLAGS_worker)) return RunWorker(signals);
+
+  absl::StatusOr<gradlab::ServerOptions> options =
+      gradlab::ServerOptionsFrom(FlagValues(), gradlab::UsableCpus());
+  if (!options.ok()) {
+    std::cerr << "gradlabd: " << options.status().message() << "\n";
+    return 2;
+  }
+  options->registry.checkpoint_hook = CheckpointPauseFromEnvironment();
+
+  absl::StatusOr<std::unique_ptr<gradlab::GradlabServer>> server =
+      gradlab::GradlabServer::Start(*options);
+  if (!server.ok()) {
+    std::cerr << "gradlabd: " << server.status().message() << "\n";
+    // Start reads the files the flags name (TLS, tokens) before anything else: a wrong
+    // one is a bad flag value like any other.
+    return server.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  // Scripts read the port from this line when they pass --listen=...:0.
+  std::cout << "gradlabd listening on port " << (*server)->port() << std::endl;
+  if ((*server)->http_port() != 0) {
+    std::cout << "gradlabd dashboard on http port " << (*server)->http_port() << std::endl;
+  }
+
+  std::thread signal_thread([&signals, &server] {
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    LOG(INFO) << "received " << strsignal(signal_number);
+    (*server)->Shutdown();
+  });
+  (*server)->Wait();
+  signal_thread.join();
+  LOG(INFO) << "stopped";
+  return 0;
+}

@@ -1,0 +1,195 @@
+#include "server/daemon/options.h"
+
+#include <glog/logging.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/host_port.h"
+#include "common/tls_files.h"
+
+namespace gradlab {
+namespace {
+
+absl::StatusOr<KeepCheckpoints> ParseKeepCheckpoints(const std::string& text) {
+  KeepCheckpoints keep{false, false};
+  if (text == "none") return keep;
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    if (item == "last") {
+      keep.last = true;
+    } else if (item == "best") {
+      keep.best = true;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--keep_checkpoints: \"", text,
+                       "\" is not one of \"last,best\", \"last\", \"best\", \"none\""));
+    }
+  }
+  return keep;
+}
+
+}  // namespace
+
+absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int usable_cpus) {
+  ServerOptions options;
+  options.listen = flags.listen;
+  options.max_request_bytes = flags.max_request_bytes;
+  options.http.listen = flags.http_listen;
+  options.http.max_streams = flags.http_max_streams;
+  RegistryOptions& registry = options.registry;
+  registry.training_slots = flags.workers;
+  registry.max_queue = flags.max_queue;
+  registry.data_dir = flags.data_dir;
+  registry.training_niceness = flags.training_niceness;
+  registry.rendezvous_port = flags.rendezvous_port;
+  registry.advertise_address = flags.advertise_address;
+  registry.collective_timeout = flags.collective_timeout;
+  registry.worker_pool.worker_timeout = flags.worker_timeout;
+  registry.worker_pool.heartbeat_interval = flags.heartbeat_interval;
+  if (registry.rendezvous_port < 1 ||
+      registry.rendezvous_port + registry.training_slots - 1 > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--rendezvous_port: ", registry.rendezvous_port, " to ",
+                     registry.rendezvous_port + registry.training_slots - 1,
+                     " (one per --workers) must lie in [1, 65535]"));
+  }
+  if (registry.collective_timeout < absl::Seconds(1) ||
+      registry.worker_pool.heartbeat_interval < absl::Milliseconds(100) ||
+      registry.worker_pool.worker_timeout < 2 * registry.worker_pool.heartbeat_interval) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--collective_timeout (", absl::FormatDuration(registry.collective_timeout),
+        ") must be at least 1s, --heartbeat_interval (",
+        absl::FormatDuration(registry.worker_pool.heartbeat_interval),
+        ") at least 100ms, and --worker_timeout (",
+        absl::FormatDuration(registry.worker_pool.worker_timeout), ") at least twice that"));
+  }
+  options.state_dir = flags.state_dir;
+  absl::StatusOr<KeepCheckpoints> keep = ParseKeepCheckpoints(flags.keep_checkpoints);
+  if (!keep.ok()) return keep.status();
+  registry.keep_checkpoints = *keep;
+  if (registry.training_niceness < 0 || registry.training_niceness > 19) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--training_niceness: ", registry.training_niceness, " is out of range [0, 19]"));
+  }
+  const int cpus = usable_cpus;
+  if (registry.training_slots < 1 || registry.training_slots > cpus) {
+    return absl::InvalidArgumentError(absl::StrCat("--workers: ", registry.training_slots,
+                                                   " is out of range [1, ", cpus,
+                                                   "] (the CPUs this process may use)"));
+  }
+  const int threads = flags.threads_per_job;
+  if (threads < 0 || threads * registry.training_slots > cpus) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--threads_per_job: ", threads, " x ", registry.training_slots,
+                     " workers is more than the ", cpus, " CPUs this process may use"));
+  }
+  registry.threads_per_job = threads > 0 ? threads : std::max(1, cpus / registry.training_slots);
+  if (registry.max_queue < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_queue: ", registry.max_queue, " must be 0 or more"));
+  }
+  options.tls = {flags.tls_cert, flags.tls_key, flags.tls_client_ca};
+  if (!options.tls.ca.empty() && options.tls.cert.empty()) {
+    return absl::InvalidArgumentError("--tls_client_ca needs --tls_cert and --tls_key");
+  }
+  options.limits.max_streams_per_client = flags.max_streams_per_client;
+  options.limits.max_starts_per_minute = flags.max_starts_per_minute;
+  if (options.limits.max_streams_per_client < 0 || options.limits.max_starts_per_minute < 0) {
+    return absl::InvalidArgumentError(
+        "--max_streams_per_client and --max_starts_per_minute must be 0 (no limit) or more");
+  }
+  options.auth_tokens_file = flags.auth_tokens_file;
+  // Safe by default: what other machines can reach needs TLS or tokens, or a choice.
+  std::vector<std::pair<std::string, std::string>> listeners = {{"--listen", options.listen}};
+  if (!options.http.listen.empty()) listeners.push_back({"--http_listen", options.http.listen});
+  for (const auto& [flag, address] : listeners) {
+    if (absl::StartsWith(address, "unix:")) continue;  // gRPC on a local socket file
+    absl::StatusOr<HostPort> parsed = ParseHostPort(address, flag);
+    if (!parsed.ok()) return parsed.status();
+    if (IsLoopbackHost(parsed->host)) continue;
+    if (options.tls.cert.empty() && options.auth_tokens_file.empty() &&
+        !flags.allow_insecure_remote) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          flag, "=", address,
+          " can be reached from other machines, and without TLS or tokens anyone there could "
+          "start, cancel, delete and read experiments: give --tls_cert and --tls_key, or "
+          "--auth_tokens_file, listen on 127.0.0.1, or pass --allow_insecure_remote on a "
+          "network you trust"));
+    }
+    if (options.tls.cert.empty() && !options.auth_tokens_file.empty()) {
+      LOG(WARNING) << flag << "=" << address
+                   << ": tokens cross the network in plain text without TLS (--tls_cert)";
+    }
+  }
+  if (absl::Status status = CheckMaxStreams(options.http.max_streams); !status.ok()) {
+    return status;
+  }
+  if (options.max_request_bytes < 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_request_bytes: ", options.max_request_bytes, " must be at least 1024"));
+  }
+  return options;
+}
+
+absl::StatusOr<WorkerAgentOptions> WorkerOptionsFrom(const GradlabdFlags& flags, int usable_cpus) {
+  WorkerAgentOptions options;
+  options.coordinator = flags.coordinator;
+  if (options.coordinator.empty()) {
+    return absl::InvalidArgumentError(
+        "--worker needs --coordinator=HOST:PORT, the gRPC address "
+        "of the gradlabd that coordinates");
+  }
+  if (absl::StatusOr<HostPort> parsed = ParseHostPort(options.coordinator, "--coordinator");
+      !parsed.ok()) {
+    return parsed.status();
+  }
+  options.name = flags.worker_name;
+  if (options.name.empty()) {
+    char hostname[256] = {};
+    gethostname(hostname, sizeof(hostname) - 1);
+    options.name = hostname;
+  }
+  options.address = flags.advertise_address;
+  options.data_dir = flags.data_dir;
+  options.cpus = usable_cpus;
+  const int threads = flags.threads_per_job;
+  if (threads < 0 || threads > options.cpus) {
+    return absl::InvalidArgumentError(absl::StrCat("--threads_per_job: ", threads,
+                                                   " is out of range [0, ", options.cpus,
+                                                   "] (the CPUs this process may use)"));
+  }
+  options.threads_per_job = threads > 0 ? threads : options.cpus;
+  options.training_niceness = flags.training_niceness;
+  if (options.training_niceness < 0 || options.training_niceness > 19) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--training_niceness: ", options.training_niceness, " is out of range [0, 19]"));
+  }
+  if (const std::string path = flags.coordinator_token_file; !path.empty()) {
+    std::ifstream file(path);
+    std::stringstream text;
+    text << file.rdbuf();
+    options.token = std::string(absl::StripAsciiWhitespace(text.str()));
+    if (!file || options.token.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--coordinator_token_file: cannot read a token from ", path));
+    }
+  }
+  if (const std::string ca = flags.coordinator_tls_ca; !ca.empty()) {
+    absl::StatusOr<TlsPem> pem = ReadTlsFiles({"", "", ca}, "--coordinator_tls_ca");
+    if (!pem.ok()) return pem.status();
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = pem->ca_certs;
+    options.credentials = grpc::SslCredentials(ssl);
+  }
+  return options;
+}
+
+}  // namespace gradlab

@@ -1,0 +1,128 @@
+#include "server/daemon/server.h"
+
+#include <glog/logging.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "server/service/reflection_service.h"
+#include "server/service/rpc_metrics_interceptor.h"
+
+namespace gradlab {
+
+constexpr char kServiceName[] = "gradlab.v1.ExperimentService";
+constexpr char kWorkerServiceName[] = "gradlab.v1.WorkerService";
+
+absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOptions options) {
+  // The health service is gRPC's own; its messages are also compiled into this binary
+  // (from Debian's grpc-proto) so that reflection can describe grpc.health.v1.Health.
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
+  grpc::EnableDefaultHealthCheckService(true);
+
+  // Checked first: a wrong file is reported before anything is opened.
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!options.tls.cert.empty()) {
+    absl::StatusOr<TlsPem> pem = ReadTlsFiles(options.tls, "--tls_client_ca");
+    if (!pem.ok()) return pem.status();
+    grpc::SslServerCredentialsOptions ssl(
+        pem->ca_certs.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_root_certs = pem->ca_certs;
+    ssl.pem_key_cert_pairs.push_back({pem->private_key, pem->cert_chain});
+    credentials = grpc::SslServerCredentials(ssl);
+    options.http.tls = options.tls;
+  }
+  std::unique_ptr<TokenAuthorizer> authorizer;
+  if (!options.auth_tokens_file.empty()) {
+    absl::StatusOr<TokenAuthorizer> tokens = TokenAuthorizer::FromFile(options.auth_tokens_file);
+    if (!tokens.ok()) return tokens.status();
+    authorizer = std::make_unique<TokenAuthorizer>(*std::move(tokens));
+    LOG(INFO) << "tokens from " << options.auth_tokens_file << ": " << authorizer->size();
+  }
+  if (!options.state_dir.empty()) {
+    absl::StatusOr<std::unique_ptr<ExperimentStore>> store =
+        ExperimentStore::Open(options.state_dir, options.store);
+    if (!store.ok()) return store.status();
+    options.registry.store = *std::move(store);
+  }
+  absl::StatusOr<std::unique_ptr<ExperimentRegistry>> registry =
+      ExperimentRegistry::Open(std::move(options.registry));
+  if (!registry.ok()) return registry.status();
+  std::unique_ptr<GradlabServer> server(new GradlabServer());
+  server->registry_ = *std::move(registry);
+  server->authorizer_ = std::move(authorizer);
+  server->limits_ = std::make_unique<ClientLimits>(options.limits);
+  server->service_ = std::make_unique<ExperimentServiceImpl>(
+      *server->registry_, server->authorizer_.get(), *server->limits_);
+  server->worker_service_ = std::make_unique<WorkerServiceImpl>(server->registry_->worker_pool(),
+                                                                server->authorizer_.get());
+  options.http.authorizer = server->authorizer_.get();
+  options.http.limits = server->limits_.get();
+
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, credentials, &server->port_);
+  builder.RegisterService(server->service_.get());
+  builder.RegisterService(server->worker_service_.get());
+  server->reflection_ = std::make_unique<ReflectionService>(
+      std::vector<std::string>{kServiceName, kWorkerServiceName,
+                               grpc::health::v1::Health::service_full_name(),
+                               grpc::reflection::v1alpha::ServerReflection::service_full_name()},
+      server->authorizer_.get());
+  builder.RegisterService(server->reflection_.get());
+  builder.SetMaxReceiveMessageSize(options.max_request_bytes);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<RpcMetricsInterceptorFactory>(server->metrics_));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    server->registry_->Shutdown();
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options.listen, " (address in use or invalid?)"));
+  }
+  if (!options.http.listen.empty()) {
+    absl::StatusOr<std::unique_ptr<HttpServer>> http =
+        HttpServer::Start(options.http, *server->registry_, server->metrics_);
+    if (!http.ok()) {
+      server->registry_->Shutdown();
+      server->server_->Shutdown();
+      return http.status();
+    }
+    server->http_ = *std::move(http);
+  }
+  server->server_->GetHealthCheckService()->SetServingStatus(kServiceName, true);
+  server->server_->GetHealthCheckService()->SetServingStatus("", true);
+  LOG(INFO) << "gradlabd listening on " << options.listen << " (port " << server->port_ << ", "
+            << (options.tls.cert.empty() ? "no TLS"
+                : options.tls.ca.empty() ? "TLS"
+                                         : "mutual TLS")
+            << ")";
+  return server;
+}
+
+GradlabServer::~GradlabServer() {
+  Shutdown();
+  Wait();
+}
+
+void GradlabServer::Shutdown() {
+  {
+    absl::MutexLock lock(&shutdown_mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  LOG(INFO) << "shutting down";
+  // server_ is null when Start could not listen.
+  if (server_ != nullptr) server_->GetHealthCheckService()->Shutdown();
+  registry_->Shutdown();
+  if (http_ != nullptr) http_->Shutdown();
+  // Streams have ended; unary calls in flight get a moment to finish.
+  if (server_ != nullptr) {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(3));
+  }
+}
+
+void GradlabServer::Wait() {
+  if (server_ != nullptr) server_->Wait();
+}
+
+}  // namespace gradlab

@@ -1,0 +1,615 @@
+#include "server/experiments/experiment_registry.h"
+
+#include <glog/logging.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+#include <utility>
+
+#include "absl/random/random.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/experiment_state.h"
+#include "common/spec_proto.h"
+#include "common/version.h"
+#include "server/engine/checkpoint.h"
+#include "server/engine/dataset_request.h"
+#include "server/experiments/crash_recovery.h"
+#include "server/experiments/event_protos.h"
+#include "server/experiments/lost_rank_policy.h"
+#include "server/experiments/model_catalogue.h"
+
+namespace gradlab {
+namespace {
+
+constexpr int kDefaultPageSize = 50;
+constexpr int kMaxPageSize = 1000;
+constexpr size_t kMaxRequestIdLength = 200;
+constexpr int kIdLength = 8;
+
+absl::Status NoSuchExperiment(absl::string_view id) {
+  return absl::NotFoundError(absl::StrCat("no experiment with id \"", id, "\""));
+}
+
+// "1 idle worker", "2 idle workers".
+std::string IdleWorkers(int count) {
+  return absl::StrCat(count, count == 1 ? " idle worker" : " idle workers");
+}
+
+TrainingRunOptions RunOptions(const RegistryOptions& options) {
+  TrainingRunOptions run;
+  run.clock = options.clock;
+  run.progress_interval = options.progress_interval;
+  run.rendezvous_port = options.rendezvous_port;
+  run.advertise_address = options.advertise_address;
+  run.collective_timeout = options.collective_timeout;
+  return run;
+}
+
+SchedulerOptions SchedulingOptions(const RegistryOptions& options) {
+  SchedulerOptions scheduling;
+  scheduling.training_slots = options.training_slots;
+  scheduling.training_niceness = options.training_niceness;
+  scheduling.rendezvous_port = options.rendezvous_port;
+  scheduling.advertise_address = options.advertise_address;
+  scheduling.collective_timeout = options.collective_timeout;
+  return scheduling;
+}
+
+}  // namespace
+
+ExperimentRegistry::ExperimentRegistry(RegistryOptions options)
+    : options_(std::move(options)), run_options_(RunOptions(options_)), models_(DescribeModels()) {
+  worker_pool_ = std::make_unique<WorkerPool>(options_.worker_pool, [this] {
+    if (Scheduler* scheduler = scheduler_for_workers_.load()) scheduler->WorkersChanged();
+  });
+  scheduler_ = std::make_unique<Scheduler>(
+      SchedulingOptions(options_), *worker_pool_,
+      [this](const std::shared_ptr<Job>& job, int slot) { RunJob(job, slot); });
+  scheduler_for_workers_.store(scheduler_.get());
+}
+
+ExperimentRegistry::~ExperimentRegistry() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<ExperimentRegistry>> ExperimentRegistry::Open(
+    RegistryOptions options) {
+  auto registry = std::make_unique<ExperimentRegistry>(std::move(options));
+  if (absl::Status status = registry->Restore(); !status.ok()) {
+    registry->Shutdown();
+    return status;
+  }
+  return registry;
+}
+
+std::shared_ptr<Job> ExperimentRegistry::NewJob(const std::string& id, int64_t ordinal,
+                                                RunPlan plan, const std::string& request_id) {
+  auto job = std::make_shared<Job>();
+  job->id = id;
+  job->ordinal = ordinal;
+  job->request_id = request_id;
+  job->plan = std::move(plan);
+  std::unique_ptr<EventJournal> journal;
+  if (options_.store != nullptr) {
+    journal = options_.store->Journal(id);
+    job->checkpoints = std::make_unique<CheckpointFiles>(
+        (std::filesystem::path(options_.store->state_dir()) / "checkpoints" / id).string(),
+        options_.checkpoint_hook);
+  }
+  job->log = std::make_shared<ExperimentLog>(options_.retention, &notifier_, std::move(journal));
+  return job;
+}
+
+absl::Status ExperimentRegistry::Restore() {
+  if (options_.store == nullptr) return absl::OkStatus();
+  absl::StatusOr<std::vector<StoredExperiment>> stored = options_.store->LoadAll();
+  if (!stored.ok()) return stored.status();
+  const JobFactory make_job = [this](const std::string& id, int64_t ordinal, RunPlan plan,
+                                     const std::string& request_id) {
+    return NewJob(id, ordinal, std::move(plan), request_id);
+  };
+  std::vector<RestoredJob> interrupted;
+  std::vector<std::shared_ptr<Job>> queued;
+  for (StoredExperiment& experiment : *stored) {
+    absl::StatusOr<RestoredJob> restored =
+        RestoreJob(std::move(experiment), *options_.store, make_job, options_.clock());
+    if (!restored.ok()) return restored.status();
+    {
+      absl::MutexLock lock(&mu_);
+      jobs_.emplace(restored->job->id, restored->job);
+      by_age_.push_back(restored->job);
+      if (!restored->job->request_id.empty()) {
+        request_ids_[restored->job->request_id] = restored->job->id;
+      }
+    }
+    if (restored->queue == RestoredJob::Queue::kAhead) interrupted.push_back(*std::move(restored));
+    if (restored->queue == RestoredJob::Queue::kInOrder) queued.push_back(restored->job);
+  }
+  // Each says why it waits again before a training slot can take it.
+  for (RestoredJob& restored : interrupted) {
+    absl::MutexLock change(&restored.job->change_mu);
+    if (absl::Status status = ChangeState(*restored.job, v1::QUEUED, restored.requeue_reason);
+        !status.ok()) {
+      return status;
+    }
+  }
+  // The interrupted ones first, in their order, then those that were waiting.
+  for (const RestoredJob& restored : interrupted) scheduler_->PushBack(restored.job);
+  for (const std::shared_ptr<Job>& job : queued) scheduler_->PushBack(job);
+  LOG(INFO) << "restored " << stored->size() << " experiments from "
+            << options_.store->database_path() << " (" << interrupted.size() << " interrupted, "
+            << queued.size() << " queued)";
+  return absl::OkStatus();
+}
+
+std::string ExperimentRegistry::NewId() const {
+  static constexpr char kAlphabet[] = "abcdefghijkmnpqrstuvwxyz23456789";  // no l, o, 0, 1
+  absl::BitGen random;
+  while (true) {
+    std::string id;
+    for (int i = 0; i < kIdLength; ++i) {
+      id.push_back(kAlphabet[absl::Uniform<size_t>(random, 0, sizeof(kAlphabet) - 1)]);
+    }
+    if (jobs_.find(id) == jobs_.end()) return id;
+  }
+}
+
+absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
+    const v1::StartExperimentRequest& request) {
+  if (request.request_id().size() > kMaxRequestIdLength) {
+    return absl::InvalidArgumentError(absl::StrCat("request_id: ", request.request_id().size(),
+                                                   " characters is longer than the limit of ",
+                                                   kMaxRequestIdLength));
+  }
+  const auto earlier_request = [&]() -> std::shared_ptr<Job> {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = request_ids_.find(request.request_id());
+    if (request.request_id().empty() || it == request_ids_.end()) return nullptr;
+    return jobs_.find(it->second)->second;
+  };
+  if (std::shared_ptr<Job> earlier = earlier_request()) return Describe(*earlier);
+  absl::StatusOr<RunPlan> plan =
+      PlanRun(request.spec(), PlanLimits{options_.threads_per_job, options_.data_dir});
+  if (!plan.ok()) return plan.status();
+  const ExperimentSpec& spec = plan->spec;
+
+  absl::MutexLock start(&start_mu_);
+  // A concurrent request with the same id may have won the race since the check above.
+  if (std::shared_ptr<Job> earlier = earlier_request()) return Describe(*earlier);
+  const int queue_length = scheduler_->Length();
+  std::shared_ptr<Job> job;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (shutting_down_) return absl::UnavailableError("server shutting down");
+    if (queue_length >= options_.max_queue) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the queue is full: ", queue_length,
+                       " experiments are waiting, the limit (--max_queue) is ", options_.max_queue,
+                       "; try again when some have finished"));
+    }
+    job = NewJob(NewId(), by_age_.empty() ? 1 : by_age_.back()->ordinal + 1, *plan,
+                 request.request_id());
+  }
+  std::string reason = absl::StrCat("queued at position ", queue_length + 1);
+  if (spec.world_size > 1) {
+    absl::StrAppend(&reason, "; needs ", IdleWorkers(spec.world_size - 1), ", ",
+                    worker_pool_->IdleCount(), " of ", worker_pool_->Count(),
+                    " registered are idle now");
+  }
+  absl::MutexLock change(&job->change_mu);
+  // Stored (and synced) before anyone hears of it: once this returns, the experiment
+  // survives a crash.
+  absl::Status stored = ChangeState(
+      *job, v1::QUEUED, reason,
+      [&](v1::Experiment& record) {
+        record.set_id(job->id);
+        record.set_name(spec.name);
+        *record.mutable_spec() = SpecToProto(spec);
+        record.set_dataset_location(job->plan.dataset_location);
+        *record.mutable_created_time() = ToTimestamp(options_.clock());
+      },
+      Publish::kNo);
+  if (!stored.ok()) {
+    LOG(ERROR) << "cannot store a new experiment: " << stored;
+    return absl::Status(stored.code(),
+                        absl::StrCat("cannot store the new experiment: ", stored.message()));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    jobs_.emplace(job->id, job);
+    by_age_.push_back(job);
+    if (!request.request_id().empty()) request_ids_[request.request_id()] = job->id;
+  }
+  // The caller learns where it joined the queue, even if a training slot takes it at once
+  // (it waits for change_mu to say so).
+  const int position = scheduler_->PushBack(job);
+  v1::Experiment queued = Describe(*job);
+  queued.set_queue_position(position);
+  changes_.Publish(queued);
+  return queued;
+}
+
+absl::StatusOr<std::shared_ptr<Job>> ExperimentRegistry::FindJob(absl::string_view id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) {
+    return NoSuchExperiment(id);
+  }
+  return it->second;
+}
+
+v1::Experiment ExperimentRegistry::Describe(const Job& job) const {
+  v1::Experiment experiment;
+  {
+    absl::ReaderMutexLock lock(&job.mu);
+    experiment = job.record;
+  }
+  if (experiment.state() == v1::QUEUED) {
+    experiment.set_queue_position(scheduler_->Position(job));
+  }
+  return experiment;
+}
+
+absl::StatusOr<v1::Experiment> ExperimentRegistry::GetExperiment(absl::string_view id) const {
+  absl::StatusOr<std::shared_ptr<Job>> job = FindJob(id);
+  if (!job.ok()) return job.status();
+  return Describe(**job);
+}
+
+absl::StatusOr<v1::ListExperimentsResponse> ExperimentRegistry::ListExperiments(
+    const v1::ListExperimentsRequest& request) const {
+  if (request.page_size() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("page_size: ", request.page_size(),
+                                                   " is out of range [0, ", kMaxPageSize, "]"));
+  }
+  const int page_size =
+      request.page_size() == 0 ? kDefaultPageSize : std::min(request.page_size(), kMaxPageSize);
+  // The token is the ordinal of the last experiment of the previous page.
+  int64_t before = INT64_MAX;
+  if (!request.page_token().empty() &&
+      (!absl::SimpleAtoi(request.page_token(), &before) || before <= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("page_token: \"", request.page_token(),
+                                                   "\" is not a token this server gave out"));
+  }
+  v1::ListExperimentsResponse response;
+  absl::ReaderMutexLock lock(&mu_);
+  int64_t last_ordinal = 0;
+  for (auto it = by_age_.rbegin(); it != by_age_.rend(); ++it) {
+    const Job& job = **it;
+    if (job.ordinal >= before) continue;
+    v1::Experiment experiment = Describe(job);
+    if (request.state() != v1::EXPERIMENT_STATE_UNSPECIFIED &&
+        experiment.state() != request.state()) {
+      continue;
+    }
+    if (response.experiments_size() == page_size) {
+      response.set_next_page_token(absl::StrCat(last_ordinal));
+      break;
+    }
+    *response.add_experiments() = std::move(experiment);
+    last_ordinal = job.ordinal;
+  }
+  return response;
+}
+
+void ExperimentRegistry::CancelExperiment(absl::string_view id, CancelDone done) {
+  absl::StatusOr<std::shared_ptr<Job>> found = FindJob(id);
+  if (!found.ok()) return done(found.status());
+  Job& job = **found;
+  absl::StatusOr<v1::Experiment> answer;
+  {
+    absl::MutexLock change(&job.change_mu);
+    v1::ExperimentState state;
+    {
+      absl::ReaderMutexLock lock(&job.mu);
+      state = job.record.state();
+    }
+    if (job.deleted) {
+      answer = NoSuchExperiment(id);
+    } else if (IsFinished(state)) {
+      answer = absl::FailedPreconditionError(absl::StrCat(
+          "experiment ", id, " has already finished (", v1::ExperimentState_Name(state), ")"));
+    } else if (state == v1::QUEUED && scheduler_->Remove(job)) {
+      Finish(job, v1::CANCELLED, "cancelled by request while queued");
+      answer = Describe(job);
+    } else {
+      // Running, or taken by a training slot that is about to run it: it stops at the
+      // next batch, and RunJob answers when it has.
+      job.stop.store(true);
+      absl::MutexLock lock(&job.mu);
+      job.on_cancelled.push_back(std::move(done));
+      return;
+    }
+  }
+  done(std::move(answer));
+}
+
+absl::Status ExperimentRegistry::DeleteExperiment(absl::string_view id) {
+  absl::StatusOr<std::shared_ptr<Job>> found = FindJob(id);
+  if (!found.ok()) return found.status();
+  Job& job = **found;
+  {
+    absl::MutexLock change(&job.change_mu);
+    v1::Experiment last = Describe(job);
+    if (job.deleted) return NoSuchExperiment(id);
+    if (!IsFinished(last.state())) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("experiment ", id, " is ", v1::ExperimentState_Name(last.state()),
+                       "; only finished experiments can be deleted (cancel it first)"));
+    }
+    if (options_.store != nullptr) {
+      if (absl::Status status = options_.store->DeleteExperiment(job.id); !status.ok()) {
+        return status;
+      }
+    }
+    job.deleted = true;
+    {
+      absl::MutexLock lock(&mu_);
+      jobs_.erase(job.id);
+      by_age_.erase(std::find(by_age_.begin(), by_age_.end(), *found));
+      if (!job.request_id.empty()) request_ids_.erase(job.request_id);
+    }
+    last.set_deleted(true);
+    changes_.Publish(std::move(last));
+  }
+  LOG(INFO) << "experiment " << job.id << ": deleted";
+  if (job.checkpoints != nullptr) {
+    if (absl::Status status = job.checkpoints->RemoveAll(); !status.ok()) {
+      LOG(WARNING) << "experiment " << job.id << " deleted, but not its checkpoints: " << status;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ExportedModel> ExperimentRegistry::ExportModel(
+    absl::string_view id, v1::ExportModelRequest::Which which) const {
+  absl::StatusOr<std::shared_ptr<Job>> found = FindJob(id);
+  if (!found.ok()) return found.status();
+  const Job& job = **found;
+  int epoch = 0;
+  {
+    absl::ReaderMutexLock lock(&job.mu);
+    if (job.record.last_metrics().epoch() == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "experiment ", id, " has not finished an epoch yet: there is no model to export"));
+    }
+    epoch = which == v1::ExportModelRequest::LAST ? job.record.last_metrics().epoch()
+                                                  : job.record.best_epoch();
+  }
+  if (job.checkpoints == nullptr) {
+    return absl::FailedPreconditionError(
+        "this server keeps no checkpoints (it runs without --state_dir), so it has no model to "
+        "export");
+  }
+  absl::StatusOr<std::string> state = job.checkpoints->Read(epoch);
+  if (absl::IsNotFound(state.status())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the checkpoint of epoch ", epoch, " of experiment ", id,
+                     " was not kept (gradlabd's --keep_checkpoints); the kept epochs: ",
+                     absl::StrJoin(job.checkpoints->Epochs(), ", ")));
+  }
+  if (!state.ok()) return state.status();
+  absl::StatusOr<std::string> state_dict = ExportStateDict(*state);
+  if (!state_dict.ok()) return state_dict.status();
+  return ExportedModel{epoch, *std::move(state_dict)};
+}
+
+absl::StatusOr<std::shared_ptr<ExperimentLog>> ExperimentRegistry::EventLog(
+    absl::string_view id) const {
+  absl::StatusOr<std::shared_ptr<Job>> job = FindJob(id);
+  if (!job.ok()) return job.status();
+  return (*job)->log;
+}
+
+v1::ServerInfo ExperimentRegistry::ServerInfo() const {
+  v1::ServerInfo info;
+  info.set_version(kGradlabVersion);
+  for (const v1::ModelInfo& model : models_) *info.add_models() = model;
+  for (v1::DatasetInfo& dataset : DescribeDatasets(options_.data_dir)) {
+    *info.add_datasets() = std::move(dataset);
+  }
+  info.set_workers(scheduler_->training_slots());
+  info.set_threads_per_job(options_.threads_per_job);
+  info.set_queue_capacity(options_.max_queue);
+  for (v1::WorkerInfo& worker : worker_pool_->List()) {
+    *info.add_registered_workers() = std::move(worker);
+  }
+  info.set_queue_length(scheduler_->Length());
+  return info;
+}
+
+std::vector<v1::Experiment> ExperimentRegistry::AllExperiments() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<v1::Experiment> all;
+  for (const auto& job : by_age_) all.push_back(Describe(*job));
+  return all;
+}
+
+bool ExperimentRegistry::shutting_down() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return shutting_down_;
+}
+
+absl::Status ExperimentRegistry::ChangeRecord(Job& job,
+                                              const std::function<void(v1::Experiment&)>& change,
+                                              std::optional<v1::MetricsEvent> event,
+                                              Publish publish) {
+  v1::Experiment record;
+  {
+    absl::ReaderMutexLock lock(&job.mu);
+    record = job.record;
+  }
+  change(record);
+  absl::Status status;
+  if (event.has_value()) status = job.log->Append(*std::move(event)).status();
+  if (status.ok() && options_.store != nullptr) {
+    status = options_.store->SaveExperiment(job.ordinal, job.request_id, record);
+  }
+  {
+    absl::MutexLock lock(&job.mu);
+    // The training thread's batch progress moves current_epoch without change_mu; keep
+    // the newer of the two.
+    record.set_current_epoch(std::max(record.current_epoch(), job.record.current_epoch()));
+    job.record = record;
+  }
+  if (publish == Publish::kYes) changes_.Publish(Describe(job));
+  return status;
+}
+
+absl::Status ExperimentRegistry::ChangeState(Job& job, v1::ExperimentState state,
+                                             const std::string& reason,
+                                             const std::function<void(v1::Experiment&)>& change,
+                                             Publish publish) {
+  v1::MetricsEvent event;
+  *event.mutable_time() = ToTimestamp(options_.clock());
+  event.mutable_state_change()->set_state(state);
+  event.mutable_state_change()->set_reason(reason);
+  const absl::Status status = ChangeRecord(
+      job,
+      [&](v1::Experiment& record) {
+        if (change) change(record);
+        record.set_state(state);
+        if (state == v1::FAILED) record.set_error(reason);
+      },
+      std::move(event), publish);
+  if (IsFinished(state)) job.log->Close();
+  LOG(INFO) << "experiment " << job.id << " (" << job.plan.spec.model << " on "
+            << job.plan.spec.dataset << "): " << v1::ExperimentState_Name(state) << ": " << reason;
+  if (!status.ok()) {
+    LOG(ERROR) << "experiment " << job.id << ": cannot store its change to "
+               << v1::ExperimentState_Name(state) << ": " << status;
+  }
+  return status;
+}
+
+absl::Status ExperimentRegistry::CommitEpoch(Job& job, v1::MetricsEvent epoch_event) {
+  absl::MutexLock change(&job.change_mu);
+  const v1::EpochMetrics metrics = epoch_event.epoch_metrics();
+  return ChangeRecord(
+      job, [&](v1::Experiment& record) { RecordEpoch(metrics, record); }, std::move(epoch_event),
+      Publish::kYes);
+}
+
+void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
+  {
+    absl::MutexLock change(&job->change_mu);
+    // Taken from the queue as shutdown began: it stays queued, in the store too.
+    if (shutting_down()) return;
+    ChangeState(*job, v1::RUNNING, job->resume_reason.empty() ? "started" : job->resume_reason,
+                [&](v1::Experiment& record) {
+                  if (!record.has_started_time()) {
+                    *record.mutable_started_time() = ToTimestamp(options_.clock());
+                  }
+                })
+        .IgnoreError();  // logged; the run's first event fails it if the store is gone
+  }
+  absl::Status status =
+      TrainJob(*job, slot, run_options_, [this](Job& trained, v1::MetricsEvent event) {
+        return CommitEpoch(trained, std::move(event));
+      });
+  std::vector<absl::Status> worker_notes;
+  ResumePoint resume;  // where a data-parallel run that lost a rank goes on from
+  if (job->plan.spec.world_size > 1) {
+    worker_notes = worker_pool_->Release(job->id, job->attempts);
+    if (absl::IsUnavailable(status) && job->checkpoints != nullptr) {
+      resume = FindResumePoint(*job->checkpoints);
+    }
+  }
+
+  std::vector<CancelDone> on_cancelled;
+  v1::Experiment final_record;
+  {
+    absl::MutexLock change(&job->change_mu);
+    const bool lost_rank = job->plan.spec.world_size > 1 && absl::IsUnavailable(status);
+    if (shutting_down() && (absl::IsCancelled(status) || lost_rank)) {
+      // Stopped by shutdown, not by a user: the experiment keeps its state; its streams
+      // have already ended with UNAVAILABLE.
+      LOG(INFO) << "experiment " << job->id << " stopped by shutdown";
+    } else if (lost_rank && !job->stop.load()) {
+      Requeue(job, status, worker_notes, std::move(resume.state), resume.epoch());
+    } else {
+      // A cancel that came while the group gathered ends as one.
+      if (lost_rank) status = absl::CancelledError(status.message());
+      if (status.ok()) {
+        Finish(*job, v1::SUCCEEDED, "finished all epochs");
+      } else if (absl::IsCancelled(status)) {
+        Finish(*job, v1::CANCELLED, absl::StrCat("cancelled by request: ", status.message()));
+      } else {
+        Finish(*job, v1::FAILED, std::string(status.message()));
+      }
+    }
+    {
+      absl::MutexLock lock(&job->mu);
+      on_cancelled.swap(job->on_cancelled);
+    }
+    final_record = Describe(*job);
+  }
+  for (auto& done : on_cancelled) {
+    if (final_record.state() == v1::CANCELLED) {
+      done(final_record);
+    } else if (final_record.state() == v1::RUNNING) {
+      done(absl::UnavailableError("server shutting down"));
+    } else {
+      done(absl::FailedPreconditionError(absl::StrCat(
+          "experiment ", job->id, " finished (", v1::ExperimentState_Name(final_record.state()),
+          ") before it could be cancelled")));
+    }
+  }
+}
+
+void ExperimentRegistry::Requeue(const std::shared_ptr<Job>& job, const absl::Status& status,
+                                 const std::vector<absl::Status>& notes,
+                                 std::optional<std::string> resume_state, int resume_epoch) {
+  const LostRankVerdict verdict =
+      JudgeLostRank(status, notes, job->epochs_this_attempt, job->attempts_without_progress);
+  if (!verdict.retry) return Finish(*job, v1::FAILED, verdict.reason);
+  job->attempts_without_progress = verdict.attempts_without_progress;
+  const std::string from = resume_state.has_value()
+                               ? absl::StrCat("the checkpoint of epoch ", resume_epoch)
+                               : std::string("epoch 1");
+  job->resume_state = std::move(resume_state);
+  job->resume_reason =
+      absl::StrCat("attempt ", job->attempts + 1, " goes on from ", from, " after a rank was lost");
+  // A slot that takes it at once waits for change_mu, so it starts from QUEUED.
+  scheduler_->PushFront(job);
+  ChangeState(
+      *job, v1::QUEUED,
+      absl::StrCat("a rank was lost: ", verdict.reason, "; queued again to go on from ", from,
+                   " when ", IdleWorkers(job->plan.spec.world_size - 1), " are available"))
+      .IgnoreError();  // logged
+}
+
+void ExperimentRegistry::Finish(Job& job, v1::ExperimentState state, const std::string& reason) {
+  ChangeState(job, state, reason, [&](v1::Experiment& record) {
+    *record.mutable_finished_time() = ToTimestamp(options_.clock());
+  }).IgnoreError();  // logged; the state stands in memory
+  // Removes the checkpoints --keep_checkpoints does not keep.
+  if (job.checkpoints == nullptr) return;
+  std::set<int> keep;
+  {
+    absl::ReaderMutexLock lock(&job.mu);
+    if (options_.keep_checkpoints.last) keep.insert(job.record.last_metrics().epoch());
+    if (options_.keep_checkpoints.best) keep.insert(job.record.best_epoch());
+  }
+  if (absl::Status status = job.checkpoints->Prune(keep); !status.ok()) {
+    LOG(WARNING) << "experiment " << job.id << ": " << status;
+  }
+}
+
+void ExperimentRegistry::Shutdown() {
+  std::vector<std::shared_ptr<Job>> jobs;
+  {
+    absl::MutexLock lock(&mu_);
+    shutting_down_ = true;
+    jobs = by_age_;
+  }
+  for (const auto& job : jobs) {
+    job->stop.store(true);
+    job->log->Abort(absl::UnavailableError("server shutting down"));
+  }
+  changes_.Close(absl::UnavailableError("server shutting down"));
+  scheduler_->Stop();
+}
+
+}  // namespace gradlab

@@ -1,0 +1,43 @@
+// A StartExperiment's spec settled once, before the experiment exists: every default
+// filled in (ResolveSpec), the intra-op threads it trains with, and where its dataset is.
+// Every later step (the record the API shows, the training run, a restart, the remote
+// ranks) reads the plan rather than settling the spec again.
+#ifndef GRADLAB_SERVER_EXPERIMENTS_RUN_PLAN_H_
+#define GRADLAB_SERVER_EXPERIMENTS_RUN_PLAN_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/experiment_spec.h"
+#include "gradlab/v1/experiment_service.pb.h"
+#include "server/engine/dataset_request.h"
+
+namespace gradlab {
+
+struct RunPlan {
+  // Every field set; data_dir is what the client sent.
+  ExperimentSpec spec;
+  // The folder the dataset loads from; empty for the synthetic dataset.
+  std::string dataset_location;
+};
+
+// What a server allows and where it looks for datasets.
+struct PlanLimits {
+  int threads_per_job = 1;
+  std::string server_data_dir;  // --data_dir
+};
+
+// INVALID_ARGUMENT naming the field for a spec the server cannot run, NOT_FOUND (with
+// where it looked) for a dataset that is not there.
+absl::StatusOr<RunPlan> PlanRun(const v1::ExperimentSpec& requested, const PlanLimits& limits);
+
+// The plan of an experiment read back from the store. Records stored before
+// dataset_location existed held the location in spec.data_dir.
+RunPlan StoredPlan(const v1::Experiment& record);
+
+// The dataset a plan trains on.
+DatasetRequest DatasetRequestFor(const RunPlan& plan);
+
+}  // namespace gradlab
+
+#endif  // GRADLAB_SERVER_EXPERIMENTS_RUN_PLAN_H_

@@ -1,0 +1,80 @@
+// The queue of experiments waiting to train, and the training slots that take them: one
+// thread per slot (--workers), each training one job at a time. A data-parallel job
+// (world_size > 1) starts only when its other ranks' remote workers are idle, and claims
+// them as it leaves the queue.
+#ifndef GRADLAB_SERVER_EXPERIMENTS_SCHEDULER_H_
+#define GRADLAB_SERVER_EXPERIMENTS_SCHEDULER_H_
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/experiments/job.h"
+#include "server/experiments/worker_pool.h"
+
+namespace gradlab {
+
+struct SchedulerOptions {
+  int training_slots = 1;
+  // Added to the nice value of the slots' threads (see RegistryOptions).
+  int training_niceness = 0;
+  // Rank 0 of the run on slot i hosts its group's TCPStore on rendezvous_port + i.
+  int rendezvous_port = 50052;
+  std::string advertise_address;
+  absl::Duration collective_timeout = absl::Seconds(60);
+};
+
+// Thread-safe. Lock order: a job's mu before the queue's, so that describing a job may
+// ask for its position; the scheduler never takes a job's lock.
+class Scheduler {
+ public:
+  // Runs a job taken from the queue, on the thread of training slot `slot`.
+  using RunFn = std::function<void(const std::shared_ptr<Job>& job, int slot)>;
+
+  // Starts the slots' threads.
+  Scheduler(SchedulerOptions options, WorkerPool& workers, RunFn run);
+  // Stop()s.
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Returns the job's position (1 for the next to run) as it joined the queue.
+  int PushBack(std::shared_ptr<Job> job) ABSL_LOCKS_EXCLUDED(mu_);
+  // Ahead of every other: a run that goes on after losing a rank, or after a restart.
+  void PushFront(std::shared_ptr<Job> job) ABSL_LOCKS_EXCLUDED(mu_);
+  // Takes a job out of the queue; false if it is not there (a slot has taken it).
+  bool Remove(const Job& job) ABSL_LOCKS_EXCLUDED(mu_);
+  // 1 for the next to run; 0 when not queued.
+  int Position(const Job& job) const ABSL_LOCKS_EXCLUDED(mu_);
+  int Length() const ABSL_LOCKS_EXCLUDED(mu_);
+  int training_slots() const { return static_cast<int>(slots_.size()); }
+
+  // The remote workers changed (one joined, left or became idle): look at the queue again.
+  void WorkersChanged() ABSL_LOCKS_EXCLUDED(mu_);
+  // No slot takes another job; waits for the running ones to return. Idempotent.
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  void SlotLoop(int slot) ABSL_LOCKS_EXCLUDED(mu_);
+  // The first queued job that can start now: one of world_size 1, or one whose
+  // world_size - 1 remote workers are idle.
+  std::deque<std::shared_ptr<Job>>::iterator FirstRunnable() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const SchedulerOptions options_;
+  WorkerPool& workers_;
+  const RunFn run_;
+  mutable absl::Mutex mu_;
+  std::deque<std::shared_ptr<Job>> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> slots_;
+};
+
+}  // namespace gradlab
+
+#endif  // GRADLAB_SERVER_EXPERIMENTS_SCHEDULER_H_

@@ -1,0 +1,135 @@
+#include "server/experiments/training_run.h"
+
+#include <glog/logging.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/engine/dataset_request.h"
+#include "server/engine/trainer.h"
+#include "server/experiments/event_protos.h"
+
+namespace gradlab {
+namespace {
+
+// An error of the store or of a checkpoint write that ends a run, said as such.
+absl::Status RunStorageError(absl::string_view what, const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat(what, ": ", status.message()));
+}
+
+// Turns a run's events into the API's messages and hands them on. Runs on the training
+// slot's thread. The first event that cannot be stored stops the run; error() says why.
+class JobSink : public TrainingEventSink {
+ public:
+  JobSink(Job& job, const TrainingRunOptions& options, const EpochRecorder& record_epoch)
+      : job_(job), options_(options), record_epoch_(record_epoch) {}
+
+  void OnBatchProgress(const BatchProgress& progress) override {
+    {
+      absl::MutexLock lock(&job_.mu);
+      job_.record.set_current_epoch(progress.epoch);
+    }
+    v1::MetricsEvent event = NewEvent();
+    *event.mutable_batch_progress() = ToProto(progress);
+    Check(job_.log->Append(std::move(event)).status());
+  }
+
+  void OnEpochMetrics(const EpochMetrics& metrics) override {
+    v1::MetricsEvent event = NewEvent();
+    *event.mutable_epoch_metrics() = ToProto(metrics);
+    ++job_.epochs_this_attempt;
+    Check(record_epoch_(job_, std::move(event)));
+  }
+
+  void OnGradientSnapshot(const GradientSnapshot& snapshot) override {
+    v1::GradientSnapshot proto = ToProto(snapshot);
+    *proto.mutable_time() = ToTimestamp(options_.clock());
+    Check(job_.log->Append(std::move(proto)).status());
+  }
+
+  const absl::Status& error() const { return error_; }
+
+ private:
+  v1::MetricsEvent NewEvent() {
+    v1::MetricsEvent event;
+    *event.mutable_time() = ToTimestamp(options_.clock());
+    return event;
+  }
+
+  void Check(const absl::Status& status) {
+    if (status.ok() || !error_.ok()) return;
+    error_ = RunStorageError("cannot store the run's events", status);
+    job_.stop.store(true);
+  }
+
+  Job& job_;
+  const TrainingRunOptions& options_;
+  const EpochRecorder& record_epoch_;
+  absl::Status error_;
+};
+
+// Saves the checkpoint of an epoch and prunes those no longer needed: the newest two (the
+// previous one is the fallback should this one be damaged) and the best.
+absl::Status SaveCheckpoint(Job& job, const TrainingCheckpoint& checkpoint) {
+  const int epoch = checkpoint.metrics.epoch;
+  if (absl::Status status = job.checkpoints->Save(epoch, checkpoint.state); !status.ok()) {
+    return RunStorageError(absl::StrCat("cannot save the checkpoint of epoch ", epoch), status);
+  }
+  int best_epoch = epoch;
+  {
+    absl::ReaderMutexLock lock(&job.mu);
+    // The record learns of this epoch only after its checkpoint is safe.
+    if (job.record.best_epoch() > 0 &&
+        checkpoint.metrics.test_accuracy <= job.record.best_test_accuracy()) {
+      best_epoch = job.record.best_epoch();
+    }
+  }
+  if (absl::Status status = job.checkpoints->Prune({epoch, epoch - 1, best_epoch}); !status.ok()) {
+    LOG(WARNING) << "experiment " << job.id << ": " << status;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status TrainJob(Job& job, int slot, const TrainingRunOptions& options,
+                      const EpochRecorder& record_epoch) {
+  job.epochs_this_attempt = 0;
+  absl::Status status;
+  absl::StatusOr<std::shared_ptr<const Dataset>> dataset =
+      LoadSharedDataset(DatasetRequestFor(job.plan));
+  if (!dataset.ok()) {
+    status = dataset.status();
+  } else {
+    TrainingControl control;
+    control.stop_requested = &job.stop;
+    control.clock = options.clock;
+    control.progress_interval = options.progress_interval;
+    if (job.checkpoints != nullptr) {
+      control.save_checkpoint = [&job](const TrainingCheckpoint& checkpoint) {
+        return SaveCheckpoint(job, checkpoint);
+      };
+    }
+    if (job.resume_state.has_value()) control.resume_from = &*job.resume_state;
+    JobSink sink(job, options, record_epoch);
+    if (job.plan.spec.world_size > 1) {
+      ProcessGroupOptions group;
+      group.store_host = "127.0.0.1";  // rank 0 hosts the store
+      group.store_port = options.rendezvous_port + slot;
+      group.local_address = options.advertise_address;
+      group.world_size = job.plan.spec.world_size;
+      group.timeout = options.collective_timeout;
+      status = TrainRank(job.plan.spec, **dataset, group, control, sink);
+    } else {
+      status = Train(job.plan.spec, **dataset, control, sink);
+    }
+    if (!sink.error().ok()) status = sink.error();
+  }
+  job.resume_state.reset();
+  if (absl::Status flushed = job.log->FlushJournal(); !flushed.ok() && status.ok()) {
+    status = RunStorageError("cannot store the run's events", flushed);
+  }
+  return status;
+}
+
+}  // namespace gradlab

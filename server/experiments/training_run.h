@@ -1,0 +1,39 @@
+// The training of one job on a training slot: its dataset loaded, the engine run (alone
+// or as rank 0 of a data-parallel group), its events turned into the API's messages and
+// appended to its log, its checkpoints saved and pruned. What the run does to the job's
+// record goes through the registry's EpochRecorder, which stores and publishes it.
+#ifndef GRADLAB_SERVER_EXPERIMENTS_TRAINING_RUN_H_
+#define GRADLAB_SERVER_EXPERIMENTS_TRAINING_RUN_H_
+
+#include <functional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "gradlab/v1/experiment_service.pb.h"
+#include "server/experiments/job.h"
+
+namespace gradlab {
+
+struct TrainingRunOptions {
+  std::function<absl::Time()> clock = [] { return absl::Now(); };
+  absl::Duration progress_interval = absl::Milliseconds(500);
+  // Rank 0 on slot i hosts its group's TCPStore on rendezvous_port + i (see Scheduler).
+  int rendezvous_port = 50052;
+  std::string advertise_address;
+  absl::Duration collective_timeout = absl::Seconds(60);
+};
+
+// Takes an epoch's metrics event into the job's record and log; an error stops the run.
+using EpochRecorder = std::function<absl::Status(Job& job, v1::MetricsEvent epoch_event)>;
+
+// Trains `job` on training slot `slot` until it finishes, fails or is stopped (job.stop):
+// OK, CANCELLED, UNAVAILABLE for a data-parallel run that lost a rank, or the error
+// that ended it (a store that cannot take its events among them). Its events are
+// committed to the journal before this returns.
+absl::Status TrainJob(Job& job, int slot, const TrainingRunOptions& options,
+                      const EpochRecorder& record_epoch);
+
+}  // namespace gradlab
+
+#endif  // GRADLAB_SERVER_EXPERIMENTS_TRAINING_RUN_H_
