@@ -98,9 +98,9 @@ class ChangeFeed {
   int64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
   std::optional<absl::Status> end_ ABSL_GUARDED_BY(mu_);
 
-  // Held while wake-ups run, so that RemoveCursor waits for a running one to return.
-  // Never held together with mu_.
-  absl::Mutex wake_mu_;
+  // Held while wake-ups run, so that RemoveCursor waits for a running one to return. A
+  // wake-up may read the feed (take mu_) under it; nothing takes it under mu_.
+  absl::Mutex wake_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   std::map<int64_t, std::function<void()>> wakes_ ABSL_GUARDED_BY(wake_mu_);
   bool wake_pending_ ABSL_GUARDED_BY(mu_) = false;
   // Runs the wake-ups; declared last so that it is destroyed (and joined) first.

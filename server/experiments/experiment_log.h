@@ -138,8 +138,9 @@ class ExperimentLog : public std::enable_shared_from_this<ExperimentLog> {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<absl::Status> abort_status_ ABSL_GUARDED_BY(mu_);
 
-  // Held while listeners run, so that Unsubscribe waits for a running call to return.
-  absl::Mutex listeners_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  // Held while listeners run, so that Unsubscribe waits for a running call to return. A
+  // listener reads the log (takes mu_) under it; nothing takes it under mu_.
+  absl::Mutex listeners_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   int64_t next_handle_ ABSL_GUARDED_BY(listeners_mu_) = 1;
   std::map<int64_t, Listener> listeners_ ABSL_GUARDED_BY(listeners_mu_);
 };
