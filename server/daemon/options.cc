@@ -49,23 +49,23 @@ absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int 
   registry.max_queue = flags.max_queue;
   registry.data_dir = flags.data_dir;
   registry.training_niceness = flags.training_niceness;
-  registry.rendezvous_port = flags.rendezvous_port;
-  registry.advertise_address = flags.advertise_address;
-  registry.collective_timeout = flags.collective_timeout;
+  registry.rendezvous.port = flags.rendezvous_port;
+  registry.rendezvous.advertise_address = flags.advertise_address;
+  registry.rendezvous.collective_timeout = flags.collective_timeout;
   registry.worker_pool.worker_timeout = flags.worker_timeout;
   registry.worker_pool.heartbeat_interval = flags.heartbeat_interval;
-  if (registry.rendezvous_port < 1 ||
-      registry.rendezvous_port + registry.training_slots - 1 > 65535) {
+  if (registry.rendezvous.port < 1 ||
+      registry.rendezvous.port + registry.training_slots - 1 > 65535) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--rendezvous_port: ", registry.rendezvous_port, " to ",
-                     registry.rendezvous_port + registry.training_slots - 1,
+        absl::StrCat("--rendezvous_port: ", registry.rendezvous.port, " to ",
+                     registry.rendezvous.port + registry.training_slots - 1,
                      " (one per --workers) must lie in [1, 65535]"));
   }
-  if (registry.collective_timeout < absl::Seconds(1) ||
+  if (registry.rendezvous.collective_timeout < absl::Seconds(1) ||
       registry.worker_pool.heartbeat_interval < absl::Milliseconds(100) ||
       registry.worker_pool.worker_timeout < 2 * registry.worker_pool.heartbeat_interval) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--collective_timeout (", absl::FormatDuration(registry.collective_timeout),
+        "--collective_timeout (", absl::FormatDuration(registry.rendezvous.collective_timeout),
         ") must be at least 1s, --heartbeat_interval (",
         absl::FormatDuration(registry.worker_pool.heartbeat_interval),
         ") at least 100ms, and --worker_timeout (",

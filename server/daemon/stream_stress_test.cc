@@ -57,11 +57,13 @@ struct Stream {
   grpc::ClientContext context;
 };
 
-// Reads everything a server stream sends until it ends.
-template <typename Message>
+// Reads everything a server stream sends until it ends; holds its request until then.
+template <typename Request, typename Message>
 class Reader : public Stream, public grpc::ClientReadReactor<Message> {
  public:
-  explicit Reader(Outcomes& outcomes) : outcomes_(outcomes) { outcomes_.Opened(); }
+  Reader(Outcomes& outcomes, Request request) : request(std::move(request)), outcomes_(outcomes) {
+    outcomes_.Opened();
+  }
   void Begin() {
     this->StartRead(&message_);
     this->StartCall();
@@ -71,10 +73,22 @@ class Reader : public Stream, public grpc::ClientReadReactor<Message> {
   }
   void OnDone(const grpc::Status& status) override { outcomes_.Ended(status.error_code()); }
 
+  const Request request;
+
  private:
   Outcomes& outcomes_;
   Message message_;
 };
+
+// Opens a stream of `Message`s with `call` (the stub's async method) and a 50 ms deadline.
+template <typename Message, typename Request, typename Call>
+std::unique_ptr<Stream> Open(Outcomes& outcomes, Request request, Call call) {
+  auto reader = std::make_unique<Reader<Request, Message>>(outcomes, std::move(request));
+  reader->context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(50));
+  call(&reader->context, &reader->request, reader.get());
+  reader->Begin();
+  return reader;
+}
 
 class StreamStressTest : public ::testing::Test {
  protected:
@@ -111,48 +125,38 @@ TEST_F(StreamStressTest, StreamsEndingByDeadlineAndCancelNeitherCrashNorHangTheS
   }
   std::mt19937 random(42);
   Outcomes outcomes;
-  const v1::WatchExperimentsRequest watch;
+  v1::StreamMetricsRequest metrics;
+  metrics.set_id(running.id());
+  v1::StreamGradientsRequest gradients;
+  gradients.set_id(running.id());
   for (int round = 0; round < kRounds; ++round) {
     std::vector<std::unique_ptr<Stream>> streams;
     std::vector<grpc::ClientContext*> to_cancel;
     for (int i = 0; i < kStreamsPerRound; ++i) {
-      grpc::ClientContext* context = nullptr;
-      const auto deadline = std::chrono::system_clock::now() + std::chrono::milliseconds(50);
+      auto* async = stub_->async();
       switch (i % 3) {
-        case 0: {
-          auto* reader = new Reader<v1::MetricsEvent>(outcomes);
-          streams.emplace_back(reader);
-          context = &reader->context;
-          context->set_deadline(deadline);
-          v1::StreamMetricsRequest metrics;
-          metrics.set_id(running.id());
-          stub_->async()->StreamMetrics(context, &metrics, reader);
-          reader->Begin();
+        case 0:
+          streams.push_back(Open<v1::MetricsEvent>(
+              outcomes, metrics, [&](auto* context, auto* request, auto* reactor) {
+                async->StreamMetrics(context, request, reactor);
+              }));
           break;
-        }
-        case 1: {
-          auto* reader = new Reader<v1::GradientSnapshot>(outcomes);
-          streams.emplace_back(reader);
-          context = &reader->context;
-          context->set_deadline(deadline);
-          v1::StreamGradientsRequest gradients;
-          gradients.set_id(running.id());
-          stub_->async()->StreamGradients(context, &gradients, reader);
-          reader->Begin();
+        case 1:
+          streams.push_back(Open<v1::GradientSnapshot>(
+              outcomes, gradients, [&](auto* context, auto* request, auto* reactor) {
+                async->StreamGradients(context, request, reactor);
+              }));
           break;
-        }
-        default: {
-          auto* reader = new Reader<v1::Experiment>(outcomes);
-          streams.emplace_back(reader);
-          context = &reader->context;
-          context->set_deadline(deadline);
-          stub_->async()->WatchExperiments(context, &watch, reader);
-          reader->Begin();
+        default:
+          streams.push_back(Open<v1::Experiment>(outcomes, v1::WatchExperimentsRequest(),
+                                                 [&](auto* context, auto* request, auto* reactor) {
+                                                   async->WatchExperiments(context, request,
+                                                                           reactor);
+                                                 }));
           break;
-        }
       }
       // Half of them are cancelled by the client too, before or after their deadline.
-      if (random() % 2 == 0) to_cancel.push_back(context);
+      if (random() % 2 == 0) to_cancel.push_back(&streams.back()->context);
     }
     // Cancel at random moments over the streams' 50 ms, while they are writing.
     std::shuffle(to_cancel.begin(), to_cancel.end(), random);
@@ -176,8 +180,6 @@ TEST_F(StreamStressTest, StreamsEndingByDeadlineAndCancelNeitherCrashNorHangTheS
   ASSERT_TRUE(stub_->GetExperiment(&get_context, get, &now).ok());
   EXPECT_EQ(now.state(), v1::RUNNING);
   grpc::ClientContext stream_context;
-  v1::StreamMetricsRequest metrics;
-  metrics.set_id(running.id());
   auto stream = stub_->StreamMetrics(&stream_context, metrics);
   v1::MetricsEvent event;
   EXPECT_TRUE(stream->Read(&event));

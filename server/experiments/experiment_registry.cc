@@ -38,36 +38,18 @@ std::string IdleWorkers(int count) {
   return absl::StrCat(count, count == 1 ? " idle worker" : " idle workers");
 }
 
-TrainingRunOptions RunOptions(const RegistryOptions& options) {
-  TrainingRunOptions run;
-  run.clock = options.clock;
-  run.progress_interval = options.progress_interval;
-  run.rendezvous_port = options.rendezvous_port;
-  run.advertise_address = options.advertise_address;
-  run.collective_timeout = options.collective_timeout;
-  return run;
-}
-
-SchedulerOptions SchedulingOptions(const RegistryOptions& options) {
-  SchedulerOptions scheduling;
-  scheduling.training_slots = options.training_slots;
-  scheduling.training_niceness = options.training_niceness;
-  scheduling.rendezvous_port = options.rendezvous_port;
-  scheduling.advertise_address = options.advertise_address;
-  scheduling.collective_timeout = options.collective_timeout;
-  return scheduling;
-}
-
 }  // namespace
 
 ExperimentRegistry::ExperimentRegistry(RegistryOptions options)
-    : options_(std::move(options)), run_options_(RunOptions(options_)), models_(DescribeModels()) {
+    : options_(std::move(options)),
+      run_options_{options_.clock, options_.progress_interval, options_.rendezvous},
+      models_(DescribeModels()) {
   worker_pool_ = std::make_unique<WorkerPool>(options_.worker_pool, [this] {
     if (Scheduler* scheduler = scheduler_for_workers_.load()) scheduler->WorkersChanged();
   });
   scheduler_ = std::make_unique<Scheduler>(
-      SchedulingOptions(options_), *worker_pool_,
-      [this](const std::shared_ptr<Job>& job, int slot) { RunJob(job, slot); });
+      SchedulerOptions{options_.training_slots, options_.training_niceness, options_.rendezvous},
+      *worker_pool_, [this](const std::shared_ptr<Job>& job, int slot) { RunJob(job, slot); });
   scheduler_for_workers_.store(scheduler_.get());
 }
 

@@ -28,6 +28,7 @@
 #include "server/experiments/experiment_log.h"
 #include "server/experiments/job.h"
 #include "server/experiments/notifier.h"
+#include "server/experiments/rendezvous_options.h"
 #include "server/experiments/scheduler.h"
 #include "server/experiments/training_run.h"
 #include "server/experiments/worker_pool.h"
@@ -64,15 +65,7 @@ struct RegistryOptions {
   // Data-parallel runs (spec.world_size > 1): this server is rank 0 and its workers (see
   // WorkerPool) the others.
   WorkerPoolOptions worker_pool;
-  // Rank 0 of the run on training slot i hosts the group's TCPStore on
-  // rendezvous_port + i (0 to --workers - 1), on every interface.
-  int rendezvous_port = 50052;
-  // The address the workers reach rank 0's Gloo connections at (they bind to it); empty:
-  // the address this machine's hostname resolves to.
-  std::string advertise_address;
-  // For the rendezvous and every collective: a rank lost mid-run fails the others' next
-  // collective within this time, and the run goes back to the queue.
-  absl::Duration collective_timeout = absl::Seconds(60);
+  RendezvousOptions rendezvous;
 };
 
 // A model exported from a checkpoint: a file for torch.load.

@@ -154,13 +154,19 @@ TEST(ExperimentRegistryTest, QueueFullCancelQueuedAndRunning) {
   WaitForState(registry, queued2->id(), v1::SUCCEEDED);
 }
 
-TEST(ExperimentRegistryTest, CorruptDatasetFailsTheExperimentAndTheServerGoesOn) {
-  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "corrupt_mnist";
+// A folder that LocateDataset takes for MNIST: its four files, each holding `content`.
+std::filesystem::path FakeMnist(const std::string& name, const std::string& content) {
+  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / name;
   std::filesystem::create_directories(dir);
-  for (const char* name : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+  for (const char* file : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                            "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}) {
-    std::ofstream(dir / name) << "this is not an IDX file at all";
+    std::ofstream(dir / file) << content;
   }
+  return dir;
+}
+
+TEST(ExperimentRegistryTest, CorruptDatasetFailsTheExperimentAndTheServerGoesOn) {
+  const std::filesystem::path dir = FakeMnist("corrupt_mnist", "this is not an IDX file at all");
   ExperimentRegistry registry(SmallOptions());
   v1::StartExperimentRequest request = Quick();
   request.mutable_spec()->set_dataset("mnist");
@@ -178,12 +184,7 @@ TEST(ExperimentRegistryTest, CorruptDatasetFailsTheExperimentAndTheServerGoesOn)
 // The record shows the spec as the client sent it, with every default filled in, and
 // where the server found the dataset as a field of its own.
 TEST(ExperimentRegistryTest, TheRecordKeepsTheClientsDataDirAndSaysWhereTheDatasetIs) {
-  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "own_mnist";
-  std::filesystem::create_directories(dir);
-  for (const char* name : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                           "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}) {
-    std::ofstream(dir / name) << "found, not read";
-  }
+  const std::filesystem::path dir = FakeMnist("own_mnist", "found, not read");
   RegistryOptions options = SmallOptions();
   options.data_dir = (dir.parent_path() / "nothing_here").string();
   ExperimentRegistry registry(std::move(options));

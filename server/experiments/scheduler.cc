@@ -100,9 +100,9 @@ void Scheduler::SlotLoop(int slot) {
           ranks.spec.set_data_dir(job->plan.dataset_location);
         }
         ranks.world_size = job->plan.spec.world_size;
-        ranks.store_host = options_.advertise_address;
-        ranks.store_port = options_.rendezvous_port + slot;
-        ranks.timeout = options_.collective_timeout;
+        ranks.store_host = options_.rendezvous.advertise_address;
+        ranks.store_port = options_.rendezvous.port + slot;
+        ranks.timeout = options_.rendezvous.collective_timeout;
         // A worker may have gone since FirstRunnable counted it; look again.
         if (!workers_.Reserve(ranks).ok()) continue;
         ++job->attempts;

@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/experiments/job.h"
+#include "server/experiments/rendezvous_options.h"
 #include "server/experiments/worker_pool.h"
 
 namespace gradlab {
@@ -24,10 +25,7 @@ struct SchedulerOptions {
   int training_slots = 1;
   // Added to the nice value of the slots' threads (see RegistryOptions).
   int training_niceness = 0;
-  // Rank 0 of the run on slot i hosts its group's TCPStore on rendezvous_port + i.
-  int rendezvous_port = 50052;
-  std::string advertise_address;
-  absl::Duration collective_timeout = absl::Seconds(60);
+  RendezvousOptions rendezvous;
 };
 
 // Thread-safe. Lock order: a job's mu before the queue's, so that describing a job may

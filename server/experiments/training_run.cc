@@ -115,10 +115,10 @@ absl::Status TrainJob(Job& job, int slot, const TrainingRunOptions& options,
     if (job.plan.spec.world_size > 1) {
       ProcessGroupOptions group;
       group.store_host = "127.0.0.1";  // rank 0 hosts the store
-      group.store_port = options.rendezvous_port + slot;
-      group.local_address = options.advertise_address;
+      group.store_port = options.rendezvous.port + slot;
+      group.local_address = options.rendezvous.advertise_address;
       group.world_size = job.plan.spec.world_size;
-      group.timeout = options.collective_timeout;
+      group.timeout = options.rendezvous.collective_timeout;
       status = TrainRank(job.plan.spec, **dataset, group, control, sink);
     } else {
       status = Train(job.plan.spec, **dataset, control, sink);

@@ -12,16 +12,14 @@
 #include "absl/time/time.h"
 #include "gradlab/v1/experiment_service.pb.h"
 #include "server/experiments/job.h"
+#include "server/experiments/rendezvous_options.h"
 
 namespace gradlab {
 
 struct TrainingRunOptions {
   std::function<absl::Time()> clock = [] { return absl::Now(); };
   absl::Duration progress_interval = absl::Milliseconds(500);
-  // Rank 0 on slot i hosts its group's TCPStore on rendezvous_port + i (see Scheduler).
-  int rendezvous_port = 50052;
-  std::string advertise_address;
-  absl::Duration collective_timeout = absl::Seconds(60);
+  RendezvousOptions rendezvous;
 };
 
 // Takes an epoch's metrics event into the job's record and log; an error stops the run.
