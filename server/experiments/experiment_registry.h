@@ -2,8 +2,9 @@
 // methods mirror the API's RPCs in plain terms (messages in, absl::Status out); it knows
 // nothing of gRPC, so it is tested without a server. The rooms behind it: the Scheduler
 // (the queue and the training slots), TrainJob (the run of one job), crash_recovery (a
-// restart), event_protos (the events as messages), model_catalogue (what ServerInfo
-// lists) and the ChangeFeed (every change, for the watch streams).
+// restart), run_plan (a spec settled once), event_protos (the events as messages),
+// model_catalogue (what ServerInfo lists) and the ChangeFeed (every change, for the watch
+// streams).
 #ifndef GRADLAB_SERVER_EXPERIMENTS_EXPERIMENT_REGISTRY_H_
 #define GRADLAB_SERVER_EXPERIMENTS_EXPERIMENT_REGISTRY_H_
 
