@@ -150,9 +150,11 @@ class StoreJournal : public EventJournal {
 
 }  // namespace
 
-ExperimentStore::ExperimentStore(std::string state_dir, std::unique_ptr<SQLite::Database> db,
+ExperimentStore::ExperimentStore(std::string state_dir, std::unique_ptr<StateDirLock> lock,
+                                 std::unique_ptr<SQLite::Database> db,
                                  std::function<void(absl::string_view)> before_write)
     : state_dir_(std::move(state_dir)),
+      lock_(std::move(lock)),
       before_write_(std::move(before_write)),
       db_(std::move(db)) {}
 
@@ -170,6 +172,9 @@ absl::StatusOr<std::unique_ptr<ExperimentStore>> ExperimentStore::Open(const std
     return absl::FailedPreconditionError(
         absl::StrCat("cannot create the state folder ", state_dir, ": ", error.message()));
   }
+  // Before anything is read or written: one server per state folder.
+  absl::StatusOr<std::unique_ptr<StateDirLock>> lock = StateDirLock::Acquire(state_dir);
+  if (!lock.ok()) return lock.status();
   const std::string path = (std::filesystem::path(state_dir) / kDatabaseFile).string();
   if (std::filesystem::exists(path, error) && std::filesystem::file_size(path, error) > 0) {
     if (absl::Status status = CheckExisting(path); !status.ok()) return status;
@@ -186,8 +191,8 @@ absl::StatusOr<std::unique_ptr<ExperimentStore>> ExperimentStore::Open(const std
     if (options.max_pages > 0) db->exec(absl::StrCat("PRAGMA max_page_count=", options.max_pages));
   });
   if (!status.ok()) return status;
-  return std::unique_ptr<ExperimentStore>(
-      new ExperimentStore(state_dir, std::move(db), std::move(options.before_write)));
+  return std::unique_ptr<ExperimentStore>(new ExperimentStore(
+      state_dir, *std::move(lock), std::move(db), std::move(options.before_write)));
 }
 
 absl::StatusOr<std::vector<StoredExperiment>> ExperimentStore::LoadAll() const {

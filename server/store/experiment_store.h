@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "gradlab/v1/experiment_service.pb.h"
 #include "server/store/event_journal.h"
+#include "server/store/state_dir_lock.h"
 
 namespace SQLite {
 class Database;
@@ -46,8 +47,10 @@ struct StoredExperiment {
 class ExperimentStore {
  public:
   // Opens `state_dir`/gradlab.db, creating the folder and the database if they do not
-  // exist. A file there that is not an intact gradlab database is refused (FAILED_PRECONDITION,
-  // naming the file and what is wrong) before anything is written.
+  // exist, and holds the folder's lock (StateDirLock) until the store is destroyed: a
+  // second store on the same folder, in this process or another, is INVALID_ARGUMENT. A file there
+  // that is not an intact gradlab database is refused (FAILED_PRECONDITION, naming the file and
+  // what is wrong) before anything is written.
   static absl::StatusOr<std::unique_ptr<ExperimentStore>> Open(const std::string& state_dir,
                                                                StoreOptions options = {});
   ~ExperimentStore();
@@ -86,13 +89,15 @@ class ExperimentStore {
       ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  ExperimentStore(std::string state_dir, std::unique_ptr<SQLite::Database> db,
+  ExperimentStore(std::string state_dir, std::unique_ptr<StateDirLock> lock,
+                  std::unique_ptr<SQLite::Database> db,
                   std::function<void(absl::string_view)> before_write);
   void BeforeWrite(absl::string_view what) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (before_write_) before_write_(what);
   }
 
   const std::string state_dir_;
+  const std::unique_ptr<StateDirLock> lock_;  // held while the store is open
   const std::function<void(absl::string_view)> before_write_;
   mutable absl::Mutex mu_;
   std::unique_ptr<SQLite::Database> db_ ABSL_GUARDED_BY(mu_) ABSL_PT_GUARDED_BY(mu_);

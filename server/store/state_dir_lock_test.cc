@@ -1,0 +1,44 @@
+#include "server/store/state_dir_lock.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/store/experiment_store.h"
+#include "tests/testing/test_dir.h"
+
+namespace gradlab {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(StateDirLockTest, OneHolderAtATimeNamedByItsPidAndFreedWhenReleased) {
+  const std::string dir = FreshTestDir("state_dir_lock").string();
+  std::filesystem::create_directories(dir);
+  absl::StatusOr<std::unique_ptr<StateDirLock>> first = StateDirLock::Acquire(dir);
+  ASSERT_TRUE(first.ok()) << first.status();
+  absl::StatusOr<std::unique_ptr<StateDirLock>> second = StateDirLock::Acquire(dir);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(second.status().message()),
+              HasSubstr(absl::StrCat("--state_dir=", dir, " is in use by another gradlabd (pid ",
+                                     getpid(), ")")));
+  first->reset();
+  EXPECT_TRUE(StateDirLock::Acquire(dir).ok());
+}
+
+TEST(StateDirLockTest, AStoreHoldsItsFoldersLockWhileOpen) {
+  const std::string dir = FreshTestDir("state_dir_lock_store").string();
+  absl::StatusOr<std::unique_ptr<ExperimentStore>> store = ExperimentStore::Open(dir);
+  ASSERT_TRUE(store.ok()) << store.status();
+  absl::StatusOr<std::unique_ptr<ExperimentStore>> second = ExperimentStore::Open(dir);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kInvalidArgument);
+  store->reset();
+  EXPECT_TRUE(ExperimentStore::Open(dir).ok());
+}
+
+}  // namespace
+}  // namespace gradlab
