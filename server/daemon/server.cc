@@ -61,6 +61,9 @@ absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOption
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, credentials, &server->port_);
+  // gRPC sets SO_REUSEPORT by default: a second server on the same port would start and
+  // the kernel would share the connections out between the two. A port in use is an error.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(server->service_.get());
   builder.RegisterService(server->worker_service_.get());
   server->reflection_ = std::make_unique<ReflectionService>(

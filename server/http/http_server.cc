@@ -185,6 +185,12 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
   const int threads = options.max_streams + 8;
   server->server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server->server_->set_payload_max_length(64 * 1024);
+  // cpp-httplib sets SO_REUSEPORT by default, which lets a second server listen on the same
+  // port; SO_REUSEADDR alone still allows a restart while old connections linger.
+  server->server_->set_socket_options([](int socket) {
+    int yes = 1;
+    setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   server->AddRoutes();
   const auto& [host, port] = *address;
   if (!server->server_->is_valid()) {
