@@ -5,7 +5,9 @@
 #ifndef GRADLAB_SERVER_ENGINE_DATASET_REQUEST_H_
 #define GRADLAB_SERVER_ENGINE_DATASET_REQUEST_H_
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +37,11 @@ struct DatasetRequest {
   int64_t max_test_samples = 0;
   uint64_t seed = 42;  // synthetic only
   SyntheticOptions synthetic;
+  // Loading ends with CANCELLED soon after this becomes true: it is checked before each
+  // file and between reads of 64 KiB. May be null.
+  const std::atomic<bool>* stop_requested = nullptr;
+  // For tests: runs after each read of a dataset file (a fault hook, to slow loading down).
+  std::function<void()> after_read;
 };
 
 // The folders to look for `dataset` in: `data_dir` alone when it is set; otherwise,

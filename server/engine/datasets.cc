@@ -1,5 +1,8 @@
 #include "server/engine/datasets.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <array>
@@ -25,12 +28,53 @@ constexpr int64_t kCifarSide = 32;
 constexpr int64_t kCifarRecordBytes = 1 + 3 * kCifarSide * kCifarSide;
 constexpr int kIdxUnsignedByte = 0x08;
 
-// Reads a whole file, raw or gzipped (zlib reads both), refusing anything larger than
-// kMaxFileBytes. A truncated or corrupt gzip stream is an error naming the file.
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  gzFile file = gzopen(path.c_str(), "rb");
-  if (file == nullptr) {
+// What a file is, in words, when it is not a regular file.
+const char* FileKind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "not a regular file";
+}
+
+absl::Status Cancelled(const std::string& what) {
+  return absl::CancelledError(absl::StrCat("stopped while loading ", what));
+}
+
+bool StopRequested(const DatasetRequest& request) {
+  return request.stop_requested != nullptr && request.stop_requested->load();
+}
+
+// Opens `path` for reading if it is a regular file (following symbolic links). Opening
+// does not block: O_NONBLOCK keeps a FIFO without a writer from waiting for one; it is
+// cleared again for a regular file.
+absl::StatusOr<int> OpenRegularFile(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
     return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
+  }
+  struct stat info;
+  if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode) ||
+      fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+    const std::string kind = S_ISREG(info.st_mode) ? std::strerror(errno) : FileKind(info.st_mode);
+    close(fd);
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, ": is ", kind, "; datasets are read from regular files only"));
+  }
+  return fd;
+}
+
+// Reads a whole regular file, raw or gzipped (zlib reads both), refusing anything larger
+// than kMaxFileBytes. A truncated or corrupt gzip stream is an error naming the file.
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path, const DatasetRequest& request) {
+  if (StopRequested(request)) return Cancelled(path);
+  absl::StatusOr<int> fd = OpenRegularFile(path);
+  if (!fd.ok()) return fd.status();
+  gzFile file = gzdopen(*fd, "rb");
+  if (file == nullptr) {
+    close(*fd);
+    return absl::ResourceExhaustedError(absl::StrCat(path, ": cannot start reading it"));
   }
   std::unique_ptr<gzFile_s, int (*)(gzFile)> closer(file, gzclose);
   std::string contents;
@@ -49,6 +93,8 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ": larger than the limit of ", kMaxFileBytes, " bytes"));
     }
+    if (request.after_read) request.after_read();
+    if (StopRequested(request)) return Cancelled(path);
   }
   // gzread reports a gzip stream cut short as end of file plus this error.
   int code = Z_OK;
@@ -123,17 +169,18 @@ absl::Status CheckLabels(const std::string& path, const torch::Tensor& labels,
   return absl::OkStatus();
 }
 
-absl::StatusOr<DatasetSplit> LoadIdxSplit(const std::string& dir, const std::string& prefix) {
+absl::StatusOr<DatasetSplit> LoadIdxSplit(const std::string& dir, const std::string& prefix,
+                                          const DatasetRequest& request) {
   absl::StatusOr<std::string> images_path = FindIdxFile(dir, prefix + "-images-idx3-ubyte");
   if (!images_path.ok()) return images_path.status();
   absl::StatusOr<std::string> labels_path = FindIdxFile(dir, prefix + "-labels-idx1-ubyte");
   if (!labels_path.ok()) return labels_path.status();
 
-  absl::StatusOr<std::string> image_bytes = ReadWholeFile(*images_path);
+  absl::StatusOr<std::string> image_bytes = ReadWholeFile(*images_path, request);
   if (!image_bytes.ok()) return image_bytes.status();
   absl::StatusOr<torch::Tensor> images = ParseIdx(*images_path, *image_bytes, 3);
   if (!images.ok()) return images.status();
-  absl::StatusOr<std::string> label_bytes = ReadWholeFile(*labels_path);
+  absl::StatusOr<std::string> label_bytes = ReadWholeFile(*labels_path, request);
   if (!label_bytes.ok()) return label_bytes.status();
   absl::StatusOr<torch::Tensor> labels = ParseIdx(*labels_path, *label_bytes, 1);
   if (!labels.ok()) return labels.status();
@@ -148,12 +195,13 @@ absl::StatusOr<DatasetSplit> LoadIdxSplit(const std::string& dir, const std::str
 }
 
 absl::StatusOr<DatasetSplit> LoadCifarSplit(const std::string& dir,
-                                            const std::vector<std::string>& files) {
+                                            const std::vector<std::string>& files,
+                                            const DatasetRequest& request) {
   std::vector<torch::Tensor> images;
   std::vector<torch::Tensor> labels;
   for (const std::string& file : files) {
     const std::string path = (fs::path(dir) / file).string();
-    absl::StatusOr<std::string> bytes = ReadWholeFile(path);
+    absl::StatusOr<std::string> bytes = ReadWholeFile(path, request);
     if (!bytes.ok()) return bytes.status();
     const int64_t size = static_cast<int64_t>(bytes->size());
     if (size == 0 || size % kCifarRecordBytes != 0) {
@@ -224,6 +272,7 @@ DatasetSplit FirstSamples(const DatasetSplit& split, int64_t limit) {
 
 absl::StatusOr<Dataset> LoadDataset(const DatasetRequest& request) {
   return CatchTorchErrors([&]() -> absl::StatusOr<Dataset> {
+    if (StopRequested(request)) return Cancelled("the dataset's files");
     if (request.name == "synthetic") return MakeSynthetic(request);
     absl::StatusOr<std::string> dir =
         LocateDataset(request.name, DatasetSearchPath(request.name, request.data_dir, ""));
@@ -234,13 +283,14 @@ absl::StatusOr<Dataset> LoadDataset(const DatasetRequest& request) {
     absl::StatusOr<DatasetSplit> train, test;
     if (request.name == "cifar10") {
       train = LoadCifarSplit(*dir, {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
-                                    "data_batch_4.bin", "data_batch_5.bin"});
-      if (train.ok()) test = LoadCifarSplit(*dir, {"test_batch.bin"});
+                                    "data_batch_4.bin", "data_batch_5.bin"},
+                             request);
+      if (train.ok()) test = LoadCifarSplit(*dir, {"test_batch.bin"}, request);
       dataset.mean = {0.4914, 0.4822, 0.4465};
       dataset.std = {0.2470, 0.2435, 0.2616};
     } else {
-      train = LoadIdxSplit(*dir, "train");
-      if (train.ok()) test = LoadIdxSplit(*dir, "t10k");
+      train = LoadIdxSplit(*dir, "train", request);
+      if (train.ok()) test = LoadIdxSplit(*dir, "t10k", request);
       const bool fashion = request.name == "fashion_mnist";
       dataset.mean = {fashion ? 0.2860 : 0.1307};
       dataset.std = {fashion ? 0.3530 : 0.3081};

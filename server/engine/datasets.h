@@ -36,6 +36,9 @@ struct Dataset {
 };
 
 // Loads the dataset from request.data_dir, or from the default search path when empty.
+// Only regular files are opened (a FIFO, device or socket is FAILED_PRECONDITION, so that
+// nothing a user points a dataset at can block the training thread); CANCELLED when
+// request.stop_requested is set while it loads.
 absl::StatusOr<Dataset> LoadDataset(const DatasetRequest& request);
 
 }  // namespace gradlab

@@ -1,7 +1,9 @@
 #include "server/engine/datasets.h"
 
+#include <sys/stat.h>
 #include <zlib.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 
@@ -195,6 +197,64 @@ TEST_F(DatasetsTest, ImageAndLabelCountsDisagree) {
   WriteIdxDataset(/*gzip=*/false);
   WriteRaw(dir_ / "t10k-labels-idx1-ubyte", IdxLabels({1, 2, 3}));
   ExpectError("mnist", absl::StatusCode::kDataLoss, "holds 2 images but");
+}
+
+// A FIFO would block a reader until some writer opens it; it is refused without opening it
+// for longer than a look.
+TEST_F(DatasetsTest, AFifoIsRefusedWithoutBlocking) {
+  WriteIdxDataset(/*gzip=*/false);
+  fs::remove(dir_ / "train-labels-idx1-ubyte");
+  ASSERT_EQ(mkfifo((dir_ / "train-labels-idx1-ubyte").c_str(), 0600), 0);
+  ExpectError("mnist", absl::StatusCode::kFailedPrecondition,
+              "train-labels-idx1-ubyte: is a FIFO; datasets are read from regular files only");
+}
+
+TEST_F(DatasetsTest, ADirectoryOrDeviceIsRefused) {
+  WriteIdxDataset(/*gzip=*/false);
+  fs::remove(dir_ / "t10k-images-idx3-ubyte");
+  fs::create_directory(dir_ / "t10k-images-idx3-ubyte");
+  ExpectError("mnist", absl::StatusCode::kFailedPrecondition,
+              "t10k-images-idx3-ubyte: is a directory; datasets are read from regular files only");
+  fs::remove(dir_ / "t10k-images-idx3-ubyte");
+  fs::create_symlink("/dev/zero", dir_ / "t10k-images-idx3-ubyte");
+  ExpectError("mnist", absl::StatusCode::kFailedPrecondition,
+              "t10k-images-idx3-ubyte: is a character device");
+}
+
+TEST_F(DatasetsTest, ASymbolicLinkToARegularFileIsRead) {
+  WriteIdxDataset(/*gzip=*/false);
+  fs::rename(dir_ / "t10k-labels-idx1-ubyte", dir_ / "labels.real");
+  fs::create_symlink(dir_ / "labels.real", dir_ / "t10k-labels-idx1-ubyte");
+  EXPECT_TRUE(Load("mnist").ok());
+}
+
+TEST_F(DatasetsTest, StopsBetweenReadsWhenStopped) {
+  // Large enough for several 64 KiB reads.
+  WriteRaw(dir_ / "train-images-idx3-ubyte", IdxImages(400, 28, 28));
+  WriteRaw(dir_ / "train-labels-idx1-ubyte", IdxLabels(std::vector<uint8_t>(400, 1)));
+  WriteRaw(dir_ / "t10k-images-idx3-ubyte", IdxImages(2, 28, 28));
+  WriteRaw(dir_ / "t10k-labels-idx1-ubyte", IdxLabels({1, 2}));
+  std::atomic<bool> stop{false};
+  int reads = 0;
+  DatasetRequest request;
+  request.name = "mnist";
+  request.data_dir = dir_.string();
+  request.stop_requested = &stop;
+  request.after_read = [&] {
+    if (++reads == 2) stop.store(true);
+  };
+  absl::StatusOr<Dataset> dataset = LoadDataset(request);
+  EXPECT_EQ(dataset.status().code(), absl::StatusCode::kCancelled) << dataset.status();
+  EXPECT_THAT(std::string(dataset.status().message()),
+              HasSubstr("stopped while loading " + (dir_ / "train-images-idx3-ubyte").string()));
+  EXPECT_EQ(reads, 2);
+
+  stop.store(false);
+  request.after_read = nullptr;
+  ASSERT_TRUE(LoadDataset(request).ok());
+  stop.store(true);
+  request.name = "synthetic";
+  EXPECT_EQ(LoadDataset(request).status().code(), absl::StatusCode::kCancelled);
 }
 
 TEST_F(DatasetsTest, CifarFromTheFolderOrItsParent) {

@@ -164,8 +164,9 @@ absl::Status WorkerAgent::TrainAssignedRank(const v1::RankAssignment& assignment
                                                                location.status().message()));
   }
   spec.data_dir = *location;
-  absl::StatusOr<std::shared_ptr<const Dataset>> dataset =
-      LoadSharedDataset(DatasetRequestFor(spec));
+  DatasetRequest request = DatasetRequestFor(spec);
+  request.stop_requested = &rank_stop_;
+  absl::StatusOr<std::shared_ptr<const Dataset>> dataset = LoadSharedDataset(request);
   if (!dataset.ok()) return dataset.status();
 
   ProcessGroupOptions group;
