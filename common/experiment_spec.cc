@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/dataset_table.h"
 #include "common/model_table.h"
 
 namespace gradlab {
@@ -66,8 +67,11 @@ const std::vector<std::string>& ModelNames() {
 }
 
 const std::vector<std::string>& DatasetNames() {
-  static const auto* const kNames =
-      new std::vector<std::string>{"cifar10", "fashion_mnist", "mnist", "synthetic"};
+  static const auto* const kNames = [] {
+    auto* names = new std::vector<std::string>;
+    for (const DatasetTraits& dataset : DatasetTable()) names->push_back(dataset.name);
+    return names;
+  }();
   return *kNames;
 }
 
@@ -130,7 +134,49 @@ absl::StatusOr<ExperimentSpec> ResolveSpec(const ExperimentSpec& spec) {
   resolved.skip_connections = spec.skip_connections.value_or(model.has_skip_connections);
   resolved.batch_norm = spec.batch_norm.value_or(model.batch_norm_by_default);
   resolved.augment = spec.augment.value_or(spec.dataset == "cifar10");
+  if (absl::Status status = CheckBatchesTrainable(resolved, ExpectedTrainSamples(resolved));
+      !status.ok()) {
+    return status;
+  }
   return resolved;
+}
+
+int64_t ExpectedTrainSamples(const ExperimentSpec& spec) {
+  const DatasetTraits& dataset = *FindDataset(spec.dataset);
+  if (spec.max_train_samples == 0) return dataset.train_size;
+  // The synthetic dataset is generated at the size asked for.
+  if (spec.dataset == "synthetic") return spec.max_train_samples;
+  return std::min(spec.max_train_samples, dataset.train_size);
+}
+
+absl::Status CheckBatchesTrainable(const ExperimentSpec& spec, int64_t train_samples) {
+  const bool batch_norm_1d =
+      !FindModel(spec.model)->convolutional && spec.batch_norm.value_or(false);
+  const int64_t min_per_rank = batch_norm_1d ? 2 : 1;
+  const int64_t needed = min_per_rank * spec.world_size;
+  const std::string rule = absl::StrCat(
+      spec.world_size > 1
+          ? absl::StrCat("every batch is split over world_size ", spec.world_size,
+                         " ranks, each needing at least ")
+          : std::string("a batch needs at least "), min_per_rank, min_per_rank == 1 ? " sample" : " samples",
+      batch_norm_1d ? absl::StrCat(" (", spec.model,
+                                   " with batch_norm: BatchNorm1d cannot normalise a single "
+                                   "sample in training)")
+                    : "");
+  if (spec.batch_size < needed) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.batch_size: ", spec.batch_size, " is too small: ", rule,
+                     "; use batch_size ", needed, " or more",
+                     batch_norm_1d ? " or batch_norm false" : ""));
+  }
+  const int64_t last_batch = train_samples % spec.batch_size;
+  if (last_batch != 0 && last_batch < needed) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.batch_size: ", train_samples, " training samples in batches of ", spec.batch_size,
+        " leave a last batch of ", last_batch, ", but ", rule,
+        "; change batch_size or max_train_samples"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace gradlab

@@ -63,8 +63,19 @@ const std::vector<std::string>& PrecisionNames();
 // Checks every field and returns the spec with every default filled in (augment,
 // batch_norm, skip_connections set), so that a run can be repeated from its record.
 // Errors are INVALID_ARGUMENT and name the field, the value and what is allowed, e.g.
-// "spec.epochs: 0 is out of range [1, 1000]".
+// "spec.epochs: 0 is out of range [1, 1000]". A spec that cannot train on its dataset's
+// standard split (see CheckBatchesTrainable) is refused too.
 absl::StatusOr<ExperimentSpec> ResolveSpec(const ExperimentSpec& spec);
+
+// The training samples a resolved spec uses of its dataset's standard files (a user's
+// folder may hold fewer).
+int64_t ExpectedTrainSamples(const ExperimentSpec& spec);
+
+// Whether every batch of an epoch of `train_samples` samples, split over world_size ranks,
+// can be trained on: each rank needs at least one sample of every batch (the last,
+// partial one too), and an mlp with batch_norm at least two (BatchNorm1d cannot normalise
+// a single sample in training). INVALID_ARGUMENT saying which batch and what to change.
+absl::Status CheckBatchesTrainable(const ExperimentSpec& spec, int64_t train_samples);
 
 }  // namespace gradlab
 

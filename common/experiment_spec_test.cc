@@ -129,5 +129,62 @@ INSTANTIATE_TEST_SUITE_P(
                     "spec.labels: key \"\" must be 1 to 200 characters"}),
     [](const ::testing::TestParamInfo<InvalidCase>& info) { return info.param.label; });
 
+// Specs that would be accepted and then fail with LibTorch's words are refused at submit.
+TEST(ResolveSpecTest, SpecsThatCannotTrainAreRefused) {
+  ExperimentSpec spec;
+  spec.model = "mlp";
+  spec.dataset = "fashion_mnist";
+  spec.batch_size = 1;
+  absl::StatusOr<ExperimentSpec> resolved = ResolveSpec(spec);
+  EXPECT_EQ(resolved.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(resolved.status().message()),
+              HasSubstr("spec.batch_size: 1 is too small: a batch needs at least 2 samples (mlp "
+                        "with batch_norm: BatchNorm1d cannot normalise a single sample in "
+                        "training); use batch_size 2 or more or batch_norm false"));
+  spec.batch_norm = false;
+  EXPECT_TRUE(ResolveSpec(spec).ok());  // without BatchNorm a batch of one trains
+
+  // The last batch: 1001 = 7 * 143 + 0; 1001 % 125 = 1.
+  spec.batch_norm = true;
+  spec.batch_size = 125;
+  spec.max_train_samples = 1001;
+  EXPECT_THAT(std::string(ResolveSpec(spec).status().message()),
+              HasSubstr("1001 training samples in batches of 125 leave a last batch of 1"));
+  spec.max_train_samples = 1002;
+  EXPECT_TRUE(ResolveSpec(spec).ok());
+
+  // Data-parallel: every rank needs its share of every batch.
+  spec.model = "simple_cnn";
+  spec.max_train_samples = 1000;
+  spec.batch_size = 2;
+  spec.world_size = 4;
+  EXPECT_THAT(std::string(ResolveSpec(spec).status().message()),
+              HasSubstr("spec.batch_size: 2 is too small: every batch is split over world_size "
+                        "4 ranks, each needing at least 1 sample; use batch_size 4 or more"));
+  spec.batch_size = 8;
+  EXPECT_TRUE(ResolveSpec(spec).ok());
+  spec.max_train_samples = 1002;  // a last batch of 2 for 4 ranks
+  EXPECT_THAT(std::string(ResolveSpec(spec).status().message()),
+              HasSubstr("leave a last batch of 2, but every batch is split over world_size 4"));
+
+  // Convolutional models with BatchNorm train on single samples (BatchNorm2d normalises
+  // over the pixels too).
+  spec.model = "resnet";
+  spec.world_size = 1;
+  spec.batch_size = 1;
+  EXPECT_TRUE(ResolveSpec(spec).ok());
+}
+
+TEST(ExpectedTrainSamplesTest, TheStandardSplitOrTheLimit) {
+  ExperimentSpec spec;
+  EXPECT_EQ(ExpectedTrainSamples(spec), 50'000);
+  spec.max_train_samples = 70'000;
+  EXPECT_EQ(ExpectedTrainSamples(spec), 50'000);
+  spec.dataset = "synthetic";
+  EXPECT_EQ(ExpectedTrainSamples(spec), 70'000);
+  spec.max_train_samples = 0;
+  EXPECT_EQ(ExpectedTrainSamples(spec), 2'000);
+}
+
 }  // namespace
 }  // namespace gradlab

@@ -420,15 +420,10 @@ absl::Status CheckTrainable(const ExperimentSpec& spec, const Dataset& dataset) 
         absl::StrCat("dataset ", dataset.name, " has ", dataset.train.size(), " training and ",
                      dataset.test.size(), " test samples; both splits need at least one"));
   }
-  // BatchNorm1d cannot normalise a batch of one in train mode; the last partial batch
-  // of an MLP's run must not be a single sample.
-  if (!FindModel(spec.model)->convolutional && spec.batch_norm.value_or(false) &&
-      spec.batch_size > 1 && dataset.train.size() % spec.batch_size == 1) {
+  // Checked at submit against the standard split; here against the files found.
+  if (absl::Status status = CheckBatchesTrainable(spec, dataset.train.size()); !status.ok()) {
     return absl::FailedPreconditionError(
-        absl::StrCat(spec.model, " with batch_norm: ", dataset.train.size(),
-                     " training samples in batches of ", spec.batch_size,
-                     " leave a last batch of 1, which BatchNorm cannot normalise; "
-                     "change batch_size or max_train_samples"));
+        absl::StrCat("dataset ", dataset.name, " in ", dataset.location, ": ", status.message()));
   }
   return absl::OkStatus();
 }

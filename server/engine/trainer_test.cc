@@ -180,7 +180,9 @@ TEST(TrainerTest, MlpBatchNormWithALastBatchOfOneIsRefused) {
   RecordingSink sink;
   absl::Status status = Train(Spec("mlp", 1), data, {}, sink);
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(status.message()), HasSubstr("leave a last batch of 1"));
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("65 training samples in batches of 32 leave a last batch of 1, but a batch "
+                        "needs at least 2 samples"));
 }
 
 // The fields a resumed run must reproduce bit for bit (timings aside).
