@@ -45,6 +45,11 @@ int main(int argc, char** argv) {
     options.data_dir = absl::GetFlag(FLAGS_data_dir);
     options.store = *std::move(store);
     auto registry = gradlab::ExperimentRegistry::Open(options);
+    if (!registry.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(registry.status().message()).c_str());
+      return 1;
+    }
+    (*registry)->StartTraining();
     gradlab::v1::StartExperimentRequest request;
     request.mutable_spec()->set_model(absl::GetFlag(FLAGS_model));
     request.mutable_spec()->set_dataset(absl::GetFlag(FLAGS_dataset));

@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "client/format.h"
 #include "client/report.h"
+#include "common/byte_size.h"
 #include "common/experiment_state.h"
 #include "common/proto_json.h"
 
@@ -136,9 +137,12 @@ int Cli::Submit(const v1::StartExperimentRequest& request, bool follow) {
     PrintJson(experiment);
   } else if (follow) {
     out_ << "submitted " << experiment.id() << " (" << experiment.spec().model() << " on "
-         << experiment.spec().dataset() << ")\n";
+         << experiment.spec().dataset() << ", estimated peak memory "
+         << FormatBytes(experiment.estimated_peak_bytes()) << ")\n";
   } else {
+    // stdout is the id alone, for scripts; the estimate goes to stderr.
     out_ << experiment.id() << "\n";
+    err_ << "estimated peak memory " << FormatBytes(experiment.estimated_peak_bytes()) << "\n";
   }
   out_.flush();
   return follow ? Watch(experiment.id()) : kExitOk;

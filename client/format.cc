@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "common/byte_size.h"
 
 namespace gradlab {
 namespace {
@@ -132,12 +133,19 @@ std::string ExperimentDetails(const v1::Experiment& e) {
            (s.world_size() > 1
                 ? absl::StrFormat(", data-parallel over %d processes", s.world_size())
                 : "")},
+      {"memory:", e.estimated_peak_bytes() > 0
+                      ? absl::StrCat("estimated peak ", FormatBytes(e.estimated_peak_bytes()))
+                      : "-"},
       {"created:", TimeText(e.created_time())},
       {"started:", TimeText(e.started_time())},
       {"finished:", TimeText(e.finished_time())},
       {"epoch:", absl::StrCat(e.current_epoch(), " of ", s.epochs())},
   };
   if (e.last_metrics().epoch() > 0) rows.push_back({"last epoch:", EpochLine(e.last_metrics())});
+  if (e.attempts_since_epoch() > 1) {
+    rows.push_back({"attempts:", absl::StrCat(e.attempts_since_epoch(),
+                                              " since the last finished epoch (interrupted)")});
+  }
   if (!e.error().empty()) rows.push_back({"error:", e.error()});
   for (const auto& [key, value] : s.labels()) rows.push_back({"label:", key + "=" + value});
   return Table(rows);
@@ -218,9 +226,12 @@ std::string ComparisonTable(const std::vector<ComparisonRow>& rows) {
 
 std::string ServerInfoText(const v1::ServerInfo& info) {
   std::string out = absl::StrFormat(
-      "gradlabd %s: %d training%s at once, %d thread%s per job, queue %d of %d\n\n", info.version(),
-      info.workers(), info.workers() == 1 ? "" : "s", info.threads_per_job(),
-      info.threads_per_job() == 1 ? "" : "s", info.queue_length(), info.queue_capacity());
+      "gradlabd %s: %d training%s at once, %d thread%s per job, queue %d of %d, %s per run\n\n",
+      info.version(), info.workers(), info.workers() == 1 ? "" : "s", info.threads_per_job(),
+      info.threads_per_job() == 1 ? "" : "s", info.queue_length(), info.queue_capacity(),
+      info.max_run_memory_bytes() > 0
+          ? absl::StrCat("memory ", FormatBytes(info.max_run_memory_bytes()))
+          : std::string("no memory limit"));
   std::vector<std::vector<std::string>> models = {{"MODEL", "PARAMETERS", "INPUT", "DEFAULTS"}};
   for (const v1::ModelInfo& m : info.models()) {
     const v1::ExperimentSpec& s = m.default_spec();

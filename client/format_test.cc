@@ -118,6 +118,7 @@ TEST(FormatTest, ServerInfoGolden) {
     threads_per_job: 2
     queue_capacity: 100
     queue_length: 1
+    max_run_memory_bytes: 6442450944
     models {
       name: "resnet"
       parameter_count: 2777674

@@ -36,6 +36,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/host_port.h"
+#include "common/machine_memory.h"
 #include "common/usable_cpus.h"
 #include "common/version.h"
 #include "server/daemon/options.h"
@@ -53,6 +54,11 @@ ABSL_FLAG(int, threads_per_job, kDefaults.threads_per_job,
 ABSL_FLAG(int, max_queue, kDefaults.max_queue,
           "experiments that may wait in the queue; beyond it StartExperiment gives "
           "RESOURCE_EXHAUSTED");
+ABSL_FLAG(std::string, max_run_memory, kDefaults.max_run_memory,
+          "the most memory one run may be estimated to need (e.g. 6GiB; runs estimated above "
+          "it are refused, and runs wait until they fit beside those running); default: "
+          "three quarters of what the machine or the cgroup allows, less gradlabd's own, "
+          "divided by --workers; 0: no limit");
 ABSL_FLAG(std::string, data_dir, kDefaults.data_dir,
           "where datasets are looked for first: cifar10 in DIR or DIR/cifar-10-batches-bin, "
           "fashion_mnist in DIR/fashion-mnist, mnist in DIR/mnist; then the system's copies "
@@ -145,6 +151,29 @@ gradlab::WriteStepHook CheckpointPauseFromEnvironment() {
   };
 }
 
+// Test-only fault injection, not a flag: GRADLAB_TESTING_RUN_FAULT=STEP:ACTION acts at
+// every STEP of a run (see RunStepHook: "resume", "dataset read"); ACTION "kill" ends
+// the process there with SIGKILL (as the kernel's OOM killer would), a number pauses that
+// many milliseconds.
+gradlab::RunStepHook RunFaultFromEnvironment() {
+  const char* text = std::getenv("GRADLAB_TESTING_RUN_FAULT");
+  if (text == nullptr) return nullptr;
+  std::pair<std::string, std::string> step_and_action = absl::StrSplit(text, ':');
+  int millis = 0;
+  const bool kill_there = step_and_action.second == "kill";
+  if (!kill_there && (!absl::SimpleAtoi(step_and_action.second, &millis) || millis <= 0)) {
+    return nullptr;
+  }
+  return [step = step_and_action.first, kill_there, millis](absl::string_view at) {
+    if (at != step) return;
+    if (kill_there) {
+      LOG(ERROR) << "GRADLAB_TESTING_RUN_FAULT: killing the process at " << at;
+      kill(getpid(), SIGKILL);
+    }
+    absl::SleepFor(absl::Milliseconds(millis));
+  };
+}
+
 // The flags' values, for ServerOptionsFrom and WorkerOptionsFrom.
 gradlab::GradlabdFlags FlagValues() {
   gradlab::GradlabdFlags flags;
@@ -152,6 +181,7 @@ gradlab::GradlabdFlags FlagValues() {
   flags.workers = absl::GetFlag(FLAGS_workers);
   flags.threads_per_job = absl::GetFlag(FLAGS_threads_per_job);
   flags.max_queue = absl::GetFlag(FLAGS_max_queue);
+  flags.max_run_memory = absl::GetFlag(FLAGS_max_run_memory);
   flags.data_dir = absl::GetFlag(FLAGS_data_dir);
   flags.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
   flags.state_dir = absl::GetFlag(FLAGS_state_dir);
@@ -237,12 +267,14 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_worker)) return RunWorker(signals);
 
   absl::StatusOr<gradlab::ServerOptions> options =
-      gradlab::ServerOptionsFrom(FlagValues(), gradlab::UsableCpus());
+      gradlab::ServerOptionsFrom(FlagValues(), gradlab::UsableCpus(), gradlab::ReadMachineMemory());
   if (!options.ok()) {
     std::cerr << "gradlabd: " << options.status().message() << "\n";
     return 2;
   }
   options->registry.checkpoint_hook = CheckpointPauseFromEnvironment();
+  options->registry.run_step_hook = RunFaultFromEnvironment();
+  options->start_training = false;  // after the ports are printed
 
   absl::StatusOr<std::unique_ptr<gradlab::GradlabServer>> server =
       gradlab::GradlabServer::Start(*options);
@@ -257,6 +289,10 @@ int main(int argc, char** argv) {
   if ((*server)->http_port() != 0) {
     std::cout << "gradlabd dashboard on http port " << (*server)->http_port() << std::endl;
   }
+  // Runs interrupted by a crash resume only now, so that one that takes the process down
+  // again can be listed and cancelled, and the attempt count ends the loop (see
+  // Experiment.attempts_since_epoch).
+  (*server)->registry().StartTraining();
 
   std::thread signal_thread([&signals, &server] {
     int signal_number = 0;

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/byte_size.h"
 #include "common/host_port.h"
 #include "common/tls_files.h"
 
@@ -38,7 +39,8 @@ absl::StatusOr<KeepCheckpoints> ParseKeepCheckpoints(const std::string& text) {
 
 }  // namespace
 
-absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int usable_cpus) {
+absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int usable_cpus,
+                                                const MachineMemory& memory) {
   ServerOptions options;
   options.listen = flags.listen;
   options.max_request_bytes = flags.max_request_bytes;
@@ -92,6 +94,22 @@ absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int 
                      " workers is more than the ", cpus, " CPUs this process may use"));
   }
   registry.threads_per_job = threads > 0 ? threads : std::max(1, cpus / registry.training_slots);
+  if (memory.limit_bytes > 0) {
+    registry.memory_budget = memory.limit_bytes / 4 * 3 - memory.resident_bytes;
+    if (registry.memory_budget <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--max_run_memory: gradlabd already holds ", FormatBytes(memory.resident_bytes),
+          ", more than three quarters of the ", FormatBytes(memory.limit_bytes),
+          " it may use; give it more memory or set --max_run_memory=0 (no limit)"));
+    }
+    registry.max_run_memory = registry.memory_budget / registry.training_slots;
+  }
+  if (!flags.max_run_memory.empty()) {
+    absl::StatusOr<int64_t> bytes = ParseBytes(flags.max_run_memory, "--max_run_memory");
+    if (!bytes.ok()) return bytes.status();
+    registry.max_run_memory = *bytes;
+    if (*bytes == 0) registry.memory_budget = 0;
+  }
   if (registry.max_queue < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("--max_queue: ", registry.max_queue, " must be 0 or more"));

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/machine_memory.h"
 #include "server/daemon/server.h"
 #include "server/worker/worker_agent.h"
 
@@ -18,6 +19,9 @@ struct GradlabdFlags {
   int workers = 1;
   int threads_per_job = 0;
   int max_queue = 100;
+  // A size ("6GiB"); empty: three quarters of the memory the machine or the cgroup allows,
+  // less gradlabd's own at start, divided by --workers; "0": no limit.
+  std::string max_run_memory;
   std::string data_dir = "data";
   int max_request_bytes = 256 * 1024;
   std::string state_dir = "gradlab-state";
@@ -45,8 +49,11 @@ struct GradlabdFlags {
 };
 
 // INVALID_ARGUMENT naming the flag and what it allows. `usable_cpus`: the CPUs this
-// process may use (UsableCpus()), which bound --workers and --threads_per_job.
-absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int usable_cpus);
+// process may use (UsableCpus()), which bound --workers and --threads_per_job; `memory`:
+// what it may use and holds (ReadMachineMemory()), which make the memory budget of runs
+// (none when the limit is not known).
+absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int usable_cpus,
+                                                const MachineMemory& memory = {});
 // Reads --coordinator_token_file and --coordinator_tls_ca.
 absl::StatusOr<WorkerAgentOptions> WorkerOptionsFrom(const GradlabdFlags& flags, int usable_cpus);
 

@@ -15,6 +15,39 @@ using ::testing::HasSubstr;
 
 constexpr int kCpus = 8;
 
+// Three quarters of what the machine (or its cgroup) allows, less the server's own, shared
+// among the trainings that run at once.
+TEST(OptionsTest, TheMemoryBudgetComesFromTheMachineUnlessSet) {
+  const MachineMemory memory{int64_t{24} << 30, int64_t{192} << 20};
+  const int64_t budget = (int64_t{18} << 30) - (int64_t{192} << 20);
+  GradlabdFlags flags;
+  flags.workers = 2;
+  absl::StatusOr<ServerOptions> options = ServerOptionsFrom(flags, kCpus, memory);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->registry.memory_budget, budget);
+  EXPECT_EQ(options->registry.max_run_memory, budget / 2);
+
+  flags.max_run_memory = "6GiB";
+  EXPECT_EQ(ServerOptionsFrom(flags, kCpus, memory)->registry.max_run_memory, int64_t{6} << 30);
+  EXPECT_EQ(ServerOptionsFrom(flags, kCpus, memory)->registry.memory_budget, budget);
+  flags.max_run_memory = "0";
+  EXPECT_EQ(ServerOptionsFrom(flags, kCpus, memory)->registry.max_run_memory, 0);
+  EXPECT_EQ(ServerOptionsFrom(flags, kCpus, memory)->registry.memory_budget, 0);
+  flags.max_run_memory = "lots";
+  EXPECT_THAT(std::string(ServerOptionsFrom(flags, kCpus, memory).status().message()),
+              HasSubstr("--max_run_memory: \"lots\" is not a size"));
+
+  // Not known (no /proc): no limit unless one is set.
+  flags.max_run_memory = "";
+  EXPECT_EQ(ServerOptionsFrom(flags, kCpus)->registry.max_run_memory, 0);
+  // A server that already holds most of it says so.
+  absl::StatusOr<ServerOptions> full =
+      ServerOptionsFrom(flags, kCpus, MachineMemory{int64_t{1} << 30, int64_t{900} << 20});
+  EXPECT_THAT(std::string(full.status().message()),
+              HasSubstr("--max_run_memory: gradlabd already holds 900 MiB, more than three "
+                        "quarters of the 1.0 GiB it may use"));
+}
+
 TEST(OptionsTest, TheDefaultsMakeALocalServerThatSharesTheCpusAmongItsTrainings) {
   absl::StatusOr<ServerOptions> options = ServerOptionsFrom(GradlabdFlags(), kCpus);
   ASSERT_TRUE(options.ok()) << options.status();

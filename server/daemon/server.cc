@@ -4,6 +4,7 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/byte_size.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "server/service/reflection_service.h"
 #include "server/service/rpc_metrics_interceptor.h"
@@ -99,6 +100,14 @@ absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOption
                 : options.tls.ca.empty() ? "TLS"
                                          : "mutual TLS")
             << ")";
+  LOG(INFO) << "memory: runs estimated to need more than "
+            << (options.registry.max_run_memory > 0 ? FormatBytes(options.registry.max_run_memory)
+                                                    : std::string("(no limit)"))
+            << " are refused; running runs together stay within "
+            << (options.registry.memory_budget > 0 ? FormatBytes(options.registry.memory_budget)
+                                                   : std::string("(no limit)"));
+  // Only now: a restored run that takes the process down can be listed and cancelled.
+  if (options.start_training) server->registry_->StartTraining();
   return server;
 }
 

@@ -42,6 +42,9 @@ struct ServerOptions {
   RegistryOptions registry;
   // http.listen empty: no HTTP listener.
   HttpOptions http;
+  // Whether Start lets the queue train once the server serves; false leaves that to
+  // registry().StartTraining() (gradlabd calls it once it has printed its ports).
+  bool start_training = true;
 };
 
 // Start() builds and starts everything; Shutdown() may be called from any thread (a

@@ -7,15 +7,18 @@
 #include <set>
 #include <utility>
 
+#include "absl/memory/memory.h"
 #include "absl/random/random.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/byte_size.h"
 #include "common/experiment_state.h"
 #include "common/spec_proto.h"
 #include "common/version.h"
 #include "server/engine/checkpoint.h"
 #include "server/engine/dataset_request.h"
+#include "server/engine/memory_estimate.h"
 #include "server/experiments/crash_recovery.h"
 #include "server/experiments/event_protos.h"
 #include "server/experiments/lost_rank_policy.h"
@@ -33,6 +36,29 @@ absl::Status NoSuchExperiment(absl::string_view id) {
   return absl::NotFoundError(absl::StrCat("no experiment with id \"", id, "\""));
 }
 
+// RESOURCE_EXHAUSTED when `estimate` is over `limit` (0: none), saying by how much and
+// what to lower.
+absl::Status CheckRunMemory(const MemoryEstimate& estimate, const ExperimentSpec& spec,
+                            int64_t limit) {
+  if (limit == 0 || estimate.peak_bytes <= limit) return absl::OkStatus();
+  std::string lower;
+  if (estimate.training_bytes >= estimate.dataset_bytes &&
+      estimate.training_bytes >= estimate.checkpoint_bytes) {
+    lower = absl::StrCat("lower batch_size (", spec.batch_size, ")",
+                         spec.precision == "fp32" ? " or train in precision bf16" : "");
+  } else if (estimate.dataset_bytes >= estimate.checkpoint_bytes) {
+    lower = "lower max_train_samples or max_test_samples";
+  } else {
+    lower = "choose a smaller model";
+  }
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "the run is estimated to need ", FormatBytes(estimate.peak_bytes),
+      " of memory at its peak (training ", FormatBytes(estimate.training_bytes), " at batch_size ",
+      spec.batch_size, ", dataset ", FormatBytes(estimate.dataset_bytes), ", checkpoints ",
+      FormatBytes(estimate.checkpoint_bytes), "), more than the ", FormatBytes(limit),
+      " this server allows a run (gradlabd --max_run_memory); ", lower));
+}
+
 // "1 idle worker", "2 idle workers".
 std::string IdleWorkers(int count) {
   return absl::StrCat(count, count == 1 ? " idle worker" : " idle workers");
@@ -40,15 +66,17 @@ std::string IdleWorkers(int count) {
 
 }  // namespace
 
-ExperimentRegistry::ExperimentRegistry(RegistryOptions options)
+ExperimentRegistry::ExperimentRegistry(RegistryOptions options, bool held)
     : options_(std::move(options)),
-      run_options_{options_.clock, options_.progress_interval, options_.rendezvous},
+      run_options_{options_.clock, options_.progress_interval, options_.rendezvous,
+                   options_.run_step_hook},
       models_(DescribeModels()) {
   worker_pool_ = std::make_unique<WorkerPool>(options_.worker_pool, [this] {
     if (Scheduler* scheduler = scheduler_for_workers_.load()) scheduler->WorkersChanged();
   });
   scheduler_ = std::make_unique<Scheduler>(
-      SchedulerOptions{options_.training_slots, options_.training_niceness, options_.rendezvous},
+      SchedulerOptions{options_.training_slots, options_.training_niceness, options_.rendezvous,
+                       held, options_.memory_budget},
       *worker_pool_, [this](const std::shared_ptr<Job>& job, int slot) { RunJob(job, slot); });
   scheduler_for_workers_.store(scheduler_.get());
 }
@@ -57,13 +85,15 @@ ExperimentRegistry::~ExperimentRegistry() { Shutdown(); }
 
 absl::StatusOr<std::unique_ptr<ExperimentRegistry>> ExperimentRegistry::Open(
     RegistryOptions options) {
-  auto registry = std::make_unique<ExperimentRegistry>(std::move(options));
+  auto registry = absl::WrapUnique(new ExperimentRegistry(std::move(options), /*held=*/true));
   if (absl::Status status = registry->Restore(); !status.ok()) {
     registry->Shutdown();
     return status;
   }
   return registry;
 }
+
+void ExperimentRegistry::StartTraining() { scheduler_->Release(); }
 
 std::shared_ptr<Job> ExperimentRegistry::NewJob(const std::string& id, int64_t ordinal,
                                                 RunPlan plan, const std::string& request_id) {
@@ -95,7 +125,7 @@ absl::Status ExperimentRegistry::Restore() {
   std::vector<std::shared_ptr<Job>> queued;
   for (StoredExperiment& experiment : *stored) {
     absl::StatusOr<RestoredJob> restored =
-        RestoreJob(std::move(experiment), *options_.store, make_job, options_.clock());
+        RestoreJob(std::move(experiment), *options_.store, make_job);
     if (!restored.ok()) return restored.status();
     {
       absl::MutexLock lock(&mu_);
@@ -104,6 +134,10 @@ absl::Status ExperimentRegistry::Restore() {
       if (!restored->job->request_id.empty()) {
         request_ids_[restored->job->request_id] = restored->job->id;
       }
+    }
+    if (!restored->failure.empty()) {
+      absl::MutexLock change(&restored->job->change_mu);
+      Finish(*restored->job, v1::FAILED, restored->failure);
     }
     if (restored->queue == RestoredJob::Queue::kAhead) interrupted.push_back(*std::move(restored));
     if (restored->queue == RestoredJob::Queue::kInOrder) queued.push_back(restored->job);
@@ -155,6 +189,12 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
       PlanRun(request.spec(), PlanLimits{options_.threads_per_job, options_.data_dir});
   if (!plan.ok()) return plan.status();
   const ExperimentSpec& spec = plan->spec;
+  // Before anything is allocated for it (the first spec of a model shape runs a probe).
+  absl::StatusOr<MemoryEstimate> memory = EstimateRunMemory(spec);
+  if (!memory.ok()) return memory.status();
+  if (absl::Status fits = CheckRunMemory(*memory, spec, options_.max_run_memory); !fits.ok()) {
+    return fits;
+  }
 
   absl::MutexLock start(&start_mu_);
   // A concurrent request with the same id may have won the race since the check above.
@@ -172,6 +212,7 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
     }
     job = NewJob(NewId(), by_age_.empty() ? 1 : by_age_.back()->ordinal + 1, *plan,
                  request.request_id());
+    job->estimated_peak_bytes = memory->peak_bytes;
   }
   std::string reason = absl::StrCat("queued at position ", queue_length + 1);
   if (spec.world_size > 1) {
@@ -189,6 +230,7 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
         record.set_name(spec.name);
         *record.mutable_spec() = SpecToProto(spec);
         record.set_dataset_location(job->plan.dataset_location);
+        record.set_estimated_peak_bytes(job->estimated_peak_bytes);
         *record.mutable_created_time() = ToTimestamp(options_.clock());
       },
       Publish::kNo);
@@ -394,6 +436,8 @@ v1::ServerInfo ExperimentRegistry::ServerInfo() const {
   info.set_workers(scheduler_->training_slots());
   info.set_threads_per_job(options_.threads_per_job);
   info.set_queue_capacity(options_.max_queue);
+  info.set_max_run_memory_bytes(options_.max_run_memory);
+  info.set_memory_budget_bytes(options_.memory_budget);
   for (v1::WorkerInfo& worker : worker_pool_->List()) {
     *info.add_registered_workers() = std::move(worker);
   }
@@ -469,35 +513,43 @@ absl::Status ExperimentRegistry::CommitEpoch(Job& job, v1::MetricsEvent epoch_ev
   absl::MutexLock change(&job.change_mu);
   const v1::EpochMetrics metrics = epoch_event.epoch_metrics();
   return ChangeRecord(
-      job, [&](v1::Experiment& record) { RecordEpoch(metrics, record); }, std::move(epoch_event),
-      Publish::kYes);
+      job,
+      [&](v1::Experiment& record) {
+        RecordEpoch(metrics, record);
+        record.set_attempts_since_epoch(0);
+      },
+      std::move(epoch_event), Publish::kYes);
 }
 
 void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
+  absl::Status status;
   {
     absl::MutexLock change(&job->change_mu);
     // Taken from the queue as shutdown began: it stays queued, in the store too.
     if (shutting_down()) return;
-    ChangeState(*job, v1::RUNNING, job->resume_reason.empty() ? "started" : job->resume_reason,
-                [&](v1::Experiment& record) {
-                  if (!record.has_started_time()) {
-                    *record.mutable_started_time() = ToTimestamp(options_.clock());
-                  }
-                })
-        .IgnoreError();  // logged; the run's first event fails it if the store is gone
-  }
-  absl::Status status =
-      TrainJob(*job, slot, run_options_, [this](Job& trained, v1::MetricsEvent event) {
-        return CommitEpoch(trained, std::move(event));
-      });
-  std::vector<absl::Status> worker_notes;
-  ResumePoint resume;  // where a data-parallel run that lost a rank goes on from
-  if (job->plan.spec.world_size > 1) {
-    worker_notes = worker_pool_->Release(job->id, job->attempts);
-    if (absl::IsUnavailable(status) && job->checkpoints != nullptr) {
-      resume = FindResumePoint(*job->checkpoints);
+    // Again before it starts: the server may allow less than the one it was submitted to.
+    absl::StatusOr<MemoryEstimate> memory = EstimateRunMemory(job->plan.spec);
+    status = memory.ok() ? CheckRunMemory(*memory, job->plan.spec, options_.max_run_memory)
+                         : memory.status();
+    if (status.ok()) {
+      // Counted, and stored, before anything of the attempt can take the process down.
+      ChangeState(*job, v1::RUNNING, job->resume_reason.empty() ? "started" : job->resume_reason,
+                  [&](v1::Experiment& record) {
+                    if (!record.has_started_time()) {
+                      *record.mutable_started_time() = ToTimestamp(options_.clock());
+                    }
+                    record.set_attempts_since_epoch(record.attempts_since_epoch() + 1);
+                  })
+          .IgnoreError();  // logged; the run's first event fails it if the store is gone
     }
   }
+  if (status.ok()) {
+    status = TrainJob(*job, slot, run_options_, [this](Job& trained, v1::MetricsEvent event) {
+      return CommitEpoch(trained, std::move(event));
+    });
+  }
+  std::vector<absl::Status> worker_notes;
+  if (job->plan.spec.world_size > 1) worker_notes = worker_pool_->Release(job->id, job->attempts);
 
   std::vector<CancelDone> on_cancelled;
   v1::Experiment final_record;
@@ -505,13 +557,19 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
     absl::MutexLock change(&job->change_mu);
     const bool lost_rank = job->plan.spec.world_size > 1 && absl::IsUnavailable(status);
     if (shutting_down() && (absl::IsCancelled(status) || lost_rank)) {
-      // Stopped by shutdown, not by a user: the experiment keeps its state; its streams
-      // have already ended with UNAVAILABLE.
+      // Stopped by shutdown, not by a user: the experiment keeps its state (its streams
+      // have already ended with UNAVAILABLE), and the attempt is not held against it.
+      ChangeRecord(
+          *job,
+          [](v1::Experiment& record) {
+            record.set_attempts_since_epoch(std::max(record.attempts_since_epoch() - 1, 0));
+          },
+          std::nullopt, Publish::kNo)
+          .IgnoreError();  // at worst the attempt counts
       LOG(INFO) << "experiment " << job->id << " stopped by shutdown";
     } else if (lost_rank && !job->stop.load()) {
-      Requeue(job, status, worker_notes, std::move(resume.state), resume.epoch());
-    } else {
-      // A cancel that came while the group gathered ends as one.
+      Requeue(job, status, worker_notes);
+    } else {  // A cancel that came while the group gathered ends as one.
       if (lost_rank) status = absl::CancelledError(status.message());
       if (status.ok()) {
         Finish(*job, v1::SUCCEEDED, "finished all epochs");
@@ -541,16 +599,19 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
 }
 
 void ExperimentRegistry::Requeue(const std::shared_ptr<Job>& job, const absl::Status& status,
-                                 const std::vector<absl::Status>& notes,
-                                 std::optional<std::string> resume_state, int resume_epoch) {
-  const LostRankVerdict verdict =
-      JudgeLostRank(status, notes, job->epochs_this_attempt, job->attempts_without_progress);
+                                 const std::vector<absl::Status>& notes) {
+  int attempts_since_epoch = 0;
+  {
+    absl::ReaderMutexLock lock(&job->mu);
+    attempts_since_epoch = job->record.attempts_since_epoch();
+  }
+  const LostRankVerdict verdict = JudgeLostRank(status, notes, attempts_since_epoch);
   if (!verdict.retry) return Finish(*job, v1::FAILED, verdict.reason);
-  job->attempts_without_progress = verdict.attempts_without_progress;
-  const std::string from = resume_state.has_value()
-                               ? absl::StrCat("the checkpoint of epoch ", resume_epoch)
-                               : std::string("epoch 1");
-  job->resume_state = std::move(resume_state);
+  const ResumePoint resume =
+      job->checkpoints != nullptr ? FindResumePoint(*job->checkpoints) : ResumePoint{};
+  const std::string from = resume.epoch > 0 ? absl::StrCat("the checkpoint of epoch ", resume.epoch)
+                                            : std::string("epoch 1");
+  if (resume.epoch > 0) job->resume_epoch = resume.epoch;
   job->resume_reason =
       absl::StrCat("attempt ", job->attempts + 1, " goes on from ", from, " after a rank was lost");
   // A slot that takes it at once waits for change_mu, so it starts from QUEUED.

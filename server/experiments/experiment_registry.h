@@ -48,7 +48,12 @@ struct RegistryOptions {
   int training_slots = 1;   // trainings at once (gradlabd's --workers)
   int threads_per_job = 1;  // intra-op threads of each training
   int max_queue = 100;      // queued experiments beyond those running
-  std::string data_dir;     // where datasets are looked for first (see DatasetSearchPath)
+  // The most memory one run may be estimated to need (see EstimateRunMemory), and all
+  // runs at once (a run waits in the queue until it fits beside those running); 0: no
+  // limit. gradlabd's --max_run_memory; see ServerOptionsFrom for the defaults.
+  int64_t max_run_memory = 0;
+  int64_t memory_budget = 0;
+  std::string data_dir;  // where datasets are looked for first (see DatasetSearchPath)
   LogRetention retention;
   std::function<absl::Time()> clock = [] { return absl::Now(); };
   absl::Duration progress_interval = absl::Milliseconds(500);
@@ -63,6 +68,8 @@ struct RegistryOptions {
   KeepCheckpoints keep_checkpoints;
   // For tests: runs after each step of every checkpoint write (see WriteStepHook).
   WriteStepHook checkpoint_hook;
+  // For tests: runs at the named steps of every run (see RunStepHook).
+  RunStepHook run_step_hook;
   // Data-parallel runs (spec.world_size > 1): this server is rank 0 and its workers (see
   // WorkerPool) the others.
   WorkerPoolOptions worker_pool;
@@ -86,11 +93,17 @@ class ExperimentRegistry {
  public:
   // An in-memory registry, or one over options.store that has not been restored yet:
   // use Open for that.
-  explicit ExperimentRegistry(RegistryOptions options);
+  explicit ExperimentRegistry(RegistryOptions options)
+      : ExperimentRegistry(std::move(options), false) {}
   // A registry that first restores every experiment from options.store (when set):
   // finished ones with their history, queued ones in their order, and those that were
-  // running queued again ahead of them, to resume from their last usable checkpoint.
+  // running queued again ahead of them, to resume from their last usable checkpoint (or
+  // FAILED, when they have been interrupted too often; see Experiment.attempts_since_epoch).
+  // Nothing trains until StartTraining(): a server calls it once it serves, so that a run
+  // that takes the process down can be listed and cancelled after the restart.
   static absl::StatusOr<std::unique_ptr<ExperimentRegistry>> Open(RegistryOptions options);
+  // Lets the training slots take queued experiments. Idempotent.
+  void StartTraining();
   ~ExperimentRegistry();
   ExperimentRegistry(const ExperimentRegistry&) = delete;
   ExperimentRegistry& operator=(const ExperimentRegistry&) = delete;
@@ -131,6 +144,9 @@ class ExperimentRegistry {
   // Whether ChangeRecord publishes the change on the feed.
   enum class Publish { kNo, kYes };
 
+  // `held`: the training slots wait for StartTraining().
+  ExperimentRegistry(RegistryOptions options, bool held);
+
   absl::Status Restore() ABSL_LOCKS_EXCLUDED(mu_);
   std::shared_ptr<Job> NewJob(const std::string& id, int64_t ordinal, RunPlan plan,
                               const std::string& request_id);
@@ -143,12 +159,12 @@ class ExperimentRegistry {
   // ended: finished, back to the queue after a lost rank, or left as it was by shutdown.
   void RunJob(const std::shared_ptr<Job>& job, int slot) ABSL_LOCKS_EXCLUDED(mu_);
   // After a data-parallel attempt lost a rank (`status`, with what the pool saw of its
-  // workers in `notes`): back to the front of the queue, to go on from `resume_state`
-  // (the newest usable checkpoint, of epoch `resume_epoch`; none: epoch 1), or FAILED
-  // after attempts that finished no epoch or a worker's own error.
+  // workers in `notes`): back to the front of the queue, to go on from its newest usable
+  // checkpoint (none: epoch 1), or FAILED after kMaxAttemptsWithoutProgress attempts that
+  // finished no epoch or a worker's own error.
   void Requeue(const std::shared_ptr<Job>& job, const absl::Status& status,
-               const std::vector<absl::Status>& notes, std::optional<std::string> resume_state,
-               int resume_epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(job->change_mu);
+               const std::vector<absl::Status>& notes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(job->change_mu);
   // Ends the experiment in a finished `state` and prunes its checkpoints to those
   // --keep_checkpoints keeps.
   void Finish(Job& job, v1::ExperimentState state, const std::string& reason)

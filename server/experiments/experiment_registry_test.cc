@@ -114,6 +114,56 @@ TEST(ExperimentRegistryTest, InvalidSpecsAreRefusedAndChangeNothing) {
   EXPECT_TRUE(registry.AllExperiments().empty());
 }
 
+// Over the per-run memory limit: refused before anything of its size is allocated,
+// saying by how much and what to lower; nothing is stored or queued.
+TEST(ExperimentRegistryTest, ARunEstimatedOverTheMemoryLimitIsRefused) {
+  RegistryOptions options = SmallOptions();
+  options.max_run_memory = int64_t{2} << 30;
+  ExperimentRegistry registry(options);
+  absl::StatusOr<v1::Experiment> small = registry.StartExperiment(Quick());
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_GT(small->estimated_peak_bytes(), 0);
+  EXPECT_LT(small->estimated_peak_bytes(), options.max_run_memory);
+  EXPECT_EQ(registry.ServerInfo().max_run_memory_bytes(), int64_t{2} << 30);
+
+  v1::StartExperimentRequest big = Quick();
+  big.mutable_spec()->set_model("resnet");
+  big.mutable_spec()->set_batch_size(4096);
+  absl::StatusOr<v1::Experiment> refused = registry.StartExperiment(big);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::AllOf(HasSubstr("the run is estimated to need "),
+                               HasSubstr(" at batch_size 4096, dataset "),
+                               HasSubstr("more than the 2.0 GiB this server allows a run "
+                                         "(gradlabd --max_run_memory); lower batch_size (4096) "
+                                         "or train in precision bf16")));
+
+  v1::StartExperimentRequest many = Quick();
+  many.mutable_spec()->set_max_train_samples(2'000'000);
+  EXPECT_THAT(std::string(registry.StartExperiment(many).status().message()),
+              HasSubstr("lower max_train_samples or max_test_samples"));
+  EXPECT_EQ(registry.AllExperiments().size(), 1u);
+}
+
+// Runs that do not fit beside those running wait; one alone always runs.
+TEST(ExperimentRegistryTest, RunsWaitUntilTheyFitInTheMemoryBudget) {
+  RegistryOptions options = SmallOptions();
+  options.training_slots = 2;
+  ExperimentRegistry probe(SmallOptions());
+  const int64_t one_run = probe.StartExperiment(Quick())->estimated_peak_bytes();
+  options.memory_budget = one_run + one_run / 2;  // room for one at a time
+  ExperimentRegistry registry(options);
+  const std::string first = registry.StartExperiment(Quick(/*epochs=*/1000))->id();
+  const std::string second = registry.StartExperiment(Quick())->id();
+  WaitForState(registry, first, v1::RUNNING);
+  absl::SleepFor(absl::Milliseconds(500));
+  absl::StatusOr<v1::Experiment> waiting = registry.GetExperiment(second);
+  EXPECT_EQ(waiting->state(), v1::QUEUED) << "a free slot, but not the memory";
+  EXPECT_EQ(waiting->queue_position(), 1);
+  ASSERT_TRUE(CancelAndWait(registry, first).ok());
+  WaitForState(registry, second, v1::SUCCEEDED);
+}
+
 TEST(ExperimentRegistryTest, SameRequestIdGivesTheSameExperiment) {
   ExperimentRegistry registry(SmallOptions());
   v1::StartExperimentRequest request = Quick();

@@ -30,6 +30,9 @@ struct Job {
   int64_t ordinal = 0;  // creation order, for listing and page tokens
   std::string request_id;
   RunPlan plan;
+  // What the run is estimated to need at its peak (0: not known, for a run stored by an
+  // older server), for the scheduler's memory budget.
+  int64_t estimated_peak_bytes = 0;
   std::shared_ptr<ExperimentLog> log;
   std::unique_ptr<CheckpointFiles> checkpoints;  // null without a store
 
@@ -46,14 +49,13 @@ struct Job {
   std::vector<CancelDone> on_cancelled ABSL_GUARDED_BY(mu);
 
   // Belong to whoever holds the job out of the queue (the training slot that took it;
-  // the queue's lock hands them over): the checkpoint to go on from and what to say,
-  // and, for data-parallel runs, how many attempts have started, how many in a row
-  // finished no epoch, and the epochs of this one.
-  std::optional<std::string> resume_state;
+  // the queue's lock hands them over): the epoch of the checkpoint to go on from and what
+  // to say, and, for data-parallel runs, how many attempts have started (the workers'
+  // assignments are numbered by it). The attempts that count towards giving up are in
+  // the record (attempts_since_epoch), so that they survive a crash.
+  std::optional<int> resume_epoch;
   std::string resume_reason;
   int attempts = 0;
-  int attempts_without_progress = 0;
-  int epochs_this_attempt = 0;
 };
 
 }  // namespace gradlab

@@ -6,7 +6,7 @@ namespace gradlab {
 
 LostRankVerdict JudgeLostRank(const absl::Status& status,
                               const std::vector<absl::Status>& worker_notes,
-                              int epochs_this_attempt, int attempts_without_progress) {
+                              int attempts_since_epoch) {
   LostRankVerdict verdict;
   verdict.reason = std::string(status.message());
   for (const absl::Status& note : worker_notes) {
@@ -16,8 +16,7 @@ LostRankVerdict JudgeLostRank(const absl::Status& status,
     }
     absl::StrAppend(&verdict.reason, "; ", note.message());
   }
-  verdict.attempts_without_progress = epochs_this_attempt > 0 ? 0 : attempts_without_progress + 1;
-  if (verdict.attempts_without_progress >= kMaxAttemptsWithoutProgress) {
+  if (attempts_since_epoch >= kMaxAttemptsWithoutProgress) {
     verdict.reason = absl::StrCat("gave up after ", kMaxAttemptsWithoutProgress,
                                   " data-parallel attempts in a row that finished no epoch; "
                                   "the last: ",

@@ -11,25 +11,24 @@
 
 namespace gradlab {
 
-// Attempts in a row that finish no epoch before the run fails.
+// Attempts in a row interrupted before an epoch finished (Experiment.attempts_since_epoch)
+// after which a run fails, whatever interrupted them: a crash of the server, a lost rank.
 inline constexpr int kMaxAttemptsWithoutProgress = 3;
 
 struct LostRankVerdict {
   bool retry = false;
   // Retry: the failure and what befell the workers, in words. Else: why the run fails.
   std::string reason;
-  // The count the next attempt starts from.
-  int attempts_without_progress = 0;
 };
 
 // `status`: how rank 0's attempt ended (UNAVAILABLE); `worker_notes`: what the pool saw
 // of its workers (UNAVAILABLE when lost, else the error a worker's rank reported);
-// `epochs_this_attempt`: epochs the attempt finished; `attempts_without_progress`: the
-// attempts before it in a row that finished none. A worker's own error (a missing
-// dataset, say) fails the run at once: it would only come back.
+// `attempts_since_epoch`: the attempts started since the last finished epoch, this one
+// among them. A worker's own error (a missing dataset, say) fails the run at once: it
+// would only come back.
 LostRankVerdict JudgeLostRank(const absl::Status& status,
                               const std::vector<absl::Status>& worker_notes,
-                              int epochs_this_attempt, int attempts_without_progress);
+                              int attempts_since_epoch);
 
 }  // namespace gradlab
 

@@ -10,24 +10,19 @@ const absl::Status kLost = absl::UnavailableError("the gradient all-reduce of ra
 TEST(LostRankPolicyTest, ALostWorkerRequeuesTheRunNamingWhatBefellIt) {
   const LostRankVerdict verdict = JudgeLostRank(
       kLost, {absl::UnavailableError("worker w2 (host-b at 10.0.0.3) sent no heartbeat for 12s")},
-      /*epochs_this_attempt=*/0, /*attempts_without_progress=*/0);
+      /*attempts_since_epoch=*/1);
   EXPECT_TRUE(verdict.retry);
   EXPECT_EQ(verdict.reason,
             "the gradient all-reduce of rank 0 of 2 failed; worker w2 (host-b at 10.0.0.3) sent "
             "no heartbeat for 12s");
-  EXPECT_EQ(verdict.attempts_without_progress, 1);
 }
 
-TEST(LostRankPolicyTest, AnAttemptThatFinishedAnEpochStartsTheCountAgain) {
-  const LostRankVerdict verdict = JudgeLostRank(kLost, {}, /*epochs_this_attempt=*/1,
-                                                /*attempts_without_progress=*/2);
-  EXPECT_TRUE(verdict.retry);
-  EXPECT_EQ(verdict.attempts_without_progress, 0);
-}
-
+// An epoch that finishes sets the count to 0; the attempt in which it did counts again
+// only if it started before it, which the record's count already says.
 TEST(LostRankPolicyTest, TheThirdAttemptInARowWithoutAnEpochFailsTheRun) {
-  EXPECT_TRUE(JudgeLostRank(kLost, {}, 0, kMaxAttemptsWithoutProgress - 2).retry);
-  const LostRankVerdict verdict = JudgeLostRank(kLost, {}, 0, kMaxAttemptsWithoutProgress - 1);
+  EXPECT_TRUE(JudgeLostRank(kLost, {}, 0).retry);
+  EXPECT_TRUE(JudgeLostRank(kLost, {}, kMaxAttemptsWithoutProgress - 1).retry);
+  const LostRankVerdict verdict = JudgeLostRank(kLost, {}, kMaxAttemptsWithoutProgress);
   EXPECT_FALSE(verdict.retry);
   EXPECT_EQ(verdict.reason,
             "gave up after 3 data-parallel attempts in a row that finished no epoch; the last: "
@@ -40,7 +35,7 @@ TEST(LostRankPolicyTest, AWorkersOwnErrorFailsTheRunAtOnceWithThatError) {
       {absl::UnavailableError("worker w3 restarted"),
        absl::FailedPreconditionError("worker w2 (host-b at 10.0.0.3), rank 1: on worker host-b: "
                                      "dataset cifar10 is not present")},
-      /*epochs_this_attempt=*/4, /*attempts_without_progress=*/0);
+      /*attempts_since_epoch=*/0);
   EXPECT_FALSE(verdict.retry);
   EXPECT_EQ(verdict.reason,
             "worker w2 (host-b at 10.0.0.3), rank 1: on worker host-b: dataset cifar10 is not "
@@ -52,7 +47,7 @@ TEST(LostRankPolicyTest, RanksThatStoppedBecauseTheGroupStoppedAreNotTheirOwnErr
       JudgeLostRank(kLost,
                     {absl::UnavailableError("worker w2, rank 1: 1 rank of the group stopped"),
                      absl::CancelledError("worker w3, rank 2: cancelled in epoch 1")},
-                    0, 0)
+                    1)
           .retry);
 }
 

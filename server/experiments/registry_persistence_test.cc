@@ -89,7 +89,9 @@ class RegistryPersistenceTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<ExperimentRegistry>> registry =
         ExperimentRegistry::Open(std::move(options));
     EXPECT_TRUE(registry.ok()) << registry.status();
-    return registry.ok() ? *std::move(registry) : nullptr;
+    if (!registry.ok()) return nullptr;
+    (*registry)->StartTraining();
+    return *std::move(registry);
   }
 
   static v1::Experiment WaitFor(const ExperimentRegistry& registry, const std::string& id,

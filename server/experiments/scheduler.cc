@@ -11,7 +11,7 @@
 namespace gradlab {
 
 Scheduler::Scheduler(SchedulerOptions options, WorkerPool& workers, RunFn run)
-    : options_(std::move(options)), workers_(workers), run_(std::move(run)) {
+    : options_(std::move(options)), workers_(workers), run_(std::move(run)), held_(options_.held) {
   for (int slot = 0; slot < std::max(options_.training_slots, 1); ++slot) {
     slots_.emplace_back([this, slot] { SlotLoop(slot); });
   }
@@ -51,6 +51,11 @@ int Scheduler::Length() const {
   return static_cast<int>(queue_.size());
 }
 
+void Scheduler::Release() {
+  absl::MutexLock lock(&mu_);
+  held_ = false;
+}
+
 void Scheduler::WorkersChanged() {
   // absl::Mutex evaluates its waiters' conditions when it is released: the slots look at
   // the queue (and the idle workers) again.
@@ -70,7 +75,9 @@ void Scheduler::Stop() {
 std::deque<std::shared_ptr<Job>>::iterator Scheduler::FirstRunnable() {
   const int idle_workers = workers_.IdleCount();
   return std::find_if(queue_.begin(), queue_.end(), [&](const std::shared_ptr<Job>& job) {
-    return job->plan.spec.world_size - 1 <= idle_workers;
+    const bool fits = options_.memory_budget == 0 || running_ == 0 ||
+                      running_bytes_ + job->estimated_peak_bytes <= options_.memory_budget;
+    return fits && job->plan.spec.world_size - 1 <= idle_workers;
   });
 }
 
@@ -84,7 +91,7 @@ void Scheduler::SlotLoop(int slot) {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
           +[](Scheduler* self) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-            return self->stopping_ || self->FirstRunnable() != self->queue_.end();
+            return self->stopping_ || (!self->held_ && self->FirstRunnable() != self->queue_.end());
           },
           this));
       if (stopping_) return;
@@ -108,8 +115,13 @@ void Scheduler::SlotLoop(int slot) {
         ++job->attempts;
       }
       queue_.erase(runnable);
+      ++running_;
+      running_bytes_ += job->estimated_peak_bytes;
     }
     run_(job, slot);
+    absl::MutexLock lock(&mu_);
+    --running_;
+    running_bytes_ -= job->estimated_peak_bytes;
   }
 }
 

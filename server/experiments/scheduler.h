@@ -26,6 +26,13 @@ struct SchedulerOptions {
   // Added to the nice value of the slots' threads (see RegistryOptions).
   int training_niceness = 0;
   RendezvousOptions rendezvous;
+  // No slot takes a job until Release(): a restarted server resumes its interrupted runs
+  // only once it serves, so that they can be listed and cancelled first.
+  bool held = false;
+  // The memory all running jobs may be estimated to need together (Job's
+  // estimated_peak_bytes); a job that does not fit beside those running waits, and later
+  // ones that fit go first. One job alone always runs. 0: no limit.
+  int64_t memory_budget = 0;
 };
 
 // Thread-safe. Lock order: a job's mu before the queue's, so that describing a job may
@@ -53,6 +60,8 @@ class Scheduler {
   int Length() const ABSL_LOCKS_EXCLUDED(mu_);
   int training_slots() const { return static_cast<int>(slots_.size()); }
 
+  // Lets the slots take jobs (see SchedulerOptions::held). Idempotent.
+  void Release() ABSL_LOCKS_EXCLUDED(mu_);
   // The remote workers changed (one joined, left or became idle): look at the queue again.
   void WorkersChanged() ABSL_LOCKS_EXCLUDED(mu_);
   // No slot takes another job; waits for the running ones to return. Idempotent.
@@ -61,7 +70,7 @@ class Scheduler {
  private:
   void SlotLoop(int slot) ABSL_LOCKS_EXCLUDED(mu_);
   // The first queued job that can start now: one of world_size 1, or one whose
-  // world_size - 1 remote workers are idle.
+  // world_size - 1 remote workers are idle, and that fits in the memory budget.
   std::deque<std::shared_ptr<Job>>::iterator FirstRunnable() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const SchedulerOptions options_;
@@ -70,6 +79,9 @@ class Scheduler {
   mutable absl::Mutex mu_;
   std::deque<std::shared_ptr<Job>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool held_ ABSL_GUARDED_BY(mu_);
+  int running_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t running_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // their estimated peaks
   std::vector<std::thread> slots_;
 };
 

@@ -2,9 +2,12 @@
 
 #include <glog/logging.h>
 
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/free_memory.h"
+#include "server/engine/checkpoint.h"
 #include "server/engine/dataset_request.h"
 #include "server/engine/trainer.h"
 #include "server/experiments/event_protos.h"
@@ -37,7 +40,6 @@ class JobSink : public TrainingEventSink {
   void OnEpochMetrics(const EpochMetrics& metrics) override {
     v1::MetricsEvent event = NewEvent();
     *event.mutable_epoch_metrics() = ToProto(metrics);
-    ++job_.epochs_this_attempt;
     Check(record_epoch_(job_, std::move(event)));
   }
 
@@ -90,42 +92,85 @@ absl::Status SaveCheckpoint(Job& job, const TrainingCheckpoint& checkpoint) {
   return absl::OkStatus();
 }
 
+// Reads the checkpoint `job` goes on from; when the record has not seen its epoch yet (it
+// was saved just before the server stopped), its metrics are recorded now.
+absl::StatusOr<std::string> ReadResumeState(Job& job, const TrainingRunOptions& options,
+                                            const EpochRecorder& record_epoch) {
+  const int epoch = *job.resume_epoch;
+  if (options.step_hook) options.step_hook("resume");
+  absl::StatusOr<std::string> state = job.checkpoints->Read(epoch);
+  absl::StatusOr<EpochMetrics> metrics = state.ok() ? CheckpointMetrics(*state) : state.status();
+  if (!metrics.ok() || metrics->epoch != epoch) {
+    return absl::DataLossError(
+        absl::StrCat("cannot go on from the checkpoint of epoch ", epoch, ": ",
+                     metrics.ok() ? absl::StrCat("it holds epoch ", metrics->epoch)
+                                  : metrics.status().message()));
+  }
+  int recorded = 0;
+  {
+    absl::ReaderMutexLock lock(&job.mu);
+    recorded = job.record.last_metrics().epoch();
+  }
+  if (recorded < epoch) {
+    v1::MetricsEvent event;
+    *event.mutable_time() = ToTimestamp(options.clock());
+    *event.mutable_epoch_metrics() = ToProto(*metrics);
+    if (absl::Status status = record_epoch(job, std::move(event)); !status.ok()) {
+      return RunStorageError("cannot store the run's events", status);
+    }
+  }
+  return state;
+}
+
+// Trains the job once its checkpoint, if any, has been read.
+absl::Status Run(Job& job, int slot, const TrainingRunOptions& options,
+                 const EpochRecorder& record_epoch) {
+  std::optional<std::string> resume_state;
+  if (job.resume_epoch.has_value()) {
+    absl::StatusOr<std::string> read = ReadResumeState(job, options, record_epoch);
+    job.resume_epoch.reset();
+    if (!read.ok()) return read.status();
+    resume_state = *std::move(read);
+  }
+  DatasetRequest request = DatasetRequestFor(job.plan);
+  request.stop_requested = &job.stop;
+  if (options.step_hook) request.after_read = [&options] { options.step_hook("dataset read"); };
+  absl::StatusOr<std::shared_ptr<const Dataset>> dataset = LoadSharedDataset(request);
+  if (!dataset.ok()) return dataset.status();
+
+  TrainingControl control;
+  control.stop_requested = &job.stop;
+  control.clock = options.clock;
+  control.progress_interval = options.progress_interval;
+  if (job.checkpoints != nullptr) {
+    control.save_checkpoint = [&job](const TrainingCheckpoint& checkpoint) {
+      return SaveCheckpoint(job, checkpoint);
+    };
+  }
+  if (resume_state.has_value()) control.resume_from = &*resume_state;
+  JobSink sink(job, options, record_epoch);
+  absl::Status status;
+  if (job.plan.spec.world_size > 1) {
+    ProcessGroupOptions group;
+    group.store_host = "127.0.0.1";  // rank 0 hosts the store
+    group.store_port = options.rendezvous.port + slot;
+    group.local_address = options.rendezvous.advertise_address;
+    group.world_size = job.plan.spec.world_size;
+    group.timeout = options.rendezvous.collective_timeout;
+    status = TrainRank(job.plan.spec, **dataset, group, control, sink);
+  } else {
+    status = Train(job.plan.spec, **dataset, control, sink);
+  }
+  return sink.error().ok() ? status : sink.error();
+}
+
 }  // namespace
 
 absl::Status TrainJob(Job& job, int slot, const TrainingRunOptions& options,
                       const EpochRecorder& record_epoch) {
-  job.epochs_this_attempt = 0;
-  absl::Status status;
-  absl::StatusOr<std::shared_ptr<const Dataset>> dataset =
-      LoadSharedDataset(DatasetRequestFor(job.plan));
-  if (!dataset.ok()) {
-    status = dataset.status();
-  } else {
-    TrainingControl control;
-    control.stop_requested = &job.stop;
-    control.clock = options.clock;
-    control.progress_interval = options.progress_interval;
-    if (job.checkpoints != nullptr) {
-      control.save_checkpoint = [&job](const TrainingCheckpoint& checkpoint) {
-        return SaveCheckpoint(job, checkpoint);
-      };
-    }
-    if (job.resume_state.has_value()) control.resume_from = &*job.resume_state;
-    JobSink sink(job, options, record_epoch);
-    if (job.plan.spec.world_size > 1) {
-      ProcessGroupOptions group;
-      group.store_host = "127.0.0.1";  // rank 0 hosts the store
-      group.store_port = options.rendezvous.port + slot;
-      group.local_address = options.rendezvous.advertise_address;
-      group.world_size = job.plan.spec.world_size;
-      group.timeout = options.rendezvous.collective_timeout;
-      status = TrainRank(job.plan.spec, **dataset, group, control, sink);
-    } else {
-      status = Train(job.plan.spec, **dataset, control, sink);
-    }
-    if (!sink.error().ok()) status = sink.error();
-  }
-  job.resume_state.reset();
+  absl::Status status = Run(job, slot, options, record_epoch);
+  // The run's tensors are freed: the idle server need not hold the largest run's memory.
+  ReleaseFreeMemory();
   if (absl::Status flushed = job.log->FlushJournal(); !flushed.ok() && status.ok()) {
     status = RunStorageError("cannot store the run's events", flushed);
   }

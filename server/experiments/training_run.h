@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "gradlab/v1/experiment_service.pb.h"
 #include "server/experiments/job.h"
@@ -16,10 +17,16 @@
 
 namespace gradlab {
 
+// For tests: called at the named steps of a run, to pause or end the process there:
+// "resume" before the checkpoint to go on from is read, "dataset read" after each read of
+// a dataset file.
+using RunStepHook = std::function<void(absl::string_view step)>;
+
 struct TrainingRunOptions {
   std::function<absl::Time()> clock = [] { return absl::Now(); };
   absl::Duration progress_interval = absl::Milliseconds(500);
   RendezvousOptions rendezvous;
+  RunStepHook step_hook;
 };
 
 // Takes an epoch's metrics event into the job's record and log; an error stops the run.
@@ -27,8 +34,9 @@ using EpochRecorder = std::function<absl::Status(Job& job, v1::MetricsEvent epoc
 
 // Trains `job` on training slot `slot` until it finishes, fails or is stopped (job.stop):
 // OK, CANCELLED, UNAVAILABLE for a data-parallel run that lost a rank, or the error
-// that ended it (a store that cannot take its events among them). Its events are
-// committed to the journal before this returns.
+// that ended it (a store that cannot take its events among them). A job with a
+// resume_epoch first reads that checkpoint and, when the record has not seen its epoch
+// yet, records it. Its events are committed to the journal before this returns.
 absl::Status TrainJob(Job& job, int slot, const TrainingRunOptions& options,
                       const EpochRecorder& record_epoch);
 

@@ -6,10 +6,19 @@
 namespace gradlab {
 
 absl::StatusOr<GradlabdProcess> StartGradlabd(const std::string& binary,
-                                              const std::vector<std::string>& flags) {
-  std::vector<std::string> argv = {binary, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0"};
+                                              const std::vector<std::string>& flags,
+                                              const std::vector<std::string>& env,
+                                              int64_t address_space_limit) {
+  std::vector<std::string> argv;
+  if (address_space_limit > 0) {
+    argv = {"/usr/bin/prlimit", absl::StrCat("--as=", address_space_limit)};
+  }
+  for (const std::string& arg :
+       {binary, std::string("--listen=127.0.0.1:0"), std::string("--http_listen=127.0.0.1:0")}) {
+    argv.push_back(arg);
+  }
   argv.insert(argv.end(), flags.begin(), flags.end());
-  absl::StatusOr<ChildProcess> process = ChildProcess::Start(argv);
+  absl::StatusOr<ChildProcess> process = ChildProcess::Start(argv, env);
   if (!process.ok()) return process.status();
   absl::StatusOr<std::string> grpc_line =
       process->ReadLineContaining("listening on port", absl::Seconds(60));

@@ -1,0 +1,267 @@
+#include "server/engine/memory_estimate.h"
+
+#include <c10/core/Allocator.h>
+#include <c10/util/ThreadLocalDebugInfo.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
+#include "common/dataset_table.h"
+#include "common/free_memory.h"
+#include "common/model_table.h"
+#include "server/engine/datasets.h"
+#include "server/engine/torch_errors.h"
+#include "server/engine/trainer.h"
+#include "server/engine/training_events.h"
+
+namespace gradlab {
+namespace {
+
+// The batch sizes (per rank) the probe trains at; the run's is extrapolated from them.
+constexpr int64_t kProbeSmallBatch = 16;
+constexpr int64_t kProbeLargeBatch = 32;
+// The synthetic dataset is generated at these sizes to measure its bytes per sample.
+constexpr int64_t kProbeSmallSplit = 64;
+constexpr int64_t kProbeLargeSplit = 128;
+// What a run costs beyond what LibTorch's allocator hands out and the terms below count,
+// measured with bench/run_memory (docs/PERFORMANCE.md, "Memory of a run"): a fixed part
+// (the intra-op threads' stacks, LibTorch's lazily built tables), and for training a
+// share of what the probe saw (oneDNN's own scratch memory, tcmalloc's size classes).
+constexpr int64_t kRuntimeBytes = int64_t{16} << 20;
+constexpr double kTrainingSlack = 1.08;
+
+// Counts what LibTorch's CPU allocator hands out and takes back on the threads that carry
+// it as their PROFILER_STATE debug info (the probe's), and the most it held at once.
+class AllocationCounter final : public c10::MemoryReportingInfoBase {
+ public:
+  void reportMemoryUsage(void* /*ptr*/, int64_t alloc_size, int64_t /*total_allocated*/,
+                         int64_t /*total_reserved*/, c10::Device /*device*/) override {
+    const int64_t now = held_.fetch_add(alloc_size) + alloc_size;
+    int64_t peak = peak_.load();
+    while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
+    }
+  }
+  bool memoryProfilingEnabled() const override { return true; }
+  int64_t peak() const { return peak_.load(); }
+
+ private:
+  std::atomic<int64_t> held_{0};
+  std::atomic<int64_t> peak_{0};
+};
+
+// The most bytes LibTorch allocates at once while `measured` runs on this thread.
+absl::StatusOr<int64_t> PeakAllocation(const std::function<absl::Status()>& measured) {
+  auto counter = std::make_shared<AllocationCounter>();
+  absl::Status status;
+  {
+    c10::DebugInfoGuard guard(c10::DebugInfoKind::PROFILER_STATE, counter);
+    status = measured();
+  }
+  if (!status.ok()) return status;
+  return counter->peak();
+}
+
+// A straight line through two measurements: the bytes at `size` are base + per_unit * size.
+struct LinearCost {
+  double base = 0;
+  double per_unit = 0;
+  int64_t At(int64_t size) const {
+    return std::max<int64_t>(0, static_cast<int64_t>(base + per_unit * static_cast<double>(size)));
+  }
+};
+
+LinearCost Through(int64_t small_size, int64_t small_bytes, int64_t large_size,
+                   int64_t large_bytes) {
+  LinearCost line;
+  line.per_unit =
+      static_cast<double>(large_bytes - small_bytes) / static_cast<double>(large_size - small_size);
+  line.base = static_cast<double>(small_bytes) - line.per_unit * static_cast<double>(small_size);
+  return line;
+}
+
+DatasetSplit RandomSplit(const DatasetTraits& shape, int64_t size) {
+  return DatasetSplit{
+      torch::randint(0, 256, {size, shape.channels, shape.side, shape.side}, torch::kUInt8),
+      torch::arange(size, torch::kInt64).remainder(10)};
+}
+
+// One epoch of `spec` over one batch of `batch` random samples (and one test batch),
+// in line on this thread, as the run trains it except for prefetching and checkpoints.
+absl::StatusOr<int64_t> ProbeTraining(const ExperimentSpec& spec, const DatasetTraits& shape,
+                                      int64_t batch) {
+  ExperimentSpec probe = spec;
+  probe.epochs = 1;
+  probe.batch_size = static_cast<int>(batch);
+  probe.world_size = 1;
+  probe.lr_step_size = 0;
+  Dataset data;
+  data.name = "memory probe";
+  data.train = RandomSplit(shape, batch);
+  data.test = RandomSplit(shape, batch);
+  data.mean.assign(shape.channels, 0.5);
+  data.std.assign(shape.channels, 0.25);
+  TrainingControl control;
+  control.prefetch_batches = false;
+  control.progress_interval = absl::InfiniteDuration();
+  IgnoringSink sink;
+  return PeakAllocation([&] { return Train(probe, data, control, sink); });
+}
+
+// What the probes found for one model shape: training bytes against the batch size per
+// rank, and the parameters (for the checkpoint).
+struct ModelCost {
+  LinearCost training;
+  int64_t parameters = 0;
+};
+
+absl::StatusOr<ModelCost> MeasureModel(const ExperimentSpec& spec, const DatasetTraits& shape) {
+  ModelOptions options;
+  options.model = spec.model;
+  options.in_channels = shape.channels;
+  options.height = shape.side;
+  options.width = shape.side;
+  options.batch_norm = spec.batch_norm.value_or(false);
+  options.skip_connections = spec.skip_connections.value_or(false);
+  absl::StatusOr<int64_t> parameters = CountParameters(options);
+  if (!parameters.ok()) return parameters.status();
+  absl::StatusOr<int64_t> small = ProbeTraining(spec, shape, kProbeSmallBatch);
+  if (!small.ok()) return small.status();
+  absl::StatusOr<int64_t> large = ProbeTraining(spec, shape, kProbeLargeBatch);
+  if (!large.ok()) return large.status();
+  return ModelCost{Through(kProbeSmallBatch, *small, kProbeLargeBatch, *large), *parameters};
+}
+
+// The synthetic dataset's generation, against the training samples: its peak is the
+// training split's (the test split, generated next, is smaller; then the per-channel
+// statistics are computed over the training split in double precision).
+absl::StatusOr<LinearCost> MeasureSyntheticGeneration(uint64_t seed) {
+  const auto generate = [seed](int64_t size) {
+    return PeakAllocation([&] {
+      DatasetRequest request;
+      request.name = "synthetic";
+      request.seed = seed;
+      request.max_train_samples = size;
+      request.max_test_samples = 1;
+      return LoadDataset(request).status();
+    });
+  };
+  absl::StatusOr<int64_t> small = generate(kProbeSmallSplit);
+  if (!small.ok()) return small.status();
+  absl::StatusOr<int64_t> large = generate(kProbeLargeSplit);
+  if (!large.ok()) return large.status();
+  return Through(kProbeSmallSplit, *small, kProbeLargeSplit, *large);
+}
+
+// The model costs measured so far, by everything that changes them.
+class ProbeCache {
+ public:
+  absl::StatusOr<ModelCost> Model(const ExperimentSpec& spec, const DatasetTraits& shape) {
+    const auto key = std::make_tuple(
+        spec.model, shape.channels, shape.side, spec.batch_norm.value_or(false),
+        spec.skip_connections.value_or(false), spec.precision, spec.augment.value_or(false));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto it = models_.find(key); it != models_.end()) return it->second;
+    }
+    // Measured outside the lock: two requests for a new shape at once measure it twice.
+    absl::StatusOr<ModelCost> cost = MeasureModel(spec, shape);
+    ReleaseFreeMemory();  // the probe's tensors
+    if (!cost.ok()) return cost.status();
+    std::lock_guard<std::mutex> lock(mu_);
+    models_.emplace(key, *cost);
+    return *cost;
+  }
+
+  absl::StatusOr<LinearCost> Synthetic() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (synthetic_.has_value()) return *synthetic_;
+    }
+    absl::StatusOr<LinearCost> cost = MeasureSyntheticGeneration(42);
+    ReleaseFreeMemory();  // the probe's tensors
+    if (!cost.ok()) return cost.status();
+    std::lock_guard<std::mutex> lock(mu_);
+    synthetic_ = *cost;
+    return *cost;
+  }
+
+ private:
+  using Key = std::tuple<std::string, int64_t, int64_t, bool, bool, std::string, bool>;
+  std::mutex mu_;
+  std::map<Key, ModelCost> models_;
+  std::optional<LinearCost> synthetic_;
+};
+
+ProbeCache& Probes() {
+  static auto* const cache = new ProbeCache;
+  return *cache;
+}
+
+// The dataset's peak while it loads, from its files' layout: every file is read whole
+// (whatever max_train_samples keeps) into a growing buffer, up to twice the file's size,
+// that is then copied into a tensor; CIFAR-10's five training files are concatenated, so
+// its training images are held twice at the peak, beside the last file's buffer. (The
+// test split is read after, and is smaller.)
+int64_t FileLoadingBytes(const DatasetTraits& dataset) {
+  const int64_t image_bytes = dataset.channels * dataset.side * dataset.side;
+  const int64_t train = dataset.train_size * (image_bytes + 8);
+  if (dataset.name == "cifar10") {
+    const int64_t file = dataset.train_size / 5 * (image_bytes + 1);
+    return 2 * train + 2 * file;
+  }
+  return 3 * train;
+}
+
+int64_t TestSamples(const ExperimentSpec& spec, const DatasetTraits& dataset) {
+  if (spec.max_test_samples == 0) return dataset.test_size;
+  if (spec.dataset == "synthetic") return spec.max_test_samples;
+  return std::min(spec.max_test_samples, dataset.test_size);
+}
+
+}  // namespace
+
+absl::StatusOr<MemoryEstimate> EstimateRunMemory(const ExperimentSpec& spec) {
+  return CatchTorchErrors([&]() -> absl::StatusOr<MemoryEstimate> {
+    const DatasetTraits& dataset = *FindDataset(spec.dataset);
+    absl::StatusOr<ModelCost> model = Probes().Model(spec, dataset);
+    if (!model.ok()) return model.status();
+
+    const int64_t image_bytes = dataset.channels * dataset.side * dataset.side;
+    const int64_t train_samples = ExpectedTrainSamples(spec);
+    const int64_t test_samples = TestSamples(spec, dataset);
+    const int64_t batch_per_rank = (spec.batch_size + spec.world_size - 1) / spec.world_size;
+
+    MemoryEstimate estimate;
+    // The prefetcher's thread prepares the next batch (float, and its padded copy when
+    // augmenting) while a step trains; the probe made its batches in line.
+    estimate.training_bytes = static_cast<int64_t>(
+        kTrainingSlack * static_cast<double>(model->training.At(batch_per_rank) +
+                                             2 * batch_per_rank * image_bytes * 4));
+    const int64_t kept = (train_samples + test_samples) * (image_bytes + 8);
+    int64_t loading = 0;
+    if (spec.dataset == "synthetic") {
+      absl::StatusOr<LinearCost> generation = Probes().Synthetic();
+      if (!generation.ok()) return generation.status();
+      loading = generation->At(train_samples) + test_samples * (image_bytes + 8);
+    } else {
+      loading = FileLoadingBytes(dataset);
+    }
+    estimate.dataset_bytes = std::max(kept, loading);
+    // Parameters and momentum, serialised: the pickle, its copy as the checkpoint, and
+    // the sealed file's buffer.
+    estimate.checkpoint_bytes = 3 * 2 * model->parameters * 4;
+    estimate.peak_bytes = kRuntimeBytes + std::max(loading, kept + estimate.training_bytes +
+                                                                estimate.checkpoint_bytes);
+    return estimate;
+  });
+}
+
+}  // namespace gradlab

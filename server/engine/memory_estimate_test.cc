@@ -1,0 +1,80 @@
+#include "server/engine/memory_estimate.h"
+
+#include "gtest/gtest.h"
+#include "server/engine/model_options.h"
+
+namespace gradlab {
+namespace {
+
+ExperimentSpec ResolvedSpec(const std::string& model, const std::string& dataset, int batch_size) {
+  ExperimentSpec spec;
+  spec.model = model;
+  spec.dataset = dataset;
+  spec.batch_size = batch_size;
+  spec.threads = 1;
+  return *ResolveSpec(spec);
+}
+
+// The probe sees what LibTorch allocates: at the least the parameters, their gradients
+// and SGD's momentum, four bytes each.
+TEST(MemoryEstimateTest, TrainingHoldsTheParametersGradientsAndMomentum) {
+  for (const char* model : {"simple_cnn", "mlp"}) {
+    const ExperimentSpec spec = ResolvedSpec(model, "synthetic", 32);
+    ModelOptions options;
+    options.model = model;
+    options.batch_norm = spec.batch_norm.value_or(false);
+    const int64_t parameters = *CountParameters(options);
+    absl::StatusOr<MemoryEstimate> estimate = EstimateRunMemory(spec);
+    ASSERT_TRUE(estimate.ok()) << estimate.status();
+    EXPECT_GE(estimate->training_bytes, 3 * 4 * parameters) << model;
+    EXPECT_EQ(estimate->checkpoint_bytes, 3 * 2 * 4 * parameters) << model;
+    EXPECT_GT(estimate->peak_bytes, estimate->training_bytes + estimate->checkpoint_bytes);
+  }
+}
+
+// Activations grow with the batch: doubling it adds at least the input batch again (one
+// float per pixel, kept by the first layer for backward).
+TEST(MemoryEstimateTest, TrainingGrowsWithTheBatchSize) {
+  const int64_t input_bytes_per_sample = 3 * 32 * 32 * 4;
+  int64_t previous = 0;
+  for (int batch : {64, 128, 256}) {
+    absl::StatusOr<MemoryEstimate> estimate =
+        EstimateRunMemory(ResolvedSpec("resnet", "synthetic", batch));
+    ASSERT_TRUE(estimate.ok()) << estimate.status();
+    if (previous > 0) {
+      EXPECT_GE(estimate->training_bytes - previous, (batch / 2) * input_bytes_per_sample);
+    }
+    previous = estimate->training_bytes;
+  }
+}
+
+// The specs of the issue that brought the server down are estimated far beyond this
+// machine's memory, before anything of their size is allocated.
+TEST(MemoryEstimateTest, TheSpecsThatExhaustedTheMachineAreEstimatedAsSuch) {
+  absl::StatusOr<MemoryEstimate> big_batch =
+      EstimateRunMemory(ResolvedSpec("resnet", "synthetic", 4096));
+  ASSERT_TRUE(big_batch.ok());
+  EXPECT_GT(big_batch->peak_bytes, int64_t{24} << 30);
+  EXPECT_GT(big_batch->training_bytes, big_batch->dataset_bytes);
+
+  ExperimentSpec many = ResolvedSpec("mlp", "synthetic", 128);
+  many.max_train_samples = 2'000'000;
+  absl::StatusOr<MemoryEstimate> big_dataset = EstimateRunMemory(many);
+  ASSERT_TRUE(big_dataset.ok());
+  // 2M images of 3x32x32 bytes are 5.7 GiB as kept; generating them takes more.
+  EXPECT_GT(big_dataset->dataset_bytes, 2'000'000LL * 3072 * 2);
+  EXPECT_GT(big_dataset->dataset_bytes, big_dataset->training_bytes);
+}
+
+// Files are read whole whatever max_train_samples keeps: CIFAR-10's loading peak is the
+// same for 1000 samples as for all of them.
+TEST(MemoryEstimateTest, LoadingFilesCostsTheirFullSize) {
+  ExperimentSpec few = ResolvedSpec("simple_cnn", "cifar10", 128);
+  few.max_train_samples = 1000;
+  const ExperimentSpec all = ResolvedSpec("simple_cnn", "cifar10", 128);
+  EXPECT_EQ(EstimateRunMemory(few)->dataset_bytes, EstimateRunMemory(all)->dataset_bytes);
+  EXPECT_GT(EstimateRunMemory(all)->dataset_bytes, 50'000LL * 3072 * 2);
+}
+
+}  // namespace
+}  // namespace gradlab
