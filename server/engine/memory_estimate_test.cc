@@ -48,13 +48,14 @@ TEST(MemoryEstimateTest, TrainingGrowsWithTheBatchSize) {
   }
 }
 
-// The specs of the issue that brought the server down are estimated far beyond this
-// machine's memory, before anything of their size is allocated.
+// The specs of the issue that brought the server down (on a 24 GiB machine) are estimated
+// beyond the default budget there (three quarters of it), before anything of their size is
+// allocated.
 TEST(MemoryEstimateTest, TheSpecsThatExhaustedTheMachineAreEstimatedAsSuch) {
   absl::StatusOr<MemoryEstimate> big_batch =
       EstimateRunMemory(ResolvedSpec("resnet", "synthetic", 4096));
   ASSERT_TRUE(big_batch.ok());
-  EXPECT_GT(big_batch->peak_bytes, int64_t{24} << 30);
+  EXPECT_GT(big_batch->peak_bytes, int64_t{18} << 30);
   EXPECT_GT(big_batch->training_bytes, big_batch->dataset_bytes);
 
   ExperimentSpec many = ResolvedSpec("mlp", "synthetic", 128);
