@@ -25,7 +25,8 @@ std::string FormatBytes(int64_t bytes) {
     ++unit;
   }
   if (unit == 0) return absl::StrCat(bytes, " B");
-  return absl::StrFormat(std::abs(value) < 10 ? "%.1f %s" : "%.0f %s", value, kUnits[unit]);
+  if (std::abs(value) < 10) return absl::StrFormat("%.1f %s", value, kUnits[unit]);
+  return absl::StrFormat("%.0f %s", value, kUnits[unit]);
 }
 
 absl::StatusOr<int64_t> ParseBytes(absl::string_view text, absl::string_view what) {

@@ -74,9 +74,11 @@ void Scheduler::Stop() {
 
 std::deque<std::shared_ptr<Job>>::iterator Scheduler::FirstRunnable() {
   const int idle_workers = workers_.IdleCount();
+  const int running = running_;
+  const int64_t running_bytes = running_bytes_;
   return std::find_if(queue_.begin(), queue_.end(), [&](const std::shared_ptr<Job>& job) {
-    const bool fits = options_.memory_budget == 0 || running_ == 0 ||
-                      running_bytes_ + job->estimated_peak_bytes <= options_.memory_budget;
+    const bool fits = options_.memory_budget == 0 || running == 0 ||
+                      running_bytes + job->estimated_peak_bytes <= options_.memory_budget;
     return fits && job->plan.spec.world_size - 1 <= idle_workers;
   });
 }
