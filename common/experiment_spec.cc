@@ -55,6 +55,14 @@ absl::Status CheckOneOf(const std::string& field, const std::string& value,
                    "\"; valid values: ", absl::StrJoin(allowed, ", ")));
 }
 
+// `limit` samples (0: all) of a split of `standard_size`; the synthetic dataset is
+// generated at the size asked for.
+int64_t ExpectedSamples(const ExperimentSpec& spec, int64_t limit, int64_t standard_size) {
+  if (limit == 0) return standard_size;
+  if (spec.dataset == "synthetic") return limit;
+  return std::min(limit, standard_size);
+}
+
 }  // namespace
 
 const std::vector<std::string>& ModelNames() {
@@ -142,11 +150,11 @@ absl::StatusOr<ExperimentSpec> ResolveSpec(const ExperimentSpec& spec) {
 }
 
 int64_t ExpectedTrainSamples(const ExperimentSpec& spec) {
-  const DatasetTraits& dataset = *FindDataset(spec.dataset);
-  if (spec.max_train_samples == 0) return dataset.train_size;
-  // The synthetic dataset is generated at the size asked for.
-  if (spec.dataset == "synthetic") return spec.max_train_samples;
-  return std::min(spec.max_train_samples, dataset.train_size);
+  return ExpectedSamples(spec, spec.max_train_samples, FindDataset(spec.dataset)->train_size);
+}
+
+int64_t ExpectedTestSamples(const ExperimentSpec& spec) {
+  return ExpectedSamples(spec, spec.max_test_samples, FindDataset(spec.dataset)->test_size);
 }
 
 absl::Status CheckBatchesTrainable(const ExperimentSpec& spec, int64_t train_samples) {

@@ -67,9 +67,10 @@ const std::vector<std::string>& PrecisionNames();
 // standard split (see CheckBatchesTrainable) is refused too.
 absl::StatusOr<ExperimentSpec> ResolveSpec(const ExperimentSpec& spec);
 
-// The training samples a resolved spec uses of its dataset's standard files (a user's
-// folder may hold fewer).
+// The training and test samples a resolved spec uses of its dataset's standard files (a
+// user's folder may hold fewer).
 int64_t ExpectedTrainSamples(const ExperimentSpec& spec);
+int64_t ExpectedTestSamples(const ExperimentSpec& spec);
 
 // Whether every batch of an epoch of `train_samples` samples, split over world_size ranks,
 // can be trained on: each rank needs at least one sample of every batch (the last,

@@ -186,5 +186,20 @@ TEST(ExpectedTrainSamplesTest, TheStandardSplitOrTheLimit) {
   EXPECT_EQ(ExpectedTrainSamples(spec), 2'000);
 }
 
+TEST(ExpectedTestSamplesTest, TheStandardSplitOrTheLimit) {
+  ExperimentSpec spec;
+  spec.dataset = "fashion_mnist";
+  EXPECT_EQ(ExpectedTestSamples(spec), 10'000);
+  spec.max_test_samples = 20'000;
+  EXPECT_EQ(ExpectedTestSamples(spec), 10'000);
+  spec.max_test_samples = 300;
+  EXPECT_EQ(ExpectedTestSamples(spec), 300);
+  spec.dataset = "synthetic";
+  spec.max_test_samples = 20'000;
+  EXPECT_EQ(ExpectedTestSamples(spec), 20'000);
+  spec.max_test_samples = 0;
+  EXPECT_EQ(ExpectedTestSamples(spec), 500);
+}
+
 }  // namespace
 }  // namespace gradlab

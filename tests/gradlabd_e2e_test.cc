@@ -1,10 +1,6 @@
 // End to end: the real gradlabd binary on a free port, driven over a real channel.
-#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <set>
@@ -115,16 +111,9 @@ TEST(GradlabdFlagsTest, BadFlagsAreRefusedWithAClearMessage) {
 
 // A port another process holds: gradlabd says which and exits 1, for either listener.
 TEST(GradlabdFlagsTest, APortInUseIsRefusedWithAClearMessage) {
-  const int holder = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(holder, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(holder, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  ASSERT_EQ(listen(holder, 1), 0);
-  socklen_t length = sizeof(address);
-  ASSERT_EQ(getsockname(holder, reinterpret_cast<sockaddr*>(&address), &length), 0);
-  const std::string taken = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+  absl::StatusOr<HeldTcpPort> held = HeldTcpPort::Listen();
+  ASSERT_TRUE(held.ok()) << held.status();
+  const std::string taken = "127.0.0.1:" + std::to_string(held->port());
   const std::string state_dir = FreshTestDir("gradlabd_ports").string();
   for (const auto& [flags, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
            {{"--listen=" + taken, "--http_listen=127.0.0.1:0"}, "cannot listen on " + taken},
@@ -138,7 +127,6 @@ TEST(GradlabdFlagsTest, APortInUseIsRefusedWithAClearMessage) {
     EXPECT_EQ(refused.exit_code, 1) << refused.out;
     EXPECT_NE(refused.out.find(message), std::string::npos) << refused.out;
   }
-  close(holder);
 }
 
 // One server per state folder and per port: a second gradlabd on either exits, saying

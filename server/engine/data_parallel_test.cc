@@ -3,11 +3,6 @@
 // talking over loopback.
 #include "server/engine/data_parallel.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <iostream>
 #include <vector>
 
@@ -153,26 +148,15 @@ TEST(GradientAveragerFailureTest, ARankThatNeverComesFailsTheRendezvousWithinThe
 // port another process listens on fails at once, naming the port, instead of joining
 // someone else's group.
 TEST(GradientAveragerFailureTest, ARendezvousPortInUseFailsNamingIt) {
-  const int held = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(held, 0);
-  const int on = 1;
-  setsockopt(held, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-  setsockopt(held, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_ANY);
-  ASSERT_EQ(bind(held, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  ASSERT_EQ(listen(held, 1), 0);
-  socklen_t length = sizeof(address);
-  getsockname(held, reinterpret_cast<sockaddr*>(&address), &length);
-  const int port = ntohs(address.sin_port);
+  absl::StatusOr<HeldTcpPort> held = HeldTcpPort::Listen();
+  ASSERT_TRUE(held.ok()) << held.status();
+  const int port = held->port();
 
   ChildProcess rank = StartRank(0, 2, port, {"--timeout_ms=20000"});
   const std::string out = rank.ReadAll(absl::Seconds(30));
   EXPECT_EQ(rank.Wait(absl::Seconds(10)), 1);
   EXPECT_THAT(out,
               ::testing::HasSubstr(absl::StrCat(port, " (errno: 98 - Address already in use)")));
-  close(held);
 }
 
 TEST(GradientAveragerFailureTest, ARankThatDiesMidRunFailsTheOthersAllReduce) {

@@ -474,9 +474,6 @@ absl::Status ExperimentRegistry::ChangeRecord(Job& job,
   }
   {
     absl::MutexLock lock(&job.mu);
-    // The training thread's batch progress moves current_epoch without change_mu; keep
-    // the newer of the two.
-    record.set_current_epoch(std::max(record.current_epoch(), job.record.current_epoch()));
     job.record = record;
   }
   if (publish == Publish::kYes) changes_.Publish(Describe(job));

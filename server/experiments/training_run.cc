@@ -28,7 +28,16 @@ class JobSink : public TrainingEventSink {
       : job_(job), options_(options), record_epoch_(record_epoch) {}
 
   void OnBatchProgress(const BatchProgress& progress) override {
+    bool new_epoch;
     {
+      absl::ReaderMutexLock lock(&job_.mu);
+      new_epoch = job_.record.current_epoch() != progress.epoch;
+    }
+    if (new_epoch) {
+      // Under change_mu, as every change of the record, so that a change being stored
+      // does not put the old epoch back; once an epoch, so a store's write seldom holds
+      // the training up.
+      absl::MutexLock change(&job_.change_mu);
       absl::MutexLock lock(&job_.mu);
       job_.record.set_current_epoch(progress.epoch);
     }

@@ -62,6 +62,27 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
 // moment later).
 int FreeTcpPort();
 
+// A port this process listens on, on every interface, for tests that a port in use is
+// refused. It sets SO_REUSEADDR and SO_REUSEPORT, as lenient as a socket can be: another
+// socket can share it only by setting SO_REUSEPORT too. Closed when destroyed.
+class HeldTcpPort {
+ public:
+  static absl::StatusOr<HeldTcpPort> Listen();
+  HeldTcpPort(HeldTcpPort&& other) noexcept : fd_(other.fd_), port_(other.port_) {
+    other.fd_ = -1;
+  }
+  HeldTcpPort& operator=(HeldTcpPort&&) = delete;
+  ~HeldTcpPort();
+
+  int port() const { return port_; }
+
+ private:
+  HeldTcpPort(int fd, int port) : fd_(fd), port_(port) {}
+
+  int fd_;
+  int port_;
+};
+
 }  // namespace gradlab
 
 #endif  // GRADLAB_TESTS_TESTING_CHILD_PROCESS_H_
