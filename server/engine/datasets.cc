@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/free_memory.h"
 #include "server/engine/torch_errors.h"
 
 namespace gradlab {
@@ -65,19 +67,39 @@ absl::StatusOr<int> OpenRegularFile(const std::string& path) {
   return fd;
 }
 
+// The bytes reading the open file `fd` gives, as far as the file says: its size, or for a
+// gzip stream the size its trailer records (modulo 2^32; no more than deflate's largest
+// ratio, 1032:1, allows, so that a garbled trailer asks for little). A hint for reserving
+// the buffer once: grown by doubling, it would pass through copies whose memory the
+// allocator does not always reuse.
+int64_t ExpectedContentBytes(int fd) {
+  struct stat info;
+  if (fstat(fd, &info) != 0) return 0;
+  const int64_t size = info.st_size;
+  std::array<unsigned char, 4> bytes;
+  if (size < 18 || pread(fd, bytes.data(), 2, 0) != 2 || bytes[0] != 0x1f || bytes[1] != 0x8b) {
+    return size;
+  }
+  if (pread(fd, bytes.data(), 4, size - 4) != 4) return size;
+  const int64_t trailer_size = int64_t{bytes[0]} | (int64_t{bytes[1]} << 8) |
+                               (int64_t{bytes[2]} << 16) | (int64_t{bytes[3]} << 24);
+  return std::min(trailer_size, size * 1032);
+}
+
 // Reads a whole regular file, raw or gzipped (zlib reads both), refusing anything larger
 // than kMaxFileBytes. A truncated or corrupt gzip stream is an error naming the file.
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path, const DatasetRequest& request) {
   if (StopRequested(request)) return Cancelled(path);
   absl::StatusOr<int> fd = OpenRegularFile(path);
   if (!fd.ok()) return fd.status();
+  std::string contents;
+  contents.reserve(std::min(ExpectedContentBytes(*fd), kMaxFileBytes + 1));
   gzFile file = gzdopen(*fd, "rb");
   if (file == nullptr) {
     close(*fd);
     return absl::ResourceExhaustedError(absl::StrCat(path, ": cannot start reading it"));
   }
   std::unique_ptr<gzFile_s, int (*)(gzFile)> closer(file, gzclose);
-  std::string contents;
   std::array<char, 1 << 16> buffer;
   while (true) {
     const int n = gzread(file, buffer.data(), buffer.size());
@@ -223,14 +245,18 @@ absl::StatusOr<DatasetSplit> LoadCifarSplit(const std::string& dir,
 }
 
 // Class-dependent low-frequency patterns (drawn at a quarter of the resolution and
-// upsampled) plus per-pixel noise, stored as uint8 like the real datasets.
+// upsampled) plus per-pixel noise, stored as uint8 like the real datasets. Computed in
+// place: at its peak it holds two float copies of the images (the noise and the pixels).
 DatasetSplit MakeSyntheticSplit(const SyntheticOptions& o, const torch::Tensor& patterns,
                                 int64_t size, at::Generator& generator) {
   torch::Tensor labels = torch::arange(size, torch::kInt64).remainder(o.num_classes);
   labels = labels.index_select(0, torch::randperm(size, generator, torch::kInt64));
   torch::Tensor noise = torch::randn({size, o.channels, o.height, o.width}, generator);
-  torch::Tensor pixels = patterns.index_select(0, labels) * 50.0 + noise * 40.0 + 128.0;
-  return DatasetSplit{pixels.round().clamp(0, 255).to(torch::kUInt8), labels};
+  // patterns * 50 + noise * 40 + 128, rounded and clamped to [0, 255].
+  torch::Tensor pixels = patterns.index_select(0, labels).mul_(50.0);
+  pixels.add_(noise.mul_(40.0)).add_(128.0).round_().clamp_(0, 255);
+  noise.reset();
+  return DatasetSplit{pixels.to(torch::kUInt8), labels};
 }
 
 Dataset MakeSynthetic(const DatasetRequest& request) {
@@ -252,7 +278,7 @@ Dataset MakeSynthetic(const DatasetRequest& request) {
   dataset.num_classes = o.num_classes;
   dataset.train = MakeSyntheticSplit(o, patterns, o.train_size, generator);
   dataset.test = MakeSyntheticSplit(o, patterns, o.test_size, generator);
-  torch::Tensor pixels = dataset.train.images.to(torch::kFloat64).div(255.0);
+  torch::Tensor pixels = dataset.train.images.to(torch::kFloat64).div_(255.0);
   torch::Tensor mean = pixels.mean({0, 2, 3});
   torch::Tensor std = pixels.std({0, 2, 3});
   for (int64_t c = 0; c < o.channels; ++c) {
@@ -282,8 +308,9 @@ absl::StatusOr<Dataset> LoadDataset(const DatasetRequest& request) {
     dataset.location = *dir;
     absl::StatusOr<DatasetSplit> train, test;
     if (request.name == "cifar10") {
-      train = LoadCifarSplit(*dir, {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
-                                    "data_batch_4.bin", "data_batch_5.bin"},
+      train = LoadCifarSplit(*dir,
+                             {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
+                              "data_batch_4.bin", "data_batch_5.bin"},
                              request);
       if (train.ok()) test = LoadCifarSplit(*dir, {"test_batch.bin"}, request);
       dataset.mean = {0.4914, 0.4822, 0.4465};
@@ -310,6 +337,10 @@ absl::StatusOr<Dataset> LoadDataset(const DatasetRequest& request) {
 
 absl::StatusOr<std::shared_ptr<const Dataset>> LoadSharedDataset(const DatasetRequest& request) {
   absl::StatusOr<Dataset> dataset = LoadDataset(request);
+  // Loading's buffers (files read whole, the synthetic generation's intermediates) are
+  // freed: hand them back rather than hold them through the run, whose allocations reuse
+  // only part of them.
+  ReleaseFreeMemory();
   if (!dataset.ok()) return dataset.status();
   return std::make_shared<const Dataset>(*std::move(dataset));
 }

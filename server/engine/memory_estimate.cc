@@ -9,11 +9,12 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <tuple>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/dataset_table.h"
 #include "common/free_memory.h"
 #include "common/model_table.h"
@@ -32,11 +33,16 @@ constexpr int64_t kProbeLargeBatch = 32;
 constexpr int64_t kProbeSmallSplit = 64;
 constexpr int64_t kProbeLargeSplit = 128;
 // What a run costs beyond what LibTorch's allocator hands out and the terms below count,
-// measured with bench/run_memory (docs/PERFORMANCE.md, "Memory of a run"): a fixed part
-// (the intra-op threads' stacks, LibTorch's lazily built tables), and for training a
-// share of what the probe saw (oneDNN's own scratch memory, tcmalloc's size classes).
-constexpr int64_t kRuntimeBytes = int64_t{16} << 20;
-constexpr double kTrainingSlack = 1.08;
+// fitted to every run of bench/run_memory (docs/PERFORMANCE.md, "Memory of a run"): a
+// fixed part (LibTorch's and oneDNN's code that a server's first run of a kind pages in,
+// the threads' stacks), a fixed part more while training, and a share of what the probe
+// saw: training churns through tensors of many sizes on several threads (the training
+// thread, the prefetcher, OpenMP's), and the allocator holds more than is live (its
+// per-thread caches, spans in part used), where loading allocates a few large buffers in
+// turn.
+constexpr int64_t kRuntimeBytes = int64_t{8} << 20;
+constexpr int64_t kTrainingRuntimeBytes = int64_t{16} << 20;
+constexpr double kTrainingSlack = 1.20;
 
 // Counts what LibTorch's CPU allocator hands out and takes back on the threads that carry
 // it as their PROFILER_STATE debug info (the probe's), and the most it held at once.
@@ -93,8 +99,10 @@ DatasetSplit RandomSplit(const DatasetTraits& shape, int64_t size) {
       torch::arange(size, torch::kInt64).remainder(10)};
 }
 
-// One epoch of `spec` over one batch of `batch` random samples (and one test batch),
-// in line on this thread, as the run trains it except for prefetching and checkpoints.
+// One epoch of `spec` over two batches of `batch` random samples (and one test batch), in
+// line on this thread, as the run trains it except for prefetching and checkpoints. Two
+// steps, because the second is a run's steady state: its backward pass allocates beside
+// the optimizer's momentum, which the first step creates.
 absl::StatusOr<int64_t> ProbeTraining(const ExperimentSpec& spec, const DatasetTraits& shape,
                                       int64_t batch) {
   ExperimentSpec probe = spec;
@@ -104,7 +112,7 @@ absl::StatusOr<int64_t> ProbeTraining(const ExperimentSpec& spec, const DatasetT
   probe.lr_step_size = 0;
   Dataset data;
   data.name = "memory probe";
-  data.train = RandomSplit(shape, batch);
+  data.train = RandomSplit(shape, 2 * batch);
   data.test = RandomSplit(shape, batch);
   data.mean.assign(shape.channels, 0.5);
   data.std.assign(shape.channels, 0.25);
@@ -160,44 +168,54 @@ absl::StatusOr<LinearCost> MeasureSyntheticGeneration(uint64_t seed) {
   return Through(kProbeSmallSplit, *small, kProbeLargeSplit, *large);
 }
 
-// The model costs measured so far, by everything that changes them.
+// The probes' results so far: the model costs by everything that changes them, and the
+// synthetic dataset's generation.
 class ProbeCache {
  public:
   absl::StatusOr<ModelCost> Model(const ExperimentSpec& spec, const DatasetTraits& shape) {
-    const auto key = std::make_tuple(
+    const Key key = std::make_tuple(
         spec.model, shape.channels, shape.side, spec.batch_norm.value_or(false),
         spec.skip_connections.value_or(false), spec.precision, spec.augment.value_or(false));
+    std::optional<ModelCost>* slot;
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (auto it = models_.find(key); it != models_.end()) return it->second;
+      absl::MutexLock lock(&mu_);
+      slot = &models_[key];  // a map's values stay where they are
     }
-    // Measured outside the lock: two requests for a new shape at once measure it twice.
-    absl::StatusOr<ModelCost> cost = MeasureModel(spec, shape);
-    ReleaseFreeMemory();  // the probe's tensors
-    if (!cost.ok()) return cost.status();
-    std::lock_guard<std::mutex> lock(mu_);
-    models_.emplace(key, *cost);
-    return *cost;
+    return Cached(*slot, [&] { return MeasureModel(spec, shape); });
   }
 
   absl::StatusOr<LinearCost> Synthetic() {
+    std::optional<LinearCost>* slot;
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (synthetic_.has_value()) return *synthetic_;
+      absl::MutexLock lock(&mu_);
+      slot = &synthetic_;
     }
-    absl::StatusOr<LinearCost> cost = MeasureSyntheticGeneration(42);
-    ReleaseFreeMemory();  // the probe's tensors
-    if (!cost.ok()) return cost.status();
-    std::lock_guard<std::mutex> lock(mu_);
-    synthetic_ = *cost;
-    return *cost;
+    return Cached(*slot, [] { return MeasureSyntheticGeneration(42); });
   }
 
  private:
   using Key = std::tuple<std::string, int64_t, int64_t, bool, bool, std::string, bool>;
-  std::mutex mu_;
-  std::map<Key, ModelCost> models_;
-  std::optional<LinearCost> synthetic_;
+
+  // `slot`'s value (one of this cache's), measured first if it has none. Measured outside
+  // the lock: two requests for a new shape at once measure it twice.
+  template <typename Cost, typename Measure>
+  absl::StatusOr<Cost> Cached(std::optional<Cost>& slot, const Measure& measure)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (slot.has_value()) return *slot;
+    }
+    absl::StatusOr<Cost> cost = measure();
+    ReleaseFreeMemory();  // the probe's tensors
+    if (!cost.ok()) return cost.status();
+    absl::MutexLock lock(&mu_);
+    slot = *cost;
+    return *cost;
+  }
+
+  absl::Mutex mu_;
+  std::map<Key, std::optional<ModelCost>> models_ ABSL_GUARDED_BY(mu_);
+  std::optional<LinearCost> synthetic_ ABSL_GUARDED_BY(mu_);
 };
 
 ProbeCache& Probes() {
@@ -205,25 +223,13 @@ ProbeCache& Probes() {
   return *cache;
 }
 
-// The dataset's peak while it loads, from its files' layout: every file is read whole
-// (whatever max_train_samples keeps) into a growing buffer, up to twice the file's size,
-// that is then copied into a tensor; CIFAR-10's five training files are concatenated, so
-// its training images are held twice at the peak, beside the last file's buffer. (The
-// test split is read after, and is smaller.)
+// The dataset's peak while it loads, from its files' layout: each file is read whole
+// (whatever max_train_samples keeps) into a buffer of its size and copied into a tensor;
+// CIFAR-10's five training files are then concatenated. Either way the training split is
+// held twice at the peak. (The test split is read after, and is smaller.)
 int64_t FileLoadingBytes(const DatasetTraits& dataset) {
   const int64_t image_bytes = dataset.channels * dataset.side * dataset.side;
-  const int64_t train = dataset.train_size * (image_bytes + 8);
-  if (dataset.name == "cifar10") {
-    const int64_t file = dataset.train_size / 5 * (image_bytes + 1);
-    return 2 * train + 2 * file;
-  }
-  return 3 * train;
-}
-
-int64_t TestSamples(const ExperimentSpec& spec, const DatasetTraits& dataset) {
-  if (spec.max_test_samples == 0) return dataset.test_size;
-  if (spec.dataset == "synthetic") return spec.max_test_samples;
-  return std::min(spec.max_test_samples, dataset.test_size);
+  return 2 * dataset.train_size * (image_bytes + 8);
 }
 
 }  // namespace
@@ -236,15 +242,17 @@ absl::StatusOr<MemoryEstimate> EstimateRunMemory(const ExperimentSpec& spec) {
 
     const int64_t image_bytes = dataset.channels * dataset.side * dataset.side;
     const int64_t train_samples = ExpectedTrainSamples(spec);
-    const int64_t test_samples = TestSamples(spec, dataset);
+    const int64_t test_samples = ExpectedTestSamples(spec);
     const int64_t batch_per_rank = (spec.batch_size + spec.world_size - 1) / spec.world_size;
 
     MemoryEstimate estimate;
     // The prefetcher's thread prepares the next batch (float, and its padded copy when
     // augmenting) while a step trains; the probe made its batches in line.
-    estimate.training_bytes = static_cast<int64_t>(
-        kTrainingSlack * static_cast<double>(model->training.At(batch_per_rank) +
-                                             2 * batch_per_rank * image_bytes * 4));
+    estimate.training_bytes =
+        kTrainingRuntimeBytes +
+        static_cast<int64_t>(kTrainingSlack *
+                             static_cast<double>(model->training.At(batch_per_rank) +
+                                                 2 * batch_per_rank * image_bytes * 4));
     const int64_t kept = (train_samples + test_samples) * (image_bytes + 8);
     int64_t loading = 0;
     if (spec.dataset == "synthetic") {
@@ -256,10 +264,12 @@ absl::StatusOr<MemoryEstimate> EstimateRunMemory(const ExperimentSpec& spec) {
     }
     estimate.dataset_bytes = std::max(kept, loading);
     // Parameters and momentum, serialised: the pickle, its copy as the checkpoint, and
-    // the sealed file's buffer.
+    // the sealed file's buffer. A checkpoint is written after the epoch's evaluation, when
+    // of the training's tensors only the parameters, their gradients and momentum remain.
     estimate.checkpoint_bytes = 3 * 2 * model->parameters * 4;
-    estimate.peak_bytes = kRuntimeBytes + std::max(loading, kept + estimate.training_bytes +
-                                                                estimate.checkpoint_bytes);
+    const int64_t checkpointing = 3 * model->parameters * 4 + estimate.checkpoint_bytes;
+    estimate.peak_bytes =
+        kRuntimeBytes + std::max(loading, kept + std::max(estimate.training_bytes, checkpointing));
     return estimate;
   });
 }

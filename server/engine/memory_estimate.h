@@ -3,7 +3,7 @@
 //
 // The part that depends on the model (parameters, gradients, optimizer state, the
 // activations kept for backward, the evaluation's) is measured rather than modelled: a
-// probe trains one epoch of a batch of random data of the run's shape, with LibTorch's
+// probe trains one epoch of two batches of random data of the run's shape, with LibTorch's
 // allocator reporting every allocation of the probe's thread, at two small batch sizes,
 // and the peak is extrapolated linearly to the run's batch size (activations are linear
 // in it). What LibTorch's allocator does not see (the dataset as loaded, the prefetched
