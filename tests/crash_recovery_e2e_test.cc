@@ -15,6 +15,7 @@
 #include "server/store/event_journal.h"
 #include "tests/testing/child_process.h"
 #include "tests/testing/metrics_events.h"
+#include "tests/testing/small_disk.h"
 #include "tests/testing/test_dir.h"
 
 namespace gradlab {
@@ -40,16 +41,21 @@ v1::StartExperimentRequest Spec() {
 
 class Server {
  public:
-  explicit Server(const fs::path& state_dir, std::vector<std::string> env = {}) {
-    absl::StatusOr<ChildProcess> process =
-        ChildProcess::Start({GRADLABD_PATH, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
-                             "--threads_per_job=1", "--state_dir=" + state_dir.string()},
-                            env);
+  explicit Server(const fs::path& state_dir, std::vector<std::string> env = {},
+                  const std::vector<std::string>& flags = {}) {
+    std::vector<std::string> argv = {GRADLABD_PATH, "--listen=127.0.0.1:0",
+                                     "--http_listen=127.0.0.1:0", "--threads_per_job=1",
+                                     "--state_dir=" + state_dir.string()};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    absl::StatusOr<ChildProcess> process = ChildProcess::Start(argv, env);
     EXPECT_TRUE(process.ok()) << process.status();
     process_.emplace(*std::move(process));
     absl::StatusOr<std::string> line =
         process_->ReadLineContaining("listening on port", absl::Seconds(60));
-    EXPECT_TRUE(line.ok()) << line.status();
+    if (!line.ok()) {  // its own messages are on the test's stderr
+      ADD_FAILURE() << "gradlabd did not start: " << line.status();
+      return;
+    }
     stub_ = v1::ExperimentService::NewStub(grpc::CreateChannel(
         "127.0.0.1:" + line->substr(line->rfind(' ') + 1), grpc::InsecureChannelCredentials()));
   }
@@ -60,6 +66,7 @@ class Server {
   }
 
   v1::Experiment Start(const v1::StartExperimentRequest& request) {
+    if (stub_ == nullptr) return {};
     grpc::ClientContext context;
     v1::Experiment experiment;
     const grpc::Status status = stub_->StartExperiment(&context, request, &experiment);
@@ -72,6 +79,7 @@ class Server {
   grpc::Status Follow(const std::string& id, int64_t from_sequence,
                       std::vector<v1::MetricsEvent>& seen,
                       const std::function<void(const v1::MetricsEvent&)>& on_event = nullptr) {
+    if (stub_ == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not started");
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
     v1::StreamMetricsRequest request;
@@ -105,8 +113,8 @@ class CrashRecoveryTest : public ::testing::Test {
   // The epochs of Spec() run without interruption: computed once, on a server of its own.
   static const std::vector<v1::EpochMetrics>& Uninterrupted() {
     static const auto* epochs = [] {
-      const fs::path dir = fs::path(::testing::TempDir()) / "crash_recovery" / "uninterrupted";
-      fs::remove_all(dir);
+      // Of this process: ctest runs the tests of this file as processes side by side.
+      const fs::path dir = FreshSuiteDir("crash_recovery_uninterrupted");
       Server server(dir);
       std::vector<v1::MetricsEvent> events;
       EXPECT_TRUE(server.Follow(server.Start(Spec()).id(), 0, events).ok());
@@ -155,6 +163,90 @@ class CrashRecoveryTest : public ::testing::Test {
 
   fs::path state_dir_;
 };
+
+// gradlabd --backup_state copies the folder of a server that is training; a server started
+// on the copy has the run as it was then and trains it to the same end.
+TEST_F(CrashRecoveryTest, ABackupTakenWhileARunTrainsRestoresAndTheRunFinishesTheSame) {
+  const fs::path backup = state_dir_.string() + "-backup";
+  fs::remove_all(backup);
+  std::string id;
+  {
+    Server server(state_dir_);
+    id = server.Start(Spec()).id();
+    std::vector<v1::MetricsEvent> seen;
+    bool backed_up = false;
+    server.Follow(id, 0, seen, [&](const v1::MetricsEvent& event) {
+      if (!backed_up && event.has_batch_progress() && event.batch_progress().epoch() == 2) {
+        const CommandResult copy =
+            RunCommand({GRADLABD_PATH, "--state_dir=" + state_dir_.string(),
+                        "--backup_state=" + backup.string()});
+        EXPECT_EQ(copy.exit_code, 0) << copy.out;
+        backed_up = true;
+      }
+    });
+    ASSERT_TRUE(backed_up);
+  }
+  const CommandResult check = RunCommand({GRADLABD_PATH, "--check_state=" + backup.string()});
+  EXPECT_EQ(check.exit_code, 0) << check.out;
+  EXPECT_THAT(check.out, HasSubstr(": intact"));
+
+  Server restored(backup);
+  std::vector<v1::MetricsEvent> events;
+  ASSERT_TRUE(restored.Follow(id, 0, events).ok());
+  ExpectUninterruptedEpochs(events);
+  EXPECT_THAT(StateChanges(events), HasSubstr("RUNNING: resumed after a restart from the "));
+}
+
+// The state folder's disk fills while a run trains: the run goes back to the queue (its
+// state change stored, from the reserve), waits until there is room, then goes on from its
+// last checkpoint to the same end; all of it survives a SIGKILL.
+TEST_F(CrashRecoveryTest, AFullDiskRequeuesTheRunWhichGoesOnWhenThereIsRoomAgain) {
+  const fs::path mount_point = state_dir_.string() + "-disk";
+  SmallDisk disk(mount_point, 16);
+  if (!disk.mounted()) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (needs root in a namespace that allows it): "
+                 << disk.why_not();
+  }
+  const fs::path state_dir = mount_point / "state";
+  const fs::path filler = mount_point / "filler";
+  const std::vector<std::string> flags = {"--state_reserve=1MiB"};
+  std::string id;
+  {
+    Server server(state_dir, {}, flags);
+    // Room for the run's first checkpoint (1.4 MB) and its events, not for the second.
+    const int64_t leave = 2'300'000;
+    ASSERT_EQ(RunCommand({"/usr/bin/fallocate", "-l", std::to_string(disk.free_bytes() - leave),
+                          filler.string()})
+                  .exit_code,
+              0);
+    id = server.Start(Spec()).id();
+    std::vector<v1::MetricsEvent> seen;
+    bool freed = false;
+    ASSERT_TRUE(server
+                    .Follow(id, 0, seen,
+                            [&](const v1::MetricsEvent& event) {
+                              if (!freed && event.state_change().state() == v1::QUEUED &&
+                                  absl::StrContains(event.state_change().reason(),
+                                                    "when the state folder has room")) {
+                                fs::remove(filler);  // the disk has room again
+                                freed = true;
+                              }
+                            })
+                    .ok());
+    ASSERT_TRUE(freed) << StateChanges(seen);
+    ExpectUninterruptedEpochs(seen);
+    // The reason names the folder (and the system's or SQLite's word for a full disk).
+    EXPECT_THAT(StateChanges(seen), HasSubstr(state_dir.string()));
+    EXPECT_THAT(StateChanges(seen), HasSubstr("RUNNING: the state folder has room again; goes "
+                                              "on from the checkpoint of epoch "));
+    server.Kill();
+  }
+  Server restarted(state_dir, {}, flags);
+  std::vector<v1::MetricsEvent> stored;
+  ASSERT_TRUE(restarted.Follow(id, 0, stored).ok());
+  ExpectUninterruptedEpochs(stored);
+  EXPECT_THAT(StateChanges(stored), HasSubstr("when the state folder has room"));
+}
 
 TEST_F(CrashRecoveryTest, KilledMidEpochTheRunResumesAndAFollowerSeesEveryEpochOnce) {
   std::vector<v1::MetricsEvent> seen;

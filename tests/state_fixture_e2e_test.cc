@@ -3,7 +3,9 @@
 // history: every finished experiment and every event of it as that release answered them,
 // the deleted one gone, and the run it was killed in resumed to the end, then the one
 // queued behind it.
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <grpcpp/grpcpp.h>
+#include <signal.h>
 
 #include <filesystem>
 #include <fstream>
@@ -17,6 +19,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gradlab/v1/experiment_service.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "tests/testing/child_process.h"
 #include "tests/testing/gradlabd_process.h"
 #include "tests/testing/metrics_events.h"
 #include "tests/testing/test_dir.h"
@@ -72,6 +75,10 @@ class StateFixtureTest : public ::testing::Test {
     state_dir_ = FreshTestDir("state_fixture");
     fs::create_directories(state_dir_);
     fs::copy(kFixture / "state", state_dir_, fs::copy_options::recursive);
+    StartServer();
+  }
+
+  void StartServer() {
     absl::StatusOr<GradlabdProcess> server =
         StartGradlabd(GRADLABD_PATH, {"--state_dir=" + state_dir_.string(), "--threads_per_job=2"});
     ASSERT_TRUE(server.ok()) << server.status();
@@ -110,6 +117,12 @@ class StateFixtureTest : public ::testing::Test {
     for (v1::GradientSnapshot snapshot; stream->Read(&snapshot);) last = snapshot;
     EXPECT_TRUE(stream->Finish().ok());
     return last;
+  }
+
+  void StopServer() {
+    server_->process.Signal(SIGTERM);
+    EXPECT_EQ(server_->process.Wait(absl::Seconds(60)), 0);
+    server_.reset();
   }
 
   fs::path state_dir_;
@@ -170,6 +183,55 @@ TEST_F(StateFixtureTest, TheInterruptedRunResumesToTheEndAndTheQueuedOneRunsAfte
   std::vector<std::string> listed;
   for (const v1::Experiment& experiment : list.experiments()) listed.push_back(experiment.name());
   EXPECT_THAT(listed, ::testing::ElementsAre("queued", "running", "failed", "cancelled", "succeeded"));
+}
+
+// A stored event that no longer matches its checksum: the full check names it, and the
+// server ends that experiment's streams with DATA_LOSS after the events before it, while
+// it serves everything else as before.
+TEST_F(StateFixtureTest, ADamagedEventEndsItsStreamWithDataLossAndTheRestIsServed) {
+  const std::string id = IdsByName().at("succeeded");
+  const std::vector<v1::MetricsEvent> intact = Events(id);
+  ASSERT_GT(intact.size(), 4u);
+  const int64_t damaged = intact[3].sequence();
+  StopServer();
+  {
+    SQLite::Database db((state_dir_ / "gradlab.db").string(), SQLite::OPEN_READWRITE);
+    SQLite::Statement read(db, "SELECT body FROM events WHERE experiment_id = ? AND sequence = ?");
+    read.bind(1, id);
+    read.bind(2, static_cast<int64_t>(damaged));
+    ASSERT_TRUE(read.executeStep());
+    std::string body(static_cast<const char*>(read.getColumn(0).getBlob()),
+                     read.getColumn(0).getBytes());
+    read.reset();
+    body[body.size() / 2] ^= 0x04;
+    SQLite::Statement write(db, "UPDATE events SET body = ? WHERE experiment_id = ? AND sequence = ?");
+    write.bind(1, body.data(), static_cast<int>(body.size()));
+    write.bind(2, id);
+    write.bind(3, static_cast<int64_t>(damaged));
+    ASSERT_EQ(write.exec(), 1);
+  }
+  const std::string named =
+      "experiment " + id + ": its stored event " + std::to_string(damaged) + " fails its checksum";
+  const CommandResult check = RunCommand({GRADLABD_PATH, "--check_state=" + state_dir_.string()});
+  EXPECT_EQ(check.exit_code, 1) << check.out;
+  EXPECT_THAT(check.out, HasSubstr("DAMAGED: " + named));
+
+  StartServer();
+  grpc::ClientContext context;
+  v1::StreamMetricsRequest request;
+  request.set_id(id);
+  auto stream = stub_->StreamMetrics(&context, request);
+  std::vector<int64_t> served;
+  for (v1::MetricsEvent event; stream->Read(&event);) served.push_back(event.sequence());
+  const grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_THAT(status.error_message(), HasSubstr(named));
+  EXPECT_EQ(served, (std::vector<int64_t>{intact[0].sequence(), intact[1].sequence(),
+                                          intact[2].sequence()}));
+  v1::Experiment experiment;
+  EXPECT_TRUE(Get(id, experiment).ok());
+  EXPECT_EQ(experiment.state(), v1::SUCCEEDED);
+  EXPECT_FALSE(Events(IdsByName().at("cancelled")).empty());  // ends OK (checked inside)
 }
 
 }  // namespace

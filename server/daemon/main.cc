@@ -9,6 +9,8 @@
 //            [--tls_cert=FILE --tls_key=FILE [--tls_client_ca=FILE]]
 //            [--auth_tokens_file=FILE] [--allow_insecure_remote]
 //            [--max_streams_per_client=32] [--max_starts_per_minute=60]
+//   gradlabd --check_state=DIR                     (a full offline check of a state folder)
+//   gradlabd --state_dir=DIR --backup_state=COPY   (a backup, while a server uses DIR)
 //
 // Then, e.g.: gradlab submit --model=resnet --dataset=fashion_mnist --follow
 //             grpcurl -plaintext 127.0.0.1:50051 list
@@ -41,6 +43,7 @@
 #include "common/version.h"
 #include "server/daemon/options.h"
 #include "server/daemon/server.h"
+#include "server/store/state_maintenance.h"
 #include "server/worker/worker_agent.h"
 
 // One place for the defaults: GradlabdFlags.
@@ -68,6 +71,11 @@ ABSL_FLAG(std::string, state_dir, kDefaults.state_dir,
           "where experiments, their events and checkpoints are kept (SQLite database "
           "gradlab.db and checkpoints/); a restart with the same folder restores them and "
           "resumes interrupted runs. Empty: keep everything in memory only");
+ABSL_FLAG(std::string, state_reserve, kDefaults.state_reserve,
+          "disk space kept in reserve in --state_dir (the file gradlab.reserve), so that on a "
+          "full disk experiments' state changes are still stored: a run stopped by the full "
+          "disk goes back to the queue, and runs wait until there is room for the reserve "
+          "again, then go on from their last checkpoint; \"0\": no reserve");
 ABSL_FLAG(std::string, keep_checkpoints, kDefaults.keep_checkpoints,
           "which checkpoints of a finished experiment stay on disk, for ExportModel: "
           "\"last,best\", \"last\", \"best\" or \"none\"");
@@ -119,6 +127,17 @@ ABSL_FLAG(absl::Duration, worker_timeout, kDefaults.worker_timeout,
           "a worker not heard from for this long is dropped");
 ABSL_FLAG(absl::Duration, heartbeat_interval, kDefaults.heartbeat_interval,
           "how often workers are told to heartbeat");
+
+ABSL_FLAG(std::string, check_state, "",
+          "check the state folder DIR offline and exit, writing nothing: SQLite's integrity "
+          "check, the marker, every stored row's checksum and every checkpoint file; prints "
+          "a report; exit status 0 when intact, 1 when damaged, 2 when it cannot be checked "
+          "(missing, or in use by a running gradlabd: check a --backup_state copy instead)");
+ABSL_FLAG(std::string, backup_state, "",
+          "copy --state_dir into the new folder DIR and exit, while a gradlabd may be using "
+          "it: the database as one consistent snapshot (SQLite's backup API), then the "
+          "checkpoints it refers to. To restore, stop gradlabd and start it with "
+          "--state_dir=DIR (or move DIR into place)");
 
 ABSL_FLAG(bool, worker, false,
           "run as a worker of the gradlabd at --coordinator: train ranks of its data-parallel "
@@ -185,6 +204,7 @@ gradlab::GradlabdFlags FlagValues() {
   flags.data_dir = absl::GetFlag(FLAGS_data_dir);
   flags.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
   flags.state_dir = absl::GetFlag(FLAGS_state_dir);
+  flags.state_reserve = absl::GetFlag(FLAGS_state_reserve);
   flags.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
   flags.training_niceness = absl::GetFlag(FLAGS_training_niceness);
   flags.http_listen = absl::GetFlag(FLAGS_http_listen);
@@ -217,6 +237,35 @@ sigset_t BlockShutdownSignals() {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   return signals;
+}
+
+// --check_state: the report, one line each, problems first.
+int CheckState(const std::string& state_dir) {
+  absl::StatusOr<gradlab::StateReport> report = gradlab::VerifyStateDir(state_dir);
+  if (!report.ok()) {
+    std::cerr << "gradlabd: " << report.status().message() << "\n";
+    return 2;
+  }
+  for (const std::string& line : report->checked) std::cout << "checked: " << line << "\n";
+  for (const std::string& line : report->problems) std::cout << "DAMAGED: " << line << "\n";
+  std::cout << state_dir << ": "
+            << (report->problems.empty()
+                    ? "intact"
+                    : absl::StrCat(report->problems.size(), " problems; restore it from a "
+                                                            "backup, or start gradlabd with a new "
+                                                            "--state_dir"))
+            << std::endl;
+  return report->problems.empty() ? 0 : 1;
+}
+
+// --backup_state.
+int BackUpState(const std::string& state_dir, const std::string& destination) {
+  if (absl::Status status = gradlab::BackUpStateDir(state_dir, destination); !status.ok()) {
+    std::cerr << "gradlabd: " << status.message() << "\n";
+    return 1;
+  }
+  std::cout << "backed up " << state_dir << " into " << destination << std::endl;
+  return 0;
 }
 
 int RunWorker(sigset_t signals) {
@@ -265,6 +314,10 @@ int main(int argc, char** argv) {
   // Before anything starts threads (gRPC does as soon as credentials are made).
   sigset_t signals = BlockShutdownSignals();
   if (absl::GetFlag(FLAGS_worker)) return RunWorker(signals);
+  if (!absl::GetFlag(FLAGS_check_state).empty()) return CheckState(absl::GetFlag(FLAGS_check_state));
+  if (!absl::GetFlag(FLAGS_backup_state).empty()) {
+    return BackUpState(absl::GetFlag(FLAGS_state_dir), absl::GetFlag(FLAGS_backup_state));
+  }
 
   absl::StatusOr<gradlab::ServerOptions> options =
       gradlab::ServerOptionsFrom(FlagValues(), gradlab::UsableCpus(), gradlab::ReadMachineMemory());

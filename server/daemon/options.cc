@@ -74,6 +74,9 @@ absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int 
         absl::FormatDuration(registry.worker_pool.worker_timeout), ") at least twice that"));
   }
   options.state_dir = flags.state_dir;
+  absl::StatusOr<int64_t> reserve = ParseBytes(flags.state_reserve, "--state_reserve");
+  if (!reserve.ok()) return reserve.status();
+  options.store.reserve_bytes = *reserve;
   absl::StatusOr<KeepCheckpoints> keep = ParseKeepCheckpoints(flags.keep_checkpoints);
   if (!keep.ok()) return keep.status();
   registry.keep_checkpoints = *keep;

@@ -25,6 +25,7 @@ struct GradlabdFlags {
   std::string data_dir = "data";
   int max_request_bytes = 256 * 1024;
   std::string state_dir = "gradlab-state";
+  std::string state_reserve = "8MiB";  // a size; "0": none
   std::string keep_checkpoints = "last,best";
   int training_niceness = 0;
   std::string http_listen = "127.0.0.1:8080";

@@ -14,7 +14,7 @@ namespace gradlab {
 namespace {
 
 // Drops what a run resumed after `epoch` will log again (as ExperimentStore does).
-void DropEventsAfterEpoch(int epoch, StoredExperiment& stored) {
+void DropEventsAfterEpoch(int epoch, StoredEvents& stored) {
   auto& metrics = stored.metrics;
   metrics.erase(std::remove_if(metrics.begin(), metrics.end(),
                                [&](const v1::MetricsEvent& e) { return AfterEpoch(e, epoch); }),
@@ -53,8 +53,17 @@ absl::StatusOr<RestoredJob> RestoreJob(StoredExperiment experiment, ExperimentSt
   job.record.set_queue_position(0);
   const v1::ExperimentState state = job.record.state();
   const bool finished = IsFinished(state);
+  if (finished) {
+    // Its events are read when a stream first asks for them (they never change now).
+    job.log->RestoreLater(
+        [&store, id = job.id] { return store.LoadEvents(id); }, experiment.last_sequence);
+    job.log->Close();
+    return restored;
+  }
+  absl::StatusOr<StoredEvents> events = store.LoadEvents(job.id);
+  if (!events.ok()) return events.status();
   // Started before: RUNNING, or queued again after an earlier restart.
-  if (!finished && job.record.has_started_time()) {
+  if (job.record.has_started_time()) {
     const ResumePoint resume = FindResumePoint(*job.checkpoints);
     // A run that was under way when the server stopped; its attempt was counted when it
     // began, and an epoch whose record was stored set the count back to 0.
@@ -67,8 +76,8 @@ absl::StatusOr<RestoredJob> RestoreJob(StoredExperiment experiment, ExperimentSt
       if (absl::Status status = store.DropEventsAfterEpoch(job.id, resume.epoch); !status.ok()) {
         return status;
       }
-      DropEventsAfterEpoch(resume.epoch, experiment);
-      ResetEpochFields(experiment.metrics, job.record);
+      DropEventsAfterEpoch(resume.epoch, *events);
+      ResetEpochFields(events->metrics, job.record);
       if (resume.epoch > 0) job.resume_epoch = resume.epoch;
       job.resume_reason =
           resume.epoch > 0
@@ -83,15 +92,11 @@ absl::StatusOr<RestoredJob> RestoreJob(StoredExperiment experiment, ExperimentSt
                        resume.epoch > 0 ? absl::StrCat("the checkpoint of epoch ", resume.epoch)
                                         : std::string("epoch 1"));
     }
-  } else if (!finished) {
+  } else {
     restored.queue = RestoredJob::Queue::kInOrder;
   }
-  // Finished experiments get no more events; the others number theirs past any event
-  // that was sent but not yet stored when the server stopped.
-  job.log->Restore(
-      std::move(experiment.metrics), std::move(experiment.gradients),
-      finished ? experiment.last_sequence : experiment.last_sequence + kMaxUncommittedEvents);
-  if (finished) job.log->Close();
+  // Numbered past any event that was sent but not yet stored when the server stopped.
+  job.log->Restore(*std::move(events), experiment.last_sequence + kMaxUncommittedEvents);
   return restored;
 }
 

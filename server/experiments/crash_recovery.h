@@ -46,7 +46,8 @@ using JobFactory = std::function<std::shared_ptr<Job>(const std::string& id, int
 
 // Rebuilds one stored experiment: record, log and, for one that had started, where it
 // goes on from (job.resume_epoch); what it logged after that checkpoint's epoch is
-// dropped from `store`, to be logged again.
+// dropped from `store`, to be logged again. A finished experiment's log reads its events
+// from `store` when a reader first asks, so `store` must outlive the job's log readers.
 absl::StatusOr<RestoredJob> RestoreJob(StoredExperiment experiment, ExperimentStore& store,
                                        const JobFactory& make_job);
 

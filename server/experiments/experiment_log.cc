@@ -22,7 +22,7 @@ void PushBounded(std::deque<std::shared_ptr<const Event>>& window,
 
 }  // namespace
 
-void ExperimentLog::Keep(v1::MetricsEvent event) {
+void ExperimentLog::Keep(v1::MetricsEvent event) const {
   auto stored = std::make_shared<const v1::MetricsEvent>(std::move(event));
   if (stored->has_batch_progress()) {
     PushBounded(recent_progress_, std::move(stored), retention_.batch_progress);
@@ -31,7 +31,7 @@ void ExperimentLog::Keep(v1::MetricsEvent event) {
   }
 }
 
-void ExperimentLog::Keep(v1::GradientSnapshot snapshot) {
+void ExperimentLog::Keep(v1::GradientSnapshot snapshot) const {
   auto stored = std::make_shared<const v1::GradientSnapshot>(std::move(snapshot));
   if (stored->step() == 1 && first_snapshot_ == nullptr) {
     first_snapshot_ = std::move(stored);
@@ -42,6 +42,7 @@ void ExperimentLog::Keep(v1::GradientSnapshot snapshot) {
 
 template <typename Event>
 absl::StatusOr<int64_t> ExperimentLog::Log(Event event, EventKind kind) {
+  EnsureLoaded();  // so that what is appended comes after what was stored
   int64_t sequence;
   {
     absl::MutexLock append_lock(&append_mu_);
@@ -69,13 +70,42 @@ absl::StatusOr<int64_t> ExperimentLog::Append(v1::GradientSnapshot snapshot) {
   return Log(std::move(snapshot), EventKind::kGradients);
 }
 
-void ExperimentLog::Restore(std::vector<v1::MetricsEvent> metrics,
-                            std::vector<v1::GradientSnapshot> gradients, int64_t last_sequence) {
+void ExperimentLog::KeepAll(StoredEvents events) const {
+  for (v1::MetricsEvent& event : events.metrics) Keep(std::move(event));
+  for (v1::GradientSnapshot& snapshot : events.gradients) Keep(std::move(snapshot));
+  if (!events.damage.ok()) damage_ = std::move(events.damage);
+}
+
+void ExperimentLog::Restore(StoredEvents events, int64_t last_sequence) {
   absl::MutexLock append_lock(&append_mu_);
   absl::MutexLock lock(&mu_);
-  for (v1::MetricsEvent& event : metrics) Keep(std::move(event));
-  for (v1::GradientSnapshot& snapshot : gradients) Keep(std::move(snapshot));
+  KeepAll(std::move(events));
   last_sequence_ = std::max(last_sequence_, last_sequence);
+}
+
+void ExperimentLog::RestoreLater(EventSource source, int64_t last_sequence) {
+  absl::MutexLock lock(&mu_);
+  unread_source_ = std::move(source);
+  last_sequence_ = std::max(last_sequence_, last_sequence);
+}
+
+void ExperimentLog::EnsureLoaded() const {
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (unread_source_ == nullptr) return;
+  }
+  // Other readers of this log wait for the read; those of other logs do not.
+  absl::MutexLock lock(&mu_);
+  if (unread_source_ == nullptr) return;  // another reader read it meanwhile
+  if (!abort_status_.has_value()) {
+    absl::StatusOr<StoredEvents> events = unread_source_();
+    if (events.ok()) {
+      KeepAll(*std::move(events));
+    } else {
+      damage_ = events.status();
+    }
+  }
+  unread_source_ = nullptr;
 }
 
 absl::Status ExperimentLog::FlushJournal() {
@@ -101,11 +131,12 @@ void ExperimentLog::Abort(absl::Status status) {
 
 std::optional<absl::Status> ExperimentLog::EndStatus(bool nothing_left) const {
   if (abort_status_.has_value()) return abort_status_;
-  if (closed_ && nothing_left) return absl::OkStatus();
+  if (closed_ && nothing_left) return damage_;
   return std::nullopt;
 }
 
 ExperimentLog::Next<v1::MetricsEvent> ExperimentLog::NextMetrics(int64_t from_sequence) const {
+  EnsureLoaded();
   absl::ReaderMutexLock lock(&mu_);
   if (abort_status_.has_value()) return {nullptr, abort_status_};
   auto by_sequence = [](const v1::MetricsEvent& event) { return event.sequence(); };
@@ -132,6 +163,7 @@ ExperimentLog::Next<v1::GradientSnapshot> ExperimentLog::NextGradientsBySequence
 
 template <typename Key>
 ExperimentLog::Next<v1::GradientSnapshot> ExperimentLog::NextSnapshot(int64_t from, Key key) const {
+  EnsureLoaded();
   absl::ReaderMutexLock lock(&mu_);
   if (abort_status_.has_value()) return {nullptr, abort_status_};
   // The step-1 snapshot precedes every other, by step and by sequence.
@@ -144,11 +176,13 @@ ExperimentLog::Next<v1::GradientSnapshot> ExperimentLog::NextSnapshot(int64_t fr
 }
 
 std::shared_ptr<const v1::GradientSnapshot> ExperimentLog::LatestSnapshot() const {
+  EnsureLoaded();
   absl::ReaderMutexLock lock(&mu_);
   return recent_snapshots_.empty() ? first_snapshot_ : recent_snapshots_.back();
 }
 
 std::shared_ptr<const v1::MetricsEvent> ExperimentLog::LatestProgress() const {
+  EnsureLoaded();
   absl::ReaderMutexLock lock(&mu_);
   return recent_progress_.empty() ? nullptr : recent_progress_.back();
 }

@@ -26,13 +26,6 @@ namespace gradlab {
 // The two kinds of stream a log feeds: an append wakes only the listeners of its kind.
 enum class EventKind { kMetrics, kGradients };
 
-// How many events of the bounded kinds a log keeps; state changes and epoch metrics are
-// always kept in full. The step-1 gradient snapshot is kept besides the newest ones.
-struct LogRetention {
-  size_t batch_progress = 256;
-  size_t gradient_snapshots = 2000;
-};
-
 // Thread-safe. Listeners run one at a time, on the notifier's thread when the log has a
 // notifier (so that appending costs the same whatever the number of readers), else on the
 // appending thread; they must not block nor call Subscribe or Unsubscribe. A log with a
@@ -56,8 +49,13 @@ class ExperimentLog : public std::enable_shared_from_this<ExperimentLog> {
 
   // Fills a new log with events read back from its journal, each in sequence order, as
   // if they had been appended; the next Append numbers its event after `last_sequence`.
-  void Restore(std::vector<v1::MetricsEvent> metrics, std::vector<v1::GradientSnapshot> gradients,
-               int64_t last_sequence) ABSL_LOCKS_EXCLUDED(append_mu_, mu_);
+  // When `events.damage` is set, readers that have read every event end with it, not OK.
+  void Restore(StoredEvents events, int64_t last_sequence) ABSL_LOCKS_EXCLUDED(append_mu_, mu_);
+  // For a finished experiment: its events stay where they are kept until a reader first
+  // asks for them (or for the latest of them), when `source` reads them, once, as Restore
+  // would take them. An error from `source` ends every reader with it.
+  using EventSource = std::function<absl::StatusOr<StoredEvents>()>;
+  void RestoreLater(EventSource source, int64_t last_sequence) ABSL_LOCKS_EXCLUDED(mu_);
   // Commits what the journal batches (see EventJournal).
   absl::Status FlushJournal() ABSL_LOCKS_EXCLUDED(append_mu_);
 
@@ -105,9 +103,13 @@ class ExperimentLog : public std::enable_shared_from_this<ExperimentLog> {
   };
   static constexpr int kKinds = 2;
 
-  // Stores an event that has its sequence number.
-  void Keep(v1::MetricsEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Keep(v1::GradientSnapshot snapshot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stores an event that has its sequence number (const: see EnsureLoaded).
+  void Keep(v1::MetricsEvent event) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Keep(v1::GradientSnapshot snapshot) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void KeepAll(StoredEvents events) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reads the events RestoreLater left where they are kept, if not yet read. Readers call
+  // it first; the events it keeps are a cache of what is stored, so it is const.
+  void EnsureLoaded() const ABSL_LOCKS_EXCLUDED(mu_);
   template <typename Event>
   absl::StatusOr<int64_t> Log(Event event, EventKind kind)
       ABSL_LOCKS_EXCLUDED(append_mu_, mu_, listeners_mu_);
@@ -131,10 +133,13 @@ class ExperimentLog : public std::enable_shared_from_this<ExperimentLog> {
   std::atomic<bool> wake_pending_[kKinds] = {false, false};  // by EventKind
   mutable absl::Mutex mu_;
   int64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<MetricsPtr> kept_metrics_ ABSL_GUARDED_BY(mu_);  // state changes, epochs
-  std::deque<MetricsPtr> recent_progress_ ABSL_GUARDED_BY(mu_);
-  SnapshotPtr first_snapshot_ ABSL_GUARDED_BY(mu_);
-  std::deque<SnapshotPtr> recent_snapshots_ ABSL_GUARDED_BY(mu_);
+  // The events, filled by appends, Restore, or the first reader after RestoreLater.
+  mutable std::vector<MetricsPtr> kept_metrics_ ABSL_GUARDED_BY(mu_);  // state changes, epochs
+  mutable std::deque<MetricsPtr> recent_progress_ ABSL_GUARDED_BY(mu_);
+  mutable SnapshotPtr first_snapshot_ ABSL_GUARDED_BY(mu_);
+  mutable std::deque<SnapshotPtr> recent_snapshots_ ABSL_GUARDED_BY(mu_);
+  mutable EventSource unread_source_ ABSL_GUARDED_BY(mu_);  // set until EnsureLoaded reads it
+  mutable absl::Status damage_ ABSL_GUARDED_BY(mu_);        // how readers end instead of OK
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<absl::Status> abort_status_ ABSL_GUARDED_BY(mu_);
 

@@ -205,10 +205,60 @@ TEST(ExperimentLogTest, RestoredEventsReplayAndNumberingGoesOnAfterTheGivenSeque
   std::vector<v1::GradientSnapshot> gradients = {Snapshot(1), Snapshot(10)};
   gradients[0].set_sequence(2);
   gradients[1].set_sequence(4);
-  log.Restore(metrics, gradients, /*last_sequence=*/5 + 64);
+  log.Restore({metrics, gradients, absl::OkStatus()}, /*last_sequence=*/5 + 64);
   EXPECT_EQ(MetricsSequences(log, 0), (std::vector<int64_t>{1, 3, 5}));
   EXPECT_EQ(log.NextGradients(2).event->step(), 10);
   EXPECT_EQ(*log.Append(Epoch(3)), 70);
+}
+
+// A finished experiment's log, read from a source the first time a reader asks.
+TEST(ExperimentLogTest, RestoredLaterReadsItsSourceOnceWhenFirstAsked) {
+  ExperimentLog log;
+  int reads = 0;
+  log.RestoreLater(
+      [&]() -> absl::StatusOr<StoredEvents> {
+        ++reads;
+        StoredEvents events;
+        events.metrics = {Epoch(1), Epoch(2)};
+        events.metrics[0].set_sequence(1);
+        events.metrics[1].set_sequence(3);
+        events.gradients = {Snapshot(1)};
+        events.gradients[0].set_sequence(2);
+        return events;
+      },
+      /*last_sequence=*/3);
+  log.Close();
+  EXPECT_EQ(log.last_sequence(), 3);
+  EXPECT_EQ(reads, 0);
+  EXPECT_EQ(log.LatestSnapshot()->sequence(), 2);
+  EXPECT_EQ(MetricsSequences(log, 0), (std::vector<int64_t>{1, 3}));
+  EXPECT_EQ(log.NextMetrics(4).end, absl::OkStatus());
+  EXPECT_EQ(reads, 1);
+}
+
+// Damage found when the events were read: readers get what came before it, then the error.
+TEST(ExperimentLogTest, DamagedEventsEndReadersWithDataLossAfterTheIntactOnes) {
+  ExperimentLog log;
+  log.RestoreLater(
+      [] {
+        StoredEvents events;
+        events.metrics = {Epoch(1)};
+        events.metrics[0].set_sequence(1);
+        events.damage = absl::DataLossError("experiment x: its stored event 2 fails its checksum");
+        return events;
+      },
+      /*last_sequence=*/5);
+  log.Close();
+  EXPECT_EQ(log.NextMetrics(0).event->sequence(), 1);
+  std::optional<absl::Status> end = log.NextMetrics(2).end;
+  ASSERT_TRUE(end.has_value());
+  EXPECT_EQ(end->code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(log.NextGradients(0).end->code(), absl::StatusCode::kDataLoss);
+
+  ExperimentLog unreadable;
+  unreadable.RestoreLater([] { return absl::InternalError("disk I/O error"); }, 5);
+  unreadable.Close();
+  EXPECT_EQ(unreadable.NextMetrics(0).end, absl::InternalError("disk I/O error"));
 }
 
 TEST(NotifierTest, RunsTasksInOrderAndDrainsOnDestruction) {

@@ -104,7 +104,7 @@ std::shared_ptr<Job> ExperimentRegistry::NewJob(const std::string& id, int64_t o
   job->plan = std::move(plan);
   std::unique_ptr<EventJournal> journal;
   if (options_.store != nullptr) {
-    journal = options_.store->Journal(id);
+    journal = options_.store->Journal(id, options_.retention);
     job->checkpoints = std::make_unique<CheckpointFiles>(
         (std::filesystem::path(options_.store->state_dir()) / "checkpoints" / id).string(),
         options_.checkpoint_hook);
@@ -115,7 +115,7 @@ std::shared_ptr<Job> ExperimentRegistry::NewJob(const std::string& id, int64_t o
 
 absl::Status ExperimentRegistry::Restore() {
   if (options_.store == nullptr) return absl::OkStatus();
-  absl::StatusOr<std::vector<StoredExperiment>> stored = options_.store->LoadAll();
+  absl::StatusOr<std::vector<StoredExperiment>> stored = options_.store->LoadExperiments();
   if (!stored.ok()) return stored.status();
   const JobFactory make_job = [this](const std::string& id, int64_t ordinal, RunPlan plan,
                                      const std::string& request_id) {
@@ -519,15 +519,17 @@ absl::Status ExperimentRegistry::CommitEpoch(Job& job, v1::MetricsEvent epoch_ev
 }
 
 void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
-  absl::Status status;
+  absl::Status status = WaitForStateRoom(*job);
   {
     absl::MutexLock change(&job->change_mu);
     // Taken from the queue as shutdown began: it stays queued, in the store too.
     if (shutting_down()) return;
     // Again before it starts: the server may allow less than the one it was submitted to.
-    absl::StatusOr<MemoryEstimate> memory = EstimateRunMemory(job->plan.spec);
-    status = memory.ok() ? CheckRunMemory(*memory, job->plan.spec, options_.max_run_memory)
-                         : memory.status();
+    if (status.ok()) {
+      absl::StatusOr<MemoryEstimate> memory = EstimateRunMemory(job->plan.spec);
+      status = memory.ok() ? CheckRunMemory(*memory, job->plan.spec, options_.max_run_memory)
+                           : memory.status();
+    }
     if (status.ok()) {
       // Counted, and stored, before anything of the attempt can take the process down.
       ChangeState(*job, v1::RUNNING, job->resume_reason.empty() ? "started" : job->resume_reason,
@@ -566,6 +568,8 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
       LOG(INFO) << "experiment " << job->id << " stopped by shutdown";
     } else if (lost_rank && !job->stop.load()) {
       Requeue(job, status, worker_notes);
+    } else if (IsOutOfStateRoom(status) && !job->stop.load() && !shutting_down()) {
+      RequeueForRoom(job, status);
     } else {  // A cancel that came while the group gathered ends as one.
       if (lost_rank) status = absl::CancelledError(status.message());
       if (status.ok()) {
@@ -618,6 +622,59 @@ void ExperimentRegistry::Requeue(const std::shared_ptr<Job>& job, const absl::St
       absl::StrCat("a rank was lost: ", verdict.reason, "; queued again to go on from ", from,
                    " when ", IdleWorkers(job->plan.spec.world_size - 1), " are available"))
       .IgnoreError();  // logged
+}
+
+void ExperimentRegistry::RequeueForRoom(const std::shared_ptr<Job>& job,
+                                        const absl::Status& status) {
+  int attempts_since_epoch = 0;
+  {
+    absl::ReaderMutexLock lock(&job->mu);
+    attempts_since_epoch = job->record.attempts_since_epoch();
+  }
+  if (attempts_since_epoch >= kMaxAttemptsWithoutProgress) {
+    return Finish(*job, v1::FAILED,
+                  absl::StrCat("gave up after ", attempts_since_epoch,
+                               " attempts in a row that finished no epoch, each stopped by a "
+                               "full state folder; the last: ",
+                               status.message()));
+  }
+  const ResumePoint resume = FindResumePoint(*job->checkpoints);
+  const std::string from = resume.epoch > 0 ? absl::StrCat("the checkpoint of epoch ", resume.epoch)
+                                            : std::string("epoch 1");
+  if (resume.epoch > 0) job->resume_epoch = resume.epoch;
+  job->resume_reason = absl::StrCat("the state folder has room again; goes on from ", from);
+  // A slot that takes it at once waits for change_mu, then for room (WaitForStateRoom).
+  scheduler_->PushFront(job);
+  ChangeState(*job, v1::QUEUED,
+              absl::StrCat(status.message(), "; queued again to go on from ", from,
+                           " when the state folder has room"))
+      .IgnoreError();  // logged; the reserve is there for it
+}
+
+absl::Status ExperimentRegistry::WaitForStateRoom(Job& job) {
+  if (options_.store == nullptr) return absl::OkStatus();
+  // Room for its next checkpoint beside those it keeps, with as much again to spare.
+  int64_t checkpoint_bytes = 0;
+  if (const std::vector<int> epochs = job.checkpoints->Epochs(); !epochs.empty()) {
+    std::error_code error;
+    checkpoint_bytes = static_cast<int64_t>(
+        std::filesystem::file_size(job.checkpoints->PathOf(epochs.front()), error));
+    if (error) checkpoint_bytes = 0;
+  }
+  bool waiting = false;
+  while (true) {
+    absl::Status room = options_.store->RestoreReserve(2 * checkpoint_bytes);
+    if (room.ok()) {
+      if (waiting) LOG(INFO) << "experiment " << job.id << ": the state folder has room again";
+      return absl::OkStatus();
+    }
+    if (job.stop.load() || shutting_down()) {
+      return absl::CancelledError("while it waited for room in the state folder");
+    }
+    if (!waiting) LOG(WARNING) << "experiment " << job.id << " waits for room: " << room;
+    waiting = true;
+    absl::SleepFor(options_.state_room_poll);
+  }
 }
 
 void ExperimentRegistry::Finish(Job& job, v1::ExperimentState state, const std::string& reason) {

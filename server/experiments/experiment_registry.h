@@ -65,6 +65,8 @@ struct RegistryOptions {
   // Where experiments, their events and checkpoints are kept; null keeps everything in
   // memory only (no checkpoints; nothing survives the process). See Open.
   std::shared_ptr<ExperimentStore> store;
+  // While the store's folder is full, a run about to start looks this often for room.
+  absl::Duration state_room_poll = absl::Seconds(1);
   KeepCheckpoints keep_checkpoints;
   // For tests: runs after each step of every checkpoint write (see WriteStepHook).
   WriteStepHook checkpoint_hook;
@@ -165,6 +167,16 @@ class ExperimentRegistry {
   void Requeue(const std::shared_ptr<Job>& job, const absl::Status& status,
                const std::vector<absl::Status>& notes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(job->change_mu);
+  // After an attempt stopped because the state folder had no room (`status`): back to the
+  // front of the queue, to go on from its newest usable checkpoint once there is room, or
+  // FAILED after kMaxAttemptsWithoutProgress attempts that finished no epoch.
+  void RequeueForRoom(const std::shared_ptr<Job>& job, const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(job->change_mu);
+  // Before a run starts: waits while the state folder is full (its reserve in use, or no
+  // room for two more of the job's checkpoints), looking again every
+  // options_.state_room_poll; CANCELLED when the job is cancelled or the server shuts
+  // down meanwhile.
+  absl::Status WaitForStateRoom(Job& job) ABSL_LOCKS_EXCLUDED(mu_);
   // Ends the experiment in a finished `state` and prunes its checkpoints to those
   // --keep_checkpoints keeps.
   void Finish(Job& job, v1::ExperimentState state, const std::string& reason)

@@ -276,8 +276,33 @@ TEST_F(RegistryPersistenceTest, WithoutAUsableCheckpointTheRunStartsAgainFromEpo
   EXPECT_EQ(log->NextGradients(0).event->step(), 1);
 }
 
-TEST_F(RegistryPersistenceTest, AFailedCheckpointWriteFailsTheExperimentAndTheServerGoesOn) {
+// A write that fails for lack of space sends the run back to the queue, to go on from its
+// last checkpoint when there is room: a disk that was full once costs an attempt, not the run.
+TEST_F(RegistryPersistenceTest, ACheckpointWriteWithoutRoomRequeuesTheRunWhichThenFinishes) {
   RegistryOptions options;
+  options.state_room_poll = absl::Milliseconds(20);
+  std::atomic<int> failures_left{1};
+  options.checkpoint_hook = [&](absl::string_view step) {
+    if (step == "written" && failures_left.fetch_sub(1) > 0) {
+      return absl::ResourceExhaustedError("No space left on device");
+    }
+    return absl::OkStatus();
+  };
+  auto registry = Open(StateDir(), options);
+  const std::string id = registry->StartExperiment(Quick(2))->id();
+  WaitForState(*registry, id, v1::SUCCEEDED);
+  std::vector<std::string> reasons = StateReasons(**registry->EventLog(id));
+  EXPECT_THAT(reasons, ::testing::Contains(
+                           "QUEUED: cannot save the checkpoint of epoch 1: No space left on device; "
+                           "queued again to go on from epoch 1 when the state folder has room"));
+  EXPECT_THAT(reasons,
+              ::testing::Contains("RUNNING: the state folder has room again; goes on from epoch 1"));
+  EXPECT_EQ(Epochs(**registry->EventLog(id)).size(), 2u);
+}
+
+TEST_F(RegistryPersistenceTest, ARunThatNeverFindsRoomFailsAfterItsAttemptsAndTheServerGoesOn) {
+  RegistryOptions options;
+  options.state_room_poll = absl::Milliseconds(20);
   options.checkpoint_hook = [](absl::string_view step) {
     return step == "written" ? absl::ResourceExhaustedError("No space left on device")
                              : absl::OkStatus();
@@ -285,7 +310,10 @@ TEST_F(RegistryPersistenceTest, AFailedCheckpointWriteFailsTheExperimentAndTheSe
   auto registry = Open(StateDir(), options);
   const std::string id = registry->StartExperiment(Quick(2))->id();
   const v1::Experiment failed = WaitForState(*registry, id, v1::FAILED);
-  EXPECT_EQ(failed.error(), "cannot save the checkpoint of epoch 1: No space left on device");
+  EXPECT_EQ(failed.error(),
+            "gave up after 3 attempts in a row that finished no epoch, each stopped by a full "
+            "state folder; the last: cannot save the checkpoint of epoch 1: No space left on "
+            "device");
   EXPECT_TRUE(Epochs(**registry->EventLog(id)).empty());
   EXPECT_TRUE(registry->StartExperiment(Quick(1)).ok());
 }

@@ -15,9 +15,14 @@
 namespace gradlab {
 namespace {
 
-// An error of the store or of a checkpoint write that ends a run, said as such.
+constexpr char kOutOfRoomPayload[] = "gradlab.dev/out-of-state-room";
+
+// An error of the store or of a checkpoint write that ends a run, said as such; one for
+// lack of space is marked, for IsOutOfStateRoom.
 absl::Status RunStorageError(absl::string_view what, const absl::Status& status) {
-  return absl::Status(status.code(), absl::StrCat(what, ": ", status.message()));
+  absl::Status error(status.code(), absl::StrCat(what, ": ", status.message()));
+  if (absl::IsResourceExhausted(status)) error.SetPayload(kOutOfRoomPayload, absl::Cord());
+  return error;
 }
 
 // Turns a run's events into the API's messages and hands them on. Runs on the training
@@ -174,6 +179,10 @@ absl::Status Run(Job& job, int slot, const TrainingRunOptions& options,
 }
 
 }  // namespace
+
+bool IsOutOfStateRoom(const absl::Status& status) {
+  return status.GetPayload(kOutOfRoomPayload).has_value();
+}
 
 absl::Status TrainJob(Job& job, int slot, const TrainingRunOptions& options,
                       const EpochRecorder& record_epoch) {

@@ -40,6 +40,10 @@ using EpochRecorder = std::function<absl::Status(Job& job, v1::MetricsEvent epoc
 absl::Status TrainJob(Job& job, int slot, const TrainingRunOptions& options,
                       const EpochRecorder& record_epoch);
 
+// Whether TrainJob's error is that the state folder had no room (a checkpoint or an event
+// could not be written for lack of space): the run can go on once there is room.
+bool IsOutOfStateRoom(const absl::Status& status);
+
 }  // namespace gradlab
 
 #endif  // GRADLAB_SERVER_EXPERIMENTS_TRAINING_RUN_H_

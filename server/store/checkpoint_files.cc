@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -18,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "server/store/crc32.h"
 
 namespace gradlab {
 namespace {
@@ -29,16 +29,6 @@ constexpr size_t kHeaderSize = sizeof(kMagic) + 8 + 4;  // magic, length, CRC-32
 constexpr char kPrefix[] = "epoch-";
 constexpr char kSuffix[] = ".ckpt";
 constexpr char kTemporarySuffix[] = ".tmp";
-
-uint32_t Crc32(absl::string_view bytes) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  // zlib takes lengths as uInt; feed large payloads in pieces.
-  for (size_t offset = 0; offset < bytes.size(); offset += 1u << 30) {
-    const size_t n = std::min<size_t>(bytes.size() - offset, 1u << 30);
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + offset), static_cast<uInt>(n));
-  }
-  return static_cast<uint32_t>(crc);
-}
 
 std::string Seal(absl::string_view payload) {
   std::string sealed(kMagic, sizeof(kMagic));
@@ -70,7 +60,10 @@ absl::StatusOr<std::string> Unseal(std::string sealed, const std::string& path) 
 }
 
 absl::Status Errno(absl::string_view what, const std::string& path) {
-  return absl::InternalError(absl::StrCat("cannot ", what, " ", path, ": ", std::strerror(errno)));
+  const std::string message = absl::StrCat("cannot ", what, " ", path, ": ", std::strerror(errno));
+  // A full disk (or quota) is a shortage that passes, not a fault of the file.
+  if (errno == ENOSPC || errno == EDQUOT) return absl::ResourceExhaustedError(message);
+  return absl::InternalError(message);
 }
 
 absl::Status SyncFolder(const std::string& dir) {

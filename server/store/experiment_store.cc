@@ -1,121 +1,266 @@
 #include "server/store/experiment_store.h"
 
-#include <SQLiteCpp/SQLiteCpp.h>
-#include <sqlite3.h>
+#include <fcntl.h>
+#include <sys/statvfs.h>
+#include <glog/logging.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <optional>
+#include <set>
 #include <system_error>
 #include <utility>
 
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "server/store/checkpoint_files.h"
+#include "server/store/crc32.h"
+#include "server/store/state_marker.h"
+#include "server/store/store_format.h"
 
 namespace gradlab {
 namespace {
 
-constexpr char kDatabaseFile[] = "gradlab.db";
-constexpr int kApplicationId = 0x67726164;  // "grad"
-constexpr int kSchemaVersion = 1;
+namespace fs = std::filesystem;
+using EventKind = ExperimentStore::EventKind;
 
+using store_format::BlobOf;
+using store_format::EventChecksum;
+using store_format::Guard;
+using store_format::kApplicationId;
+using store_format::kDatabaseFile;
+using store_format::kReserveFile;
+using store_format::kEventColumns;
+using store_format::kSummaryColumns;
+using store_format::OpenReadOnly;
+using store_format::ReadEvent;
+using store_format::StoreInfo;
+using store_format::SummaryChecksum;
+using store_format::SummaryProblem;
+
+// Version 2: checksummed rows, the kind of each event (for retention), the store's id and
+// transaction count (matched against the marker).
 constexpr char kSchema[] = R"sql(
-CREATE TABLE IF NOT EXISTS experiments (
+CREATE TABLE experiments (
   id TEXT PRIMARY KEY,
   ordinal INTEGER NOT NULL UNIQUE,   -- creation order
   request_id TEXT NOT NULL,          -- '' when none was given
-  record BLOB NOT NULL               -- gradlab.v1.Experiment
+  record BLOB NOT NULL,              -- gradlab.v1.Experiment
+  checksum INTEGER NOT NULL          -- SummaryChecksum
 );
-CREATE TABLE IF NOT EXISTS events (
+CREATE TABLE events (
   experiment_id TEXT NOT NULL,
   sequence INTEGER NOT NULL,
-  gradients INTEGER NOT NULL,        -- 1: gradlab.v1.GradientSnapshot, 0: gradlab.v1.MetricsEvent
+  kind INTEGER NOT NULL,             -- ExperimentStore::EventKind
   epoch INTEGER NOT NULL,            -- 0 for state changes
-  body BLOB NOT NULL,
+  body BLOB NOT NULL,                -- gradlab.v1.GradientSnapshot or gradlab.v1.MetricsEvent
+  checksum INTEGER NOT NULL,         -- EventChecksum
   PRIMARY KEY (experiment_id, sequence)
+) WITHOUT ROWID;
+CREATE TABLE store_info (
+  key TEXT PRIMARY KEY,              -- 'store_id', 'commits'
+  value NOT NULL
 ) WITHOUT ROWID;
 )sql";
 
-// The one place where SQLite's exceptions become statuses.
-template <typename Body>
-absl::Status Guard(absl::string_view what, Body&& body) {
-  try {
-    body();
-    return absl::OkStatus();
-  } catch (const SQLite::Exception& e) {
-    const std::string message = absl::StrCat("state database: ", what, ": ", e.what());
-    switch (e.getErrorCode() & 0xff) {
-      case SQLITE_FULL:
-        return absl::ResourceExhaustedError(absl::StrCat(message, " (disk full?)"));
-      case SQLITE_CORRUPT:
-      case SQLITE_NOTADB:
-        return absl::DataLossError(message);
-      default:
-        return absl::InternalError(message);
+// Version 1 (gradlab before checksums) had the same experiments table without its
+// checksum, and events with `gradients` (1 for a snapshot) in place of `kind`, without
+// checksums.
+
+// Why an existing database (version 2 or older) and the marker beside it cannot be
+// opened, or "": reads the schema, the store's id and count, and every summary row.
+std::string CheckExisting(SQLite::Database& db, const std::optional<StateMarker>& marker) {
+  const int application_id = db.execAndGet("PRAGMA application_id").getInt();
+  const int version = db.execAndGet("PRAGMA user_version").getInt();
+  const int tables = db.execAndGet("SELECT count(*) FROM sqlite_schema").getInt();
+  if (application_id == 0 && tables == 0) {
+    if (!marker.has_value()) return "";
+    return absl::StrCat("it is empty, but the marker says it had ", marker->commits,
+                        " committed transactions: its -wal file held them and was deleted or "
+                        "damaged, or the database was replaced");
+  }
+  if (application_id != kApplicationId) return "it is an SQLite database of another program";
+  if (version > ExperimentStore::kSchemaVersion) {
+    return absl::StrCat("it has schema version ", version, ", written by a newer gradlabd (",
+                        "this one reads up to ", ExperimentStore::kSchemaVersion, ")");
+  }
+  const std::optional<StateMarker> info = StoreInfo(db);
+  if (marker.has_value()) {
+    if (!info.has_value() || info->store_id != marker->store_id) {
+      return absl::StrCat("it is not the database the marker names (store ", marker->store_id,
+                          "; this one is ", info.has_value() ? info->store_id : "older", "): it ",
+                          "was replaced");
     }
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("state database: ", what, ": ", e.what()));
+    if (info->commits < marker->commits) {
+      return absl::StrCat("it is missing committed transactions: it counts ", info->commits,
+                          " where the marker counts ", marker->commits,
+                          ". Its -wal file was deleted or damaged, or it was copied back from "
+                          "an older state");
+    }
+  }
+  if (version < 2) return "";  // summaries get their checksums when it is migrated
+  SQLite::Statement rows(db, absl::StrCat("SELECT ", kSummaryColumns, " FROM experiments"));
+  while (rows.executeStep()) {
+    if (std::string problem = SummaryProblem(rows); !problem.empty()) return problem;
+  }
+  return "";
+}
+
+std::string RecoveryAdvice(const std::string& state_dir) {
+  return absl::StrCat(
+      "gradlabd has changed nothing in ", state_dir,
+      ". To recover: restore the folder from a backup (gradlabd --backup_state), and run "
+      "gradlabd --check_state=",
+      state_dir, " for a full report of what is damaged");
+}
+
+EventKind KindOf(const v1::MetricsEvent& event) {
+  if (event.has_batch_progress()) return EventKind::kProgress;
+  return event.has_epoch_metrics() ? EventKind::kEpochMetrics : EventKind::kStateChange;
+}
+
+EventKind KindOf(const v1::GradientSnapshot& snapshot) {
+  return snapshot.step() == 1 ? EventKind::kFirstSnapshot : EventKind::kSnapshot;
+}
+
+// Inserts events (inside the caller's transaction).
+void InsertEvents(SQLite::Database& db, const std::string& experiment_id,
+                  const std::vector<ExperimentStore::EventRow>& rows) {
+  SQLite::Statement insert(db,
+                           "INSERT OR REPLACE INTO events "
+                           "(experiment_id, sequence, kind, epoch, body, checksum) "
+                           "VALUES (?, ?, ?, ?, ?, ?)");
+  for (const ExperimentStore::EventRow& row : rows) {
+    const int kind = static_cast<int>(row.kind);
+    insert.reset();
+    insert.bind(1, experiment_id);
+    insert.bind(2, static_cast<int64_t>(row.sequence));
+    insert.bind(3, kind);
+    insert.bind(4, row.epoch);
+    insert.bind(5, row.body.data(), static_cast<int>(row.body.size()));
+    insert.bind(6, static_cast<int64_t>(
+                       EventChecksum(experiment_id, row.sequence, kind, row.epoch, row.body)));
+    insert.exec();
   }
 }
 
-// A file path as an SQLite URI path.
-std::string UriPath(const std::string& path) {
-  std::string escaped;
-  for (char c : path) {
-    if (c == '%' || c == '?' || c == '#') {
-      absl::StrAppend(&escaped, "%", absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
-    } else {
-      escaped.push_back(c);
-    }
+// Keeps an experiment's newest bounded events as its log does (inside a transaction).
+void Prune(SQLite::Database& db, const std::string& experiment_id, const LogRetention& keep) {
+  SQLite::Statement prune(
+      db,
+      "DELETE FROM events WHERE experiment_id = ?1 AND kind = ?2 AND sequence <= "
+      "(SELECT sequence FROM events WHERE experiment_id = ?1 AND kind = ?2 "
+      "ORDER BY sequence DESC LIMIT 1 OFFSET ?3)");
+  for (const auto& [kind, count] : {std::pair{EventKind::kProgress, keep.batch_progress},
+                                    std::pair{EventKind::kSnapshot, keep.gradient_snapshots}}) {
+    prune.reset();
+    prune.bind(1, experiment_id);
+    prune.bind(2, static_cast<int>(kind));
+    prune.bind(3, static_cast<int64_t>(count));
+    prune.exec();
   }
-  return escaped;
 }
 
-// Checks an existing database without writing anything, not even its WAL index.
-absl::Status CheckExisting(const std::string& path) {
-  std::string problem;
-  absl::Status status = Guard("checking", [&] {
-    SQLite::Database db(absl::StrCat("file:", UriPath(path), "?mode=ro&immutable=1"),
-                        SQLite::OPEN_READONLY | SQLite::OPEN_URI);
-    const std::string check = db.execAndGet("PRAGMA quick_check").getString();
-    if (check != "ok") {
-      problem = absl::StrCat("its integrity check failed: ", check);
-      return;
-    }
-    const int application_id = db.execAndGet("PRAGMA application_id").getInt();
-    const int version = db.execAndGet("PRAGMA user_version").getInt();
-    const int tables = db.execAndGet("SELECT count(*) FROM sqlite_schema").getInt();
-    if (application_id == 0 && tables == 0) return;  // empty: gradlabd will set it up
-    if (application_id != kApplicationId) {
-      problem = "it is an SQLite database of another program";
-    } else if (version > kSchemaVersion) {
-      problem = absl::StrCat("it has schema version ", version, ", written by a newer gradlabd (",
-                             "this one reads up to ", kSchemaVersion, ")");
-    }
-  });
-  if (!status.ok()) problem = std::string(status.message());
-  if (problem.empty()) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      "the state database ", path, " cannot be used: ", problem,
-      ". gradlabd has not changed it. Restore it from a backup, or move it away to start "
-      "with an empty state"));
+void InsertSummary(SQLite::Database& db, const std::string& id, int64_t ordinal,
+                   const std::string& request_id, absl::string_view record) {
+  SQLite::Statement upsert(db,
+                           "INSERT OR REPLACE INTO experiments "
+                           "(id, ordinal, request_id, record, checksum) VALUES (?, ?, ?, ?, ?)");
+  upsert.bind(1, id);
+  upsert.bind(2, static_cast<int64_t>(ordinal));
+  upsert.bind(3, request_id);
+  upsert.bind(4, record.data(), static_cast<int>(record.size()));
+  upsert.bind(5, static_cast<int64_t>(SummaryChecksum(id, ordinal, request_id, record)));
+  upsert.exec();
 }
 
-template <typename Message>
-absl::Status Parse(const SQLite::Column& column, Message& message) {
-  if (!message.ParseFromArray(column.getBlob(), column.getBytes())) {
-    return absl::DataLossError(absl::StrCat("state database: a stored ",
-                                            Message::descriptor()->name(), " does not parse"));
+std::string NewStoreId() {
+  absl::BitGen random;
+  return absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(random),
+                         absl::Uniform<uint64_t>(random));
+}
+
+// Creates version 2's tables in an empty database, or migrates version 1's rows into
+// them, in one transaction: the database is the old one or the new one, never between.
+void CreateOrMigrate(SQLite::Database& db, int version) {
+  SQLite::Transaction transaction(db);
+  if (version == 1) {
+    db.exec("ALTER TABLE experiments RENAME TO experiments_v1");
+    db.exec("ALTER TABLE events RENAME TO events_v1");
   }
-  return absl::OkStatus();
+  db.exec(kSchema);
+  if (version == 1) {
+    SQLite::Statement summaries(db, "SELECT id, ordinal, request_id, record FROM experiments_v1");
+    while (summaries.executeStep()) {
+      InsertSummary(db, summaries.getColumn(0).getString(), summaries.getColumn(1).getInt64(),
+                    summaries.getColumn(2).getString(), BlobOf(summaries.getColumn(3)));
+    }
+    SQLite::Statement events(
+        db, "SELECT experiment_id, sequence, gradients, epoch, body FROM events_v1");
+    std::set<std::string> experiments;
+    while (events.executeStep()) {
+      ExperimentStore::EventRow row;
+      row.sequence = events.getColumn(1).getInt64();
+      row.epoch = events.getColumn(3).getInt();
+      row.body = std::string(BlobOf(events.getColumn(4)));
+      if (events.getColumn(2).getInt() != 0) {
+        v1::GradientSnapshot snapshot;
+        snapshot.ParseFromString(row.body);  // an unparseable one fails its reads as before
+        row.kind = KindOf(snapshot);
+      } else {
+        v1::MetricsEvent event;
+        event.ParseFromString(row.body);
+        row.kind = KindOf(event);
+      }
+      const std::string id = events.getColumn(0).getString();
+      InsertEvents(db, id, {row});
+      experiments.insert(id);
+    }
+    // Version 1 kept every event; gradlabd served only what the default retention keeps.
+    for (const std::string& id : experiments) Prune(db, id, LogRetention{});
+    db.exec("DROP TABLE experiments_v1");
+    db.exec("DROP TABLE events_v1");
+  }
+  SQLite::Statement info(db, "INSERT INTO store_info (key, value) VALUES ('store_id', ?), "
+                             "('commits', 0)");
+  info.bind(1, NewStoreId());
+  info.exec();
+  db.exec(absl::StrCat("PRAGMA application_id=", kApplicationId));
+  db.exec(absl::StrCat("PRAGMA user_version=", ExperimentStore::kSchemaVersion));
+  transaction.commit();
+}
+
+// Creates `path` holding `bytes` of allocated disk space, or leaves it as it was.
+absl::Status AllocateFile(const std::string& path, int64_t bytes) {
+  const std::string temporary = path + ".tmp";
+  const int fd = open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int error = fd < 0 ? errno : posix_fallocate(fd, 0, bytes);
+  if (fd >= 0) {
+    if (error == 0 && fsync(fd) != 0) error = errno;
+    close(fd);
+  }
+  if (error == 0 && rename(temporary.c_str(), path.c_str()) != 0) error = errno;
+  if (error == 0) return absl::OkStatus();
+  unlink(temporary.c_str());
+  const std::string message =
+      absl::StrCat("cannot allocate ", bytes, " bytes in ", path, ": ", std::strerror(error));
+  return error == ENOSPC || error == EDQUOT ? absl::ResourceExhaustedError(message)
+                                            : absl::InternalError(message);
 }
 
 // Batches progress and snapshots; commits state changes and epochs at once.
 class StoreJournal : public EventJournal {
  public:
-  StoreJournal(ExperimentStore& store, std::string experiment_id)
-      : store_(store), experiment_id_(std::move(experiment_id)) {}
-  ~StoreJournal() override { Flush().IgnoreError(); }
+  StoreJournal(ExperimentStore& store, std::string experiment_id, LogRetention retention)
+      : store_(store), experiment_id_(std::move(experiment_id)), retention_(retention) {}
+  ~StoreJournal() override { Write(/*prune=*/false).IgnoreError(); }
 
   absl::Status Record(const v1::MetricsEvent& event) override {
-    ExperimentStore::EventRow row{event.sequence(), false, 0, event.SerializeAsString()};
+    ExperimentStore::EventRow row{event.sequence(), KindOf(event), 0, event.SerializeAsString()};
     if (event.has_batch_progress()) {
       row.epoch = event.batch_progress().epoch();
       return Add(std::move(row), /*commit=*/false);
@@ -125,49 +270,62 @@ class StoreJournal : public EventJournal {
   }
 
   absl::Status Record(const v1::GradientSnapshot& snapshot) override {
-    return Add({snapshot.sequence(), true, snapshot.epoch(), snapshot.SerializeAsString()},
+    return Add({snapshot.sequence(), KindOf(snapshot), snapshot.epoch(),
+                snapshot.SerializeAsString()},
                /*commit=*/false);
   }
 
-  absl::Status Flush() override {
-    if (pending_.empty()) return absl::OkStatus();
-    absl::Status status = store_.WriteEvents(experiment_id_, pending_);
-    pending_.clear();  // on failure too: those events are lost, and the caller says so
-    return status;
-  }
+  absl::Status Flush() override { return Write(/*prune=*/false); }
 
  private:
   absl::Status Add(ExperimentStore::EventRow row, bool commit) {
     pending_.push_back(std::move(row));
-    if (commit || pending_.size() >= static_cast<size_t>(kMaxUncommittedEvents)) return Flush();
+    if (commit) return Write(/*prune=*/true);
+    if (pending_.size() >= static_cast<size_t>(kMaxUncommittedEvents)) return Write(false);
     return absl::OkStatus();
+  }
+
+  absl::Status Write(bool prune) {
+    if (pending_.empty()) return absl::OkStatus();
+    absl::Status status =
+        store_.WriteEvents(experiment_id_, pending_, prune ? &retention_ : nullptr);
+    pending_.clear();  // on failure too: those events are lost, and the caller says so
+    return status;
   }
 
   ExperimentStore& store_;
   const std::string experiment_id_;
+  const LogRetention retention_;
   std::vector<ExperimentStore::EventRow> pending_;
 };
 
 }  // namespace
 
 ExperimentStore::ExperimentStore(std::string state_dir, std::unique_ptr<StateDirLock> lock,
-                                 std::unique_ptr<SQLite::Database> db,
-                                 std::function<void(absl::string_view)> before_write)
+                                 std::unique_ptr<SQLite::Database> db, std::string store_id,
+                                 int64_t commits, StoreOptions options)
     : state_dir_(std::move(state_dir)),
       lock_(std::move(lock)),
-      before_write_(std::move(before_write)),
-      db_(std::move(db)) {}
+      before_write_(std::move(options.before_write)),
+      reserve_bytes_(options.reserve_bytes),
+      store_id_(std::move(store_id)),
+      db_(std::move(db)),
+      commits_(commits) {}
 
 ExperimentStore::~ExperimentStore() = default;
 
 std::string ExperimentStore::database_path() const {
-  return (std::filesystem::path(state_dir_) / kDatabaseFile).string();
+  return (fs::path(state_dir_) / kDatabaseFile).string();
+}
+
+std::string ExperimentStore::reserve_path() const {
+  return (fs::path(state_dir_) / kReserveFile).string();
 }
 
 absl::StatusOr<std::unique_ptr<ExperimentStore>> ExperimentStore::Open(const std::string& state_dir,
                                                                        StoreOptions options) {
   std::error_code error;
-  std::filesystem::create_directories(state_dir, error);
+  fs::create_directories(state_dir, error);
   if (error) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot create the state folder ", state_dir, ": ", error.message()));
@@ -175,123 +333,244 @@ absl::StatusOr<std::unique_ptr<ExperimentStore>> ExperimentStore::Open(const std
   // Before anything is read or written: one server per state folder.
   absl::StatusOr<std::unique_ptr<StateDirLock>> lock = StateDirLock::Acquire(state_dir);
   if (!lock.ok()) return lock.status();
-  const std::string path = (std::filesystem::path(state_dir) / kDatabaseFile).string();
-  if (std::filesystem::exists(path, error) && std::filesystem::file_size(path, error) > 0) {
-    if (absl::Status status = CheckExisting(path); !status.ok()) return status;
+  const std::string path = (fs::path(state_dir) / kDatabaseFile).string();
+  const std::string marker_path = (fs::path(state_dir) / StateMarker::kFileName).string();
+  auto refuse = [&](const std::string& file, absl::string_view problem) {
+    return absl::FailedPreconditionError(absl::StrCat("the state ", file, " cannot be used: ",
+                                                      problem, ". ", RecoveryAdvice(state_dir)));
+  };
+
+  // Every check that can refuse, on handles that write nothing.
+  absl::StatusOr<std::optional<StateMarker>> marker = ReadStateMarker(marker_path);
+  if (!marker.ok()) return refuse(marker_path, marker.status().message());
+  const bool database_present = fs::exists(path, error) && fs::file_size(path, error) > 0;
+  if (!database_present && marker->has_value()) {
+    return refuse(path, absl::StrCat("it is missing or empty, but ", marker_path, " says it had ",
+                                     (*marker)->commits, " committed transactions"));
   }
+  if (database_present) {
+    std::string problem;
+    absl::Status status = Guard("checking", [&] {
+      std::unique_ptr<SQLite::Database> db = OpenReadOnly(path);
+      problem = CheckExisting(*db, *marker);
+    });
+    if (!status.ok()) problem = std::string(status.message());
+    if (!problem.empty()) return refuse(path, problem);
+  }
+
   std::unique_ptr<SQLite::Database> db;
-  absl::Status status = Guard("opening", [&] {
+  std::optional<StateMarker> info;
+  absl::Status status = Guard(absl::StrCat("opening ", path), [&] {
     db = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
     db->exec("PRAGMA journal_mode=WAL");
     // Synced commits: an epoch's metrics are on disk before anyone is told of them.
     db->exec("PRAGMA synchronous=FULL");
-    db->exec(absl::StrCat("PRAGMA application_id=", kApplicationId));
-    db->exec(absl::StrCat("PRAGMA user_version=", kSchemaVersion));
-    db->exec(kSchema);
+    const int version = db->execAndGet("PRAGMA user_version").getInt();
+    if (version < kSchemaVersion) {
+      if (version > 0) LOG(INFO) << "migrating " << path << " from schema version " << version;
+      CreateOrMigrate(*db, version);
+    }
+    info = StoreInfo(*db);
     if (options.max_pages > 0) db->exec(absl::StrCat("PRAGMA max_page_count=", options.max_pages));
   });
   if (!status.ok()) return status;
-  return std::unique_ptr<ExperimentStore>(new ExperimentStore(
-      state_dir, *std::move(lock), std::move(db), std::move(options.before_write)));
+  (*lock)->RecordHolder();
+  auto store = std::unique_ptr<ExperimentStore>(new ExperimentStore(
+      state_dir, *std::move(lock), std::move(db), info->store_id, info->commits,
+      std::move(options)));
+  // Both may fail on a full disk; the server starts, and stores only state changes
+  // until there is room (a marker behind the database is what a crash leaves too).
+  if (absl::Status written = WriteStateMarker(marker_path, *info); !written.ok()) {
+    LOG(WARNING) << written;
+  }
+  {
+    absl::MutexLock reserve(&store->mu_);
+    store->reserve_in_use_ = true;
+  }
+  if (absl::Status reserved = store->RestoreReserve(); !reserved.ok()) LOG(WARNING) << reserved;
+  return store;
 }
 
-absl::StatusOr<std::vector<StoredExperiment>> ExperimentStore::LoadAll() const {
+absl::Status ExperimentStore::Write(const std::string& what, bool essential,
+                                    const std::function<void()>& transaction) {
+  if (!essential && reserve_in_use_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "state database: ", what, ": the disk of ", state_dir_,
+        " is full; what is left of its reserve is kept for state changes until it has room "
+        "again"));
+  }
+  absl::Status status = Guard(what, transaction);
+  if (absl::IsResourceExhausted(status) && essential && !reserve_in_use_ && reserve_bytes_ > 0) {
+    // Rolled back: freeing the reserve gives the same transaction room to commit.
+    std::error_code error;
+    fs::remove(reserve_path(), error);
+    reserve_in_use_ = true;
+    LOG(WARNING) << "the disk of " << state_dir_ << " is full: released the reserve ("
+                 << reserve_bytes_ << " bytes) to store state changes";
+    status = Guard(what, transaction);
+  }
+  if (absl::IsResourceExhausted(status)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(status.message(), "; the state folder is ", state_dir_));
+  }
+  return status;
+}
+
+absl::Status ExperimentStore::RestoreReserve(int64_t also_free) {
+  absl::MutexLock lock(&mu_);
+  if (also_free > 0) {
+    struct statvfs disk;
+    if (statvfs(state_dir_.c_str(), &disk) == 0 &&
+        static_cast<int64_t>(disk.f_bavail * disk.f_frsize) <
+            also_free + (reserve_in_use_ ? reserve_bytes_ : 0)) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the disk of ", state_dir_, " has ", disk.f_bavail * disk.f_frsize, " bytes free; ",
+          also_free + (reserve_in_use_ ? reserve_bytes_ : 0), " are needed"));
+    }
+  }
+  if (!reserve_in_use_) return absl::OkStatus();
+  if (reserve_bytes_ > 0) {
+    std::error_code error;
+    if (fs::file_size(reserve_path(), error) != static_cast<uintmax_t>(reserve_bytes_) ||
+        error) {
+      if (absl::Status allocated = AllocateFile(reserve_path(), reserve_bytes_);
+          !allocated.ok()) {
+        return absl::Status(allocated.code(), absl::StrCat("the state folder ", state_dir_,
+                                                           " has no room for its reserve: ",
+                                                           allocated.message()));
+      }
+    }
+  }
+  reserve_in_use_ = false;
+  return absl::OkStatus();
+}
+
+void ExperimentStore::CountCommit() {
+  SQLite::Statement count(*db_, "UPDATE store_info SET value = ? WHERE key = 'commits'");
+  count.bind(1, static_cast<int64_t>(commits_ + 1));
+  count.exec();
+  // A transaction rolled back after this leaves a gap in the count: only its order matters.
+  ++commits_;
+}
+
+void ExperimentStore::UpdateMarker() {
+  const std::string path = (fs::path(state_dir_) / StateMarker::kFileName).string();
+  // Behind the database is safe (a crash can leave it so); it catches up at the next one.
+  if (absl::Status status = WriteStateMarker(path, {store_id_, commits_}); !status.ok()) {
+    LOG(WARNING) << status;
+  }
+}
+
+absl::StatusOr<std::vector<StoredExperiment>> ExperimentStore::LoadExperiments() const {
   absl::MutexLock lock(&mu_);
   std::vector<StoredExperiment> experiments;
-  absl::Status parse_status;
+  std::string problem;
   absl::Status status = Guard("loading", [&] {
     mu_.AssertHeld();  // the lambda runs under the lock its caller took
-    SQLite::Statement records(
-        *db_, "SELECT ordinal, request_id, record FROM experiments ORDER BY ordinal");
-    while (records.executeStep() && parse_status.ok()) {
+    SQLite::Statement rows(
+        *db_, absl::StrCat("SELECT ", kSummaryColumns,
+                           ", (SELECT COALESCE(MAX(sequence), 0) FROM events "
+                           "WHERE experiment_id = experiments.id) FROM experiments "
+                           "ORDER BY ordinal"));
+    while (problem.empty() && rows.executeStep()) {
+      problem = SummaryProblem(rows);
       StoredExperiment& stored = experiments.emplace_back();
-      stored.ordinal = records.getColumn(0).getInt64();
-      stored.request_id = records.getColumn(1).getString();
-      parse_status = Parse(records.getColumn(2), stored.record);
+      stored.ordinal = rows.getColumn(1).getInt64();
+      stored.request_id = rows.getColumn(2).getString();
+      const absl::string_view record = BlobOf(rows.getColumn(3));
+      stored.record.ParseFromArray(record.data(), static_cast<int>(record.size()));
+      stored.last_sequence = rows.getColumn(5).getInt64();
     }
-    SQLite::Statement events(*db_,
-                             "SELECT sequence, gradients, body FROM events WHERE experiment_id = ? "
-                             "ORDER BY sequence");
-    for (StoredExperiment& stored : experiments) {
-      if (!parse_status.ok()) break;
-      events.reset();
-      events.bind(1, stored.record.id());
-      while (events.executeStep() && parse_status.ok()) {
-        stored.last_sequence = events.getColumn(0).getInt64();
-        if (events.getColumn(1).getInt() != 0) {
-          parse_status = Parse(events.getColumn(2), stored.gradients.emplace_back());
-        } else {
-          parse_status = Parse(events.getColumn(2), stored.metrics.emplace_back());
-        }
+  });
+  if (!status.ok()) return status;
+  if (!problem.empty()) return absl::DataLossError(absl::StrCat("state database: ", problem));
+  return experiments;
+}
+
+absl::StatusOr<StoredEvents> ExperimentStore::LoadEvents(const std::string& experiment_id) const {
+  absl::MutexLock lock(&mu_);
+  StoredEvents events;
+  absl::Status status = Guard(absl::StrCat("reading the events of experiment ", experiment_id), [&] {
+    mu_.AssertHeld();  // the lambda runs under the lock its caller took
+    SQLite::Statement rows(
+        *db_, absl::StrCat("SELECT ", kEventColumns,
+                           " FROM events WHERE experiment_id = ? ORDER BY sequence"));
+    rows.bind(1, experiment_id);
+    while (rows.executeStep()) {
+      if (std::string problem = ReadEvent(experiment_id, rows, events); !problem.empty()) {
+        events.damage = absl::DataLossError(
+            absl::StrCat(problem, "; the events before it are intact. gradlabd --check_state "
+                                  "on a backup of the state folder reports all damage"));
+        return;
       }
     }
   });
   if (!status.ok()) return status;
-  if (!parse_status.ok()) return parse_status;
-  return experiments;
+  return events;
 }
 
 absl::Status ExperimentStore::SaveExperiment(int64_t ordinal, const std::string& request_id,
                                              const v1::Experiment& record) {
   absl::MutexLock lock(&mu_);
   BeforeWrite("record");
-  return Guard(absl::StrCat("saving experiment ", record.id()), [&] {
+  absl::Status status = Write(absl::StrCat("saving experiment ", record.id()), true, [&] {
     mu_.AssertHeld();  // the lambda runs under the lock its caller took
-    SQLite::Statement upsert(*db_,
-                             "INSERT OR REPLACE INTO experiments (id, ordinal, request_id, record) "
-                             "VALUES (?, ?, ?, ?)");
-    const std::string bytes = record.SerializeAsString();
-    upsert.bind(1, record.id());
-    upsert.bind(2, static_cast<int64_t>(ordinal));
-    upsert.bind(3, request_id);
-    upsert.bind(4, bytes.data(), static_cast<int>(bytes.size()));
-    upsert.exec();
+    SQLite::Transaction transaction(*db_);
+    InsertSummary(*db_, record.id(), ordinal, request_id, record.SerializeAsString());
+    CountCommit();
+    transaction.commit();
   });
+  if (status.ok()) UpdateMarker();
+  return status;
 }
 
-std::unique_ptr<EventJournal> ExperimentStore::Journal(const std::string& experiment_id) {
-  return std::make_unique<StoreJournal>(*this, experiment_id);
+std::unique_ptr<EventJournal> ExperimentStore::Journal(const std::string& experiment_id,
+                                                       LogRetention retention) {
+  return std::make_unique<StoreJournal>(*this, experiment_id, retention);
 }
 
 absl::Status ExperimentStore::WriteEvents(const std::string& experiment_id,
-                                          const std::vector<EventRow>& rows) {
+                                          const std::vector<EventRow>& rows,
+                                          const LogRetention* prune) {
   absl::MutexLock lock(&mu_);
   BeforeWrite("events");
-  return Guard(absl::StrCat("writing events of experiment ", experiment_id), [&] {
+  const bool essential = std::any_of(rows.begin(), rows.end(), [](const EventRow& row) {
+    return row.kind == EventKind::kStateChange;
+  });
+  absl::Status status = Write(absl::StrCat("writing events of experiment ", experiment_id),
+                              essential, [&] {
     mu_.AssertHeld();  // the lambda runs under the lock its caller took
     SQLite::Transaction transaction(*db_);
-    SQLite::Statement insert(
-        *db_,
-        "INSERT OR REPLACE INTO events "
-        "(experiment_id, sequence, gradients, epoch, body) VALUES (?, ?, ?, ?, ?)");
-    for (const EventRow& row : rows) {
-      insert.reset();
-      insert.bind(1, experiment_id);
-      insert.bind(2, static_cast<int64_t>(row.sequence));
-      insert.bind(3, row.gradients ? 1 : 0);
-      insert.bind(4, row.epoch);
-      insert.bind(5, row.body.data(), static_cast<int>(row.body.size()));
-      insert.exec();
-    }
+    InsertEvents(*db_, experiment_id, rows);
+    if (prune != nullptr) Prune(*db_, experiment_id, *prune);
+    CountCommit();
     transaction.commit();
   });
+  if (status.ok() && prune != nullptr) UpdateMarker();
+  return status;
 }
 
 absl::Status ExperimentStore::DropEventsAfterEpoch(const std::string& experiment_id, int epoch) {
   absl::MutexLock lock(&mu_);
-  return Guard(absl::StrCat("dropping the partial epoch of experiment ", experiment_id), [&] {
-    mu_.AssertHeld();  // the lambda runs under the lock its caller took
-    SQLite::Statement drop(*db_, "DELETE FROM events WHERE experiment_id = ? AND epoch > ?");
-    drop.bind(1, experiment_id);
-    drop.bind(2, epoch);
-    drop.exec();
-  });
+  absl::Status status =
+      Write(absl::StrCat("dropping the partial epoch of experiment ", experiment_id), true, [&] {
+        mu_.AssertHeld();  // the lambda runs under the lock its caller took
+        SQLite::Transaction transaction(*db_);
+        SQLite::Statement drop(*db_, "DELETE FROM events WHERE experiment_id = ? AND epoch > ?");
+        drop.bind(1, experiment_id);
+        drop.bind(2, epoch);
+        drop.exec();
+        CountCommit();
+        transaction.commit();
+      });
+  if (status.ok()) UpdateMarker();
+  return status;
 }
 
 absl::Status ExperimentStore::DeleteExperiment(const std::string& experiment_id) {
   absl::MutexLock lock(&mu_);
   BeforeWrite("delete");
-  return Guard(absl::StrCat("deleting experiment ", experiment_id), [&] {
+  absl::Status status = Write(absl::StrCat("deleting experiment ", experiment_id), true, [&] {
     mu_.AssertHeld();  // the lambda runs under the lock its caller took
     SQLite::Transaction transaction(*db_);
     SQLite::Statement events(*db_, "DELETE FROM events WHERE experiment_id = ?");
@@ -300,8 +579,11 @@ absl::Status ExperimentStore::DeleteExperiment(const std::string& experiment_id)
     SQLite::Statement record(*db_, "DELETE FROM experiments WHERE id = ?");
     record.bind(1, experiment_id);
     record.exec();
+    CountCommit();
     transaction.commit();
   });
+  if (status.ok()) UpdateMarker();
+  return status;
 }
 
 }  // namespace gradlab

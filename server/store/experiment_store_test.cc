@@ -4,10 +4,15 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/store/checkpoint_files.h"
+#include "server/store/state_maintenance.h"
+#include "server/store/state_marker.h"
+#include "tests/testing/small_disk.h"
 #include "tests/testing/test_dir.h"
 
 namespace gradlab {
@@ -56,6 +61,22 @@ class ExperimentStoreTest : public ::testing::Test {
     EXPECT_TRUE(store.ok()) << store.status();
     return store.ok() ? *std::move(store) : nullptr;
   }
+  // Every experiment's summary and events, as a restart reads them.
+  struct Loaded {
+    StoredExperiment summary;
+    StoredEvents events;
+  };
+  static std::vector<Loaded> LoadAll(const ExperimentStore& store) {
+    absl::StatusOr<std::vector<StoredExperiment>> summaries = store.LoadExperiments();
+    EXPECT_TRUE(summaries.ok()) << summaries.status();
+    std::vector<Loaded> all;
+    for (StoredExperiment& summary : *summaries) {
+      absl::StatusOr<StoredEvents> events = store.LoadEvents(summary.record.id());
+      EXPECT_TRUE(events.ok()) << events.status();
+      all.push_back({std::move(summary), *std::move(events)});
+    }
+    return all;
+  }
   // The newest event sequence another connection to the database sees (the store holds
   // the folder's lock, so this one reads the file directly).
   int64_t CommittedLastSequence() const {
@@ -81,23 +102,24 @@ TEST_F(ExperimentStoreTest, RecordsAndEventsSurviveReopening) {
     ASSERT_TRUE(journal->Flush().ok());
   }
   auto store = Open();
-  absl::StatusOr<std::vector<StoredExperiment>> all = store->LoadAll();
-  ASSERT_TRUE(all.ok()) << all.status();
-  ASSERT_EQ(all->size(), 2u);
-  const StoredExperiment& a = (*all)[0];
+  std::vector<Loaded> all = LoadAll(*store);
+  ASSERT_EQ(all.size(), 2u);
+  const StoredExperiment& a = all[0].summary;
   EXPECT_EQ(a.ordinal, 1);
   EXPECT_EQ(a.request_id, "req-1");
   EXPECT_EQ(a.record.state(), v1::SUCCEEDED);
   EXPECT_EQ(a.record.best_test_accuracy(), 0.5);
-  ASSERT_EQ(a.metrics.size(), 3u);
-  EXPECT_EQ(a.metrics[0].sequence(), 1);
-  EXPECT_EQ(a.metrics[1].epoch_metrics().epoch(), 1);
-  EXPECT_EQ(a.metrics[2].sequence(), 4);
-  ASSERT_EQ(a.gradients.size(), 1u);
-  EXPECT_EQ(a.gradients[0].layers(0).name(), "conv1.weight");
   EXPECT_EQ(a.last_sequence, 4);
-  EXPECT_EQ((*all)[1].record.id(), "bbbb");
-  EXPECT_TRUE((*all)[1].metrics.empty());
+  const StoredEvents& events = all[0].events;
+  EXPECT_TRUE(events.damage.ok());
+  ASSERT_EQ(events.metrics.size(), 3u);
+  EXPECT_EQ(events.metrics[0].sequence(), 1);
+  EXPECT_EQ(events.metrics[1].epoch_metrics().epoch(), 1);
+  EXPECT_EQ(events.metrics[2].sequence(), 4);
+  ASSERT_EQ(events.gradients.size(), 1u);
+  EXPECT_EQ(events.gradients[0].layers(0).name(), "conv1.weight");
+  EXPECT_EQ(all[1].summary.record.id(), "bbbb");
+  EXPECT_TRUE(all[1].events.metrics.empty());
 }
 
 TEST_F(ExperimentStoreTest, EpochsAreDurableAtOnceProgressInBatches) {
@@ -137,17 +159,17 @@ TEST_F(ExperimentStoreTest, DropsThePartialEpochAndDeletesExperiments) {
   ASSERT_TRUE(store->Journal("bbbb")->Record(Epoch(1, 1)).ok());
 
   ASSERT_TRUE(store->DropEventsAfterEpoch("aaaa", 1).ok());
-  std::vector<StoredExperiment> all = *store->LoadAll();
+  std::vector<Loaded> all = LoadAll(*store);
   std::vector<int64_t> sequences;
-  for (const auto& event : all[0].metrics) sequences.push_back(event.sequence());
+  for (const auto& event : all[0].events.metrics) sequences.push_back(event.sequence());
   EXPECT_EQ(sequences, (std::vector<int64_t>{1, 3}));
-  ASSERT_EQ(all[0].gradients.size(), 1u);
-  EXPECT_EQ(all[0].gradients[0].step(), 1);
+  ASSERT_EQ(all[0].events.gradients.size(), 1u);
+  EXPECT_EQ(all[0].events.gradients[0].step(), 1);
 
   ASSERT_TRUE(store->DeleteExperiment("bbbb").ok());
-  all = *store->LoadAll();
+  all = LoadAll(*store);
   ASSERT_EQ(all.size(), 1u);
-  EXPECT_EQ(all[0].record.id(), "aaaa");
+  EXPECT_EQ(all[0].summary.record.id(), "aaaa");
 }
 
 TEST_F(ExperimentStoreTest, AFullDiskFailsTheWriteAndKeepsWhatWasCommitted) {
@@ -172,8 +194,7 @@ TEST_F(ExperimentStoreTest, AFullDiskFailsTheWriteAndKeepsWhatWasCommitted) {
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
   EXPECT_THAT(std::string(status.message()), HasSubstr("disk full"));
   small.reset();
-  std::vector<StoredExperiment> all = *Open()->LoadAll();
-  EXPECT_EQ(all[0].last_sequence, sequence - 1);
+  EXPECT_EQ(LoadAll(*Open())[0].summary.last_sequence, sequence - 1);
 }
 
 TEST_F(ExperimentStoreTest, ADamagedDatabaseIsRefusedAndLeftUntouched) {
@@ -184,7 +205,7 @@ TEST_F(ExperimentStoreTest, ADamagedDatabaseIsRefusedAndLeftUntouched) {
   absl::StatusOr<std::unique_ptr<ExperimentStore>> store = ExperimentStore::Open(dir_);
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(store.status().message()), HasSubstr(path));
-  EXPECT_THAT(std::string(store.status().message()), HasSubstr("has not changed it"));
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("changed nothing"));
   // Nothing written: the file is as it was, and no journal or index appeared beside it
   // (only the folder's lock file, which Open takes before it reads anything).
   std::ifstream in(path, std::ios::binary);
@@ -222,6 +243,335 @@ TEST_F(ExperimentStoreTest, AnotherProgramsDatabaseIsRefused) {
   }
   absl::StatusOr<std::unique_ptr<ExperimentStore>> store = ExperimentStore::Open(dir_);
   EXPECT_THAT(std::string(store.status().message()), HasSubstr("another program"));
+}
+
+
+// Every file in a folder (recursively) with its contents.
+std::map<std::string, std::string> FolderContents(const fs::path& dir) {
+  std::map<std::string, std::string> contents;
+  for (const fs::directory_entry& entry : fs::recursive_directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    contents[fs::relative(entry.path(), dir).string()] =
+        std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  return contents;
+}
+
+// A store with two experiments and a few epochs of events, as a server leaves it.
+class DamagedStoreTest : public ExperimentStoreTest {
+ protected:
+  void Fill(ExperimentStore& store) {
+    ASSERT_TRUE(store.SaveExperiment(1, "", Record("aaaa", v1::SUCCEEDED)).ok());
+    ASSERT_TRUE(store.SaveExperiment(2, "", Record("bbbb", v1::SUCCEEDED)).ok());
+    std::unique_ptr<EventJournal> journal = store.Journal("aaaa");
+    int64_t sequence = 0;
+    for (int epoch = 1; epoch <= 3; ++epoch) {
+      ASSERT_TRUE(journal->Record(Snapshot(++sequence, epoch * 10 - 9, epoch)).ok());
+      ASSERT_TRUE(journal->Record(Progress(++sequence, epoch)).ok());
+      ASSERT_TRUE(journal->Record(Epoch(++sequence, epoch)).ok());
+    }
+  }
+  // The folder as a SIGKILL leaves it: copied while the store is open, so that the
+  // committed transactions are in the WAL, not yet in the database file.
+  fs::path CrashImage() {
+    const fs::path image = fs::path(dir_ + "-crash");
+    fs::remove_all(image);
+    auto store = Open();
+    Fill(*store);
+    fs::copy(dir_, image, fs::copy_options::recursive);
+    return image;
+  }
+  // Open must refuse, naming `file` and `what`, and change no file in the folder.
+  void ExpectRefused(const fs::path& dir, const std::string& file, const std::string& what) {
+    const std::map<std::string, std::string> before = FolderContents(dir);
+    absl::StatusOr<std::unique_ptr<ExperimentStore>> store = ExperimentStore::Open(dir.string());
+    ASSERT_FALSE(store.ok());
+    EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition) << store.status();
+    EXPECT_THAT(std::string(store.status().message()), HasSubstr(file));
+    EXPECT_THAT(std::string(store.status().message()), HasSubstr(what));
+    EXPECT_THAT(std::string(store.status().message()), HasSubstr("--check_state"));
+    EXPECT_TRUE(FolderContents(dir) == before) << "a refusal changed the folder";
+  }
+  // Changes one byte of a column of one row, behind the store's back.
+  void FlipByte(const std::string& sql_select_rowid, const std::string& table,
+                const std::string& column) {
+    SQLite::Database db((fs::path(dir_) / "gradlab.db").string(), SQLite::OPEN_READWRITE);
+    SQLite::Statement read(db, absl::StrCat("SELECT ", column, " FROM ", table, " WHERE ",
+                                            sql_select_rowid));
+    ASSERT_TRUE(read.executeStep());
+    std::string bytes(static_cast<const char*>(read.getColumn(0).getBlob()),
+                      read.getColumn(0).getBytes());
+    read.reset();
+    bytes[bytes.size() / 2] ^= 0x10;
+    SQLite::Statement write(db, absl::StrCat("UPDATE ", table, " SET ", column, " = ? WHERE ",
+                                             sql_select_rowid));
+    write.bind(1, bytes.data(), static_cast<int>(bytes.size()));
+    ASSERT_EQ(write.exec(), 1);
+  }
+};
+
+TEST_F(DamagedStoreTest, AHealthyCrashImageOpensWithItsWholeHistory) {
+  const fs::path image = CrashImage();
+  ASSERT_GT(fs::file_size(image / "gradlab.db-wal"), 0u);
+  dir_ = image.string();
+  std::vector<Loaded> all = LoadAll(*Open());
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].events.metrics.size(), 6u);
+  EXPECT_EQ(all[0].summary.last_sequence, 9);
+}
+
+TEST_F(DamagedStoreTest, ADeletedWalThatHeldCommittedTransactionsIsRefused) {
+  const fs::path image = CrashImage();
+  fs::remove(image / "gradlab.db-wal");
+  ExpectRefused(image, "gradlab.db", "committed transactions: its -wal file");
+}
+
+TEST_F(DamagedStoreTest, AGarbledWalIsRefused) {
+  const fs::path image = CrashImage();
+  const fs::path wal = image / "gradlab.db-wal";
+  {
+    std::fstream file(wal, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(fs::file_size(wal) / 3));
+    file << std::string(64, 'x');
+  }
+  ExpectRefused(image, "gradlab.db", "missing committed transactions");
+}
+
+TEST_F(DamagedStoreTest, AnEmptiedOrMissingDatabaseNextToItsMarkerIsRefused) {
+  { Fill(*Open()); }
+  const fs::path db = fs::path(dir_) / "gradlab.db";
+  fs::resize_file(db, 0);
+  ExpectRefused(dir_, "gradlab.db", "missing or empty");
+  fs::remove(db);
+  ExpectRefused(dir_, "gradlab.db", "missing or empty");
+}
+
+TEST_F(DamagedStoreTest, AnotherStoresDatabaseIsRefusedAsReplaced) {
+  { Fill(*Open()); }
+  const std::string mine = dir_;
+  dir_ += "-other";
+  { Fill(*Open()); }
+  fs::copy_file(fs::path(dir_) / "gradlab.db", fs::path(mine) / "gradlab.db",
+                fs::copy_options::overwrite_existing);
+  ExpectRefused(mine, "gradlab.db", "was replaced");
+}
+
+TEST_F(DamagedStoreTest, AFlippedBitInTheMarkerIsRefused) {
+  { Fill(*Open()); }
+  const fs::path marker = fs::path(dir_) / "gradlab.marker";
+  {
+    std::fstream file(marker, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(30);
+    file << 'Z';
+  }
+  ExpectRefused(dir_, "gradlab.marker", "checksum does not match");
+}
+
+TEST_F(DamagedStoreTest, AFlippedBitInASummaryIsRefusedNamingTheExperiment) {
+  { Fill(*Open()); }
+  FlipByte("id = 'bbbb'", "experiments", "record");
+  ExpectRefused(dir_, "gradlab.db", "the summary of experiment bbbb fails its checksum");
+}
+
+TEST_F(DamagedStoreTest, AFlippedBitInAnEventEndsThatExperimentsEventsBeforeIt) {
+  { Fill(*Open()); }
+  FlipByte("experiment_id = 'aaaa' AND sequence = 5", "events", "body");
+  auto store = Open();
+  absl::StatusOr<StoredEvents> events = store->LoadEvents("aaaa");
+  ASSERT_TRUE(events.ok()) << events.status();
+  EXPECT_EQ(events->damage.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(events->damage.message()),
+              HasSubstr("experiment aaaa: its stored event 5 fails its checksum"));
+  std::vector<int64_t> sequences;
+  for (const auto& event : events->metrics) sequences.push_back(event.sequence());
+  for (const auto& snapshot : events->gradients) sequences.push_back(snapshot.sequence());
+  std::sort(sequences.begin(), sequences.end());
+  EXPECT_EQ(sequences, (std::vector<int64_t>{1, 2, 3, 4}));
+  // The other experiment, and new writes, are unaffected.
+  EXPECT_TRUE(store->LoadEvents("bbbb")->damage.ok());
+  EXPECT_TRUE(store->SaveExperiment(3, "", Record("cccc", v1::QUEUED)).ok());
+}
+
+TEST_F(DamagedStoreTest, ANewerSchemaIsRefusedUntouched) {
+  { Fill(*Open()); }
+  {
+    SQLite::Database db((fs::path(dir_) / "gradlab.db").string(), SQLite::OPEN_READWRITE);
+    db.exec("PRAGMA user_version=99");
+  }
+  ExpectRefused(dir_, "gradlab.db", "schema version 99, written by a newer gradlabd");
+}
+
+TEST_F(ExperimentStoreTest, TheMarkerFollowsEveryDurableCommit) {
+  auto store = Open();
+  const std::string marker_path = (fs::path(dir_) / "gradlab.marker").string();
+  const int64_t at_open = (*ReadStateMarker(marker_path))->commits;
+  ASSERT_TRUE(store->SaveExperiment(1, "", Record("aaaa", v1::RUNNING)).ok());
+  EXPECT_EQ((*ReadStateMarker(marker_path))->commits, at_open + 1);
+  std::unique_ptr<EventJournal> journal = store->Journal("aaaa");
+  ASSERT_TRUE(journal->Record(Progress(1, 1)).ok());
+  ASSERT_TRUE(journal->Record(Epoch(2, 1)).ok());
+  EXPECT_EQ((*ReadStateMarker(marker_path))->commits, at_open + 2);
+}
+
+TEST_F(ExperimentStoreTest, KeepsOfTheBoundedKindsWhatTheLogKeeps) {
+  auto store = Open();
+  ASSERT_TRUE(store->SaveExperiment(1, "", Record("aaaa", v1::RUNNING)).ok());
+  std::unique_ptr<EventJournal> journal =
+      store->Journal("aaaa", LogRetention{/*batch_progress=*/3, /*gradient_snapshots=*/2});
+  int64_t sequence = 0;
+  for (int step = 1; step <= 10; ++step) {
+    ASSERT_TRUE(journal->Record(Snapshot(++sequence, step, 1)).ok());
+    ASSERT_TRUE(journal->Record(Progress(++sequence, 1)).ok());
+  }
+  ASSERT_TRUE(journal->Record(Epoch(++sequence, 1)).ok());
+  StoredEvents events = *store->LoadEvents("aaaa");
+  std::vector<int64_t> steps;
+  for (const auto& snapshot : events.gradients) steps.push_back(snapshot.step());
+  EXPECT_EQ(steps, (std::vector<int64_t>{1, 9, 10}));  // step 1 always, then the newest 2
+  std::vector<int64_t> sequences;
+  for (const auto& event : events.metrics) sequences.push_back(event.sequence());
+  EXPECT_EQ(sequences, (std::vector<int64_t>{16, 18, 20, 21}));  // the newest 3, the epoch
+}
+
+// A state folder written by gradlab before schema version 2 (tests/fixtures/state-v1: a
+// SIGKILL image, its history still in the WAL) migrates with all of it.
+TEST_F(ExperimentStoreTest, TheVersion1FixtureMigratesWithEveryRow) {
+  fs::copy(fs::path(FIXTURES_DIR) / "state-v1" / "state", dir_, fs::copy_options::recursive);
+  int64_t v1_experiments = 0;
+  int64_t v1_events = 0;
+  {
+    const fs::path copy = dir_ + "-read";
+    fs::remove_all(copy);
+    fs::copy(dir_, copy, fs::copy_options::recursive);
+    SQLite::Database v1((copy / "gradlab.db").string(), SQLite::OPEN_READWRITE);
+    EXPECT_EQ(v1.execAndGet("PRAGMA user_version").getInt(), 1);
+    v1_experiments = v1.execAndGet("SELECT count(*) FROM experiments").getInt64();
+    v1_events = v1.execAndGet("SELECT count(*) FROM events").getInt64();
+  }
+  ASSERT_GT(v1_events, 0);
+  auto store = Open();
+  std::vector<Loaded> all = LoadAll(*store);
+  ASSERT_EQ(static_cast<int64_t>(all.size()), v1_experiments);
+  int64_t events = 0;
+  for (const Loaded& loaded : all) {
+    EXPECT_TRUE(loaded.events.damage.ok()) << loaded.events.damage;
+    events += static_cast<int64_t>(loaded.events.metrics.size() + loaded.events.gradients.size());
+  }
+  EXPECT_EQ(events, v1_events);  // the fixture is within the default retention
+  SQLite::Database v2(store->database_path(), SQLite::OPEN_READONLY);
+  EXPECT_EQ(v2.execAndGet("PRAGMA user_version").getInt(), ExperimentStore::kSchemaVersion);
+}
+
+TEST_F(DamagedStoreTest, TheFullCheckReportsAHealthyFolderAndEachDamageWithoutWriting) {
+  {
+    auto store = Open();
+    Fill(*store);
+  }
+  CheckpointFiles checkpoints((fs::path(dir_) / "checkpoints" / "aaaa").string());
+  ASSERT_TRUE(checkpoints.Save(2, "model and optimizer").ok());
+  ASSERT_TRUE(checkpoints.Save(3, "model and optimizer").ok());
+  absl::StatusOr<StateReport> healthy = VerifyStateDir(dir_);
+  ASSERT_TRUE(healthy.ok()) << healthy.status();
+  EXPECT_TRUE(healthy->problems.empty()) << healthy->problems[0];
+  EXPECT_THAT(healthy->checked, ::testing::Contains("9 events"));
+  EXPECT_THAT(healthy->checked, ::testing::Contains("2 checkpoint files"));
+
+  FlipByte("experiment_id = 'aaaa' AND sequence = 7", "events", "body");
+  FlipByte("id = 'bbbb'", "experiments", "record");
+  {
+    std::fstream file(checkpoints.PathOf(3), std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(-3, std::ios::end);
+    file << "xyz";
+  }
+  const std::map<std::string, std::string> before = FolderContents(dir_);
+  absl::StatusOr<StateReport> damaged = VerifyStateDir(dir_);
+  ASSERT_TRUE(damaged.ok()) << damaged.status();
+  EXPECT_THAT(damaged->problems,
+              ::testing::UnorderedElementsAre(
+                  "experiment aaaa: its stored event 7 fails its checksum",
+                  "the summary of experiment bbbb fails its checksum",
+                  HasSubstr("epoch-0003.ckpt is damaged: its checksum does not match")));
+  EXPECT_TRUE(FolderContents(dir_) == before) << "the check changed the folder";
+}
+
+TEST_F(DamagedStoreTest, TheFullCheckWaitsForNoServerAndSaysTheFolderIsInUse) {
+  auto store = Open();
+  absl::StatusOr<StateReport> report = VerifyStateDir(dir_);
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(report.status().message()), HasSubstr("in use by another gradlabd"));
+}
+
+// A backup of a folder that a store is writing to opens as the store was at one moment.
+TEST_F(DamagedStoreTest, ABackupOfAFolderInUseOpensWithItsHistory) {
+  auto store = Open();
+  Fill(*store);
+  CheckpointFiles checkpoints((fs::path(dir_) / "checkpoints" / "aaaa").string());
+  ASSERT_TRUE(checkpoints.Save(3, "epoch 3").ok());
+  ASSERT_TRUE(checkpoints.Save(4, "epoch 4, newer than any stored event").ok());
+  const std::string backup = dir_ + "-backup";
+  fs::remove_all(backup);
+  ASSERT_TRUE(BackUpStateDir(dir_, backup).ok());
+  // Written after the backup: not in it.
+  ASSERT_TRUE(store->SaveExperiment(3, "", Record("cccc", v1::QUEUED)).ok());
+  EXPECT_EQ(BackUpStateDir(dir_, backup).code(), absl::StatusCode::kInvalidArgument);
+
+  dir_ = backup;
+  EXPECT_TRUE(VerifyStateDir(backup)->problems.empty());
+  std::vector<Loaded> all = LoadAll(*Open());
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].events.metrics.size(), 6u);
+  CheckpointFiles copied((fs::path(backup) / "checkpoints" / "aaaa").string());
+  EXPECT_EQ(copied.Epochs(), (std::vector<int>{3}));
+  EXPECT_EQ(*copied.Read(3), "epoch 3");
+}
+
+// On a disk that fills (a small tmpfs), the reserve keeps room for state changes: events
+// fail, a state change after them is stored, events are refused until there is room for
+// the reserve again.
+TEST_F(ExperimentStoreTest, OnAFullDiskTheReserveStoresStateChangesUntilThereIsRoom) {
+  SmallDisk disk(dir_, 4);
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here: " << disk.why_not();
+  StoreOptions options;
+  options.reserve_bytes = 1 << 20;
+  auto store = Open(options);
+  ASSERT_TRUE(fs::exists(fs::path(dir_) / "gradlab.reserve"));
+  ASSERT_TRUE(store->SaveExperiment(1, "", Record("aaaa", v1::RUNNING)).ok());
+  std::unique_ptr<EventJournal> journal = store->Journal("aaaa");
+  int64_t sequence = 0;
+  v1::GradientSnapshot big = Snapshot(0, 2, 1);
+  big.mutable_layers(0)->set_name(std::string(4000, 'n'));
+  absl::Status status;
+  while (status.ok() && sequence < 100000) {
+    big.set_sequence(++sequence);
+    status = journal->Record(big);
+    if (status.ok()) status = journal->Flush();
+  }
+  ASSERT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr(dir_));
+  EXPECT_TRUE(fs::exists(fs::path(dir_) / "gradlab.reserve"));  // events never take it
+
+  v1::MetricsEvent queued;
+  queued.set_sequence(++sequence);
+  queued.mutable_state_change()->set_state(v1::QUEUED);
+  EXPECT_TRUE(journal->Record(queued).ok());
+  EXPECT_TRUE(store->SaveExperiment(1, "", Record("aaaa", v1::QUEUED)).ok());
+  EXPECT_FALSE(fs::exists(fs::path(dir_) / "gradlab.reserve"));
+  big.set_sequence(++sequence);
+  status = journal->Record(big);
+  if (status.ok()) status = journal->Flush();
+  EXPECT_THAT(std::string(status.message()), HasSubstr("kept for state changes"));
+  EXPECT_EQ(store->RestoreReserve().code(), absl::StatusCode::kResourceExhausted);
+
+  ASSERT_TRUE(disk.Resize(16));
+  EXPECT_TRUE(store->RestoreReserve().ok());
+  EXPECT_TRUE(fs::exists(fs::path(dir_) / "gradlab.reserve"));
+  big.set_sequence(++sequence);
+  EXPECT_TRUE(journal->Record(big).ok());
+  EXPECT_TRUE(journal->Flush().ok());
+  store.reset();
+  journal.reset();
+  EXPECT_EQ(LoadAll(*Open(options))[0].summary.record.state(), v1::QUEUED);
 }
 
 }  // namespace

@@ -28,9 +28,11 @@ std::string HolderPid(int fd) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<StateDirLock>> StateDirLock::Acquire(const std::string& state_dir) {
+absl::StatusOr<std::unique_ptr<StateDirLock>> StateDirLock::Take(const std::string& state_dir,
+                                                                 int flags) {
   const std::string path = (std::filesystem::path(state_dir) / kFileName).string();
-  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  const int fd = open(path.c_str(), flags | O_CLOEXEC, 0644);
+  if (fd < 0 && errno == ENOENT && (flags & O_CREAT) == 0) return nullptr;
   if (fd < 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot open the lock file ", path, ": ", std::strerror(errno)));
@@ -49,12 +51,24 @@ absl::StatusOr<std::unique_ptr<StateDirLock>> StateDirLock::Acquire(const std::s
     return absl::FailedPreconditionError(
         absl::StrCat("cannot lock ", path, ": ", std::strerror(error)));
   }
+  return std::unique_ptr<StateDirLock>(new StateDirLock(fd));
+}
+
+absl::StatusOr<std::unique_ptr<StateDirLock>> StateDirLock::Acquire(const std::string& state_dir) {
+  return Take(state_dir, O_RDWR | O_CREAT);
+}
+
+absl::StatusOr<std::unique_ptr<StateDirLock>> StateDirLock::AcquireToRead(
+    const std::string& state_dir) {
+  return Take(state_dir, O_RDONLY);
+}
+
+void StateDirLock::RecordHolder() {
   // Only for the message a second server gives: the lock holds without it.
   const std::string pid = absl::StrCat(getpid(), "\n");
-  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+  if (ftruncate(fd_, 0) != 0 || pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
     // Nothing to do: a second server then names no pid.
   }
-  return std::unique_ptr<StateDirLock>(new StateDirLock(fd));
 }
 
 StateDirLock::~StateDirLock() { close(fd_); }

@@ -21,12 +21,22 @@ class StateDirLock {
   // another store in this one) holds it; FAILED_PRECONDITION when the file cannot be
   // opened or locked at all.
   static absl::StatusOr<std::unique_ptr<StateDirLock>> Acquire(const std::string& state_dir);
+  // The same lock, taken on an existing lock file without writing to it (for tools that
+  // read a folder no server may be using); a folder without one has no server.
+  static absl::StatusOr<std::unique_ptr<StateDirLock>> AcquireToRead(const std::string& state_dir);
   ~StateDirLock();
+  // Writes this process's pid into the lock file, for the message a second server gives.
+  // Separate from Acquire, so that a server that refuses its state folder changes nothing.
+  void RecordHolder();
   StateDirLock(const StateDirLock&) = delete;
   StateDirLock& operator=(const StateDirLock&) = delete;
 
  private:
   explicit StateDirLock(int fd) : fd_(fd) {}
+  // Opens the lock file with `flags` and locks it; null when O_CREAT is not in `flags` and
+  // there is no file.
+  static absl::StatusOr<std::unique_ptr<StateDirLock>> Take(const std::string& state_dir,
+                                                            int flags);
   const int fd_;
 };
 

@@ -20,6 +20,7 @@ TEST(StateDirLockTest, OneHolderAtATimeNamedByItsPidAndFreedWhenReleased) {
   std::filesystem::create_directories(dir);
   absl::StatusOr<std::unique_ptr<StateDirLock>> first = StateDirLock::Acquire(dir);
   ASSERT_TRUE(first.ok()) << first.status();
+  (*first)->RecordHolder();
   absl::StatusOr<std::unique_ptr<StateDirLock>> second = StateDirLock::Acquire(dir);
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), absl::StatusCode::kInvalidArgument);
@@ -28,6 +29,23 @@ TEST(StateDirLockTest, OneHolderAtATimeNamedByItsPidAndFreedWhenReleased) {
                                      getpid(), ")")));
   first->reset();
   EXPECT_TRUE(StateDirLock::Acquire(dir).ok());
+}
+
+TEST(StateDirLockTest, ReadersTakeTheSameLockWithoutWritingOrCreatingTheFile) {
+  const std::string dir = FreshTestDir("state_dir_lock_read").string();
+  std::filesystem::create_directories(dir);
+  absl::StatusOr<std::unique_ptr<StateDirLock>> none = StateDirLock::AcquireToRead(dir);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(*none, nullptr);
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(dir) / StateDirLock::kFileName));
+  absl::StatusOr<std::unique_ptr<StateDirLock>> server = StateDirLock::Acquire(dir);
+  ASSERT_TRUE(server.ok());
+  EXPECT_EQ(StateDirLock::AcquireToRead(dir).status().code(), absl::StatusCode::kInvalidArgument);
+  server->reset();
+  absl::StatusOr<std::unique_ptr<StateDirLock>> reader = StateDirLock::AcquireToRead(dir);
+  ASSERT_TRUE(reader.ok());
+  EXPECT_NE(*reader, nullptr);
+  EXPECT_EQ(StateDirLock::Acquire(dir).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(StateDirLockTest, AStoreHoldsItsFoldersLockWhileOpen) {
