@@ -80,11 +80,12 @@ int main(int argc, char** argv) {
   std::printf("model %s, dataset %s, %s training samples, default spec otherwise\n\n",
               absl::GetFlag(FLAGS_model).c_str(), absl::GetFlag(FLAGS_dataset).c_str(),
               train_samples > 0 ? absl::StrFormat("%d", train_samples).c_str() : "all");
+  // kind: ExperimentStore::EventKind (2, 3: gradient snapshots; 0: state changes).
   std::printf("| epoch | kind | events | bytes |\n|---:|---|---:|---:|\n");
   SQLite::Statement rows(db,
-                         "SELECT epoch, gradients, "
-                         "  CASE WHEN gradients = 1 THEN 'gradient snapshot' "
-                         "       WHEN epoch = 0 THEN 'state change' ELSE 'progress + epoch' END, "
+                         "SELECT epoch, kind IN (2, 3) AS gradients, "
+                         "  CASE WHEN kind IN (2, 3) THEN 'gradient snapshot' "
+                         "       WHEN kind = 0 THEN 'state change' ELSE 'progress + epoch' END, "
                          "  count(*), sum(length(body)) "
                          "FROM events GROUP BY epoch, gradients ORDER BY epoch, gradients");
   int64_t last_epoch_bytes = 0;

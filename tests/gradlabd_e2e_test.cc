@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/child_process.h"
 #include "tests/testing/gradlabd_process.h"
+#include "tests/testing/small_disk.h"
 #include "tests/testing/test_dir.h"
 
 namespace gradlab {
@@ -185,7 +186,8 @@ TEST(GradlabdStateTest, ADamagedStateDatabaseStopsTheStartAndIsLeftAsItWas) {
                              " cannot be used: "),
             std::string::npos)
       << refused.out;
-  EXPECT_NE(refused.out.find("gradlabd has not changed it"), std::string::npos);
+  EXPECT_NE(refused.out.find("gradlabd has changed nothing in " + state_dir.string()),
+            std::string::npos);
   std::ifstream in(state_dir / "gradlab.db", std::ios::binary);
   EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), garbage);
   // Beside it only the folder's lock file, taken before anything is read: no journal.
@@ -194,6 +196,33 @@ TEST(GradlabdStateTest, ADamagedStateDatabaseStopsTheStartAndIsLeftAsItWas) {
     names.insert(entry.path().filename().string());
   }
   EXPECT_EQ(names, (std::set<std::string>{"LOCK", "gradlab.db"}));
+}
+
+// A state folder on a read-only file system: gradlabd says which folder and why, and
+// neither the folder nor the server's other state is touched.
+TEST(GradlabdStateTest, AReadOnlyStateFolderStopsTheStartNamingThePathAndTheCause) {
+  const std::filesystem::path mount_point = FreshTestDir("gradlabd_state_ro");
+  SmallDisk disk(mount_point, 8);
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here: " << disk.why_not();
+  const std::filesystem::path state_dir = mount_point / "state";
+  {
+    absl::StatusOr<GradlabdProcess> server =
+        StartGradlabd(GRADLABD_PATH, {"--state_dir=" + state_dir.string()});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server->process.Signal(SIGTERM);
+    ASSERT_EQ(server->process.Wait(absl::Seconds(30)), 0);
+  }
+  ASSERT_EQ(RunCommand({"/usr/bin/mount", "-o", "remount,ro", mount_point.string()}).exit_code, 0);
+  CommandResult refused =
+      RunCommand({"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>&1", GRADLABD_PATH, "--listen=127.0.0.1:0",
+                  "--http_listen=127.0.0.1:0", "--state_dir=" + state_dir.string()},
+                 {}, absl::Seconds(60));
+  EXPECT_EQ(refused.exit_code, 1) << refused.out;
+  EXPECT_NE(refused.out.find(state_dir.string()), std::string::npos) << refused.out;
+  EXPECT_NE(refused.out.find("Read-only file system"), std::string::npos) << refused.out;
+  // The full check reads it where it is.
+  const CommandResult check = RunCommand({GRADLABD_PATH, "--check_state=" + state_dir.string()});
+  EXPECT_EQ(check.exit_code, 0) << check.out;
 }
 
 }  // namespace

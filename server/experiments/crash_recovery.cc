@@ -41,7 +41,8 @@ ResumePoint FindResumePoint(const CheckpointFiles& files) {
   return resume;
 }
 
-absl::StatusOr<RestoredJob> RestoreJob(StoredExperiment experiment, ExperimentStore& store,
+absl::StatusOr<RestoredJob> RestoreJob(StoredExperiment experiment,
+                                       const std::shared_ptr<ExperimentStore>& store,
                                        const JobFactory& make_job) {
   RestoredJob restored;
   restored.job = make_job(experiment.record.id(), experiment.ordinal, StoredPlan(experiment.record),
@@ -55,12 +56,12 @@ absl::StatusOr<RestoredJob> RestoreJob(StoredExperiment experiment, ExperimentSt
   const bool finished = IsFinished(state);
   if (finished) {
     // Its events are read when a stream first asks for them (they never change now).
-    job.log->RestoreLater(
-        [&store, id = job.id] { return store.LoadEvents(id); }, experiment.last_sequence);
+    job.log->RestoreLater([store, id = job.id] { return store->LoadEvents(id); },
+                          experiment.last_sequence);
     job.log->Close();
     return restored;
   }
-  absl::StatusOr<StoredEvents> events = store.LoadEvents(job.id);
+  absl::StatusOr<StoredEvents> events = store->LoadEvents(job.id);
   if (!events.ok()) return events.status();
   // Started before: RUNNING, or queued again after an earlier restart.
   if (job.record.has_started_time()) {
@@ -73,7 +74,7 @@ absl::StatusOr<RestoredJob> RestoreJob(StoredExperiment experiment, ExperimentSt
           " attempts in a row that finished no epoch; the last was interrupted when the server "
           "stopped while it ran (killed, crashed or out of memory; the server's log says more)");
     } else {
-      if (absl::Status status = store.DropEventsAfterEpoch(job.id, resume.epoch); !status.ok()) {
+      if (absl::Status status = store->DropEventsAfterEpoch(job.id, resume.epoch); !status.ok()) {
         return status;
       }
       DropEventsAfterEpoch(resume.epoch, *events);

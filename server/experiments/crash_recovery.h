@@ -47,8 +47,9 @@ using JobFactory = std::function<std::shared_ptr<Job>(const std::string& id, int
 // Rebuilds one stored experiment: record, log and, for one that had started, where it
 // goes on from (job.resume_epoch); what it logged after that checkpoint's epoch is
 // dropped from `store`, to be logged again. A finished experiment's log reads its events
-// from `store` when a reader first asks, so `store` must outlive the job's log readers.
-absl::StatusOr<RestoredJob> RestoreJob(StoredExperiment experiment, ExperimentStore& store,
+// from `store` when a reader first asks (and holds `store` until then).
+absl::StatusOr<RestoredJob> RestoreJob(StoredExperiment experiment,
+                                       const std::shared_ptr<ExperimentStore>& store,
                                        const JobFactory& make_job);
 
 }  // namespace gradlab

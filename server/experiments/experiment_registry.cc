@@ -125,7 +125,7 @@ absl::Status ExperimentRegistry::Restore() {
   std::vector<std::shared_ptr<Job>> queued;
   for (StoredExperiment& experiment : *stored) {
     absl::StatusOr<RestoredJob> restored =
-        RestoreJob(std::move(experiment), *options_.store, make_job);
+        RestoreJob(std::move(experiment), options_.store, make_job);
     if (!restored.ok()) return restored.status();
     {
       absl::MutexLock lock(&mu_);

@@ -1,5 +1,7 @@
 // The registry over a real SQLite store and real checkpoint files: what survives a
 // restart, how an interrupted run resumes, and what a damaged or full disk does.
+#include <SQLiteCpp/SQLiteCpp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
@@ -134,6 +136,44 @@ class RegistryPersistenceTest : public ::testing::Test {
 
   fs::path root_;
 };
+
+// What the store keeps of the bounded kinds is what replay serves: after a restart (the
+// finished experiment's events then read from the store when first asked for) every
+// stream answers exactly as before, and the database holds no event more.
+TEST_F(RegistryPersistenceTest, ReplayAfterARestartIsUnchangedAndTheStoreKeepsNoMore) {
+  RegistryOptions options;
+  options.retention = LogRetention{/*batch_progress=*/8, /*gradient_snapshots=*/4};
+  options.progress_interval = absl::ZeroDuration();  // a progress event every batch
+  std::string id;
+  std::vector<std::string> metrics_before, gradients_before;
+  auto serialized = [](const auto& events) {
+    std::vector<std::string> bytes;
+    for (const auto& event : events) bytes.push_back(event.SerializeAsString());
+    return bytes;
+  };
+  {
+    auto registry = Open(StateDir(), options);
+    id = registry->StartExperiment(Quick(3))->id();
+    WaitForState(*registry, id, v1::SUCCEEDED);
+    const std::shared_ptr<ExperimentLog> log = *registry->EventLog(id);
+    metrics_before = serialized(AllMetrics(*log));
+    gradients_before = serialized(AllGradients(*log));
+    int progress = 0;
+    for (const v1::MetricsEvent& event : AllMetrics(*log)) progress += event.has_batch_progress();
+    EXPECT_EQ(progress, 8);  // of 48
+    EXPECT_EQ(gradients_before.size(), 5u);  // step 1 and the newest 4
+  }
+  auto registry = Open(StateDir(), options);
+  const std::shared_ptr<ExperimentLog> log = *registry->EventLog(id);
+  EXPECT_EQ(serialized(AllMetrics(*log)), metrics_before);
+  EXPECT_EQ(serialized(AllGradients(*log)), gradients_before);
+  SQLite::Database db((fs::path(StateDir()) / "gradlab.db").string(), SQLite::OPEN_READONLY);
+  SQLite::Statement rows(db, "SELECT count(*) FROM events WHERE experiment_id = ?");
+  rows.bind(1, id);
+  ASSERT_TRUE(rows.executeStep());
+  EXPECT_EQ(rows.getColumn(0).getInt64(),
+            static_cast<int64_t>(metrics_before.size() + gradients_before.size()));
+}
 
 TEST_F(RegistryPersistenceTest, ExperimentsAndTheirHistorySurviveARestart) {
   std::string finished, first_queued, second_queued;

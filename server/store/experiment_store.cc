@@ -36,8 +36,10 @@ using store_format::kDatabaseFile;
 using store_format::kReserveFile;
 using store_format::kEventColumns;
 using store_format::kSummaryColumns;
+using store_format::MarkerMismatch;
 using store_format::OpenReadOnly;
 using store_format::ReadEvent;
+using store_format::SchemaProblem;
 using store_format::StoreInfo;
 using store_format::SummaryChecksum;
 using store_format::SummaryProblem;
@@ -83,24 +85,9 @@ std::string CheckExisting(SQLite::Database& db, const std::optional<StateMarker>
                         " committed transactions: its -wal file held them and was deleted or "
                         "damaged, or the database was replaced");
   }
-  if (application_id != kApplicationId) return "it is an SQLite database of another program";
-  if (version > ExperimentStore::kSchemaVersion) {
-    return absl::StrCat("it has schema version ", version, ", written by a newer gradlabd (",
-                        "this one reads up to ", ExperimentStore::kSchemaVersion, ")");
-  }
-  const std::optional<StateMarker> info = StoreInfo(db);
-  if (marker.has_value()) {
-    if (!info.has_value() || info->store_id != marker->store_id) {
-      return absl::StrCat("it is not the database the marker names (store ", marker->store_id,
-                          "; this one is ", info.has_value() ? info->store_id : "older", "): it ",
-                          "was replaced");
-    }
-    if (info->commits < marker->commits) {
-      return absl::StrCat("it is missing committed transactions: it counts ", info->commits,
-                          " where the marker counts ", marker->commits,
-                          ". Its -wal file was deleted or damaged, or it was copied back from "
-                          "an older state");
-    }
+  if (std::string problem = SchemaProblem(db); !problem.empty()) return problem;
+  if (std::string problem = MarkerMismatch(StoreInfo(db), marker); !problem.empty()) {
+    return problem;
   }
   if (version < 2) return "";  // summaries get their checksums when it is migrated
   SQLite::Statement rows(db, absl::StrCat("SELECT ", kSummaryColumns, " FROM experiments"));
@@ -335,17 +322,20 @@ absl::StatusOr<std::unique_ptr<ExperimentStore>> ExperimentStore::Open(const std
   if (!lock.ok()) return lock.status();
   const std::string path = (fs::path(state_dir) / kDatabaseFile).string();
   const std::string marker_path = (fs::path(state_dir) / StateMarker::kFileName).string();
-  auto refuse = [&](const std::string& file, absl::string_view problem) {
-    return absl::FailedPreconditionError(absl::StrCat("the state ", file, " cannot be used: ",
-                                                      problem, ". ", RecoveryAdvice(state_dir)));
+  auto refuse = [&](absl::string_view problem) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the state database ", path, " cannot be used: ", problem, ". ", RecoveryAdvice(state_dir)));
   };
 
   // Every check that can refuse, on handles that write nothing.
   absl::StatusOr<std::optional<StateMarker>> marker = ReadStateMarker(marker_path);
-  if (!marker.ok()) return refuse(marker_path, marker.status().message());
+  if (!marker.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(marker.status().message(), ". ", RecoveryAdvice(state_dir)));
+  }
   const bool database_present = fs::exists(path, error) && fs::file_size(path, error) > 0;
   if (!database_present && marker->has_value()) {
-    return refuse(path, absl::StrCat("it is missing or empty, but ", marker_path, " says it had ",
+    return refuse(absl::StrCat("it is missing or empty, but ", marker_path, " says it had ",
                                      (*marker)->commits, " committed transactions"));
   }
   if (database_present) {
@@ -355,7 +345,7 @@ absl::StatusOr<std::unique_ptr<ExperimentStore>> ExperimentStore::Open(const std
       problem = CheckExisting(*db, *marker);
     });
     if (!status.ok()) problem = std::string(status.message());
-    if (!problem.empty()) return refuse(path, problem);
+    if (!problem.empty()) return refuse(problem);
   }
 
   std::unique_ptr<SQLite::Database> db;

@@ -53,29 +53,17 @@ void VerifyDatabase(SQLite::Database& db, const std::optional<StateMarker>& mark
     if (line != "ok") findings.Problem(absl::StrCat("SQLite's integrity check: ", line));
   }
   findings.Checked("SQLite's integrity check of every page");
-  const int application_id = db.execAndGet("PRAGMA application_id").getInt();
+  if (std::string problem = store_format::SchemaProblem(db); !problem.empty()) {
+    findings.Problem(absl::StrCat("the database: ", problem));
+    return;
+  }
   const int version = db.execAndGet("PRAGMA user_version").getInt();
-  if (application_id != store_format::kApplicationId) {
-    findings.Problem("the database is not gradlab's (its application id is another program's)");
-    return;
-  }
-  if (version > ExperimentStore::kSchemaVersion) {
-    findings.Problem(absl::StrCat("the database has schema version ", version,
-                                  "; this gradlabd reads up to ",
-                                  ExperimentStore::kSchemaVersion));
-    return;
-  }
   const std::optional<StateMarker> info = store_format::StoreInfo(db);
-  if (marker.has_value() && (!info.has_value() || info->store_id != marker->store_id)) {
-    findings.Problem("the database is not the one the marker names: it was replaced");
-  } else if (marker.has_value() && info->commits < marker->commits) {
-    findings.Problem(absl::StrCat("the database counts ", info->commits,
-                                  " committed transactions, the marker ", marker->commits,
-                                  ": it lost committed transactions (a deleted or damaged "
-                                  "-wal file, or an older copy)"));
+  if (std::string problem = store_format::MarkerMismatch(info, marker); !problem.empty()) {
+    findings.Problem(absl::StrCat("the database: ", problem));
   } else if (info.has_value()) {
     findings.Checked(absl::StrCat("store ", info->store_id, ": ", info->commits,
-                                  " transactions, matching the marker"));
+                                  " transactions", marker.has_value() ? ", as the marker says" : ""));
   }
   if (version < 2) {
     findings.Checked(absl::StrCat("schema version ", version,

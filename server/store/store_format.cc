@@ -97,6 +97,35 @@ std::string SummaryProblem(const SQLite::Statement& row) {
   return "";
 }
 
+std::string MarkerMismatch(const std::optional<StateMarker>& info,
+                           const std::optional<StateMarker>& marker) {
+  if (!marker.has_value()) return "";
+  if (!info.has_value() || info->store_id != marker->store_id) {
+    return absl::StrCat("it is not the database the marker names (store ", marker->store_id,
+                        "; this one is ", info.has_value() ? info->store_id : "older",
+                        "): it was replaced");
+  }
+  if (info->commits < marker->commits) {
+    return absl::StrCat("it is missing committed transactions: it counts ", info->commits,
+                        " where the marker counts ", marker->commits,
+                        ". Its -wal file was deleted or damaged, or it was copied back from an "
+                        "older state");
+  }
+  return "";
+}
+
+std::string SchemaProblem(SQLite::Database& db) {
+  if (db.execAndGet("PRAGMA application_id").getInt() != kApplicationId) {
+    return "it is an SQLite database of another program";
+  }
+  const int version = db.execAndGet("PRAGMA user_version").getInt();
+  if (version > ExperimentStore::kSchemaVersion) {
+    return absl::StrCat("it has schema version ", version, ", written by a newer gradlabd (",
+                        "this one reads up to ", ExperimentStore::kSchemaVersion, ")");
+  }
+  return "";
+}
+
 std::string ReadEvent(const std::string& experiment_id, const SQLite::Statement& row,
                       StoredEvents& events) {
   const int64_t sequence = row.getColumn(0).getInt64();

@@ -65,6 +65,15 @@ std::unique_ptr<SQLite::Database> OpenReadOnly(const std::string& path);
 // The store's id and transaction count; nullopt before schema version 2.
 std::optional<StateMarker> StoreInfo(SQLite::Database& db);
 
+// Why the database (`db`, holding `info` from StoreInfo) is not the one `marker` counts, or
+// "": another store's, or one missing transactions the marker counted.
+std::string MarkerMismatch(const std::optional<StateMarker>& info,
+                           const std::optional<StateMarker>& marker);
+
+// Why a database with tables cannot be read as gradlab's, or "": another program's, or a
+// newer schema than this binary's.
+std::string SchemaProblem(SQLite::Database& db);
+
 // What is wrong with a summary row (columns kSummaryColumns), or "".
 std::string SummaryProblem(const SQLite::Statement& row);
 
