@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -226,28 +227,62 @@ Replay ReplayHistory(v1::ExperimentService::Stub& stub, const std::string& id) {
   return replay;
 }
 
+// gradlabd started on `state_dir`, with the time it took to listen and its VmRSS then.
+struct Started {
+  std::optional<ChildProcess> process;
+  std::string port;
+  double startup_millis = 0;
+  int64_t rss_kib = 0;
+};
+
+absl::StatusOr<Started> StartServer(const std::string& state_dir) {
+  Started started;
+  const Clock::time_point spawned = Clock::now();
+  absl::StatusOr<ChildProcess> server = ChildProcess::Start(
+      {absl::GetFlag(FLAGS_gradlabd), "--listen=127.0.0.1:0", "--http_listen=",
+       "--state_dir=" + state_dir});
+  if (!server.ok()) return server.status();
+  absl::StatusOr<std::string> line =
+      server->ReadLineContaining("listening on port", absl::Minutes(10));
+  if (!line.ok()) return line.status();
+  started.startup_millis = Millis(Clock::now() - spawned);
+  started.rss_kib = ResidentKiB(server->pid());
+  started.port = line->substr(line->rfind(' ') + 1);
+  started.process.emplace(*std::move(server));
+  return started;
+}
+
 int Measure(const std::string& state_dir, int experiments, int starts) {
+  {
+    // What gradlabd costs with no history at all, for comparison.
+    const std::string empty = state_dir + "-empty";
+    std::error_code error;
+    fs::remove_all(empty, error);
+    absl::StatusOr<Started> baseline = StartServer(empty);
+    if (!baseline.ok()) {
+      std::fprintf(stderr, "gradlabd did not start: %s\n",
+                   std::string(baseline.status().message()).c_str());
+      return 1;
+    }
+    std::printf("empty state folder: startup %.0f ms, RSS %.0f MiB\n", baseline->startup_millis,
+                baseline->rss_kib / 1024.0);
+    baseline->process->Signal(SIGTERM);
+    baseline->process->Wait(absl::Minutes(1));
+    fs::remove_all(empty, error);
+  }
   std::mt19937 random(42);
   for (int run = 1; run <= starts; ++run) {
-    const Clock::time_point spawned = Clock::now();
-    absl::StatusOr<ChildProcess> server = ChildProcess::Start(
-        {absl::GetFlag(FLAGS_gradlabd), "--listen=127.0.0.1:0", "--http_listen=",
-         "--state_dir=" + state_dir});
-    if (!server.ok()) {
-      std::fprintf(stderr, "%s\n", std::string(server.status().message()).c_str());
-      return 1;
-    }
-    absl::StatusOr<std::string> line =
-        server->ReadLineContaining("listening on port", absl::Minutes(10));
-    if (!line.ok()) {
+    absl::StatusOr<Started> started = StartServer(state_dir);
+    if (!started.ok()) {
       std::fprintf(stderr, "gradlabd did not start: %s\n",
-                   std::string(line.status().message()).c_str());
+                   std::string(started.status().message()).c_str());
       return 1;
     }
-    const double startup = Millis(Clock::now() - spawned);
-    const int64_t rss_kib = ResidentKiB(server->pid());
+    ChildProcess* server = &*started->process;
+    const double startup = started->startup_millis;
+    const int64_t rss_kib = started->rss_kib;
     auto stub = v1::ExperimentService::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + line->substr(line->rfind(' ') + 1), grpc::InsecureChannelCredentials()));
+        "127.0.0.1:" + started->port, grpc::InsecureChannelCredentials()));
 
     std::vector<double> gets;
     std::uniform_int_distribution<int> pick(0, experiments - 1);
@@ -286,12 +321,19 @@ int Measure(const std::string& state_dir, int experiments, int starts) {
     const Replay first = ReplayHistory(*stub, replayed_id);
     const Replay again = ReplayHistory(*stub, replayed_id);
     const int64_t rss_after_kib = ResidentKiB(server->pid());
+    // Many histories read: what stays in memory is bounded (RegistryOptions'
+    // loaded_events_budget), not their sum.
+    const int many = std::min(experiments, 500);
+    for (int i = 0; i < many; ++i) ReplayHistory(*stub, IdOf(i));
+    const int64_t rss_after_many_kib = ResidentKiB(server->pid());
     std::printf(
-        "start %d: startup %.0f ms, RSS %.0f MiB (%.0f MiB after the calls below); "
+        "start %d: startup %.0f ms, RSS %.0f MiB (%.0f MiB after the calls below, %.0f MiB "
+        "after replaying %d histories); "
         "GetExperiment p50 %.2f ms p99 %.2f ms (2000 calls); ListExperiments page p50 %.2f "
         "ms p99 %.2f ms (%zu pages, %d experiments); replay of %s (%lld events) %.0f ms "
         "from the store, %.0f ms again\n",
-        run, startup, rss_kib / 1024.0, rss_after_kib / 1024.0, Percentile(gets, 0.5),
+        run, startup, rss_kib / 1024.0, rss_after_kib / 1024.0, rss_after_many_kib / 1024.0,
+        many, Percentile(gets, 0.5),
         Percentile(gets, 0.99), Percentile(pages, 0.5), Percentile(pages, 0.99), pages.size(),
         listed, replayed_id.c_str(), static_cast<long long>(first.events), first.millis,
         again.millis);

@@ -43,7 +43,8 @@ ResumePoint FindResumePoint(const CheckpointFiles& files) {
 
 absl::StatusOr<RestoredJob> RestoreJob(StoredExperiment experiment,
                                        const std::shared_ptr<ExperimentStore>& store,
-                                       const JobFactory& make_job) {
+                                       const JobFactory& make_job,
+                                       const std::shared_ptr<LoadedLogs>& loaded_logs) {
   RestoredJob restored;
   restored.job = make_job(experiment.record.id(), experiment.ordinal, StoredPlan(experiment.record),
                           experiment.request_id);
@@ -57,7 +58,7 @@ absl::StatusOr<RestoredJob> RestoreJob(StoredExperiment experiment,
   if (finished) {
     // Its events are read when a stream first asks for them (they never change now).
     job.log->RestoreLater([store, id = job.id] { return store->LoadEvents(id); },
-                          experiment.last_sequence);
+                          experiment.last_sequence, loaded_logs);
     job.log->Close();
     return restored;
   }

@@ -47,10 +47,11 @@ using JobFactory = std::function<std::shared_ptr<Job>(const std::string& id, int
 // Rebuilds one stored experiment: record, log and, for one that had started, where it
 // goes on from (job.resume_epoch); what it logged after that checkpoint's epoch is
 // dropped from `store`, to be logged again. A finished experiment's log reads its events
-// from `store` when a reader first asks (and holds `store` until then).
+// from `store` when a reader asks, and counts them in `loaded_logs` (see RestoreLater).
 absl::StatusOr<RestoredJob> RestoreJob(StoredExperiment experiment,
                                        const std::shared_ptr<ExperimentStore>& store,
-                                       const JobFactory& make_job);
+                                       const JobFactory& make_job,
+                                       const std::shared_ptr<LoadedLogs>& loaded_logs);
 
 }  // namespace gradlab
 

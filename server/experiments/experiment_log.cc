@@ -83,29 +83,72 @@ void ExperimentLog::Restore(StoredEvents events, int64_t last_sequence) {
   last_sequence_ = std::max(last_sequence_, last_sequence);
 }
 
-void ExperimentLog::RestoreLater(EventSource source, int64_t last_sequence) {
+void ExperimentLog::RestoreLater(EventSource source, int64_t last_sequence,
+                                 std::shared_ptr<LoadedLogs> loaded) {
   absl::MutexLock lock(&mu_);
-  unread_source_ = std::move(source);
+  source_ = std::move(source);
+  loaded_logs_ = std::move(loaded);
   last_sequence_ = std::max(last_sequence_, last_sequence);
 }
 
 void ExperimentLog::EnsureLoaded() const {
   {
     absl::ReaderMutexLock lock(&mu_);
-    if (unread_source_ == nullptr) return;
+    if (source_ == nullptr || source_read_) return;
   }
-  // Other readers of this log wait for the read; those of other logs do not.
-  absl::MutexLock lock(&mu_);
-  if (unread_source_ == nullptr) return;  // another reader read it meanwhile
-  if (!abort_status_.has_value()) {
-    absl::StatusOr<StoredEvents> events = unread_source_();
-    if (events.ok()) {
-      KeepAll(*std::move(events));
-    } else {
+  int64_t bytes = 0;
+  std::shared_ptr<LoadedLogs> loaded_logs;
+  {
+    // Other readers of this log wait for the read; those of other logs do not.
+    absl::MutexLock lock(&mu_);
+    if (source_read_) return;  // another reader read it meanwhile
+    source_read_ = true;
+    if (abort_status_.has_value()) return;
+    absl::StatusOr<StoredEvents> events = source_();
+    if (!events.ok()) {
       damage_ = events.status();
+      return;
+    }
+    for (const auto& event : events->metrics) bytes += static_cast<int64_t>(event.SpaceUsedLong());
+    for (const auto& event : events->gradients) {
+      bytes += static_cast<int64_t>(event.SpaceUsedLong());
+    }
+    KeepAll(*std::move(events));
+    loaded_logs = loaded_logs_;
+  }
+  // Outside mu_: it may unload other logs, which take theirs.
+  if (loaded_logs != nullptr) loaded_logs->Add(weak_from_this(), bytes);
+}
+
+void ExperimentLog::Unload() const {
+  absl::MutexLock lock(&mu_);
+  if (source_ == nullptr || !source_read_) return;
+  kept_metrics_.clear();
+  recent_progress_.clear();
+  first_snapshot_.reset();
+  recent_snapshots_.clear();
+  damage_ = absl::OkStatus();
+  source_read_ = false;
+}
+
+void LoadedLogs::Add(std::weak_ptr<const ExperimentLog> log, int64_t bytes) {
+  std::vector<std::shared_ptr<const ExperimentLog>> over_budget;
+  {
+    absl::MutexLock lock(&mu_);
+    loaded_.emplace_back(std::move(log), bytes);
+    bytes_ += bytes;
+    while (bytes_ > budget_bytes_ && loaded_.size() > 1) {
+      if (auto oldest = loaded_.front().first.lock()) over_budget.push_back(std::move(oldest));
+      bytes_ -= loaded_.front().second;
+      loaded_.pop_front();
     }
   }
-  unread_source_ = nullptr;
+  for (const auto& oldest : over_budget) oldest->Unload();
+}
+
+int64_t LoadedLogs::bytes() const {
+  absl::MutexLock lock(&mu_);
+  return bytes_;
 }
 
 absl::Status ExperimentLog::FlushJournal() {

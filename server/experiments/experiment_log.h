@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -25,6 +26,26 @@ namespace gradlab {
 
 // The two kinds of stream a log feeds: an append wakes only the listeners of its kind.
 enum class EventKind { kMetrics, kGradients };
+
+class ExperimentLog;
+
+// The finished experiments' logs whose events are in memory (see RestoreLater), oldest
+// loaded first: once their events take more than `budget_bytes`, the oldest drop theirs
+// (they stay in the store, and are read again when a reader next asks), so that reading
+// a long history costs memory for a while, not for the life of the server.
+class LoadedLogs {
+ public:
+  explicit LoadedLogs(int64_t budget_bytes) : budget_bytes_(budget_bytes) {}
+  // `log` has just loaded `bytes` of events.
+  void Add(std::weak_ptr<const ExperimentLog> log, int64_t bytes) ABSL_LOCKS_EXCLUDED(mu_);
+  int64_t bytes() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  const int64_t budget_bytes_;
+  mutable absl::Mutex mu_;
+  std::deque<std::pair<std::weak_ptr<const ExperimentLog>, int64_t>> loaded_ ABSL_GUARDED_BY(mu_);
+  int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+};
 
 // Thread-safe. Listeners run one at a time, on the notifier's thread when the log has a
 // notifier (so that appending costs the same whatever the number of readers), else on the
@@ -52,10 +73,14 @@ class ExperimentLog : public std::enable_shared_from_this<ExperimentLog> {
   // When `events.damage` is set, readers that have read every event end with it, not OK.
   void Restore(StoredEvents events, int64_t last_sequence) ABSL_LOCKS_EXCLUDED(append_mu_, mu_);
   // For a finished experiment: its events stay where they are kept until a reader first
-  // asks for them (or for the latest of them), when `source` reads them, once, as Restore
-  // would take them. An error from `source` ends every reader with it.
+  // asks for them (or for the latest of them), when `source` reads them, as Restore would
+  // take them; `loaded` (if any) may have the log drop them again (Unload), to be read
+  // again when next asked. An error from `source` ends every reader with it.
   using EventSource = std::function<absl::StatusOr<StoredEvents>()>;
-  void RestoreLater(EventSource source, int64_t last_sequence) ABSL_LOCKS_EXCLUDED(mu_);
+  void RestoreLater(EventSource source, int64_t last_sequence,
+                    std::shared_ptr<LoadedLogs> loaded = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
+  // Drops the events RestoreLater's source read (const: they are a cache of the store's).
+  void Unload() const ABSL_LOCKS_EXCLUDED(mu_);
   // Commits what the journal batches (see EventJournal).
   absl::Status FlushJournal() ABSL_LOCKS_EXCLUDED(append_mu_);
 
@@ -138,7 +163,9 @@ class ExperimentLog : public std::enable_shared_from_this<ExperimentLog> {
   mutable std::deque<MetricsPtr> recent_progress_ ABSL_GUARDED_BY(mu_);
   mutable SnapshotPtr first_snapshot_ ABSL_GUARDED_BY(mu_);
   mutable std::deque<SnapshotPtr> recent_snapshots_ ABSL_GUARDED_BY(mu_);
-  mutable EventSource unread_source_ ABSL_GUARDED_BY(mu_);  // set until EnsureLoaded reads it
+  EventSource source_ ABSL_GUARDED_BY(mu_);                 // RestoreLater's
+  std::shared_ptr<LoadedLogs> loaded_logs_ ABSL_GUARDED_BY(mu_);
+  mutable bool source_read_ ABSL_GUARDED_BY(mu_) = false;  // its events are in memory
   mutable absl::Status damage_ ABSL_GUARDED_BY(mu_);        // how readers end instead of OK
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<absl::Status> abort_status_ ABSL_GUARDED_BY(mu_);

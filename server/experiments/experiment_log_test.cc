@@ -261,6 +261,33 @@ TEST(ExperimentLogTest, DamagedEventsEndReadersWithDataLossAfterTheIntactOnes) {
   EXPECT_EQ(unreadable.NextMetrics(0).end, absl::InternalError("disk I/O error"));
 }
 
+TEST(ExperimentLogTest, LogsOverTheLoadedBudgetDropTheOldestReadEventsUntilAskedAgain) {
+  auto loaded = std::make_shared<LoadedLogs>(/*budget_bytes=*/1);  // room for one log only
+  auto source = [](int* reads) {
+    return [reads]() -> absl::StatusOr<StoredEvents> {
+      ++*reads;
+      StoredEvents events;
+      events.metrics = {Epoch(1)};
+      events.metrics[0].set_sequence(1);
+      return events;
+    };
+  };
+  int reads_a = 0, reads_b = 0;
+  auto a = std::make_shared<ExperimentLog>();
+  a->RestoreLater(source(&reads_a), 1, loaded);
+  a->Close();
+  auto b = std::make_shared<ExperimentLog>();
+  b->RestoreLater(source(&reads_b), 1, loaded);
+  b->Close();
+  EXPECT_EQ(MetricsSequences(*a, 0), (std::vector<int64_t>{1}));
+  EXPECT_EQ(MetricsSequences(*b, 0), (std::vector<int64_t>{1}));  // a's events are dropped
+  EXPECT_EQ(MetricsSequences(*b, 0), (std::vector<int64_t>{1}));  // b's stay
+  EXPECT_EQ(reads_b, 1);
+  EXPECT_GT(loaded->bytes(), 0);
+  EXPECT_EQ(MetricsSequences(*a, 0), (std::vector<int64_t>{1}));  // read again
+  EXPECT_EQ(reads_a, 2);
+}
+
 TEST(NotifierTest, RunsTasksInOrderAndDrainsOnDestruction) {
   std::vector<int> ran;
   {

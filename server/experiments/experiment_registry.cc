@@ -70,7 +70,8 @@ ExperimentRegistry::ExperimentRegistry(RegistryOptions options, bool held)
     : options_(std::move(options)),
       run_options_{options_.clock, options_.progress_interval, options_.rendezvous,
                    options_.run_step_hook},
-      models_(DescribeModels()) {
+      models_(DescribeModels()),
+      loaded_logs_(std::make_shared<LoadedLogs>(options_.loaded_events_budget)) {
   worker_pool_ = std::make_unique<WorkerPool>(options_.worker_pool, [this] {
     if (Scheduler* scheduler = scheduler_for_workers_.load()) scheduler->WorkersChanged();
   });
@@ -125,7 +126,7 @@ absl::Status ExperimentRegistry::Restore() {
   std::vector<std::shared_ptr<Job>> queued;
   for (StoredExperiment& experiment : *stored) {
     absl::StatusOr<RestoredJob> restored =
-        RestoreJob(std::move(experiment), options_.store, make_job);
+        RestoreJob(std::move(experiment), options_.store, make_job, loaded_logs_);
     if (!restored.ok()) return restored.status();
     {
       absl::MutexLock lock(&mu_);

@@ -65,6 +65,9 @@ struct RegistryOptions {
   // Where experiments, their events and checkpoints are kept; null keeps everything in
   // memory only (no checkpoints; nothing survives the process). See Open.
   std::shared_ptr<ExperimentStore> store;
+  // Finished experiments' events are read from the store when a stream asks for them, and
+  // dropped again, oldest read first, when those in memory take more than this.
+  int64_t loaded_events_budget = 256 << 20;
   // While the store's folder is full, a run about to start looks this often for room.
   absl::Duration state_room_poll = absl::Seconds(1);
   KeepCheckpoints keep_checkpoints;
@@ -203,6 +206,7 @@ class ExperimentRegistry {
   ChangeFeed changes_;
   // Runs the logs' stream notifications; declared before the logs so that it outlives them.
   Notifier notifier_;
+  const std::shared_ptr<LoadedLogs> loaded_logs_;
 
   // Held by StartExperiment from its checks to its job's listing, so that the queue's
   // limit, request ids and ordinals stay true across its write to the store.
