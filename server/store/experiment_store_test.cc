@@ -53,6 +53,32 @@ v1::GradientSnapshot Snapshot(int64_t sequence, int64_t step, int epoch) {
   return snapshot;
 }
 
+// Every file in a folder (recursively) with its contents.
+std::map<std::string, std::string> FolderContents(const fs::path& dir) {
+  std::map<std::string, std::string> contents;
+  for (const fs::directory_entry& entry : fs::recursive_directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    contents[fs::relative(entry.path(), dir).string()] =
+        std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  return contents;
+}
+
+// Open must refuse, naming `file` and `what`, pointing to --check_state, and change no
+// file in the folder.
+void ExpectRefusedUntouched(const fs::path& dir, const std::string& file,
+                            const std::string& what = "") {
+  const std::map<std::string, std::string> before = FolderContents(dir);
+  absl::StatusOr<std::unique_ptr<ExperimentStore>> store = ExperimentStore::Open(dir.string());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition) << store.status();
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr(file));
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr(what));
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("--check_state"));
+  EXPECT_TRUE(FolderContents(dir) == before) << "a refusal changed the folder";
+}
+
 class ExperimentStoreTest : public ::testing::Test {
  protected:
   void SetUp() override { dir_ = FreshTestDir("gradlab_store").string(); }
@@ -230,8 +256,7 @@ TEST_F(ExperimentStoreTest, ATruncatedDatabaseIsRefused) {
   const std::string path = (fs::path(dir_) / "gradlab.db").string();
   for (const char* suffix : {"-wal", "-shm"}) fs::remove(path + suffix);
   fs::resize_file(path, fs::file_size(path) / 2);
-  absl::StatusOr<std::unique_ptr<ExperimentStore>> store = ExperimentStore::Open(dir_);
-  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition) << store.status();
+  ExpectRefusedUntouched(dir_, "gradlab.db");
 }
 
 TEST_F(ExperimentStoreTest, AnotherProgramsDatabaseIsRefused) {
@@ -245,18 +270,6 @@ TEST_F(ExperimentStoreTest, AnotherProgramsDatabaseIsRefused) {
   EXPECT_THAT(std::string(store.status().message()), HasSubstr("another program"));
 }
 
-
-// Every file in a folder (recursively) with its contents.
-std::map<std::string, std::string> FolderContents(const fs::path& dir) {
-  std::map<std::string, std::string> contents;
-  for (const fs::directory_entry& entry : fs::recursive_directory_iterator(dir)) {
-    if (!entry.is_regular_file()) continue;
-    std::ifstream in(entry.path(), std::ios::binary);
-    contents[fs::relative(entry.path(), dir).string()] =
-        std::string(std::istreambuf_iterator<char>(in), {});
-  }
-  return contents;
-}
 
 // A store with two experiments and a few epochs of events, as a server leaves it.
 class DamagedStoreTest : public ExperimentStoreTest {
@@ -281,17 +294,6 @@ class DamagedStoreTest : public ExperimentStoreTest {
     Fill(*store);
     fs::copy(dir_, image, fs::copy_options::recursive);
     return image;
-  }
-  // Open must refuse, naming `file` and `what`, and change no file in the folder.
-  void ExpectRefused(const fs::path& dir, const std::string& file, const std::string& what) {
-    const std::map<std::string, std::string> before = FolderContents(dir);
-    absl::StatusOr<std::unique_ptr<ExperimentStore>> store = ExperimentStore::Open(dir.string());
-    ASSERT_FALSE(store.ok());
-    EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition) << store.status();
-    EXPECT_THAT(std::string(store.status().message()), HasSubstr(file));
-    EXPECT_THAT(std::string(store.status().message()), HasSubstr(what));
-    EXPECT_THAT(std::string(store.status().message()), HasSubstr("--check_state"));
-    EXPECT_TRUE(FolderContents(dir) == before) << "a refusal changed the folder";
   }
   // Changes one byte of a column of one row, behind the store's back.
   void FlipByte(const std::string& sql_select_rowid, const std::string& table,
@@ -324,7 +326,7 @@ TEST_F(DamagedStoreTest, AHealthyCrashImageOpensWithItsWholeHistory) {
 TEST_F(DamagedStoreTest, ADeletedWalThatHeldCommittedTransactionsIsRefused) {
   const fs::path image = CrashImage();
   fs::remove(image / "gradlab.db-wal");
-  ExpectRefused(image, "gradlab.db", "committed transactions: its -wal file");
+  ExpectRefusedUntouched(image, "gradlab.db", "committed transactions: its -wal file");
 }
 
 TEST_F(DamagedStoreTest, AGarbledWalIsRefused) {
@@ -335,16 +337,16 @@ TEST_F(DamagedStoreTest, AGarbledWalIsRefused) {
     file.seekp(static_cast<std::streamoff>(fs::file_size(wal) / 3));
     file << std::string(64, 'x');
   }
-  ExpectRefused(image, "gradlab.db", "missing committed transactions");
+  ExpectRefusedUntouched(image, "gradlab.db", "missing committed transactions");
 }
 
 TEST_F(DamagedStoreTest, AnEmptiedOrMissingDatabaseNextToItsMarkerIsRefused) {
   { Fill(*Open()); }
   const fs::path db = fs::path(dir_) / "gradlab.db";
   fs::resize_file(db, 0);
-  ExpectRefused(dir_, "gradlab.db", "missing or empty");
+  ExpectRefusedUntouched(dir_, "gradlab.db", "missing or empty");
   fs::remove(db);
-  ExpectRefused(dir_, "gradlab.db", "missing or empty");
+  ExpectRefusedUntouched(dir_, "gradlab.db", "missing or empty");
 }
 
 TEST_F(DamagedStoreTest, AnotherStoresDatabaseIsRefusedAsReplaced) {
@@ -354,7 +356,7 @@ TEST_F(DamagedStoreTest, AnotherStoresDatabaseIsRefusedAsReplaced) {
   { Fill(*Open()); }
   fs::copy_file(fs::path(dir_) / "gradlab.db", fs::path(mine) / "gradlab.db",
                 fs::copy_options::overwrite_existing);
-  ExpectRefused(mine, "gradlab.db", "was replaced");
+  ExpectRefusedUntouched(mine, "gradlab.db", "was replaced");
 }
 
 TEST_F(DamagedStoreTest, AFlippedBitInTheMarkerIsRefused) {
@@ -365,13 +367,13 @@ TEST_F(DamagedStoreTest, AFlippedBitInTheMarkerIsRefused) {
     file.seekp(30);
     file << 'Z';
   }
-  ExpectRefused(dir_, "gradlab.marker", "checksum does not match");
+  ExpectRefusedUntouched(dir_, "gradlab.marker", "checksum does not match");
 }
 
 TEST_F(DamagedStoreTest, AFlippedBitInASummaryIsRefusedNamingTheExperiment) {
   { Fill(*Open()); }
   FlipByte("id = 'bbbb'", "experiments", "record");
-  ExpectRefused(dir_, "gradlab.db", "the summary of experiment bbbb fails its checksum");
+  ExpectRefusedUntouched(dir_, "gradlab.db", "the summary of experiment bbbb fails its checksum");
 }
 
 TEST_F(DamagedStoreTest, AFlippedBitInAnEventEndsThatExperimentsEventsBeforeIt) {
@@ -399,7 +401,7 @@ TEST_F(DamagedStoreTest, ANewerSchemaIsRefusedUntouched) {
     SQLite::Database db((fs::path(dir_) / "gradlab.db").string(), SQLite::OPEN_READWRITE);
     db.exec("PRAGMA user_version=99");
   }
-  ExpectRefused(dir_, "gradlab.db", "schema version 99, written by a newer gradlabd");
+  ExpectRefusedUntouched(dir_, "gradlab.db", "schema version 99, written by a newer gradlabd");
 }
 
 TEST_F(ExperimentStoreTest, TheMarkerFollowsEveryDurableCommit) {

@@ -1,5 +1,7 @@
 #include "server/store/store_format.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <system_error>
 
@@ -56,6 +58,11 @@ std::unique_ptr<SQLite::Database> OpenReadOnly(const std::string& path) {
   std::error_code error;
   const std::string wal = path + "-wal";
   if (fs::exists(wal, error) && fs::file_size(wal, error) > 0) {
+    if (access(path.c_str(), W_OK) != 0) {
+      // A read-only file or file system: SQLite's own read-only WAL access (it needs the
+      // -shm index that the last writer left).
+      return std::make_unique<SQLite::Database>(path, SQLite::OPEN_READONLY);
+    }
     auto db = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE);
     sqlite3_db_config(db->getHandle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
     int persist = 1;
