@@ -10,7 +10,6 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
-#include <set>
 #include <system_error>
 #include <utility>
 
@@ -186,11 +185,25 @@ void CreateOrMigrate(SQLite::Database& db, int version) {
       InsertSummary(db, summaries.getColumn(0).getString(), summaries.getColumn(1).getInt64(),
                     summaries.getColumn(2).getString(), BlobOf(summaries.getColumn(3)));
     }
-    SQLite::Statement events(
-        db, "SELECT experiment_id, sequence, gradients, epoch, body FROM events_v1");
-    std::set<std::string> experiments;
+    // One experiment's rows at a time, each kept as the log keeps them (version 1 kept
+    // every event; gradlabd served only what the default retention keeps).
+    SQLite::Statement events(db,
+                             "SELECT experiment_id, sequence, gradients, epoch, body "
+                             "FROM events_v1 ORDER BY experiment_id, sequence");
+    std::string id;
+    std::vector<ExperimentStore::EventRow> rows;
+    auto migrate_rows = [&] {
+      if (rows.empty()) return;
+      InsertEvents(db, id, rows);
+      Prune(db, id, LogRetention{});
+      rows.clear();
+    };
     while (events.executeStep()) {
-      ExperimentStore::EventRow row;
+      if (events.getColumn(0).getString() != id) {
+        migrate_rows();
+        id = events.getColumn(0).getString();
+      }
+      ExperimentStore::EventRow& row = rows.emplace_back();
       row.sequence = events.getColumn(1).getInt64();
       row.epoch = events.getColumn(3).getInt();
       row.body = std::string(BlobOf(events.getColumn(4)));
@@ -203,12 +216,8 @@ void CreateOrMigrate(SQLite::Database& db, int version) {
         event.ParseFromString(row.body);
         row.kind = KindOf(event);
       }
-      const std::string id = events.getColumn(0).getString();
-      InsertEvents(db, id, {row});
-      experiments.insert(id);
     }
-    // Version 1 kept every event; gradlabd served only what the default retention keeps.
-    for (const std::string& id : experiments) Prune(db, id, LogRetention{});
+    migrate_rows();
     db.exec("DROP TABLE experiments_v1");
     db.exec("DROP TABLE events_v1");
   }
