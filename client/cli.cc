@@ -20,6 +20,7 @@
 #include "common/byte_size.h"
 #include "common/experiment_state.h"
 #include "common/proto_json.h"
+#include "common/request_limits.h"
 
 namespace gradlab {
 namespace {
@@ -153,7 +154,7 @@ int Cli::List(v1::ExperimentState state, int limit) {
   v1::ListExperimentsRequest request;
   request.set_state(state);
   do {
-    request.set_page_size(std::min(limit - static_cast<int>(experiments.size()), 1000));
+    request.set_page_size(std::min(limit - static_cast<int>(experiments.size()), kMaxPageSize));
     v1::ListExperimentsResponse response;
     grpc::Status status = stub_->ListExperiments(UnaryContext().get(), request, &response);
     if (!status.ok()) return Fail(status);

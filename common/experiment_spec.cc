@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/client_text.h"
 #include "common/dataset_table.h"
 #include "common/model_table.h"
 
@@ -51,8 +52,8 @@ absl::Status CheckOneOf(const std::string& field, const std::string& value,
     return absl::OkStatus();
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("spec.", field, ": unknown value \"", value,
-                   "\"; valid values: ", absl::StrJoin(allowed, ", ")));
+      absl::StrCat("spec.", field, ": unknown value ", QuoteClientText(value),
+                   "; valid values: ", absl::StrJoin(allowed, ", ")));
 }
 
 // `limit` samples (0: all) of a split of `standard_size`; the synthetic dataset is
@@ -116,8 +117,8 @@ absl::StatusOr<ExperimentSpec> ResolveSpec(const ExperimentSpec& spec) {
        }) {
     if (!status.ok()) return status;
   }
-  if (spec.name.size() > kMaxNameLength) {
-    return absl::InvalidArgumentError(absl::StrCat("spec.name: ", spec.name.size(),
+  if (CharacterCount(spec.name) > kMaxNameLength) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.name: ", CharacterCount(spec.name),
                                                    " characters is longer than the limit of ",
                                                    kMaxNameLength));
   }
@@ -126,9 +127,10 @@ absl::StatusOr<ExperimentSpec> ResolveSpec(const ExperimentSpec& spec) {
         "spec.labels: ", spec.labels.size(), " labels is more than the limit of ", kMaxLabels));
   }
   for (const auto& [key, value] : spec.labels) {
-    if (key.empty() || key.size() > kMaxLabelLength || value.size() > kMaxLabelLength) {
+    if (key.empty() || CharacterCount(key) > kMaxLabelLength ||
+        CharacterCount(value) > kMaxLabelLength) {
       return absl::InvalidArgumentError(
-          absl::StrCat("spec.labels: key \"", key.substr(0, 40), "\" must be 1 to ",
+          absl::StrCat("spec.labels: key ", QuoteClientText(key), " must be 1 to ",
                        kMaxLabelLength, " characters and its value at most ", kMaxLabelLength));
     }
   }

@@ -129,6 +129,24 @@ INSTANTIATE_TEST_SUITE_P(
                     "spec.labels: key \"\" must be 1 to 200 characters"}),
     [](const ::testing::TestParamInfo<InvalidCase>& info) { return info.param.label; });
 
+// Limits on what people write count characters, not bytes; values quoted in errors are cut.
+TEST(ResolveSpecTest, NamesCountCharactersAndErrorsQuoteAtMostAHundred) {
+  ExperimentSpec spec;
+  spec.model = "simple_cnn";
+  spec.dataset = "synthetic";
+  for (int i = 0; i < 200; ++i) spec.name += "字";  // 600 bytes
+  EXPECT_TRUE(ResolveSpec(spec).ok());
+  spec.name += "字";
+  EXPECT_EQ(ResolveSpec(spec).status().message(),
+            "spec.name: 201 characters is longer than the limit of 200");
+  spec.name = "";
+  spec.model = std::string(10000, 'm');
+  const std::string message(ResolveSpec(spec).status().message());
+  EXPECT_THAT(message, HasSubstr("spec.model: unknown value \"" + std::string(100, 'm') +
+                                 "…\" (10000 bytes); valid values: "));
+  EXPECT_LT(message.size(), 400u);
+}
+
 // Specs that would be accepted and then fail with LibTorch's words are refused at submit.
 TEST(ResolveSpecTest, SpecsThatCannotTrainAreRefused) {
   ExperimentSpec spec;

@@ -309,6 +309,80 @@ TEST_F(HttpTest, ErrorsAreJsonThatNameWhatWasWrong) {
   EXPECT_EQ(health->body, "ok\n");
 }
 
+// The same bad positions, page sizes and oversized strings, through both faces: the same
+// code (HTTP's status for it) and the same words, and no client string quoted whole.
+TEST_F(HttpTest, BothFacesAnswerPositionsPagesAndLongStringsAlike) {
+  const v1::Experiment started = Start(1);
+  const std::string events = "/api/v1/experiments/" + started.id() + "/events?follow=false";
+  auto http_error = [&](const std::string& path) {
+    httplib::Result result = http_->Get(path.c_str());
+    EXPECT_TRUE(result);
+    if (!result) return std::pair<int, std::string>{0, ""};
+    google::protobuf::Struct body = FromJson<google::protobuf::Struct>(result->body);
+    return std::pair<int, std::string>{
+        result->status,
+        body.fields().at("error").struct_value().fields().at("message").string_value()};
+  };
+  {
+    grpc::ClientContext context;
+    v1::StreamMetricsRequest request;
+    request.set_id(started.id());
+    request.set_from_sequence(-1);
+    auto stream = stub_->StreamMetrics(&context, request);
+    v1::MetricsEvent event;
+    EXPECT_FALSE(stream->Read(&event));
+    const grpc::Status status = stream->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    const auto [code, message] = http_error(events + "&from_sequence=-1");
+    EXPECT_EQ(code, 400);
+    EXPECT_EQ(message, status.error_message());
+    EXPECT_EQ(message, "from_sequence: -1 is negative; 0 replays from the start");
+  }
+  {
+    grpc::ClientContext context;
+    v1::ListExperimentsRequest request;
+    request.set_page_size(1001);
+    v1::ListExperimentsResponse response;
+    const grpc::Status status = stub_->ListExperiments(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    const auto [code, message] = http_error("/api/v1/experiments?page_size=1001");
+    EXPECT_EQ(code, 400);
+    EXPECT_EQ(message, status.error_message());
+    EXPECT_EQ(message, "page_size: 1001 is out of range [0, 1000]");
+  }
+  {
+    grpc::ClientContext context;
+    v1::ListExperimentsRequest request;
+    request.set_page_token(std::string(100'000, 't'));
+    v1::ListExperimentsResponse response;
+    const grpc::Status status = stub_->ListExperiments(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(status.error_message(), "page_token: \"" + std::string(100, 't') +
+                                          "…\" (100000 bytes) is not a token this server gave out");
+  }
+  {
+    const std::string long_id(5'000, 'i');  // HTTP's request line allows up to 8 KiB
+    grpc::ClientContext context;
+    v1::GetExperimentRequest request;
+    request.set_id(long_id);
+    v1::Experiment experiment;
+    const grpc::Status status = stub_->GetExperiment(&context, request, &experiment);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_EQ(status.error_message(),
+              "no experiment with id \"" + std::string(100, 'i') + "…\" (5000 bytes)");
+    const auto [code, message] = http_error("/api/v1/experiments/" + long_id);
+    EXPECT_EQ(code, 404);
+    EXPECT_EQ(message, status.error_message());
+  }
+  // The largest Last-Event-ID goes on after it: nothing more, with no overflow.
+  GrpcEvents(started.id());  // to its end
+  std::vector<Event> after_largest =
+      ReadEvents("/api/v1/experiments/" + started.id() + "/events",
+                 {{"Last-Event-ID", "9223372036854775807"}});
+  ASSERT_EQ(after_largest.size(), 1u);
+  EXPECT_EQ(after_largest[0].event, "end");
+}
+
 TEST_F(HttpTest, EventStreamCarriesEveryGrpcEventInSequenceOrder) {
   const v1::Experiment started = Start(3);
   // Follow it live from the start, to the end.

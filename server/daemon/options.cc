@@ -113,9 +113,11 @@ absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int 
     registry.max_run_memory = *bytes;
     if (*bytes == 0) registry.memory_budget = 0;
   }
-  if (registry.max_queue < 0) {
+  if (registry.max_queue < 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--max_queue: ", registry.max_queue, " must be 0 or more"));
+        absl::StrCat("--max_queue: ", registry.max_queue,
+                     " must be 1 or more (with no room in the queue, every experiment would be "
+                     "refused)"));
   }
   options.tls = {flags.tls_cert, flags.tls_key, flags.tls_client_ca};
   if (!options.tls.ca.empty() && options.tls.cert.empty()) {

@@ -110,8 +110,9 @@ INSTANTIATE_TEST_SUITE_P(
                  "--keep_checkpoints: \"first\" is not one of"},
         BadFlags{"niceness", [](GradlabdFlags& f) { f.training_niceness = 20; },
                  "--training_niceness: 20 is out of range [0, 19]"},
-        BadFlags{"max_queue", [](GradlabdFlags& f) { f.max_queue = -1; },
-                 "--max_queue: -1 must be 0 or more"},
+        BadFlags{"max_queue", [](GradlabdFlags& f) { f.max_queue = 0; },
+                 "--max_queue: 0 must be 1 or more (with no room in the queue, every experiment "
+                 "would be refused)"},
         BadFlags{"client_ca_alone", [](GradlabdFlags& f) { f.tls_client_ca = "ca.pem"; },
                  "--tls_client_ca needs --tls_cert and --tls_key"},
         BadFlags{"stream_limit", [](GradlabdFlags& f) { f.max_streams_per_client = -1; },

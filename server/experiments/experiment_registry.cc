@@ -13,7 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/byte_size.h"
+#include "common/client_text.h"
 #include "common/experiment_state.h"
+#include "common/request_limits.h"
 #include "common/spec_proto.h"
 #include "common/version.h"
 #include "server/engine/checkpoint.h"
@@ -27,13 +29,11 @@
 namespace gradlab {
 namespace {
 
-constexpr int kDefaultPageSize = 50;
-constexpr int kMaxPageSize = 1000;
 constexpr size_t kMaxRequestIdLength = 200;
 constexpr int kIdLength = 8;
 
 absl::Status NoSuchExperiment(absl::string_view id) {
-  return absl::NotFoundError(absl::StrCat("no experiment with id \"", id, "\""));
+  return absl::NotFoundError(absl::StrCat("no experiment with id ", QuoteClientText(id)));
 }
 
 // RESOURCE_EXHAUSTED when `estimate` is over `limit` (0: none), saying by how much and
@@ -284,18 +284,15 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::GetExperiment(absl::string_vi
 
 absl::StatusOr<v1::ListExperimentsResponse> ExperimentRegistry::ListExperiments(
     const v1::ListExperimentsRequest& request) const {
-  if (request.page_size() < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("page_size: ", request.page_size(),
-                                                   " is out of range [0, ", kMaxPageSize, "]"));
-  }
-  const int page_size =
-      request.page_size() == 0 ? kDefaultPageSize : std::min(request.page_size(), kMaxPageSize);
+  const absl::StatusOr<int> page_size_or = PageSize(request.page_size());
+  if (!page_size_or.ok()) return page_size_or.status();
+  const int page_size = *page_size_or;
   // The token is the ordinal of the last experiment of the previous page.
   int64_t before = INT64_MAX;
   if (!request.page_token().empty() &&
       (!absl::SimpleAtoi(request.page_token(), &before) || before <= 0)) {
-    return absl::InvalidArgumentError(absl::StrCat("page_token: \"", request.page_token(),
-                                                   "\" is not a token this server gave out"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "page_token: ", QuoteClientText(request.page_token()), " is not a token this server gave out"));
   }
   v1::ListExperimentsResponse response;
   absl::ReaderMutexLock lock(&mu_);

@@ -11,8 +11,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/client_text.h"
 #include "common/host_port.h"
 #include "common/proto_json.h"
+#include "common/request_limits.h"
 #include "common/version.h"
 #include "server/http/event_streams.h"
 #include "server/metrics/prometheus_text.h"
@@ -50,7 +52,8 @@ absl::StatusOr<int64_t> IntParam(const httplib::Request& request, const char* na
   int64_t value = 0;
   if (!absl::SimpleAtoi(text, &value) || value < min || value > max) {
     return absl::InvalidArgumentError(
-        absl::StrCat(name, ": \"", text, "\" is not an integer in [", min, ", ", max, "]"));
+        absl::StrCat(name, ": ", QuoteClientText(text), " is not an integer in [", min, ", ", max,
+                     "]"));
   }
   return value;
 }
@@ -61,7 +64,7 @@ absl::StatusOr<bool> BoolParam(const httplib::Request& request, const char* name
   if (text == "true" || text == "1") return true;
   if (text == "false" || text == "0") return false;
   return absl::InvalidArgumentError(
-      absl::StrCat(name, ": \"", text, "\" is not one of true, false, 1, 0"));
+      absl::StrCat(name, ": ", QuoteClientText(text), " is not one of true, false, 1, 0"));
 }
 
 absl::StatusOr<EventSelection> ParseEventSelection(const httplib::Request& request) {
@@ -76,22 +79,22 @@ absl::StatusOr<EventSelection> ParseEventSelection(const httplib::Request& reque
         selection.gradients = true;
       } else {
         return absl::InvalidArgumentError(absl::StrCat(
-            "kinds: \"", kinds, "\" is not a list of metrics, gradients (comma-separated)"));
+            "kinds: ", QuoteClientText(kinds),
+            " is not a list of metrics, gradients (comma-separated)"));
       }
     }
   }
-  absl::StatusOr<int64_t> from = IntParam(request, "from_sequence", 0, INT64_MAX, 0);
+  // Any integer parses; which ones are allowed is the gRPC face's rule too.
+  absl::StatusOr<int64_t> from = IntParam(request, "from_sequence", INT64_MIN, INT64_MAX, 0);
   if (!from.ok()) return from.status();
+  if (absl::Status start = CheckStreamStart("from_sequence", *from); !start.ok()) return start;
   selection.from_sequence = *from;
   // A browser reconnecting sends the id of the last event it had: go on after it.
   if (request.has_header("Last-Event-ID")) {
-    const std::string last = request.get_header_value("Last-Event-ID");
-    int64_t last_sequence = 0;
-    if (!absl::SimpleAtoi(last, &last_sequence) || last_sequence < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "Last-Event-ID: \"", last, "\" is not an event sequence number (an integer >= 0)"));
-    }
-    selection.from_sequence = last_sequence + 1;
+    absl::StatusOr<int64_t> after =
+        SequenceAfterLastEventId(request.get_header_value("Last-Event-ID"));
+    if (!after.ok()) return after.status();
+    selection.from_sequence = *after;
   }
   absl::StatusOr<bool> follow = BoolParam(request, "follow", true);
   if (!follow.ok()) return follow.status();
@@ -283,7 +286,8 @@ void HttpServer::AddRoutes() {
   });
   server.Get("/api/v1/experiments",
              [this](const httplib::Request& request, httplib::Response& response) {
-               absl::StatusOr<int64_t> page_size = IntParam(request, "page_size", 0, INT32_MAX, 0);
+               absl::StatusOr<int64_t> page_size =
+                   IntParam(request, "page_size", INT32_MIN, INT32_MAX, 0);  // checked by the registry
                if (!page_size.ok()) return ReplyError(response, page_size.status());
                v1::ListExperimentsRequest list;
                list.set_page_size(static_cast<int32_t>(*page_size));

@@ -13,7 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "common/client_text.h"
 #include "common/grpc_status.h"
+#include "common/request_limits.h"
 #include "server/service/call_authorization.h"
 #include "server/service/rpc_replies.h"
 #include "server/service/server_stream.h"
@@ -279,6 +281,10 @@ grpc::ServerWriteReactor<v1::MetricsEvent>* ExperimentServiceImpl::StreamMetrics
   if (absl::Status allowed = Authorize(context, Role::kRead); !allowed.ok()) {
     return new FailedStream<v1::MetricsEvent>("StreamMetrics", context, allowed);
   }
+  if (absl::Status start = CheckStreamStart("from_sequence", request->from_sequence());
+      !start.ok()) {
+    return new FailedStream<v1::MetricsEvent>("StreamMetrics", context, start);
+  }
   absl::StatusOr<std::unique_ptr<ClientLimits::StreamSlot>> slot = OpenStream(context);
   if (!slot.ok()) {
     return new FailedStream<v1::MetricsEvent>("StreamMetrics", context, slot.status());
@@ -299,6 +305,9 @@ grpc::ServerWriteReactor<v1::GradientSnapshot>* ExperimentServiceImpl::StreamGra
   if (absl::Status allowed = Authorize(context, Role::kRead); !allowed.ok()) {
     return new FailedStream<v1::GradientSnapshot>("StreamGradients", context, allowed);
   }
+  if (absl::Status start = CheckStreamStart("from_step", request->from_step()); !start.ok()) {
+    return new FailedStream<v1::GradientSnapshot>("StreamGradients", context, start);
+  }
   absl::StatusOr<std::unique_ptr<ClientLimits::StreamSlot>> slot = OpenStream(context);
   if (!slot.ok()) {
     return new FailedStream<v1::GradientSnapshot>("StreamGradients", context, slot.status());
@@ -317,8 +326,8 @@ grpc::ServerWriteReactor<v1::GradientSnapshot>* ExperimentServiceImpl::StreamGra
       return new FailedStream<v1::GradientSnapshot>(
           "StreamGradients", context,
           absl::InvalidArgumentError(
-              absl::StrCat("layers: \"", request->layers(),
-                           "\" is not a valid regular expression: ", pattern->error())));
+              absl::StrCat("layers: ", QuoteClientText(request->layers()),
+                           " is not a valid regular expression: ", pattern->error())));
     }
     cursor.shape = [pattern](std::shared_ptr<const v1::GradientSnapshot> snapshot) {
       return FilterLayers(pattern, std::move(snapshot));
