@@ -1,6 +1,7 @@
 // End to end with tokens: the real gradlabd with --auth_tokens_file, every RPC against
 // every kind of caller (table-driven, over a real channel), the HTTP side, and the CLI;
 // and the per-client limits.
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/synchronization/notification.h"
 #include "gradlab/v1/experiment_service.grpc.pb.h"
 #include "gradlab/v1/worker_service.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -255,6 +257,34 @@ TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
   ASSERT_TRUE(
       health->Check(Context("").get(), grpc::health::v1::HealthCheckRequest(), &serving).ok());
   EXPECT_EQ(serving.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+// Authentication comes first even for methods the server does not serve: a stranger
+// learns nothing of what is served; a known caller is told the method is not served.
+TEST_F(AuthTest, UnknownMethodsAreUnauthenticatedWithoutATokenAndUnimplementedWithOne) {
+  grpc::GenericStub generic(channel_);
+  const auto call = [&](const std::string& authorization) {
+    auto context = Context(authorization);
+    grpc::Slice empty("");
+    grpc::ByteBuffer request(&empty, 1), response;
+    absl::Notification done;
+    grpc::Status status;
+    generic.UnaryCall(context.get(), "/gradlab.v1.ExperimentService/NoSuchMethod",
+                      grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+                        status = std::move(s);
+                        done.Notify();
+                      });
+    done.WaitForNotification();
+    return status;
+  };
+  EXPECT_EQ(call("").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(call("Bearer not-a-token-of-this-server").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  const grpc::Status known = call(std::string("Bearer ") + kReadToken);
+  EXPECT_EQ(known.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(known.error_message(),
+            "gradlabd does not serve the method \"/gradlab.v1.ExperimentService/NoSuchMethod\"; "
+            "its services are listed by server reflection");
 }
 
 TEST_F(AuthTest, TheHttpSideTakesTheSameTokens) {

@@ -5,10 +5,12 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/message_differencer.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +20,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gradlab/v1/experiment_service.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -662,6 +665,41 @@ TEST(HttpShutdownTest, SigtermEndsEventStreamsWithUnavailableAndExitsZero) {
     EXPECT_EQ(end.fields().at("code").string_value(), "UNAVAILABLE");
     EXPECT_EQ(end.fields().at("message").string_value(), "server shutting down");
   }
+}
+
+// Methods the server does not serve, however many and however named, are one series.
+TEST_F(HttpTest, CallsOfUnknownMethodsAddNoSeriesToMetrics) {
+  const auto lines = [&] {
+    httplib::Result metrics = http_->Get("/metrics");
+    EXPECT_TRUE(metrics && metrics->status == 200);
+    return metrics ? std::count(metrics->body.begin(), metrics->body.end(), '\n') : 0;
+  };
+  grpc::GenericStub generic(
+      grpc::CreateChannel(server_->grpc_address, grpc::InsecureChannelCredentials()));
+  const auto call_unknown = [&](int i) {
+    grpc::ClientContext context;
+    grpc::Slice empty("");
+    grpc::ByteBuffer request(&empty, 1), response;
+    absl::Notification done;
+    grpc::Status status;
+    generic.UnaryCall(&context, absl::StrCat("/attacker.Service", i, "/Method", std::string(200, 'x')),
+                      grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+                        status = std::move(s);
+                        done.Notify();
+                      });
+    done.WaitForNotification();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  };
+  call_unknown(0);
+  const double before = MetricValue(
+      "grpc_server_handled_total{grpc_service=\"unknown\",grpc_method=\"unknown\","
+      "grpc_code=\"UNIMPLEMENTED\"}");
+  const auto lines_before = lines();
+  for (int i = 1; i <= 300; ++i) call_unknown(i);
+  EXPECT_EQ(lines(), lines_before);
+  EXPECT_EQ(MetricValue("grpc_server_handled_total{grpc_service=\"unknown\",grpc_method=\"unknown\","
+                        "grpc_code=\"UNIMPLEMENTED\"}"),
+            before + 300);
 }
 
 TEST_F(HttpTest, ServesTheDashboardWithItsFiles) {

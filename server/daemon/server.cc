@@ -67,15 +67,17 @@ absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOption
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(server->service_.get());
   builder.RegisterService(server->worker_service_.get());
-  server->reflection_ = std::make_unique<ReflectionService>(
-      std::vector<std::string>{kServiceName, kWorkerServiceName,
-                               grpc::health::v1::Health::service_full_name(),
-                               grpc::reflection::v1alpha::ServerReflection::service_full_name()},
-      server->authorizer_.get());
+  const std::vector<std::string> services = {
+      kServiceName, kWorkerServiceName, grpc::health::v1::Health::service_full_name(),
+      grpc::reflection::v1alpha::ServerReflection::service_full_name()};
+  server->reflection_ = std::make_unique<ReflectionService>(services, server->authorizer_.get());
   builder.RegisterService(server->reflection_.get());
+  server->unknown_methods_ = std::make_unique<UnknownMethodService>(server->authorizer_.get());
+  builder.RegisterCallbackGenericService(server->unknown_methods_.get());
   builder.SetMaxReceiveMessageSize(options.max_request_bytes);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(std::make_unique<RpcMetricsInterceptorFactory>(server->metrics_));
+  interceptors.push_back(
+      std::make_unique<RpcMetricsInterceptorFactory>(server->metrics_, MethodsOf(services)));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {

@@ -18,6 +18,7 @@
 #include "server/metrics/server_metrics.h"
 #include "server/service/experiment_service.h"
 #include "server/service/reflection_service.h"
+#include "server/service/unknown_method_service.h"
 #include "server/service/worker_service.h"
 
 namespace gradlab {
@@ -76,6 +77,7 @@ class GradlabServer {
   std::unique_ptr<ExperimentServiceImpl> service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::unique_ptr<ReflectionService> reflection_;  // grpc.reflection.v1alpha, read tokens
+  std::unique_ptr<UnknownMethodService> unknown_methods_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HttpServer> http_;
   int port_ = 0;

@@ -1,10 +1,13 @@
 #include "server/service/rpc_metrics_interceptor.h"
 
+#include <google/protobuf/descriptor.h>
+
 #include <memory>
 #include <string>
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
 namespace gradlab {
@@ -14,10 +17,15 @@ using grpc::experimental::InterceptionHookPoints;
 
 class RpcMetricsInterceptor : public grpc::experimental::Interceptor {
  public:
-  RpcMetricsInterceptor(ServerMetrics& metrics, grpc::experimental::ServerRpcInfo* info)
+  RpcMetricsInterceptor(ServerMetrics& metrics, grpc::experimental::ServerRpcInfo* info,
+                        const std::set<std::string>& known_methods)
       : metrics_(metrics) {
     // "/gradlab.v1.ExperimentService/StreamMetrics" -> service and method.
     absl::string_view full = info->method() != nullptr ? info->method() : "";
+    if (known_methods.count(std::string(full)) == 0) {
+      service_ = method_ = "unknown";
+      return;
+    }
     if (!full.empty() && full[0] == '/') full.remove_prefix(1);
     const size_t slash = full.find('/');
     service_ = std::string(full.substr(0, slash));
@@ -48,7 +56,19 @@ class RpcMetricsInterceptor : public grpc::experimental::Interceptor {
 
 grpc::experimental::Interceptor* RpcMetricsInterceptorFactory::CreateServerInterceptor(
     grpc::experimental::ServerRpcInfo* info) {
-  return new RpcMetricsInterceptor(metrics_, info);
+  return new RpcMetricsInterceptor(metrics_, info, known_methods_);
+}
+
+std::set<std::string> MethodsOf(const std::vector<std::string>& service_names) {
+  std::set<std::string> methods;
+  for (const std::string& name : service_names) {
+    const google::protobuf::ServiceDescriptor* service =
+        google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(name);
+    for (int i = 0; service != nullptr && i < service->method_count(); ++i) {
+      methods.insert(absl::StrCat("/", service->full_name(), "/", service->method(i)->name()));
+    }
+  }
+  return methods;
 }
 
 }  // namespace gradlab
