@@ -145,7 +145,7 @@ TEST_F(TlsTest, WrongTlsFilesAreRefusedByName) {
       << cli.out;
 }
 
-TEST_F(TlsTest, AnAddressOtherMachinesReachNeedsTlsOrAnExplicitFlag) {
+TEST_F(TlsTest, AnAddressOtherMachinesReachNeedsAuthenticationOrAnExplicitFlag) {
   for (const std::vector<std::string>& flags :
        std::vector<std::vector<std::string>>{{"--listen=0.0.0.0:0", "--http_listen=127.0.0.1:0"},
                                              {"--listen=127.0.0.1:0", "--http_listen=0.0.0.0:0"}}) {
@@ -164,8 +164,13 @@ TEST_F(TlsTest, AnAddressOtherMachinesReachNeedsTlsOrAnExplicitFlag) {
     allowed->Signal(SIGTERM);
     EXPECT_EQ(allowed->Wait(absl::Seconds(10)), 0);
   }
-  // With TLS, no flag is needed.
-  StartServer({"--listen=0.0.0.0:0"});
+  // TLS alone is refused; with client certificates no flag is needed.
+  CommandResult tls_alone = RunWithStderr(
+      {GRADLABD_PATH, "--state_dir=", "--listen=0.0.0.0:0", "--http_listen=127.0.0.1:0",
+       "--tls_cert=" + certificates_->server_cert, "--tls_key=" + certificates_->server_key});
+  EXPECT_EQ(tls_alone.exit_code, 2) << tls_alone.out;
+  EXPECT_TRUE(absl::StrContains(tls_alone.out, "with TLS alone")) << tls_alone.out;
+  StartServer({"--listen=0.0.0.0:0", "--tls_client_ca=" + certificates_->ca});
   server_->process.Signal(SIGTERM);
   EXPECT_EQ(server_->process.Wait(absl::Seconds(10)), 0);
 }

@@ -108,8 +108,9 @@ ABSL_FLAG(int, max_starts_per_minute, kDefaults.max_starts_per_minute,
           "make in a minute; more get RESOURCE_EXHAUSTED. 0: no limit");
 ABSL_FLAG(bool, allow_insecure_remote, kDefaults.allow_insecure_remote,
           "listen on an address other machines can reach (not 127.x, ::1, localhost) "
-          "without TLS or tokens; refused otherwise, since anyone who reaches the port could "
-          "use gradlabd. For a private network you trust, e.g. a container's");
+          "without tokens or client certificates (TLS alone encrypts but lets anyone in); "
+          "refused otherwise, since anyone who reaches the port could use gradlabd. For a "
+          "private network you trust, e.g. a container's");
 
 ABSL_FLAG(int, rendezvous_port, kDefaults.rendezvous_port,
           "data-parallel experiments (world_size > 1): rank 0 of the one on training thread "

@@ -130,7 +130,8 @@ absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int 
         "--max_streams_per_client and --max_starts_per_minute must be 0 (no limit) or more");
   }
   options.auth_tokens_file = flags.auth_tokens_file;
-  // Safe by default: what other machines can reach needs TLS or tokens, or a choice.
+  // Safe by default: what other machines can reach needs to know who calls (tokens or
+  // client certificates), or a choice. TLS alone encrypts, and lets anyone in.
   std::vector<std::pair<std::string, std::string>> listeners = {{"--listen", options.listen}};
   if (!options.http.listen.empty()) listeners.push_back({"--http_listen", options.http.listen});
   for (const auto& [flag, address] : listeners) {
@@ -138,14 +139,17 @@ absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int 
     absl::StatusOr<HostPort> parsed = ParseHostPort(address, flag);
     if (!parsed.ok()) return parsed.status();
     if (IsLoopbackHost(parsed->host)) continue;
-    if (options.tls.cert.empty() && options.auth_tokens_file.empty() &&
-        !flags.allow_insecure_remote) {
+    const bool authenticated = !options.auth_tokens_file.empty() || !options.tls.ca.empty();
+    if (!authenticated && !flags.allow_insecure_remote) {
       return absl::InvalidArgumentError(absl::StrCat(
-          flag, "=", address,
-          " can be reached from other machines, and without TLS or tokens anyone there could "
-          "start, cancel, delete and read experiments: give --tls_cert and --tls_key, or "
-          "--auth_tokens_file, listen on 127.0.0.1, or pass --allow_insecure_remote on a "
-          "network you trust"));
+          flag, "=", address, " can be reached from other machines, and ",
+          options.tls.cert.empty()
+              ? "without tokens or client certificates"
+              : "with TLS alone (it encrypts the traffic but does not say who may call)",
+          " anyone there could start, cancel, delete and read experiments: give "
+          "--auth_tokens_file, or --tls_cert, --tls_key and --tls_client_ca (client "
+          "certificates), listen on 127.0.0.1, or pass --allow_insecure_remote on a network "
+          "you trust"));
     }
     if (options.tls.cert.empty() && !options.auth_tokens_file.empty()) {
       LOG(WARNING) << flag << "=" << address

@@ -141,6 +141,25 @@ TEST(OptionsTest, AnAddressOthersCanReachIsAllowedWithTokensTlsOrAnExplicitChoic
   EXPECT_TRUE(ServerOptionsFrom(flags, kCpus).ok());
 }
 
+// TLS encrypts; it does not say who may call. Other machines need tokens or certificates.
+TEST(OptionsTest, TlsAloneOnAnAddressOthersCanReachIsRefusedSayingWhy) {
+  GradlabdFlags flags;
+  flags.listen = "0.0.0.0:50051";
+  flags.http_listen = "";
+  flags.tls_cert = "server.pem";  // read when the server starts
+  flags.tls_key = "server.key";
+  absl::StatusOr<ServerOptions> options = ServerOptionsFrom(flags, kCpus);
+  ASSERT_FALSE(options.ok());
+  EXPECT_THAT(std::string(options.status().message()),
+              HasSubstr("--listen=0.0.0.0:50051 can be reached from other machines, and with TLS "
+                        "alone (it encrypts the traffic but does not say who may call)"));
+  flags.tls_client_ca = "ca.pem";
+  EXPECT_TRUE(ServerOptionsFrom(flags, kCpus).ok());
+  flags.tls_client_ca = "";
+  flags.auth_tokens_file = "tokens.txt";
+  EXPECT_TRUE(ServerOptionsFrom(flags, kCpus).ok());
+}
+
 TEST(OptionsTest, KeepCheckpointsTakesLastBestBothOrNone) {
   GradlabdFlags flags;
   flags.keep_checkpoints = "best";
