@@ -667,6 +667,45 @@ TEST(HttpShutdownTest, SigtermEndsEventStreamsWithUnavailableAndExitsZero) {
   }
 }
 
+// Against DNS rebinding: a page of another site that makes the browser call the server
+// under its own name gets 403, on every page but /healthz.
+TEST_F(HttpTest, RequestsUnderAnotherHostNameAreRefused) {
+  const std::string port = std::to_string(http_port_);
+  for (const char* path : {"/api/v1/experiments", "/metrics", "/", "/static/app.js"}) {
+    SCOPED_TRACE(path);
+    httplib::Result rebound = http_->Get(path, {{"Host", "attacker.example:" + port}});
+    ASSERT_TRUE(rebound);
+    EXPECT_EQ(rebound->status, 403);
+    EXPECT_TRUE(absl::StrContains(rebound->body, "Host \\\"attacker.example:" + port +
+                                                     "\\\" is not this server's"))
+        << rebound->body;
+    httplib::Result local = http_->Get(path, {{"Host", "localhost:" + port}});
+    ASSERT_TRUE(local);
+    EXPECT_NE(local->status, 403);
+  }
+  httplib::Result health = http_->Get("/healthz", {{"Host", "attacker.example"}});
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+}
+
+// Listening on every interface, only the allowed names and loopback ones pass.
+TEST(HttpHostsTest, OnEveryInterfaceOnlyAllowedAndLoopbackNamesPass) {
+  absl::StatusOr<GradlabdProcess> server =
+      StartGradlabd(GRADLABD_PATH, {"--state_dir=", "--http_listen=0.0.0.0:0",
+                                    "--allow_insecure_remote", "--http_allowed_hosts=gradlabd"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  httplib::Client http("127.0.0.1", server->http_port);
+  const std::string port = std::to_string(server->http_port);
+  const auto status_for = [&](const std::string& host) {
+    httplib::Result result = http.Get("/api/v1/experiments", {{"Host", host}});
+    return result ? result->status : 0;
+  };
+  EXPECT_EQ(status_for("gradlabd:8080"), 200);  // as a proxy or Prometheus would name it
+  EXPECT_EQ(status_for("127.0.0.1:" + port), 200);
+  EXPECT_EQ(status_for("0.0.0.0:" + port), 403);
+  EXPECT_EQ(status_for("192.0.2.7:" + port), 403);
+}
+
 // Methods the server does not serve, however many and however named, are one series.
 TEST_F(HttpTest, CallsOfUnknownMethodsAddNoSeriesToMetrics) {
   const auto lines = [&] {

@@ -68,6 +68,7 @@ class ManifestTest(unittest.TestCase):
         cls.stateful_set = cls.named[("StatefulSet", "gradlabd")]
         cls.pod = cls.stateful_set["spec"]["template"]["spec"]
         (cls.container,) = cls.pod["containers"]
+        cls.arg_flags = parse_flags("\n".join(cls.container.get("args", [])))
         cls.mounts = {m["name"]: m["mountPath"] for m in cls.container["volumeMounts"]}
         cls.volumes = {v["name"]: v for v in cls.pod["volumes"]}
         cls.container_ports = {p["name"]: p["containerPort"] for p in cls.container["ports"]}
@@ -88,6 +89,7 @@ class ManifestTest(unittest.TestCase):
         self.assertIn("listen", known, "could not read gradlabd's flags from --helpfull")
         self.assertEqual(set(self.flags) - known, set(), "flags gradlabd does not have")
         self.assertEqual(set(self.worker_flags) - known, set(), "worker flags gradlabd lacks")
+        self.assertEqual(set(self.arg_flags) - known, set(), "args gradlabd does not have")
 
     def test_ports_agree(self):
         grpc = port_of(self.flags["listen"])
@@ -128,7 +130,14 @@ class ManifestTest(unittest.TestCase):
 
     def test_the_image_entrypoint_reads_the_config_map(self):
         entrypoint = json.loads(dockerfile_instruction(self.dockerfile, "ENTRYPOINT"))
-        self.assertNotIn("args", self.container, "args would add to the entrypoint's flags")
+        # args add to the entrypoint's flags: only those that need the pod's own values
+        # ($(VAR), which a ConfigMap's file cannot expand), from variables it defines.
+        env = {e["name"] for e in self.container.get("env", [])}
+        for arg in self.container.get("args", []):
+            variables = set(re.findall(r"\$\(([A-Z_]+)\)", arg))
+            self.assertTrue(variables, f"{arg} belongs in the ConfigMap")
+            self.assertLessEqual(variables, env, f"{arg} uses variables the pod does not set")
+        self.assertEqual(set(self.arg_flags) & set(self.flags), set(), "flags given twice")
         flagfile = next(a.split("=", 1)[1] for a in entrypoint if a.startswith("--flagfile="))
         self.assertEqual(os.path.dirname(flagfile), self.mounts["flags"])
         self.assertIn(os.path.basename(flagfile), self.config_map["data"])

@@ -91,6 +91,12 @@ ABSL_FLAG(int, http_max_streams, kDefaults.http_max_streams,
           "HTTP event streams (dashboards) open at once, at most 512; more are answered 429 "
           "until one closes. Each holds a thread");
 
+ABSL_FLAG(std::string, http_allowed_hosts, kDefaults.http_allowed_hosts,
+          "names (or addresses), comma-separated, that HTTP requests may give as their Host "
+          "besides the server's own (--http_listen's host, localhost, 127.0.0.1, [::1], on its "
+          "port): e.g. the name a proxy, a container network or a Kubernetes Service reaches "
+          "it by. Others get 403 on every page but /healthz, against DNS rebinding");
+
 ABSL_FLAG(std::string, tls_cert, kDefaults.tls_cert,
           "PEM certificate chain: gRPC and HTTP serve TLS only (with --tls_key)");
 ABSL_FLAG(std::string, tls_key, kDefaults.tls_key, "PEM private key of --tls_cert");
@@ -210,6 +216,7 @@ gradlab::GradlabdFlags FlagValues() {
   flags.training_niceness = absl::GetFlag(FLAGS_training_niceness);
   flags.http_listen = absl::GetFlag(FLAGS_http_listen);
   flags.http_max_streams = absl::GetFlag(FLAGS_http_max_streams);
+  flags.http_allowed_hosts = absl::GetFlag(FLAGS_http_allowed_hosts);
   flags.tls_cert = absl::GetFlag(FLAGS_tls_cert);
   flags.tls_key = absl::GetFlag(FLAGS_tls_key);
   flags.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);

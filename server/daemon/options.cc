@@ -46,6 +46,8 @@ absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int 
   options.max_request_bytes = flags.max_request_bytes;
   options.http.listen = flags.http_listen;
   options.http.max_streams = flags.http_max_streams;
+  options.http.allowed_hosts =
+      absl::StrSplit(flags.http_allowed_hosts, ',', absl::SkipWhitespace());
   RegistryOptions& registry = options.registry;
   registry.training_slots = flags.workers;
   registry.max_queue = flags.max_queue;

@@ -30,6 +30,7 @@ struct GradlabdFlags {
   int training_niceness = 0;
   std::string http_listen = "127.0.0.1:8080";
   int http_max_streams = 64;
+  std::string http_allowed_hosts;  // comma-separated
   std::string tls_cert;
   std::string tls_key;
   std::string tls_client_ca;

@@ -209,6 +209,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
                      " (address in use or invalid?); --http_listen=HOST:PORT picks another, "
                      "--http_listen= turns HTTP off"));
   }
+  server->host_check_.emplace(host, server->port_, !options.tls.cert.empty(),
+                              options.allowed_hosts);
   server->listener_ = std::thread([raw = server.get()] {
     raw->server_->listen_after_bind();
     raw->listener_returned_ = true;
@@ -233,29 +235,34 @@ void HttpServer::Shutdown() {
 
 void HttpServer::AddRoutes() {
   httplib::Server& server = *server_;
-  if (options_.authorizer != nullptr) {
-    server.set_pre_routing_handler(
-        [this](const httplib::Request& request, httplib::Response& response) {
-          // The dashboard's files and health are open: they show no experiment.
-          if (request.path == "/" || absl::StartsWith(request.path, "/static/") ||
-              request.path == "/healthz") {
-            return httplib::Server::HandlerResponse::Unhandled;
-          }
-          const std::string authorization =
-              request.has_header("Authorization")
-                  ? request.get_header_value("Authorization")
-                  : (request.has_param("access_token")
-                         ? "Bearer " + request.get_param_value("access_token")
-                         : "");
-          const absl::Status allowed = options_.authorizer->Authorize(authorization, Role::kRead);
-          if (allowed.ok()) return httplib::Server::HandlerResponse::Unhandled;
-          if (allowed.code() == absl::StatusCode::kUnauthenticated) {
-            response.set_header("WWW-Authenticate", "Bearer realm=\"gradlab\"");
-          }
-          ReplyError(response, allowed);
+  server.set_pre_routing_handler(
+      [this](const httplib::Request& request, httplib::Response& response) {
+        // Health is open to any name (probes and load balancers use addresses).
+        if (request.path == "/healthz") return httplib::Server::HandlerResponse::Unhandled;
+        const std::string host = request.get_header_value("Host");
+        if (!host_check_->Allows(host)) {
+          ReplyError(response, absl::PermissionDeniedError(host_check_->Refusal(host)));
           return httplib::Server::HandlerResponse::Handled;
-        });
-  }
+        }
+        // The dashboard's files are open: they show no experiment.
+        if (options_.authorizer == nullptr || request.path == "/" ||
+            absl::StartsWith(request.path, "/static/")) {
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
+        const std::string authorization =
+            request.has_header("Authorization")
+                ? request.get_header_value("Authorization")
+                : (request.has_param("access_token")
+                       ? "Bearer " + request.get_param_value("access_token")
+                       : "");
+        const absl::Status allowed = options_.authorizer->Authorize(authorization, Role::kRead);
+        if (allowed.ok()) return httplib::Server::HandlerResponse::Unhandled;
+        if (allowed.code() == absl::StatusCode::kUnauthenticated) {
+          response.set_header("WWW-Authenticate", "Bearer realm=\"gradlab\"");
+        }
+        ReplyError(response, allowed);
+        return httplib::Server::HandlerResponse::Handled;
+      });
   auto serve_asset = [](const std::string& name, httplib::Response& response) {
     const WebAsset* asset = FindWebAsset(name);
     if (asset == nullptr) {

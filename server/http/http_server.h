@@ -22,9 +22,11 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -32,6 +34,7 @@
 #include "common/tls_files.h"
 #include "server/auth/client_limits.h"
 #include "server/auth/token_authorizer.h"
+#include "server/http/host_check.h"
 #include "server/metrics/server_metrics.h"
 #include "server/experiments/experiment_registry.h"
 
@@ -68,6 +71,9 @@ struct HttpOptions {
   // With tls.cert and tls.key: HTTPS only; with tls.ca too, clients must present a
   // certificate that it signed.
   TlsPaths tls;
+  // Every page but /healthz answers only requests whose Host is the server's own (see
+  // HostCheck) or one of these names; others get 403.
+  std::vector<std::string> allowed_hosts;
 };
 
 // OK when `max_streams` is in [1, kMaxHttpStreams]; for --http_max_streams.
@@ -106,6 +112,7 @@ class HttpServer {
   ServerMetrics& metrics_;
   std::unique_ptr<httplib::Server> server_;
   int port_ = 0;
+  std::optional<HostCheck> host_check_;  // set once the port is bound, before serving
   std::thread listener_;
   std::atomic<int> open_streams_{0};
   std::atomic<bool> stopping_{false};
