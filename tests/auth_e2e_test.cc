@@ -1,7 +1,6 @@
 // End to end with tokens: the real gradlabd with --auth_tokens_file, every RPC against
 // every kind of caller (table-driven, over a real channel), the HTTP side, and the CLI;
 // and the per-client limits.
-#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 #include <signal.h>
@@ -12,7 +11,6 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "absl/synchronization/notification.h"
 #include "gradlab/v1/experiment_service.grpc.pb.h"
 #include "gradlab/v1/worker_service.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -20,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/child_process.h"
 #include "tests/testing/gradlabd_process.h"
+#include "tests/testing/raw_call.h"
 #include "tests/testing/test_dir.h"
 
 namespace gradlab {
@@ -262,20 +261,8 @@ TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
 // Authentication comes first even for methods the server does not serve: a stranger
 // learns nothing of what is served; a known caller is told the method is not served.
 TEST_F(AuthTest, UnknownMethodsAreUnauthenticatedWithoutATokenAndUnimplementedWithOne) {
-  grpc::GenericStub generic(channel_);
   const auto call = [&](const std::string& authorization) {
-    auto context = Context(authorization);
-    grpc::Slice empty("");
-    grpc::ByteBuffer request(&empty, 1), response;
-    absl::Notification done;
-    grpc::Status status;
-    generic.UnaryCall(context.get(), "/gradlab.v1.ExperimentService/NoSuchMethod",
-                      grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
-                        status = std::move(s);
-                        done.Notify();
-                      });
-    done.WaitForNotification();
-    return status;
+    return CallRawMethod(channel_, "/gradlab.v1.ExperimentService/NoSuchMethod", authorization);
   };
   EXPECT_EQ(call("").error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(call("Bearer not-a-token-of-this-server").error_code(),

@@ -5,7 +5,6 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/message_differencer.h>
-#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 #include <signal.h>
@@ -20,12 +19,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gradlab/v1/experiment_service.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/testing/child_process.h"
 #include "tests/testing/gradlabd_process.h"
+#include "tests/testing/raw_call.h"
 #include "tests/testing/test_dir.h"
 
 namespace gradlab {
@@ -713,21 +712,13 @@ TEST_F(HttpTest, CallsOfUnknownMethodsAddNoSeriesToMetrics) {
     EXPECT_TRUE(metrics && metrics->status == 200);
     return metrics ? std::count(metrics->body.begin(), metrics->body.end(), '\n') : 0;
   };
-  grpc::GenericStub generic(
-      grpc::CreateChannel(server_->grpc_address, grpc::InsecureChannelCredentials()));
+  const auto channel =
+      grpc::CreateChannel(server_->grpc_address, grpc::InsecureChannelCredentials());
   const auto call_unknown = [&](int i) {
-    grpc::ClientContext context;
-    grpc::Slice empty("");
-    grpc::ByteBuffer request(&empty, 1), response;
-    absl::Notification done;
-    grpc::Status status;
-    generic.UnaryCall(&context, absl::StrCat("/attacker.Service", i, "/Method", std::string(200, 'x')),
-                      grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
-                        status = std::move(s);
-                        done.Notify();
-                      });
-    done.WaitForNotification();
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+    EXPECT_EQ(CallRawMethod(channel, absl::StrCat("/attacker.Service", i, "/Method",
+                                                  std::string(200, 'x')))
+                  .error_code(),
+              grpc::StatusCode::UNIMPLEMENTED);
   };
   call_unknown(0);
   const double before = MetricValue(
