@@ -32,7 +32,8 @@ class CliTest : public ::testing::Test {
     std::filesystem::remove_all(state_dir);
     absl::StatusOr<ChildProcess> server = ChildProcess::Start(
         {GRADLABD_PATH, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0", "--threads_per_job=2",
-         "--data_dir=/nonexistent", "--state_dir=" + state_dir.string()});
+         "--data_dir=/nonexistent", "--allowed_data_dirs=" + ::testing::TempDir(),
+         "--state_dir=" + state_dir.string()});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = new ChildProcess(*std::move(server));
     absl::StatusOr<std::string> line =

@@ -64,7 +64,8 @@ class Server {
  public:
   Server(const fs::path& state_dir, std::vector<std::string> env = {},
          std::vector<std::string> flags = {}) {
-    flags.insert(flags.begin(), {"--threads_per_job=1", "--state_dir=" + state_dir.string()});
+    flags.insert(flags.begin(), {"--threads_per_job=1", "--state_dir=" + state_dir.string(),
+                                 "--allowed_data_dirs=" + ::testing::TempDir()});
     absl::StatusOr<GradlabdProcess> started =
         StartGradlabd(GRADLABD_PATH, flags, env, kAddressSpaceLimit);
     EXPECT_TRUE(started.ok()) << started.status();

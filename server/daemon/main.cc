@@ -66,6 +66,10 @@ ABSL_FLAG(std::string, data_dir, kDefaults.data_dir,
           "where datasets are looked for first: cifar10 in DIR or DIR/cifar-10-batches-bin, "
           "fashion_mnist in DIR/fashion-mnist, mnist in DIR/mnist; then the system's copies "
           "(/usr/share/datasets/fashion-mnist)");
+ABSL_FLAG(std::string, allowed_data_dirs, kDefaults.allowed_data_dirs,
+          "folders, comma-separated, that a spec's data_dir may name (or folders inside them, "
+          "symlinks resolved); others are refused without a word on what is there. Empty: "
+          "--data_dir and /usr/share/datasets");
 ABSL_FLAG(int, max_request_bytes, kDefaults.max_request_bytes, "larger requests are refused");
 ABSL_FLAG(std::string, state_dir, kDefaults.state_dir,
           "where experiments, their events and checkpoints are kept (SQLite database "
@@ -209,6 +213,7 @@ gradlab::GradlabdFlags FlagValues() {
   flags.max_queue = absl::GetFlag(FLAGS_max_queue);
   flags.max_run_memory = absl::GetFlag(FLAGS_max_run_memory);
   flags.data_dir = absl::GetFlag(FLAGS_data_dir);
+  flags.allowed_data_dirs = absl::GetFlag(FLAGS_allowed_data_dirs);
   flags.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
   flags.state_dir = absl::GetFlag(FLAGS_state_dir);
   flags.state_reserve = absl::GetFlag(FLAGS_state_reserve);

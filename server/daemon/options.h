@@ -23,6 +23,7 @@ struct GradlabdFlags {
   // less gradlabd's own at start, divided by --workers; "0": no limit.
   std::string max_run_memory;
   std::string data_dir = "data";
+  std::string allowed_data_dirs;  // comma-separated; empty: data_dir and /usr/share/datasets
   int max_request_bytes = 256 * 1024;
   std::string state_dir = "gradlab-state";
   std::string state_reserve = "8MiB";  // a size; "0": none

@@ -353,8 +353,9 @@ INSTANTIATE_TEST_SUITE_P(
                          r.mutable_spec()->set_dataset("cifar10");
                          r.mutable_spec()->set_data_dir("/no/such/dir");
                        },
-                       grpc::StatusCode::FAILED_PRECONDITION,
-                       "dataset cifar10 is not present: no data_batch_1.bin in /no/such/dir"},
+                       grpc::StatusCode::INVALID_ARGUMENT,
+                       "spec.data_dir: \"/no/such/dir\" is outside the folders this server "
+                       "reads datasets from"},
         InvalidRequest{"request_id", [](auto& r) { r.set_request_id(std::string(201, 'r')); },
                        grpc::StatusCode::INVALID_ARGUMENT, "request_id: 201 characters"},
         InvalidRequest{"too_large",

@@ -187,7 +187,8 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
   };
   if (std::shared_ptr<Job> earlier = earlier_request()) return Describe(*earlier);
   absl::StatusOr<RunPlan> plan =
-      PlanRun(request.spec(), PlanLimits{options_.threads_per_job, options_.data_dir});
+      PlanRun(request.spec(), PlanLimits{options_.threads_per_job, options_.data_dir,
+                                         options_.allowed_data_dirs});
   if (!plan.ok()) return plan.status();
   const ExperimentSpec& spec = plan->spec;
   // Before anything is allocated for it (the first spec of a model shape runs a probe).

@@ -54,6 +54,9 @@ struct RegistryOptions {
   int64_t max_run_memory = 0;
   int64_t memory_budget = 0;
   std::string data_dir;  // where datasets are looked for first (see DatasetSearchPath)
+  // The folders a spec's data_dir may name (see PlanLimits); empty: data_dir and
+  // /usr/share/datasets.
+  std::vector<std::string> allowed_data_dirs;
   LogRetention retention;
   std::function<absl::Time()> clock = [] { return absl::Now(); };
   absl::Duration progress_interval = absl::Milliseconds(500);

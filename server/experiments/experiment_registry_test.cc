@@ -21,6 +21,8 @@ RegistryOptions SmallOptions(int max_queue = 100) {
   options.training_slots = 1;
   options.threads_per_job = 1;
   options.max_queue = max_queue;
+  // The fake datasets the tests write, and a folder that is not there.
+  options.allowed_data_dirs = {::testing::TempDir(), "/nonexistent"};
   return options;
 }
 
@@ -111,6 +113,28 @@ TEST(ExperimentRegistryTest, InvalidSpecsAreRefusedAndChangeNothing) {
   EXPECT_THAT(
       std::string(missing.status().message()),
       HasSubstr("dataset cifar10 is not present: no data_batch_1.bin in /nonexistent/cifar"));
+  EXPECT_TRUE(registry.AllExperiments().empty());
+}
+
+// A spec's data_dir names only the allowed folders, symlinks resolved; the refusal says
+// nothing of what is outside them.
+TEST(ExperimentRegistryTest, DataDirsOutsideTheAllowedFoldersAreRefusedWithoutAWordOnThem) {
+  ExperimentRegistry registry(SmallOptions());
+  const std::filesystem::path escape = std::filesystem::path(::testing::TempDir()) / "escape";
+  std::filesystem::remove(escape);
+  std::filesystem::create_directory_symlink("/etc", escape);
+  for (const std::string& data_dir : {std::string("/etc"), escape.string(),
+                                      (escape / "..").string(), std::string("/nonexistent/../etc")}) {
+    SCOPED_TRACE(data_dir);
+    v1::StartExperimentRequest request = Quick();
+    request.mutable_spec()->set_dataset("mnist");
+    request.mutable_spec()->set_data_dir(data_dir);
+    const absl::Status refused = registry.StartExperiment(request).status();
+    EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(refused.message()),
+                HasSubstr("spec.data_dir: \"" + data_dir +
+                          "\" is outside the folders this server reads datasets from"));
+  }
   EXPECT_TRUE(registry.AllExperiments().empty());
 }
 

@@ -6,6 +6,7 @@
 #define GRADLAB_SERVER_EXPERIMENTS_RUN_PLAN_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/experiment_spec.h"
@@ -25,10 +26,15 @@ struct RunPlan {
 struct PlanLimits {
   int threads_per_job = 1;
   std::string server_data_dir;  // --data_dir
+  // The folders a spec's data_dir may name (with what is inside them); empty: the
+  // server's data_dir and /usr/share/datasets.
+  std::vector<std::string> allowed_data_dirs;
 };
 
-// INVALID_ARGUMENT naming the field for a spec the server cannot run, NOT_FOUND (with
-// where it looked) for a dataset that is not there.
+// INVALID_ARGUMENT naming the field for a spec the server cannot run, among them a
+// data_dir that is, or whose dataset folder is (symlinks resolved), outside the allowed
+// folders: said without a word on what is there. FAILED_PRECONDITION (with where it
+// looked) for a dataset that is not there.
 absl::StatusOr<RunPlan> PlanRun(const v1::ExperimentSpec& requested, const PlanLimits& limits);
 
 // The plan of an experiment read back from the store. Records stored before
