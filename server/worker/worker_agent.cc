@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/client_text.h"
+#include "common/experiment_spec.h"
 #include "common/grpc_status.h"
 #include "common/host_port.h"
 #include "common/spec_proto.h"
@@ -151,7 +153,32 @@ void WorkerAgent::StartRank(const v1::RankAssignment& assignment) {
   });
 }
 
+absl::Status CheckAssignment(const v1::RankAssignment& assignment) {
+  auto refuse = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the coordinator's assignment for experiment ", QuoteClientText(assignment.experiment_id()),
+        " is not one a worker can train: ", what));
+  };
+  absl::StatusOr<ExperimentSpec> spec = ResolveSpec(SpecFromProto(assignment.spec()));
+  if (!spec.ok()) return refuse(spec.status().message());
+  if (assignment.world_size() != spec->world_size || spec->world_size < 2) {
+    return refuse(absl::StrCat("world_size ", assignment.world_size(), " for a spec of ",
+                               spec->world_size));
+  }
+  if (assignment.rank() < 1 || assignment.rank() >= assignment.world_size()) {
+    return refuse(absl::StrCat("rank ", assignment.rank(), " is not in [1, ",
+                               assignment.world_size() - 1, "]"));
+  }
+  if (assignment.store_port() < 1 || assignment.store_port() > 65535 ||
+      assignment.timeout_ms() < 1) {
+    return refuse(absl::StrCat("store_port ", assignment.store_port(), ", timeout_ms ",
+                               assignment.timeout_ms()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WorkerAgent::TrainAssignedRank(const v1::RankAssignment& assignment) {
+  if (absl::Status checked = CheckAssignment(assignment); !checked.ok()) return checked;
   ExperimentSpec spec = SpecFromProto(assignment.spec());
   // The coordinator's folder first (machines set up alike), then this worker's own.
   std::vector<std::string> search_path = {spec.data_dir};

@@ -21,6 +21,12 @@
 
 namespace gradlab {
 
+// A worker checks what a coordinator asks of it before it trains: the spec as a server
+// checks a submitted one (ResolveSpec: ranges, batches every rank can train), the rank
+// within the group, the group the spec's, the port and timeout usable. INVALID_ARGUMENT
+// naming what is wrong.
+absl::Status CheckAssignment(const v1::RankAssignment& assignment);
+
 struct WorkerAgentOptions {
   // The coordinator's gRPC address, host:port.
   std::string coordinator;
