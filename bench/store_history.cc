@@ -58,8 +58,9 @@ double Millis(Clock::duration d) { return std::chrono::duration<double, std::mil
 
 double Percentile(std::vector<double> values, double p) {
   std::sort(values.begin(), values.end());
-  return values.empty() ? 0 : values[std::min(values.size() - 1,
-                                               static_cast<size_t>(p * values.size()))];
+  return values.empty()
+             ? 0
+             : values[std::min(values.size() - 1, static_cast<size_t>(p * values.size()))];
 }
 
 std::string IdOf(int i) { return absl::StrFormat("h%07d", i); }
@@ -238,9 +239,9 @@ struct Started {
 absl::StatusOr<Started> StartServer(const std::string& state_dir) {
   Started started;
   const Clock::time_point spawned = Clock::now();
-  absl::StatusOr<ChildProcess> server = ChildProcess::Start(
-      {absl::GetFlag(FLAGS_gradlabd), "--listen=127.0.0.1:0", "--http_listen=",
-       "--state_dir=" + state_dir});
+  absl::StatusOr<ChildProcess> server =
+      ChildProcess::Start({absl::GetFlag(FLAGS_gradlabd), "--listen=127.0.0.1:0",
+                           "--http_listen=", "--state_dir=" + state_dir});
   if (!server.ok()) return server.status();
   absl::StatusOr<std::string> line =
       server->ReadLineContaining("listening on port", absl::Minutes(10));
@@ -281,8 +282,8 @@ int Measure(const std::string& state_dir, int experiments, int starts) {
     ChildProcess* server = &*started->process;
     const double startup = started->startup_millis;
     const int64_t rss_kib = started->rss_kib;
-    auto stub = v1::ExperimentService::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + started->port, grpc::InsecureChannelCredentials()));
+    auto stub = v1::ExperimentService::NewStub(
+        grpc::CreateChannel("127.0.0.1:" + started->port, grpc::InsecureChannelCredentials()));
 
     std::vector<double> gets;
     std::uniform_int_distribution<int> pick(0, experiments - 1);
@@ -332,11 +333,10 @@ int Measure(const std::string& state_dir, int experiments, int starts) {
         "GetExperiment p50 %.2f ms p99 %.2f ms (2000 calls); ListExperiments page p50 %.2f "
         "ms p99 %.2f ms (%zu pages, %d experiments); replay of %s (%lld events) %.0f ms "
         "from the store, %.0f ms again\n",
-        run, startup, rss_kib / 1024.0, rss_after_kib / 1024.0, rss_after_many_kib / 1024.0,
-        many, Percentile(gets, 0.5),
-        Percentile(gets, 0.99), Percentile(pages, 0.5), Percentile(pages, 0.99), pages.size(),
-        listed, replayed_id.c_str(), static_cast<long long>(first.events), first.millis,
-        again.millis);
+        run, startup, rss_kib / 1024.0, rss_after_kib / 1024.0, rss_after_many_kib / 1024.0, many,
+        Percentile(gets, 0.5), Percentile(gets, 0.99), Percentile(pages, 0.5),
+        Percentile(pages, 0.99), pages.size(), listed, replayed_id.c_str(),
+        static_cast<long long>(first.events), first.millis, again.millis);
     std::fflush(stdout);
     server->Signal(SIGTERM);
     server->Wait(absl::Minutes(1));
@@ -356,8 +356,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (!absl::GetFlag(FLAGS_reuse)) {
-    if (int failed = gradlab::Fill(state_dir, experiments,
-                                   absl::GetFlag(FLAGS_events_per_experiment));
+    if (int failed =
+            gradlab::Fill(state_dir, experiments, absl::GetFlag(FLAGS_events_per_experiment));
         failed != 0) {
       return failed;
     }

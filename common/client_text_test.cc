@@ -25,7 +25,9 @@ TEST(ClientTextTest, CharactersAreCodePointsAndNeverCutInside) {
   std::string hundred;
   for (int i = 0; i < 100; ++i) hundred += "字";
   EXPECT_EQ(QuoteClientText(cjk), "\"" + hundred + "…\" (600 bytes)");
-  EXPECT_EQ(CharacterCount("a\xff" "b"), 3u);  // a stray byte counts as one
+  EXPECT_EQ(CharacterCount("a\xff"
+                           "b"),
+            3u);  // a stray byte counts as one
 }
 
 }  // namespace

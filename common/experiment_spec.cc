@@ -51,9 +51,9 @@ absl::Status CheckOneOf(const std::string& field, const std::string& value,
   if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) {
     return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("spec.", field, ": unknown value ", QuoteClientText(value),
-                   "; valid values: ", absl::StrJoin(allowed, ", ")));
+  return absl::InvalidArgumentError(absl::StrCat("spec.", field, ": unknown value ",
+                                                 QuoteClientText(value),
+                                                 "; valid values: ", absl::StrJoin(allowed, ", ")));
 }
 
 // `limit` samples (0: all) of a split of `standard_size`; the synthetic dataset is
@@ -130,8 +130,8 @@ absl::StatusOr<ExperimentSpec> ResolveSpec(const ExperimentSpec& spec) {
     if (key.empty() || CharacterCount(key) > kMaxLabelLength ||
         CharacterCount(value) > kMaxLabelLength) {
       return absl::InvalidArgumentError(
-          absl::StrCat("spec.labels: key ", QuoteClientText(key), " must be 1 to ",
-                       kMaxLabelLength, " characters and its value at most ", kMaxLabelLength));
+          absl::StrCat("spec.labels: key ", QuoteClientText(key), " must be 1 to ", kMaxLabelLength,
+                       " characters and its value at most ", kMaxLabelLength));
     }
   }
 

@@ -177,9 +177,8 @@ TEST_F(CrashRecoveryTest, ABackupTakenWhileARunTrainsRestoresAndTheRunFinishesTh
     bool backed_up = false;
     server.Follow(id, 0, seen, [&](const v1::MetricsEvent& event) {
       if (!backed_up && event.has_batch_progress() && event.batch_progress().epoch() == 2) {
-        const CommandResult copy =
-            RunCommand({GRADLABD_PATH, "--state_dir=" + state_dir_.string(),
-                        "--backup_state=" + backup.string()});
+        const CommandResult copy = RunCommand({GRADLABD_PATH, "--state_dir=" + state_dir_.string(),
+                                               "--backup_state=" + backup.string()});
         EXPECT_EQ(copy.exit_code, 0) << copy.out;
         backed_up = true;
       }

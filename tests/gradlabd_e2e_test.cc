@@ -3,8 +3,8 @@
 #include <signal.h>
 
 #include <filesystem>
-#include <set>
 #include <fstream>
+#include <set>
 
 #include "gradlab/v1/experiment_service.grpc.pb.h"
 #include "gtest/gtest.h"

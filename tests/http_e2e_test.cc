@@ -378,9 +378,8 @@ TEST_F(HttpTest, BothFacesAnswerPositionsPagesAndLongStringsAlike) {
   }
   // The largest Last-Event-ID goes on after it: nothing more, with no overflow.
   GrpcEvents(started.id());  // to its end
-  std::vector<Event> after_largest =
-      ReadEvents("/api/v1/experiments/" + started.id() + "/events",
-                 {{"Last-Event-ID", "9223372036854775807"}});
+  std::vector<Event> after_largest = ReadEvents("/api/v1/experiments/" + started.id() + "/events",
+                                                {{"Last-Event-ID", "9223372036854775807"}});
   ASSERT_EQ(after_largest.size(), 1u);
   EXPECT_EQ(after_largest[0].event, "end");
 }
@@ -675,8 +674,8 @@ TEST_F(HttpTest, RequestsUnderAnotherHostNameAreRefused) {
     httplib::Result rebound = http_->Get(path, {{"Host", "attacker.example:" + port}});
     ASSERT_TRUE(rebound);
     EXPECT_EQ(rebound->status, 403);
-    EXPECT_TRUE(absl::StrContains(rebound->body, "Host \\\"attacker.example:" + port +
-                                                     "\\\" is not this server's"))
+    EXPECT_TRUE(absl::StrContains(
+        rebound->body, "Host \\\"attacker.example:" + port + "\\\" is not this server's"))
         << rebound->body;
     httplib::Result local = http_->Get(path, {{"Host", "localhost:" + port}});
     ASSERT_TRUE(local);
@@ -715,8 +714,8 @@ TEST_F(HttpTest, CallsOfUnknownMethodsAddNoSeriesToMetrics) {
   const auto channel =
       grpc::CreateChannel(server_->grpc_address, grpc::InsecureChannelCredentials());
   const auto call_unknown = [&](int i) {
-    EXPECT_EQ(CallRawMethod(channel, absl::StrCat("/attacker.Service", i, "/Method",
-                                                  std::string(200, 'x')))
+    EXPECT_EQ(CallRawMethod(channel,
+                            absl::StrCat("/attacker.Service", i, "/Method", std::string(200, 'x')))
                   .error_code(),
               grpc::StatusCode::UNIMPLEMENTED);
   };
@@ -727,9 +726,10 @@ TEST_F(HttpTest, CallsOfUnknownMethodsAddNoSeriesToMetrics) {
   const auto lines_before = lines();
   for (int i = 1; i <= 300; ++i) call_unknown(i);
   EXPECT_EQ(lines(), lines_before);
-  EXPECT_EQ(MetricValue("grpc_server_handled_total{grpc_service=\"unknown\",grpc_method=\"unknown\","
-                        "grpc_code=\"UNIMPLEMENTED\"}"),
-            before + 300);
+  EXPECT_EQ(
+      MetricValue("grpc_server_handled_total{grpc_service=\"unknown\",grpc_method=\"unknown\","
+                  "grpc_code=\"UNIMPLEMENTED\"}"),
+      before + 300);
 }
 
 TEST_F(HttpTest, ServesTheDashboardWithItsFiles) {

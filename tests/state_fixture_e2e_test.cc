@@ -204,7 +204,8 @@ TEST_F(StateFixtureTest, ADamagedEventEndsItsStreamWithDataLossAndTheRestIsServe
                      read.getColumn(0).getBytes());
     read.reset();
     body[body.size() / 2] ^= 0x04;
-    SQLite::Statement write(db, "UPDATE events SET body = ? WHERE experiment_id = ? AND sequence = ?");
+    SQLite::Statement write(db,
+                            "UPDATE events SET body = ? WHERE experiment_id = ? AND sequence = ?");
     write.bind(1, body.data(), static_cast<int>(body.size()));
     write.bind(2, id);
     write.bind(3, static_cast<int64_t>(damaged));

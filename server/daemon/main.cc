@@ -262,11 +262,11 @@ int CheckState(const std::string& state_dir) {
   for (const std::string& line : report->checked) std::cout << "checked: " << line << "\n";
   for (const std::string& line : report->problems) std::cout << "DAMAGED: " << line << "\n";
   std::cout << state_dir << ": "
-            << (report->problems.empty()
-                    ? "intact"
-                    : absl::StrCat(report->problems.size(), " problems; restore it from a "
-                                                            "backup, or start gradlabd with a new "
-                                                            "--state_dir"))
+            << (report->problems.empty() ? "intact"
+                                         : absl::StrCat(report->problems.size(),
+                                                        " problems; restore it from a "
+                                                        "backup, or start gradlabd with a new "
+                                                        "--state_dir"))
             << std::endl;
   return report->problems.empty() ? 0 : 1;
 }
@@ -327,7 +327,8 @@ int main(int argc, char** argv) {
   // Before anything starts threads (gRPC does as soon as credentials are made).
   sigset_t signals = BlockShutdownSignals();
   if (absl::GetFlag(FLAGS_worker)) return RunWorker(signals);
-  if (!absl::GetFlag(FLAGS_check_state).empty()) return CheckState(absl::GetFlag(FLAGS_check_state));
+  if (!absl::GetFlag(FLAGS_check_state).empty())
+    return CheckState(absl::GetFlag(FLAGS_check_state));
   if (!absl::GetFlag(FLAGS_backup_state).empty()) {
     return BackUpState(absl::GetFlag(FLAGS_state_dir), absl::GetFlag(FLAGS_backup_state));
   }

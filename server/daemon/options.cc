@@ -52,8 +52,7 @@ absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int 
   registry.training_slots = flags.workers;
   registry.max_queue = flags.max_queue;
   registry.data_dir = flags.data_dir;
-  registry.allowed_data_dirs =
-      absl::StrSplit(flags.allowed_data_dirs, ',', absl::SkipWhitespace());
+  registry.allowed_data_dirs = absl::StrSplit(flags.allowed_data_dirs, ',', absl::SkipWhitespace());
   registry.training_niceness = flags.training_niceness;
   registry.rendezvous.port = flags.rendezvous_port;
   registry.rendezvous.advertise_address = flags.advertise_address;

@@ -42,7 +42,6 @@ void ExperimentLog::Keep(v1::GradientSnapshot snapshot) const {
 
 template <typename Event>
 absl::StatusOr<int64_t> ExperimentLog::Log(Event event, EventKind kind) {
-  EnsureLoaded();  // so that what is appended comes after what was stored
   int64_t sequence;
   {
     absl::MutexLock append_lock(&append_mu_);

@@ -75,7 +75,8 @@ class ExperimentLog : public std::enable_shared_from_this<ExperimentLog> {
   // For a finished experiment: its events stay where they are kept until a reader first
   // asks for them (or for the latest of them), when `source` reads them, as Restore would
   // take them; `loaded` (if any) may have the log drop them again (Unload), to be read
-  // again when next asked. An error from `source` ends every reader with it.
+  // again when next asked. An error from `source` ends every reader with it. Nothing is
+  // appended to such a log (its experiment has finished).
   using EventSource = std::function<absl::StatusOr<StoredEvents>()>;
   void RestoreLater(EventSource source, int64_t last_sequence,
                     std::shared_ptr<LoadedLogs> loaded = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
@@ -163,10 +164,10 @@ class ExperimentLog : public std::enable_shared_from_this<ExperimentLog> {
   mutable std::deque<MetricsPtr> recent_progress_ ABSL_GUARDED_BY(mu_);
   mutable SnapshotPtr first_snapshot_ ABSL_GUARDED_BY(mu_);
   mutable std::deque<SnapshotPtr> recent_snapshots_ ABSL_GUARDED_BY(mu_);
-  EventSource source_ ABSL_GUARDED_BY(mu_);                 // RestoreLater's
+  EventSource source_ ABSL_GUARDED_BY(mu_);  // RestoreLater's
   std::shared_ptr<LoadedLogs> loaded_logs_ ABSL_GUARDED_BY(mu_);
   mutable bool source_read_ ABSL_GUARDED_BY(mu_) = false;  // its events are in memory
-  mutable absl::Status damage_ ABSL_GUARDED_BY(mu_);        // how readers end instead of OK
+  mutable absl::Status damage_ ABSL_GUARDED_BY(mu_);       // how readers end instead of OK
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<absl::Status> abort_status_ ABSL_GUARDED_BY(mu_);
 

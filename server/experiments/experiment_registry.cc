@@ -64,6 +64,22 @@ std::string IdleWorkers(int count) {
   return absl::StrCat(count, count == 1 ? " idle worker" : " idle workers");
 }
 
+// The record's count of attempts since its last finished epoch.
+int AttemptsSinceEpoch(const Job& job) {
+  absl::ReaderMutexLock lock(&job.mu);
+  return job.record.attempts_since_epoch();
+}
+
+// Sets where a job's next attempt goes on from, its newest usable checkpoint (none: epoch
+// 1), and says which in words.
+std::string ResumeFromNewestCheckpoint(Job& job) {
+  const ResumePoint resume =
+      job.checkpoints != nullptr ? FindResumePoint(*job.checkpoints) : ResumePoint{};
+  if (resume.epoch == 0) return "epoch 1";
+  job.resume_epoch = resume.epoch;
+  return absl::StrCat("the checkpoint of epoch ", resume.epoch);
+}
+
 }  // namespace
 
 ExperimentRegistry::ExperimentRegistry(RegistryOptions options, bool held)
@@ -187,8 +203,8 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
   };
   if (std::shared_ptr<Job> earlier = earlier_request()) return Describe(*earlier);
   absl::StatusOr<RunPlan> plan =
-      PlanRun(request.spec(), PlanLimits{options_.threads_per_job, options_.data_dir,
-                                         options_.allowed_data_dirs});
+      PlanRun(request.spec(),
+              PlanLimits{options_.threads_per_job, options_.data_dir, options_.allowed_data_dirs});
   if (!plan.ok()) return plan.status();
   const ExperimentSpec& spec = plan->spec;
   // Before anything is allocated for it (the first spec of a model shape runs a probe).
@@ -292,8 +308,9 @@ absl::StatusOr<v1::ListExperimentsResponse> ExperimentRegistry::ListExperiments(
   int64_t before = INT64_MAX;
   if (!request.page_token().empty() &&
       (!absl::SimpleAtoi(request.page_token(), &before) || before <= 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "page_token: ", QuoteClientText(request.page_token()), " is not a token this server gave out"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_token: ", QuoteClientText(request.page_token()),
+                     " is not a token this server gave out"));
   }
   v1::ListExperimentsResponse response;
   absl::ReaderMutexLock lock(&mu_);
@@ -600,18 +617,9 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
 
 void ExperimentRegistry::Requeue(const std::shared_ptr<Job>& job, const absl::Status& status,
                                  const std::vector<absl::Status>& notes) {
-  int attempts_since_epoch = 0;
-  {
-    absl::ReaderMutexLock lock(&job->mu);
-    attempts_since_epoch = job->record.attempts_since_epoch();
-  }
-  const LostRankVerdict verdict = JudgeLostRank(status, notes, attempts_since_epoch);
+  const LostRankVerdict verdict = JudgeLostRank(status, notes, AttemptsSinceEpoch(*job));
   if (!verdict.retry) return Finish(*job, v1::FAILED, verdict.reason);
-  const ResumePoint resume =
-      job->checkpoints != nullptr ? FindResumePoint(*job->checkpoints) : ResumePoint{};
-  const std::string from = resume.epoch > 0 ? absl::StrCat("the checkpoint of epoch ", resume.epoch)
-                                            : std::string("epoch 1");
-  if (resume.epoch > 0) job->resume_epoch = resume.epoch;
+  const std::string from = ResumeFromNewestCheckpoint(*job);
   job->resume_reason =
       absl::StrCat("attempt ", job->attempts + 1, " goes on from ", from, " after a rank was lost");
   // A slot that takes it at once waits for change_mu, so it starts from QUEUED.
@@ -625,11 +633,7 @@ void ExperimentRegistry::Requeue(const std::shared_ptr<Job>& job, const absl::St
 
 void ExperimentRegistry::RequeueForRoom(const std::shared_ptr<Job>& job,
                                         const absl::Status& status) {
-  int attempts_since_epoch = 0;
-  {
-    absl::ReaderMutexLock lock(&job->mu);
-    attempts_since_epoch = job->record.attempts_since_epoch();
-  }
+  const int attempts_since_epoch = AttemptsSinceEpoch(*job);
   if (attempts_since_epoch >= kMaxAttemptsWithoutProgress) {
     return Finish(*job, v1::FAILED,
                   absl::StrCat("gave up after ", attempts_since_epoch,
@@ -637,10 +641,7 @@ void ExperimentRegistry::RequeueForRoom(const std::shared_ptr<Job>& job,
                                "full state folder; the last: ",
                                status.message()));
   }
-  const ResumePoint resume = FindResumePoint(*job->checkpoints);
-  const std::string from = resume.epoch > 0 ? absl::StrCat("the checkpoint of epoch ", resume.epoch)
-                                            : std::string("epoch 1");
-  if (resume.epoch > 0) job->resume_epoch = resume.epoch;
+  const std::string from = ResumeFromNewestCheckpoint(*job);
   job->resume_reason = absl::StrCat("the state folder has room again; goes on from ", from);
   // A slot that takes it at once waits for change_mu, then for room (WaitForStateRoom).
   scheduler_->PushFront(job);

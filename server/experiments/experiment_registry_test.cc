@@ -123,8 +123,9 @@ TEST(ExperimentRegistryTest, DataDirsOutsideTheAllowedFoldersAreRefusedWithoutAW
   const std::filesystem::path escape = std::filesystem::path(::testing::TempDir()) / "escape";
   std::filesystem::remove(escape);
   std::filesystem::create_directory_symlink("/etc", escape);
-  for (const std::string& data_dir : {std::string("/etc"), escape.string(),
-                                      (escape / "..").string(), std::string("/nonexistent/../etc")}) {
+  for (const std::string& data_dir :
+       {std::string("/etc"), escape.string(), (escape / "..").string(),
+        std::string("/nonexistent/../etc")}) {
     SCOPED_TRACE(data_dir);
     v1::StartExperimentRequest request = Quick();
     request.mutable_spec()->set_dataset("mnist");

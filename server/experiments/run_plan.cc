@@ -23,7 +23,8 @@ fs::path Resolved(const std::string& path) {
 }
 
 bool IsWithin(const fs::path& path, const fs::path& folder) {
-  auto [folder_end, path_end] = std::mismatch(folder.begin(), folder.end(), path.begin(), path.end());
+  auto [folder_end, path_end] =
+      std::mismatch(folder.begin(), folder.end(), path.begin(), path.end());
   return folder_end == folder.end() ||
          (std::next(folder_end) == folder.end() && folder_end->empty());  // "dir/"
 }
@@ -34,10 +35,10 @@ absl::Status CheckAllowed(const std::string& dir, const std::vector<std::string>
   for (const std::string& folder : allowed) {
     if (IsWithin(resolved, Resolved(folder))) return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "spec.data_dir: ", QuoteClientText(dir),
-      " is outside the folders this server reads datasets from (", absl::StrJoin(allowed, ", "),
-      "; gradlabd --allowed_data_dirs sets them)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("spec.data_dir: ", QuoteClientText(dir),
+                   " is outside the folders this server reads datasets from (",
+                   absl::StrJoin(allowed, ", "), "; gradlabd --allowed_data_dirs sets them)"));
 }
 
 }  // namespace

@@ -12,7 +12,7 @@ TEST(HostCheckTest, LoopbackNamesOnTheListeningPort) {
   EXPECT_TRUE(check.Allows("LocalHost:8080"));
   EXPECT_TRUE(check.Allows("[::1]:8080"));
   EXPECT_FALSE(check.Allows("127.0.0.1:9090"));
-  EXPECT_FALSE(check.Allows("127.0.0.1"));  // port 80
+  EXPECT_FALSE(check.Allows("127.0.0.1"));              // port 80
   EXPECT_FALSE(check.Allows("attacker.example:8080"));  // DNS rebinding
   EXPECT_FALSE(check.Allows(""));
   EXPECT_FALSE(check.Allows("[::1:8080"));

@@ -51,9 +51,8 @@ absl::StatusOr<int64_t> IntParam(const httplib::Request& request, const char* na
   const std::string text = request.get_param_value(name);
   int64_t value = 0;
   if (!absl::SimpleAtoi(text, &value) || value < min || value > max) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, ": ", QuoteClientText(text), " is not an integer in [", min, ", ", max,
-                     "]"));
+    return absl::InvalidArgumentError(absl::StrCat(name, ": ", QuoteClientText(text),
+                                                   " is not an integer in [", min, ", ", max, "]"));
   }
   return value;
 }
@@ -78,9 +77,9 @@ absl::StatusOr<EventSelection> ParseEventSelection(const httplib::Request& reque
       } else if (kind == "gradients") {
         selection.gradients = true;
       } else {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "kinds: ", QuoteClientText(kinds),
-            " is not a list of metrics, gradients (comma-separated)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("kinds: ", QuoteClientText(kinds),
+                         " is not a list of metrics, gradients (comma-separated)"));
       }
     }
   }
@@ -291,16 +290,16 @@ void HttpServer::AddRoutes() {
   server.Get("/api/v1/server", [this](const httplib::Request&, httplib::Response& response) {
     Reply(response, absl::StatusOr<v1::ServerInfo>(registry_.ServerInfo()));
   });
-  server.Get("/api/v1/experiments",
-             [this](const httplib::Request& request, httplib::Response& response) {
-               absl::StatusOr<int64_t> page_size =
-                   IntParam(request, "page_size", INT32_MIN, INT32_MAX, 0);  // checked by the registry
-               if (!page_size.ok()) return ReplyError(response, page_size.status());
-               v1::ListExperimentsRequest list;
-               list.set_page_size(static_cast<int32_t>(*page_size));
-               list.set_page_token(request.get_param_value("page_token"));
-               Reply(response, registry_.ListExperiments(list));
-             });
+  server.Get(
+      "/api/v1/experiments", [this](const httplib::Request& request, httplib::Response& response) {
+        absl::StatusOr<int64_t> page_size =
+            IntParam(request, "page_size", INT32_MIN, INT32_MAX, 0);  // checked by the registry
+        if (!page_size.ok()) return ReplyError(response, page_size.status());
+        v1::ListExperimentsRequest list;
+        list.set_page_size(static_cast<int32_t>(*page_size));
+        list.set_page_token(request.get_param_value("page_token"));
+        Reply(response, registry_.ListExperiments(list));
+      });
   server.Get(R"(/api/v1/experiments/([^/]+))",
              [this](const httplib::Request& request, httplib::Response& response) {
                Reply(response, registry_.GetExperiment(request.matches[1].str()));

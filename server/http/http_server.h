@@ -34,9 +34,9 @@
 #include "common/tls_files.h"
 #include "server/auth/client_limits.h"
 #include "server/auth/token_authorizer.h"
+#include "server/experiments/experiment_registry.h"
 #include "server/http/host_check.h"
 #include "server/metrics/server_metrics.h"
-#include "server/experiments/experiment_registry.h"
 
 namespace httplib {
 class Server;

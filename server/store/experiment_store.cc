@@ -1,8 +1,8 @@
 #include "server/store/experiment_store.h"
 
 #include <fcntl.h>
-#include <sys/statvfs.h>
 #include <glog/logging.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,8 +32,8 @@ using store_format::EventChecksum;
 using store_format::Guard;
 using store_format::kApplicationId;
 using store_format::kDatabaseFile;
-using store_format::kReserveFile;
 using store_format::kEventColumns;
+using store_format::kReserveFile;
 using store_format::kSummaryColumns;
 using store_format::MarkerMismatch;
 using store_format::OpenReadOnly;
@@ -221,8 +221,9 @@ void CreateOrMigrate(SQLite::Database& db, int version) {
     db.exec("DROP TABLE experiments_v1");
     db.exec("DROP TABLE events_v1");
   }
-  SQLite::Statement info(db, "INSERT INTO store_info (key, value) VALUES ('store_id', ?), "
-                             "('commits', 0)");
+  SQLite::Statement info(db,
+                         "INSERT INTO store_info (key, value) VALUES ('store_id', ?), "
+                         "('commits', 0)");
   info.bind(1, NewStoreId());
   info.exec();
   db.exec(absl::StrCat("PRAGMA application_id=", kApplicationId));
@@ -266,9 +267,9 @@ class StoreJournal : public EventJournal {
   }
 
   absl::Status Record(const v1::GradientSnapshot& snapshot) override {
-    return Add({snapshot.sequence(), KindOf(snapshot), snapshot.epoch(),
-                snapshot.SerializeAsString()},
-               /*commit=*/false);
+    return Add(
+        {snapshot.sequence(), KindOf(snapshot), snapshot.epoch(), snapshot.SerializeAsString()},
+        /*commit=*/false);
   }
 
   absl::Status Flush() override { return Write(/*prune=*/false); }
@@ -332,8 +333,9 @@ absl::StatusOr<std::unique_ptr<ExperimentStore>> ExperimentStore::Open(const std
   const std::string path = (fs::path(state_dir) / kDatabaseFile).string();
   const std::string marker_path = (fs::path(state_dir) / StateMarker::kFileName).string();
   auto refuse = [&](absl::string_view problem) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the state database ", path, " cannot be used: ", problem, ". ", RecoveryAdvice(state_dir)));
+    return absl::FailedPreconditionError(absl::StrCat("the state database ", path,
+                                                      " cannot be used: ", problem, ". ",
+                                                      RecoveryAdvice(state_dir)));
   };
 
   // Every check that can refuse, on handles that write nothing.
@@ -345,7 +347,7 @@ absl::StatusOr<std::unique_ptr<ExperimentStore>> ExperimentStore::Open(const std
   const bool database_present = fs::exists(path, error) && fs::file_size(path, error) > 0;
   if (!database_present && marker->has_value()) {
     return refuse(absl::StrCat("it is missing or empty, but ", marker_path, " says it had ",
-                                     (*marker)->commits, " committed transactions"));
+                               (*marker)->commits, " committed transactions"));
   }
   if (database_present) {
     std::string problem;
@@ -374,9 +376,9 @@ absl::StatusOr<std::unique_ptr<ExperimentStore>> ExperimentStore::Open(const std
   });
   if (!status.ok()) return status;
   (*lock)->RecordHolder();
-  auto store = std::unique_ptr<ExperimentStore>(new ExperimentStore(
-      state_dir, *std::move(lock), std::move(db), info->store_id, info->commits,
-      std::move(options)));
+  auto store = std::unique_ptr<ExperimentStore>(
+      new ExperimentStore(state_dir, *std::move(lock), std::move(db), info->store_id, info->commits,
+                          std::move(options)));
   // Both may fail on a full disk; the server starts, and stores only state changes
   // until there is room (a marker behind the database is what a crash leaves too).
   if (absl::Status written = WriteStateMarker(marker_path, *info); !written.ok()) {
@@ -430,13 +432,11 @@ absl::Status ExperimentStore::RestoreReserve(int64_t also_free) {
   if (!reserve_in_use_) return absl::OkStatus();
   if (reserve_bytes_ > 0) {
     std::error_code error;
-    if (fs::file_size(reserve_path(), error) != static_cast<uintmax_t>(reserve_bytes_) ||
-        error) {
-      if (absl::Status allocated = AllocateFile(reserve_path(), reserve_bytes_);
-          !allocated.ok()) {
-        return absl::Status(allocated.code(), absl::StrCat("the state folder ", state_dir_,
-                                                           " has no room for its reserve: ",
-                                                           allocated.message()));
+    if (fs::file_size(reserve_path(), error) != static_cast<uintmax_t>(reserve_bytes_) || error) {
+      if (absl::Status allocated = AllocateFile(reserve_path(), reserve_bytes_); !allocated.ok()) {
+        return absl::Status(allocated.code(),
+                            absl::StrCat("the state folder ", state_dir_,
+                                         " has no room for its reserve: ", allocated.message()));
       }
     }
   }
@@ -466,11 +466,11 @@ absl::StatusOr<std::vector<StoredExperiment>> ExperimentStore::LoadExperiments()
   std::string problem;
   absl::Status status = Guard("loading", [&] {
     mu_.AssertHeld();  // the lambda runs under the lock its caller took
-    SQLite::Statement rows(
-        *db_, absl::StrCat("SELECT ", kSummaryColumns,
-                           ", (SELECT COALESCE(MAX(sequence), 0) FROM events "
-                           "WHERE experiment_id = experiments.id) FROM experiments "
-                           "ORDER BY ordinal"));
+    SQLite::Statement rows(*db_,
+                           absl::StrCat("SELECT ", kSummaryColumns,
+                                        ", (SELECT COALESCE(MAX(sequence), 0) FROM events "
+                                        "WHERE experiment_id = experiments.id) FROM experiments "
+                                        "ORDER BY ordinal"));
     while (problem.empty() && rows.executeStep()) {
       problem = SummaryProblem(rows);
       StoredExperiment& stored = experiments.emplace_back();
@@ -489,21 +489,23 @@ absl::StatusOr<std::vector<StoredExperiment>> ExperimentStore::LoadExperiments()
 absl::StatusOr<StoredEvents> ExperimentStore::LoadEvents(const std::string& experiment_id) const {
   absl::MutexLock lock(&mu_);
   StoredEvents events;
-  absl::Status status = Guard(absl::StrCat("reading the events of experiment ", experiment_id), [&] {
-    mu_.AssertHeld();  // the lambda runs under the lock its caller took
-    SQLite::Statement rows(
-        *db_, absl::StrCat("SELECT ", kEventColumns,
-                           " FROM events WHERE experiment_id = ? ORDER BY sequence"));
-    rows.bind(1, experiment_id);
-    while (rows.executeStep()) {
-      if (std::string problem = ReadEvent(experiment_id, rows, events); !problem.empty()) {
-        events.damage = absl::DataLossError(
-            absl::StrCat(problem, "; the events before it are intact. gradlabd --check_state "
-                                  "on a backup of the state folder reports all damage"));
-        return;
-      }
-    }
-  });
+  absl::Status status =
+      Guard(absl::StrCat("reading the events of experiment ", experiment_id), [&] {
+        mu_.AssertHeld();  // the lambda runs under the lock its caller took
+        SQLite::Statement rows(
+            *db_, absl::StrCat("SELECT ", kEventColumns,
+                               " FROM events WHERE experiment_id = ? ORDER BY sequence"));
+        rows.bind(1, experiment_id);
+        while (rows.executeStep()) {
+          if (std::string problem = ReadEvent(experiment_id, rows, events); !problem.empty()) {
+            events.damage = absl::DataLossError(
+                absl::StrCat(problem,
+                             "; the events before it are intact. gradlabd --check_state "
+                             "on a backup of the state folder reports all damage"));
+            return;
+          }
+        }
+      });
   if (!status.ok()) return status;
   return events;
 }
@@ -536,15 +538,15 @@ absl::Status ExperimentStore::WriteEvents(const std::string& experiment_id,
   const bool essential = std::any_of(rows.begin(), rows.end(), [](const EventRow& row) {
     return row.kind == EventKind::kStateChange;
   });
-  absl::Status status = Write(absl::StrCat("writing events of experiment ", experiment_id),
-                              essential, [&] {
-    mu_.AssertHeld();  // the lambda runs under the lock its caller took
-    SQLite::Transaction transaction(*db_);
-    InsertEvents(*db_, experiment_id, rows);
-    if (prune != nullptr) Prune(*db_, experiment_id, *prune);
-    CountCommit();
-    transaction.commit();
-  });
+  absl::Status status =
+      Write(absl::StrCat("writing events of experiment ", experiment_id), essential, [&] {
+        mu_.AssertHeld();  // the lambda runs under the lock its caller took
+        SQLite::Transaction transaction(*db_);
+        InsertEvents(*db_, experiment_id, rows);
+        if (prune != nullptr) Prune(*db_, experiment_id, *prune);
+        CountCommit();
+        transaction.commit();
+      });
   if (status.ok() && prune != nullptr) UpdateMarker();
   return status;
 }

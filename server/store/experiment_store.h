@@ -141,8 +141,7 @@ class ExperimentStore {
   // Runs `transaction` (which throws SQLite's exceptions) and returns its status; see
   // above for what `essential` changes.
   absl::Status Write(const std::string& what, bool essential,
-                     const std::function<void()>& transaction)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                     const std::function<void()>& transaction) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string reserve_path() const;
   void BeforeWrite(absl::string_view what) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (before_write_) before_write_(what);

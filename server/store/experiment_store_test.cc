@@ -270,7 +270,6 @@ TEST_F(ExperimentStoreTest, AnotherProgramsDatabaseIsRefused) {
   EXPECT_THAT(std::string(store.status().message()), HasSubstr("another program"));
 }
 
-
 // A store with two experiments and a few epochs of events, as a server leaves it.
 class DamagedStoreTest : public ExperimentStoreTest {
  protected:
@@ -299,15 +298,15 @@ class DamagedStoreTest : public ExperimentStoreTest {
   void FlipByte(const std::string& sql_select_rowid, const std::string& table,
                 const std::string& column) {
     SQLite::Database db((fs::path(dir_) / "gradlab.db").string(), SQLite::OPEN_READWRITE);
-    SQLite::Statement read(db, absl::StrCat("SELECT ", column, " FROM ", table, " WHERE ",
-                                            sql_select_rowid));
+    SQLite::Statement read(
+        db, absl::StrCat("SELECT ", column, " FROM ", table, " WHERE ", sql_select_rowid));
     ASSERT_TRUE(read.executeStep());
     std::string bytes(static_cast<const char*>(read.getColumn(0).getBlob()),
                       read.getColumn(0).getBytes());
     read.reset();
     bytes[bytes.size() / 2] ^= 0x10;
-    SQLite::Statement write(db, absl::StrCat("UPDATE ", table, " SET ", column, " = ? WHERE ",
-                                             sql_select_rowid));
+    SQLite::Statement write(
+        db, absl::StrCat("UPDATE ", table, " SET ", column, " = ? WHERE ", sql_select_rowid));
     write.bind(1, bytes.data(), static_cast<int>(bytes.size()));
     ASSERT_EQ(write.exec(), 1);
   }

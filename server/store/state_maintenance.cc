@@ -62,8 +62,8 @@ void VerifyDatabase(SQLite::Database& db, const std::optional<StateMarker>& mark
   if (std::string problem = store_format::MarkerMismatch(info, marker); !problem.empty()) {
     findings.Problem(absl::StrCat("the database: ", problem));
   } else if (info.has_value()) {
-    findings.Checked(absl::StrCat("store ", info->store_id, ": ", info->commits,
-                                  " transactions", marker.has_value() ? ", as the marker says" : ""));
+    findings.Checked(absl::StrCat("store ", info->store_id, ": ", info->commits, " transactions",
+                                  marker.has_value() ? ", as the marker says" : ""));
   }
   if (version < 2) {
     findings.Checked(absl::StrCat("schema version ", version,
@@ -101,8 +101,8 @@ void VerifyDatabase(SQLite::Database& db, const std::optional<StateMarker>& mark
   findings.Checked(absl::StrCat(count, " events"));
 }
 
-void VerifyCheckpoints(const std::string& state_dir,
-                       const std::map<std::string, int>& experiments, Findings& findings) {
+void VerifyCheckpoints(const std::string& state_dir, const std::map<std::string, int>& experiments,
+                       Findings& findings) {
   const fs::path folder = fs::path(state_dir) / store_format::kCheckpointsFolder;
   std::error_code error;
   int64_t files = 0;
@@ -190,8 +190,8 @@ absl::Status BackUpStateDir(const std::string& state_dir, const std::string& des
         absl::StrCat("there is no state database to back up at ", source_path.string()));
   }
   if (fs::exists(destination, error) && !fs::is_empty(destination, error)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the backup folder ", destination, " is not empty; back up into a new folder"));
+    return absl::InvalidArgumentError(absl::StrCat("the backup folder ", destination,
+                                                   " is not empty; back up into a new folder"));
   }
   fs::create_directories(destination, error);
   if (error) {
@@ -230,8 +230,7 @@ absl::Status BackUpStateDir(const std::string& state_dir, const std::string& des
       absl::StatusOr<std::string> bytes = ReadWhole(source.PathOf(epoch));
       if (!bytes.ok()) continue;  // pruned by the server since it was listed
       fs::create_directories(target.dir(), error);
-      if (absl::Status written = WriteFileAtomically(target.PathOf(epoch), *bytes);
-          !written.ok()) {
+      if (absl::Status written = WriteFileAtomically(target.PathOf(epoch), *bytes); !written.ok()) {
         return written;
       }
     }

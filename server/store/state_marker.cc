@@ -58,7 +58,8 @@ absl::StatusOr<std::optional<StateMarker>> ReadStateMarker(const std::string& pa
 
 absl::Status WriteStateMarker(const std::string& path, const StateMarker& marker) {
   const std::string body = Body(marker);
-  return WriteFileAtomically(path, absl::StrCat(body, absl::StrFormat("crc32 %08x\n", Crc32(body))));
+  return WriteFileAtomically(path,
+                             absl::StrCat(body, absl::StrFormat("crc32 %08x\n", Crc32(body))));
 }
 
 }  // namespace gradlab

@@ -18,8 +18,8 @@ uint32_t SummaryChecksum(const std::string& id, int64_t ordinal, const std::stri
 
 uint32_t EventChecksum(const std::string& experiment_id, int64_t sequence, int kind, int epoch,
                        absl::string_view body) {
-  return Crc32(body, Crc32(absl::StrCat(experiment_id, "\n", sequence, "\n", kind, "\n", epoch,
-                                        "\n")));
+  return Crc32(body,
+               Crc32(absl::StrCat(experiment_id, "\n", sequence, "\n", kind, "\n", epoch, "\n")));
 }
 
 absl::string_view BlobOf(const SQLite::Column& column) {
@@ -146,11 +146,10 @@ std::string ReadEvent(const std::string& experiment_id, const SQLite::Statement&
   using Kind = ExperimentStore::EventKind;
   const bool snapshot =
       kind == static_cast<int>(Kind::kSnapshot) || kind == static_cast<int>(Kind::kFirstSnapshot);
-  const bool parsed =
-      snapshot ? events.gradients.emplace_back().ParseFromArray(body.data(),
-                                                                static_cast<int>(body.size()))
-               : events.metrics.emplace_back().ParseFromArray(body.data(),
-                                                              static_cast<int>(body.size()));
+  const bool parsed = snapshot ? events.gradients.emplace_back().ParseFromArray(
+                                     body.data(), static_cast<int>(body.size()))
+                               : events.metrics.emplace_back().ParseFromArray(
+                                     body.data(), static_cast<int>(body.size()));
   if (parsed) return "";
   snapshot ? events.gradients.pop_back() : events.metrics.pop_back();
   return absl::StrCat("experiment ", experiment_id, ": its stored event ", sequence,

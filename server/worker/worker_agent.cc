@@ -155,15 +155,15 @@ void WorkerAgent::StartRank(const v1::RankAssignment& assignment) {
 
 absl::Status CheckAssignment(const v1::RankAssignment& assignment) {
   auto refuse = [&](absl::string_view what) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the coordinator's assignment for experiment ", QuoteClientText(assignment.experiment_id()),
-        " is not one a worker can train: ", what));
+    return absl::InvalidArgumentError(absl::StrCat("the coordinator's assignment for experiment ",
+                                                   QuoteClientText(assignment.experiment_id()),
+                                                   " is not one a worker can train: ", what));
   };
   absl::StatusOr<ExperimentSpec> spec = ResolveSpec(SpecFromProto(assignment.spec()));
   if (!spec.ok()) return refuse(spec.status().message());
   if (assignment.world_size() != spec->world_size || spec->world_size < 2) {
-    return refuse(absl::StrCat("world_size ", assignment.world_size(), " for a spec of ",
-                               spec->world_size));
+    return refuse(
+        absl::StrCat("world_size ", assignment.world_size(), " for a spec of ", spec->world_size));
   }
   if (assignment.rank() < 1 || assignment.rank() >= assignment.world_size()) {
     return refuse(absl::StrCat("rank ", assignment.rank(), " is not in [1, ",

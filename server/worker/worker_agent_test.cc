@@ -39,8 +39,7 @@ TEST(CheckAssignmentTest, AWorkerTrainsOnlyWhatAServerWouldHaveAccepted) {
 
   v1::RankAssignment rank = Assignment();
   rank.set_rank(2);
-  EXPECT_THAT(std::string(CheckAssignment(rank).message()),
-              HasSubstr("rank 2 is not in [1, 1]"));
+  EXPECT_THAT(std::string(CheckAssignment(rank).message()), HasSubstr("rank 2 is not in [1, 1]"));
   v1::RankAssignment group = Assignment();
   group.set_world_size(8);
   EXPECT_THAT(std::string(CheckAssignment(group).message()),
