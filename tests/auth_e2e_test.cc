@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -26,6 +27,8 @@ namespace {
 
 constexpr char kReadToken[] = "read-token-0123456789abcdef";
 constexpr char kWriteToken[] = "write-token-0123456789abcdef";
+constexpr char kWorkerToken[] = "worker-token-0123456789abcdef";
+constexpr char kOtherWorkerToken[] = "other-worker-token-0123456789abcdef";
 
 // Runs a binary; its exit code and everything it wrote (stdout and stderr).
 CommandResult RunWithStderr(std::vector<std::string> argv,
@@ -42,7 +45,9 @@ class AuthTest : public ::testing::Test {
     tokens_file_ = new std::string((dir / "tokens").string());
     std::ofstream(*tokens_file_) << "# who may do what\n"
                                  << kReadToken << " read\n"
-                                 << kWriteToken << " write\n";
+                                 << kWriteToken << " write\n"
+                                 << kWorkerToken << " worker\n"
+                                 << kOtherWorkerToken << " worker\n";
     absl::StatusOr<GradlabdProcess> server = StartGradlabd(
         GRADLABD_PATH, {"--threads_per_job=1", "--state_dir=" + (dir / "state").string(),
                         "--auth_tokens_file=" + *tokens_file_});
@@ -118,75 +123,76 @@ TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
   // Each RPC, called with an authorization header; returns its status code. Write calls
   // aim at what cannot change anything when allowed (an unknown id, a finished run).
   using Call = std::function<grpc::StatusCode(const std::string& authorization)>;
+  enum Needs { kRead, kWrite, kWorker };
   struct Rpc {
     std::string name;
-    bool write;
+    Needs needs;
     Call call;
   };
   v1::ExperimentService::Stub& stub = *stub_;
   const std::vector<Rpc> rpcs = {
-      {"StartExperiment", true,
+      {"StartExperiment", kWrite,
        [&](const std::string& a) {
          v1::StartExperimentRequest request;  // invalid spec: refused after authorization
          request.mutable_spec()->set_model("no_such_model");
          v1::Experiment response;
          return stub.StartExperiment(Context(a).get(), request, &response).error_code();
        }},
-      {"CancelExperiment", true,
+      {"CancelExperiment", kWrite,
        [&](const std::string& a) {
          v1::CancelExperimentRequest request;
          request.set_id(id);
          v1::Experiment response;
          return stub.CancelExperiment(Context(a).get(), request, &response).error_code();
        }},
-      {"DeleteExperiment", true,
+      {"DeleteExperiment", kWrite,
        [&](const std::string& a) {
          v1::DeleteExperimentRequest request;
          request.set_id("nosuchid");
          v1::DeleteExperimentResponse response;
          return stub.DeleteExperiment(Context(a).get(), request, &response).error_code();
        }},
-      {"ExportModel", true,
+      {"ExportModel", kWrite,
        [&](const std::string& a) {
          v1::ExportModelRequest request;
          request.set_id(id);
          auto context = Context(a);
          return ReadStream(stub.ExportModel(context.get(), request));
        }},
-      {"GetExperiment", false,
+      {"GetExperiment", kRead,
        [&](const std::string& a) {
          v1::GetExperimentRequest request;
          request.set_id(id);
          v1::Experiment response;
          return stub.GetExperiment(Context(a).get(), request, &response).error_code();
        }},
-      {"ListExperiments", false,
+      {"ListExperiments", kRead,
        [&](const std::string& a) {
          v1::ListExperimentsResponse response;
          return stub.ListExperiments(Context(a).get(), v1::ListExperimentsRequest(), &response)
              .error_code();
        }},
-      {"GetServerInfo", false,
+      {"GetServerInfo", kRead,
        [&](const std::string& a) {
          v1::ServerInfo response;
          return stub.GetServerInfo(Context(a).get(), v1::GetServerInfoRequest(), &response)
              .error_code();
        }},
-      {"StreamMetrics", false,
+      {"StreamMetrics", kRead,
        [&](const std::string& a) {
          v1::StreamMetricsRequest request;
          request.set_id(id);
          auto context = Context(a);
          return ReadStream(stub.StreamMetrics(context.get(), request));
        }},
-      {"StreamGradients", false,
+      {"StreamGradients", kRead,
        [&](const std::string& a) {
          v1::StreamGradientsRequest request;
          request.set_id(id);
          auto context = Context(a);
          return ReadStream(stub.StreamGradients(context.get(), request));
        }},
-      {"WatchExperiments", false,
+      {"WatchExperiments", kRead,
        [&](const std::string& a) {
          auto context = Context(a);
          auto reader = stub.WatchExperiments(context.get(), v1::WatchExperimentsRequest());
@@ -198,8 +204,9 @@ TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
          }
          return reader->Finish().error_code();
        }},
-      // The internal service workers call; refused before it looks at the request.
-      {"RegisterWorker", true,
+      // The internal service workers call, with worker tokens only; refused before it looks
+      // at the request.
+      {"RegisterWorker", kWorker,
        [&](const std::string& a) {
          v1::RegisterWorkerRequest request;  // no name: refused after authorization
          v1::RegisterWorkerResponse response;
@@ -207,7 +214,7 @@ TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
              ->RegisterWorker(Context(a).get(), request, &response)
              .error_code();
        }},
-      {"Heartbeat", true,
+      {"Heartbeat", kWorker,
        [&](const std::string& a) {
          v1::HeartbeatRequest request;  // an unknown worker: NOT_FOUND after authorization
          request.set_worker_id("w0");
@@ -216,7 +223,7 @@ TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
              ->Heartbeat(Context(a).get(), request, &response)
              .error_code();
        }},
-      {"ServerReflectionInfo", false,
+      {"ServerReflectionInfo", kRead,
        [&](const std::string& a) {
          auto reflection = grpc::reflection::v1alpha::ServerReflection::NewStub(channel_);
          auto context = Context(a);
@@ -232,23 +239,40 @@ TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
          return stream->Finish().error_code();
        }},
   };
-  const std::string read = std::string("Bearer ") + kReadToken;
-  const std::string write = std::string("Bearer ") + kWriteToken;
+  const std::map<Needs, std::string> tokens = {{kRead, std::string("Bearer ") + kReadToken},
+                                                {kWrite, std::string("Bearer ") + kWriteToken},
+                                                {kWorker, std::string("Bearer ") + kWorkerToken}};
   for (const Rpc& rpc : rpcs) {
     SCOPED_TRACE(rpc.name);
     EXPECT_EQ(rpc.call(""), grpc::StatusCode::UNAUTHENTICATED) << "no token";
     EXPECT_EQ(rpc.call("Bearer not-a-known-token-0000"), grpc::StatusCode::UNAUTHENTICATED);
     EXPECT_EQ(rpc.call(kWriteToken), grpc::StatusCode::UNAUTHENTICATED) << "without Bearer";
-    const grpc::StatusCode as_reader = rpc.call(read);
-    const grpc::StatusCode as_writer = rpc.call(write);
-    if (rpc.write) {
-      EXPECT_EQ(as_reader, grpc::StatusCode::PERMISSION_DENIED);
-    } else {
-      EXPECT_EQ(as_reader, grpc::StatusCode::OK);
+    for (const auto& [role, token] : tokens) {
+      // A write token may read; a worker token calls the worker service and nothing else.
+      const bool allowed = role == rpc.needs || (role == kWrite && rpc.needs == kRead);
+      const grpc::StatusCode code = rpc.call(token);
+      if (allowed) {
+        EXPECT_NE(code, grpc::StatusCode::UNAUTHENTICATED) << "role " << role;
+        EXPECT_NE(code, grpc::StatusCode::PERMISSION_DENIED) << "role " << role;
+        if (rpc.needs == kRead) EXPECT_EQ(code, grpc::StatusCode::OK) << "role " << role;
+      } else {
+        EXPECT_EQ(code, grpc::StatusCode::PERMISSION_DENIED) << "role " << role;
+      }
     }
-    EXPECT_NE(as_writer, grpc::StatusCode::UNAUTHENTICATED);
-    EXPECT_NE(as_writer, grpc::StatusCode::PERMISSION_DENIED);
   }
+
+  // A write token that registers a worker is told what it needs instead.
+  v1::RegisterWorkerRequest registration;
+  registration.set_name("host-a");
+  registration.set_cpus(1);
+  registration.set_threads_per_job(1);
+  v1::RegisterWorkerResponse registered;
+  const grpc::Status refused =
+      v1::WorkerService::NewStub(channel_)->RegisterWorker(
+          Context(tokens.at(kWrite)).get(), registration, &registered);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(refused.error_message(), "needs a worker token"))
+      << refused.error_message();
 
   // Health stays open.
   auto health = grpc::health::v1::Health::NewStub(channel_);
@@ -256,6 +280,47 @@ TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
   ASSERT_TRUE(
       health->Check(Context("").get(), grpc::health::v1::HealthCheckRequest(), &serving).ok());
   EXPECT_EQ(serving.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+// A fake worker, over a raw channel: with a worker token it registers and heartbeats; a
+// worker registered with one worker token cannot be replaced, heartbeaten for or fed
+// outcomes with another.
+TEST_F(AuthTest, AWorkersNameIsBoundToItsWorkerToken) {
+  auto workers = v1::WorkerService::NewStub(channel_);
+  const std::string mine = std::string("Bearer ") + kWorkerToken;
+  const std::string other = std::string("Bearer ") + kOtherWorkerToken;
+  v1::RegisterWorkerRequest registration;
+  registration.set_name("bound-worker");
+  registration.set_cpus(1);
+  registration.set_threads_per_job(1);
+  v1::RegisterWorkerResponse registered;
+  grpc::Status status =
+      workers->RegisterWorker(Context(mine).get(), registration, &registered);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+
+  v1::RegisterWorkerResponse stolen;
+  status = workers->RegisterWorker(Context(other).get(), registration, &stolen);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS) << status.error_message();
+  v1::HeartbeatRequest heartbeat;
+  heartbeat.set_worker_id(registered.worker_id());
+  v1::HeartbeatResponse answer;
+  status = workers->Heartbeat(Context(other).get(), heartbeat, &answer);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
+  status = workers->Heartbeat(Context(mine).get(), heartbeat, &answer);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+
+  v1::ServerInfo info;
+  ASSERT_TRUE(stub_->GetServerInfo(Context(std::string("Bearer ") + kReadToken).get(),
+                                   v1::GetServerInfoRequest(), &info)
+                  .ok());
+  int named = 0;
+  for (const v1::WorkerInfo& worker : info.registered_workers()) {
+    if (worker.name() == "bound-worker") {
+      ++named;
+      EXPECT_EQ(worker.id(), registered.worker_id());
+    }
+  }
+  EXPECT_EQ(named, 1);
 }
 
 // Authentication comes first even for methods the server does not serve: a stranger
@@ -288,6 +353,7 @@ TEST_F(AuthTest, TheHttpSideTakesTheSameTokens) {
            {"/api/v1/experiments", {{"Authorization", "Bearer wrong-token-0123456789"}}, 401},
            {"/api/v1/experiments", read, 200},
            {"/api/v1/experiments", {{"Authorization", std::string("Bearer ") + kWriteToken}}, 200},
+           {"/api/v1/experiments", {{"Authorization", std::string("Bearer ") + kWorkerToken}}, 403},
            {std::string("/api/v1/experiments?access_token=") + kReadToken, {}, 200},
            {"/api/v1/experiments/" + id, {}, 401},
            {"/api/v1/experiments/" + id + "/events?follow=false", {}, 401},

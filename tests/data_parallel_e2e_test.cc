@@ -7,6 +7,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
@@ -47,13 +49,23 @@ v1::StartExperimentRequest Spec(int world_size, int epochs, int train_samples) {
   return request;
 }
 
-// A coordinating gradlabd, its workers, and a client of it.
+constexpr char kWriteToken[] = "cluster-write-token-0123456789";
+constexpr char kWorkerToken[] = "cluster-worker-token-0123456789";
+
+// A coordinating gradlabd with tokens, its workers (with a worker token, as deployed), and
+// a client of it (with a write token).
 class Cluster {
  public:
   // `listen_host`: where the coordinator serves gRPC and rank 0 binds its Gloo connections.
   explicit Cluster(const std::string& listen_host = "127.0.0.1") {
+    const std::filesystem::path dir = FreshSuiteDir("data_parallel_e2e");
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir / "tokens") << kWriteToken << " write\n" << kWorkerToken << " worker\n";
+    worker_token_file_ = (dir / "worker-token").string();
+    std::ofstream(worker_token_file_) << kWorkerToken << "\n";
     std::vector<std::string> flags = {"--threads_per_job=1",
-                                      "--state_dir=" + FreshSuiteDir("data_parallel_e2e").string(),
+                                      "--state_dir=" + (dir / "state").string(),
+                                      "--auth_tokens_file=" + (dir / "tokens").string(),
                                       "--advertise_address=" + listen_host,
                                       "--rendezvous_port=" + std::to_string(FreeTcpPort()),
                                       "--heartbeat_interval=200ms",
@@ -75,7 +87,8 @@ class Cluster {
   // gradlabd's /metrics.
   std::string Metrics() {
     httplib::Client http("127.0.0.1", coordinator_->http_port);
-    httplib::Result response = http.Get("/metrics");
+    httplib::Result response =
+        http.Get("/metrics", {{"Authorization", std::string("Bearer ") + kWriteToken}});
     EXPECT_TRUE(response && response->status == 200);
     return response ? response->body : "";
   }
@@ -85,7 +98,8 @@ class Cluster {
     std::vector<std::string> argv = prefix;
     for (const std::string& arg :
          {std::string(GRADLABD_PATH), std::string("--worker"), "--coordinator=" + address_,
-          "--worker_name=" + name, std::string("--threads_per_job=1")}) {
+          "--worker_name=" + name, "--coordinator_token_file=" + worker_token_file_,
+          std::string("--threads_per_job=1")}) {
       argv.push_back(arg);
     }
     absl::StatusOr<ChildProcess> worker = ChildProcess::Start(argv);
@@ -108,6 +122,7 @@ class Cluster {
 
   v1::ServerInfo Info() {
     grpc::ClientContext context;
+    Authorize(context);
     v1::ServerInfo info;
     const grpc::Status status = stub_->GetServerInfo(&context, v1::GetServerInfoRequest(), &info);
     EXPECT_TRUE(status.ok()) << status.error_message();
@@ -135,6 +150,7 @@ class Cluster {
 
   v1::Experiment Start(const v1::StartExperimentRequest& request) {
     grpc::ClientContext context;
+    Authorize(context);
     v1::Experiment experiment;
     const grpc::Status status = stub_->StartExperiment(&context, request, &experiment);
     EXPECT_TRUE(status.ok()) << status.error_message();
@@ -143,6 +159,7 @@ class Cluster {
 
   v1::Experiment Get(const std::string& id) {
     grpc::ClientContext context;
+    Authorize(context);
     v1::GetExperimentRequest request;
     request.set_id(id);
     v1::Experiment experiment;
@@ -152,6 +169,7 @@ class Cluster {
 
   grpc::Status Cancel(const std::string& id, v1::Experiment* experiment) {
     grpc::ClientContext context;
+    Authorize(context);
     v1::CancelExperimentRequest request;
     request.set_id(id);
     return stub_->CancelExperiment(&context, request, experiment);
@@ -162,6 +180,7 @@ class Cluster {
   std::vector<v1::MetricsEvent> Follow(
       const std::string& id, const std::function<void(const v1::MetricsEvent&)>& on_event = {}) {
     grpc::ClientContext context;
+    Authorize(context);
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
     v1::StreamMetricsRequest request;
     request.set_id(id);
@@ -179,6 +198,7 @@ class Cluster {
 
   std::vector<v1::GradientSnapshot> Gradients(const std::string& id) {
     grpc::ClientContext context;
+    Authorize(context);
     v1::StreamGradientsRequest request;
     request.set_id(id);
     request.set_follow(false);
@@ -191,6 +211,11 @@ class Cluster {
   }
 
  private:
+  static void Authorize(grpc::ClientContext& context) {
+    context.AddMetadata("authorization", std::string("Bearer ") + kWriteToken);
+  }
+
+  std::string worker_token_file_;
   std::optional<GradlabdProcess> coordinator_;
   std::string address_;
   std::unique_ptr<v1::ExperimentService::Stub> stub_;

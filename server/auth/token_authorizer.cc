@@ -43,12 +43,15 @@ absl::StatusOr<TokenAuthorizer> TokenAuthorizer::FromText(absl::string_view text
           absl::StrCat("--auth_tokens_file: ", source, " line ", line_number, ": ", what));
     };
     std::vector<absl::string_view> fields = absl::StrSplit(line, ' ', absl::SkipWhitespace());
-    if (fields.size() != 2) return error("expected \"TOKEN ROLE\" (ROLE read or write)");
+    if (fields.size() != 2) {
+      return error("expected \"TOKEN ROLE\" (ROLE read, write or worker)");
+    }
     std::optional<Role> role;
     if (fields[1] == "read") role = Role::kRead;
     if (fields[1] == "write") role = Role::kWrite;
+    if (fields[1] == "worker") role = Role::kWorker;
     if (!role.has_value()) {
-      return error(absl::StrCat("role \"", fields[1], "\" is not read or write"));
+      return error(absl::StrCat("role \"", fields[1], "\" is not read, write or worker"));
     }
     if (fields[0].size() < kMinTokenLength) {
       return error(absl::StrCat("the token is shorter than ", kMinTokenLength,
@@ -58,7 +61,7 @@ absl::StatusOr<TokenAuthorizer> TokenAuthorizer::FromText(absl::string_view text
     for (const Entry& entry : authorizer.entries_) {
       if (entry.digest == digest) return error("the token is listed twice");
     }
-    authorizer.entries_.push_back({digest, *role});
+    authorizer.entries_.push_back({digest, *role, line_number});
   }
   if (authorizer.entries_.empty()) {
     return absl::InvalidArgumentError(
@@ -67,7 +70,8 @@ absl::StatusOr<TokenAuthorizer> TokenAuthorizer::FromText(absl::string_view text
   return authorizer;
 }
 
-absl::Status TokenAuthorizer::Authorize(absl::string_view authorization, Role needed) const {
+absl::StatusOr<int> TokenAuthorizer::AuthorizedLine(absl::string_view authorization,
+                                                    Role needed) const {
   if (authorization.empty()) {
     return absl::UnauthenticatedError(
         "this server needs a token: send \"authorization: Bearer TOKEN\" (gradlab --token or "
@@ -79,15 +83,27 @@ absl::Status TokenAuthorizer::Authorize(absl::string_view authorization, Role ne
   }
   const Digest digest = Sha256(token);
   // Every entry is compared, whichever matches, so that timing tells nothing.
-  std::optional<Role> role;
+  const Entry* match = nullptr;
   for (const Entry& entry : entries_) {
-    if (CRYPTO_memcmp(entry.digest.data(), digest.data(), digest.size()) == 0) role = entry.role;
+    if (CRYPTO_memcmp(entry.digest.data(), digest.data(), digest.size()) == 0) match = &entry;
   }
-  if (!role.has_value()) return absl::UnauthenticatedError("the token is not known to this server");
-  if (needed == Role::kWrite && *role != Role::kWrite) {
+  if (match == nullptr) return absl::UnauthenticatedError("the token is not known to this server");
+  if (needed == Role::kWorker && match->role != Role::kWorker) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "the worker service needs a worker token (a line \"TOKEN worker\" in the coordinator's "
+        "--auth_tokens_file, given to gradlabd --worker by --coordinator_token_file); this "
+        "token's role is ",
+        match->role == Role::kRead ? "read" : "write"));
+  }
+  if (needed != Role::kWorker && match->role == Role::kWorker) {
+    return absl::PermissionDeniedError(
+        "a worker token may only call the worker service (gradlab.v1.WorkerService); use a read "
+        "or write token");
+  }
+  if (needed == Role::kWrite && match->role != Role::kWrite) {
     return absl::PermissionDeniedError("the token may only read (its role is read, not write)");
   }
-  return absl::OkStatus();
+  return match->line;
 }
 
 }  // namespace gradlab

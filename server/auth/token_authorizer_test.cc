@@ -9,17 +9,41 @@ constexpr char kFile[] = R"(# gradlab tokens
 reader-0123456789abcdef read
 
 writer-0123456789abcdef   write
+worker-0123456789abcdef worker
 )";
 
 TEST(TokenAuthorizerTest, RolesDecideWhatATokenMayDo) {
   absl::StatusOr<TokenAuthorizer> tokens = TokenAuthorizer::FromText(kFile, "tokens.txt");
   ASSERT_TRUE(tokens.ok()) << tokens.status();
-  EXPECT_EQ(tokens->size(), 2u);
+  EXPECT_EQ(tokens->size(), 3u);
   EXPECT_TRUE(tokens->Authorize("Bearer reader-0123456789abcdef", Role::kRead).ok());
   EXPECT_EQ(tokens->Authorize("Bearer reader-0123456789abcdef", Role::kWrite).code(),
             absl::StatusCode::kPermissionDenied);
   EXPECT_TRUE(tokens->Authorize("Bearer writer-0123456789abcdef", Role::kRead).ok());
   EXPECT_TRUE(tokens->Authorize("Bearer writer-0123456789abcdef", Role::kWrite).ok());
+}
+
+TEST(TokenAuthorizerTest, OnlyWorkerTokensCallTheWorkerServiceAndThatIsAllTheyCall) {
+  absl::StatusOr<TokenAuthorizer> tokens = TokenAuthorizer::FromText(kFile, "tokens.txt");
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  absl::StatusOr<int> worker =
+      tokens->AuthorizedLine("Bearer worker-0123456789abcdef", Role::kWorker);
+  ASSERT_TRUE(worker.ok()) << worker.status();
+  EXPECT_EQ(*worker, 5) << "a token is known by its line in the file";
+  for (Role api : {Role::kRead, Role::kWrite}) {
+    absl::Status status = tokens->Authorize("Bearer worker-0123456789abcdef", api);
+    EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied);
+    EXPECT_NE(status.message().find("a worker token may only call the worker service"),
+              absl::string_view::npos)
+        << status;
+  }
+  for (const char* other : {"Bearer writer-0123456789abcdef", "Bearer reader-0123456789abcdef"}) {
+    absl::Status status = tokens->Authorize(other, Role::kWorker);
+    EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << other;
+    EXPECT_NE(status.message().find("needs a worker token"), absl::string_view::npos) << status;
+  }
+  EXPECT_EQ(tokens->Authorize("Bearer worker-0123456789abcdeX", Role::kWorker).code(),
+            absl::StatusCode::kUnauthenticated);
 }
 
 TEST(TokenAuthorizerTest, MissingMalformedAndUnknownTokensAreUnauthenticatedWithoutEchoingThem) {
@@ -39,7 +63,7 @@ TEST(TokenAuthorizerTest, BadFilesAreRefusedNamingTheLine) {
     const char* message;
   };
   for (const Case& c : std::vector<Case>{
-           {"abcdefghijklmnopq admin\n", "tokens.txt line 1: role \"admin\" is not read or write"},
+           {"abcdefghijklmnopq admin\n", "tokens.txt line 1: role \"admin\" is not read, write or worker"},
            {"# x\nabcdefghijklmnopq\n", "tokens.txt line 2: expected \"TOKEN ROLE\""},
            {"short read\n", "tokens.txt line 1: the token is shorter than 16 characters"},
            {"abcdefghijklmnopq read\nabcdefghijklmnopq write\n",

@@ -138,6 +138,8 @@ ABSL_FLAG(absl::Duration, worker_timeout, kDefaults.worker_timeout,
           "a worker not heard from for this long is dropped");
 ABSL_FLAG(absl::Duration, heartbeat_interval, kDefaults.heartbeat_interval,
           "how often workers are told to heartbeat");
+ABSL_FLAG(int, max_workers, kDefaults.max_workers,
+          "the most workers that may be registered at once; more are refused");
 
 ABSL_FLAG(std::string, check_state, "",
           "check the state folder DIR offline and exit, writing nothing: SQLite's integrity "
@@ -234,6 +236,7 @@ gradlab::GradlabdFlags FlagValues() {
   flags.collective_timeout = absl::GetFlag(FLAGS_collective_timeout);
   flags.worker_timeout = absl::GetFlag(FLAGS_worker_timeout);
   flags.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  flags.max_workers = absl::GetFlag(FLAGS_max_workers);
   flags.coordinator = absl::GetFlag(FLAGS_coordinator);
   flags.worker_name = absl::GetFlag(FLAGS_worker_name);
   flags.coordinator_token_file = absl::GetFlag(FLAGS_coordinator_token_file);

@@ -59,6 +59,12 @@ absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int 
   registry.rendezvous.collective_timeout = flags.collective_timeout;
   registry.worker_pool.worker_timeout = flags.worker_timeout;
   registry.worker_pool.heartbeat_interval = flags.heartbeat_interval;
+  registry.worker_pool.max_workers = flags.max_workers;
+  if (flags.max_workers < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_workers: ", flags.max_workers, " must be at least 1 (the most workers that may "
+        "register at once)"));
+  }
   if (registry.rendezvous.port < 1 ||
       registry.rendezvous.port + registry.training_slots - 1 > 65535) {
     return absl::InvalidArgumentError(

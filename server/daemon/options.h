@@ -44,6 +44,7 @@ struct GradlabdFlags {
   absl::Duration collective_timeout = absl::Seconds(60);
   absl::Duration worker_timeout = absl::Seconds(10);
   absl::Duration heartbeat_interval = absl::Seconds(1);
+  int max_workers = 256;
   // gradlabd --worker
   std::string coordinator;
   std::string worker_name;  // empty: the hostname

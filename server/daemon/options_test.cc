@@ -106,6 +106,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlags{"short_heartbeat_timeout",
                  [](GradlabdFlags& f) { f.worker_timeout = absl::Milliseconds(1500); },
                  "--worker_timeout (1.5s) at least twice that"},
+        BadFlags{"max_workers", [](GradlabdFlags& f) { f.max_workers = 0; },
+                 "--max_workers: 0 must be at least 1"},
         BadFlags{"keep_checkpoints", [](GradlabdFlags& f) { f.keep_checkpoints = "first"; },
                  "--keep_checkpoints: \"first\" is not one of"},
         BadFlags{"niceness", [](GradlabdFlags& f) { f.training_niceness = 20; },

@@ -71,7 +71,8 @@ absl::StatusOr<std::unique_ptr<GradientAverager>> GradientAverager::Join(
 }
 
 absl::StatusOr<int> GradientAverager::Average(const std::vector<torch::Tensor>& parameters,
-                                              int64_t local_samples, bool stop) {
+                                              int64_t local_samples, int64_t batch_samples,
+                                              bool stop) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> gradients;
   for (torch::Tensor parameter : parameters) {
@@ -96,6 +97,11 @@ absl::StatusOr<int> GradientAverager::Average(const std::vector<torch::Tensor>& 
   const int64_t size = sum.size(0);
   const int stop_votes = static_cast<int>(std::lround(sum[size - 1].item<double>()));
   const double total_samples = sum[size - 2].item<double>();
+  if (std::llround(total_samples) != batch_samples || batch_samples < 1) {
+    return absl::DataLossError(absl::StrCat(
+        "the ranks' gradients are over ", total_samples, " samples in all, not the batch's ",
+        batch_samples, ": a rank is out of step with the others"));
+  }
   int64_t offset = 0;
   for (torch::Tensor& gradient : gradients) {
     const int64_t n = gradient.numel();

@@ -51,8 +51,11 @@ class GradientAverager {
   // `stop` is this rank's vote to end the run; the same all-reduce counts the votes, and
   // the result is how many ranks voted to stop (0: go on). Every rank learns the count in
   // the same step, so all of them stop together.
+  // `batch_samples` is the whole batch's: the ranks' local_samples must add up to it, or
+  // every rank gets DATA_LOSS (a rank out of step, or one that misreports its count, would
+  // otherwise weight the average wrongly or divide it by zero).
   absl::StatusOr<int> Average(const std::vector<torch::Tensor>& parameters, int64_t local_samples,
-                              bool stop);
+                              int64_t batch_samples, bool stop);
 
   // How many ranks pass `stop` true; one small all-reduce.
   absl::StatusOr<int> CountVotes(bool stop);

@@ -171,6 +171,20 @@ TEST(GradientAveragerFailureTest, ARankThatDiesMidRunFailsTheOthersAllReduce) {
                        "error: UNAVAILABLE: the gradient all-reduce of rank 0 of 2 failed"));
 }
 
+// A rank that reports a sample count the batch does not have (out of step, or feeding the
+// average a zero to divide by) fails the step on every rank instead of skewing it.
+TEST(GradientAveragerFailureTest, SampleCountsThatDoNotAddUpToTheBatchFailEveryRank) {
+  const int port = FreeTcpPort();
+  ChildProcess honest = StartRank(0, 2, port);
+  ChildProcess lying = StartRank(1, 2, port, {"--report_samples=0"});
+  for (ChildProcess* rank : {&honest, &lying}) {
+    const std::string out = rank->ReadAll(absl::Seconds(60));
+    EXPECT_EQ(rank->Wait(absl::Seconds(10)), 1) << out;
+    EXPECT_THAT(out, ::testing::HasSubstr("error: DATA_LOSS: the ranks' gradients are over 1 "
+                                          "samples in all, not the batch's 3"));
+  }
+}
+
 // Each epoch's "train_loss train_accuracy test_loss test_accuracy", from rank 0's output.
 std::vector<std::vector<double>> EpochMetricsOf(const std::string& out) {
   std::vector<std::vector<double>> epochs;

@@ -269,15 +269,20 @@ class TrainingRun {
     return step_ == 1 || (every > 0 && step_ % every == 0) || batch_index == batches_per_epoch_ - 1;
   }
 
+  // The samples of batch `index` over all ranks: batch_size, or fewer in the last.
+  int64_t BatchRows(int index) const {
+    const int64_t first = static_cast<int64_t>(index) * spec_.batch_size;
+    return std::min<int64_t>(spec_.batch_size, dataset_.train.size() - first);
+  }
+
   // Batch `index` of the epoch whose shuffled order is `order`: gathered, augmented and
   // normalised, in the layout the model trains in. Runs on the prefetcher's thread, or in
   // line when prefetching is off.
   TrainingBatch MakeTrainingBatch(const torch::Tensor& order, int index) {
     const DatasetSplit& split = dataset_.train;
     const int64_t first = static_cast<int64_t>(index) * spec_.batch_size;
-    const torch::Tensor indices = ShardOfBatch(
-        order.narrow(0, first, std::min<int64_t>(spec_.batch_size, split.size() - first)), rank_,
-        world_size_);
+    const torch::Tensor indices =
+        ShardOfBatch(order.narrow(0, first, BatchRows(index)), rank_, world_size_);
     const torch::Tensor images = split.images.index_select(0, indices);
     torch::Tensor input = spec_.augment.value_or(false)
                               ? transform_.Augment(images, augment_generator_)
@@ -320,7 +325,7 @@ class TrainingRun {
       }
       if (control_.data_parallel != nullptr) {
         absl::StatusOr<int> stop_votes =
-            control_.data_parallel->Average(model_->parameters(), labels.size(0), stop);
+            control_.data_parallel->Average(model_->parameters(), labels.size(0), BatchRows(b), stop);
         if (!stop_votes.ok()) return stop_votes.status();
         if (*stop_votes > 0) {
           return StoppedByVote(

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/client_text.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace gradlab {
@@ -17,6 +19,61 @@ google::protobuf::Timestamp ToTimestamp(absl::Time time) {
 
 std::string Describe(const v1::WorkerInfo& info) {
   return absl::StrCat("worker ", info.id(), " (", info.name(), " at ", info.address(), ")");
+}
+
+absl::Status CheckRegistration(const v1::RegisterWorkerRequest& request) {
+  constexpr int kMaxCpus = 4096;
+  if (request.name().empty() || CharacterCount(request.name()) > WorkerPool::kMaxNameCharacters) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a worker's name must have 1 to ", WorkerPool::kMaxNameCharacters,
+                     " characters (given: ", QuoteClientText(request.name()), ")"));
+  }
+  if (CharacterCount(request.version()) > WorkerPool::kMaxNameCharacters) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a worker's version may have at most ", WorkerPool::kMaxNameCharacters,
+                     " characters (given: ", QuoteClientText(request.version()), ")"));
+  }
+  // A host name or an IP address (IPv6 with or without brackets, with a zone): what the
+  // worker's Gloo connections bind to.
+  const bool address_ok =
+      request.address().size() <= WorkerPool::kMaxAddressCharacters &&
+      std::all_of(request.address().begin(), request.address().end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+               absl::string_view(".-_:[]%").find(c) != absl::string_view::npos;
+      });
+  if (!address_ok) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a worker's address must be a host name or an IP address of at most ",
+                     WorkerPool::kMaxAddressCharacters, " characters (given: ",
+                     QuoteClientText(request.address()), ")"));
+  }
+  if (request.cpus() < 1 || request.cpus() > kMaxCpus || request.threads_per_job() < 1 ||
+      request.threads_per_job() > kMaxCpus) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a worker's cpus and threads_per_job must be 1 to ", kMaxCpus,
+                     " (given: ", request.cpus(), " and ", request.threads_per_job(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+// A rank's google.rpc.Code as a status code; one no code has is UNKNOWN.
+absl::StatusCode OutcomeCode(int32_t code) {
+  constexpr int32_t kLastCode = static_cast<int32_t>(absl::StatusCode::kUnauthenticated);
+  return code >= 1 && code <= kLastCode ? static_cast<absl::StatusCode>(code)
+                                        : absl::StatusCode::kUnknown;
+}
+
+// At most kMaxOutcomeCharacters of a rank's error, never inside a character.
+std::string CutOutcomeMessage(absl::string_view message) {
+  if (CharacterCount(message) <= WorkerPool::kMaxOutcomeCharacters) return std::string(message);
+  size_t end = 0;
+  for (size_t kept = 0; end < message.size() && kept < WorkerPool::kMaxOutcomeCharacters; ++kept) {
+    ++end;
+    while (end < message.size() && (static_cast<unsigned char>(message[end]) & 0xC0) == 0x80) {
+      ++end;
+    }
+  }
+  return absl::StrCat(message.substr(0, end), "… (", message.size(), " bytes in all)");
 }
 
 }  // namespace
@@ -46,24 +103,29 @@ WorkerPool::~WorkerPool() {
 }
 
 absl::StatusOr<v1::RegisterWorkerResponse> WorkerPool::Register(
-    const v1::RegisterWorkerRequest& request, absl::string_view peer_host) {
-  if (request.name().empty() || request.cpus() < 1 || request.threads_per_job() < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "a worker must give a name (given: \"", request.name(), "\"), cpus >= 1 (given: ",
-        request.cpus(), ") and threads_per_job >= 1 (given: ", request.threads_per_job(), ")"));
-  }
+    const v1::RegisterWorkerRequest& request, absl::string_view peer_host,
+    absl::string_view owner) {
+  if (absl::Status valid = CheckRegistration(request); !valid.ok()) return valid;
   const std::string address =
       request.address().empty() ? std::string(peer_host) : request.address();
   v1::RegisterWorkerResponse response;
   {
     absl::MutexLock lock(&mu_);
-    // A worker that restarted registers again under the same name and address: its old
-    // entry, and any rank it held, is gone with the old process.
+    // A worker that restarted registers again under the same name (and, without tokens,
+    // from the same address): its old entry, and any rank it held, is gone with the old
+    // process. A name another token registered is not this caller's to replace.
     for (auto it = workers_.begin(); it != workers_.end();) {
       const Worker& old = it->second;
-      if (old.info.name() != request.name() || old.info.address() != address) {
+      if (old.info.name() != request.name() ||
+          (owner.empty() && old.info.address() != address)) {
         ++it;
         continue;
+      }
+      if (old.owner != owner) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "a worker named ", QuoteClientText(request.name()),
+            " is registered with another worker token; give this worker another name "
+            "(--worker_name)"));
       }
       if (old.assignment.has_value()) {
         Note({old.assignment->experiment_id(), old.assignment->attempt()},
@@ -71,7 +133,13 @@ absl::StatusOr<v1::RegisterWorkerResponse> WorkerPool::Register(
       }
       it = workers_.erase(it);
     }
+    if (static_cast<int>(workers_.size()) >= options_.max_workers) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("this coordinator has as many workers as it takes (", options_.max_workers,
+                       ", its --max_workers)"));
+    }
     Worker worker;
+    worker.owner = std::string(owner);
     worker.info.set_id(absl::StrCat("w", next_worker_++));
     worker.info.set_name(request.name());
     worker.info.set_address(address);
@@ -93,17 +161,19 @@ absl::StatusOr<v1::RegisterWorkerResponse> WorkerPool::Register(
   return response;
 }
 
-absl::StatusOr<v1::HeartbeatResponse> WorkerPool::Heartbeat(const v1::HeartbeatRequest& request) {
+absl::StatusOr<v1::HeartbeatResponse> WorkerPool::Heartbeat(const v1::HeartbeatRequest& request,
+                                                            absl::string_view owner) {
   v1::HeartbeatResponse response;
   bool became_idle = false;
   {
     absl::MutexLock lock(&mu_);
     auto it = workers_.find(request.worker_id());
-    if (it == workers_.end()) {
+    if (it == workers_.end() || it->second.owner != owner) {
       return absl::NotFoundError(absl::StrCat(
-          "worker \"", request.worker_id(),
-          "\" is not registered here (the coordinator restarted, or dropped it after ",
-          absl::FormatDuration(options_.worker_timeout), " without a heartbeat); register again"));
+          "worker ", QuoteClientText(request.worker_id()),
+          " is not registered here (the coordinator restarted, dropped it after ",
+          absl::FormatDuration(options_.worker_timeout),
+          " without a heartbeat, or another token registered it); register again"));
     }
     Worker& worker = it->second;
     worker.last_heartbeat = options_.clock();
@@ -121,12 +191,13 @@ absl::StatusOr<v1::HeartbeatResponse> WorkerPool::Heartbeat(const v1::HeartbeatR
                          Matches(*worker.assignment, outcome.experiment_id(), outcome.attempt());
       if (ended || (worker.released && worker.handed_out)) {
         if (ended && outcome.code() != 0) {
-          const std::string what = absl::StrCat(Describe(worker.info), ", rank ",
-                                                worker.assignment->rank(), ": ", outcome.message());
+          const std::string what =
+              absl::StrCat(Describe(worker.info), ", rank ", worker.assignment->rank(), ": ",
+                           CutOutcomeMessage(outcome.message()));
           LOG(WARNING) << "experiment " << outcome.experiment_id() << " attempt "
                        << outcome.attempt() << ": " << what;
           Note({outcome.experiment_id(), outcome.attempt()},
-               absl::Status(static_cast<absl::StatusCode>(outcome.code()), what));
+               absl::Status(OutcomeCode(outcome.code()), what));
         }
         worker.assignment.reset();
         worker.info.clear_experiment_id();

@@ -30,6 +30,8 @@ struct WorkerPoolOptions {
   absl::Duration heartbeat_interval = absl::Seconds(1);
   // A worker not heard from for this long is dropped (and its run's collectives fail).
   absl::Duration worker_timeout = absl::Seconds(10);
+  // Registrations beyond this many workers are refused (--max_workers).
+  int max_workers = 256;
   std::function<absl::Time()> clock = [] { return absl::Now(); };
 };
 
@@ -54,13 +56,26 @@ class WorkerPool {
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
-  // `peer_host` is the address the call came from, for a worker that gives none.
-  // INVALID_ARGUMENT for a request without a name, or with cpus or threads below 1.
+  // Longest strings a worker may register with, in characters.
+  static constexpr size_t kMaxNameCharacters = 100;
+  static constexpr size_t kMaxAddressCharacters = 255;
+  // Most of a rank's error message kept for its run; the rest is cut.
+  static constexpr size_t kMaxOutcomeCharacters = 1000;
+
+  // `peer_host` is the address the call came from, for a worker that gives none. `owner`
+  // is who registers it: the worker token's name ("token on line 5"), empty when the
+  // coordinator has no tokens. A name is bound to its owner while it is registered: the
+  // same owner registering it again replaces the old entry (a restarted worker; without
+  // tokens, only from the same address); another owner gets ALREADY_EXISTS.
+  // INVALID_ARGUMENT for a request without a name, with strings over their limits, or with
+  // cpus or threads out of range; RESOURCE_EXHAUSTED beyond max_workers.
   absl::StatusOr<v1::RegisterWorkerResponse> Register(const v1::RegisterWorkerRequest& request,
-                                                      absl::string_view peer_host);
-  // NOT_FOUND for a worker the pool does not know (never registered, or dropped): it
-  // should register again.
-  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
+                                                      absl::string_view peer_host,
+                                                      absl::string_view owner);
+  // NOT_FOUND for a worker the pool does not know (never registered, or dropped) or that
+  // `owner` did not register: it should register again.
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request,
+                                                  absl::string_view owner);
 
   // Workers registered and not reserved by any run.
   int IdleCount() const;
@@ -79,6 +94,7 @@ class WorkerPool {
  private:
   struct Worker {
     v1::WorkerInfo info;
+    std::string owner;  // see Register
     absl::Time last_heartbeat;
     // The rank this worker is reserved for, while it is.
     std::optional<v1::RankAssignment> assignment;

@@ -11,6 +11,7 @@ namespace gradlab {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class WorkerPoolTest : public ::testing::Test {
  protected:
@@ -32,26 +33,34 @@ class WorkerPoolTest : public ::testing::Test {
     return std::make_unique<WorkerPool>(options_, [this] { ++changes_; });
   }
 
-  static std::string Register(WorkerPool& pool, const std::string& name,
-                              const std::string& address = "") {
+  static v1::RegisterWorkerRequest Registration(const std::string& name,
+                                                const std::string& address = "") {
     v1::RegisterWorkerRequest request;
     request.set_name(name);
     request.set_cpus(4);
     request.set_threads_per_job(2);
     request.set_address(address);
-    absl::StatusOr<v1::RegisterWorkerResponse> response = pool.Register(request, "10.0.0.9");
+    return request;
+  }
+
+  // `owner`: the worker token's name, empty as on a coordinator without tokens.
+  static std::string Register(WorkerPool& pool, const std::string& name,
+                              const std::string& address = "", const std::string& owner = "") {
+    absl::StatusOr<v1::RegisterWorkerResponse> response =
+        pool.Register(Registration(name, address), "10.0.0.9", owner);
     EXPECT_TRUE(response.ok()) << response.status();
-    return response->worker_id();
+    return response.ok() ? response->worker_id() : "";
   }
 
   static v1::HeartbeatResponse Beat(WorkerPool& pool, const std::string& id,
                                     const v1::RankAssignment* running = nullptr,
-                                    const v1::RankOutcome* outcome = nullptr) {
+                                    const v1::RankOutcome* outcome = nullptr,
+                                    const std::string& owner = "") {
     v1::HeartbeatRequest request;
     request.set_worker_id(id);
     if (running != nullptr) *request.mutable_running() = *running;
     if (outcome != nullptr) *request.mutable_last_outcome() = *outcome;
-    absl::StatusOr<v1::HeartbeatResponse> response = pool.Heartbeat(request);
+    absl::StatusOr<v1::HeartbeatResponse> response = pool.Heartbeat(request, owner);
     EXPECT_TRUE(response.ok()) << response.status();
     return response.value_or(v1::HeartbeatResponse());
   }
@@ -101,16 +110,97 @@ TEST_F(WorkerPoolTest, RegisteredWorkersAreListedWithTheAddressTheyAreReachedAt)
 
 TEST_F(WorkerPoolTest, BadRegistrationsAndUnknownWorkersAreRefusedSayingWhy) {
   auto pool = NewPool();
-  v1::RegisterWorkerRequest request;
-  request.set_cpus(0);
-  absl::Status status = pool->Register(request, "10.0.0.9").status();
-  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(status.message(), HasSubstr("cpus >= 1 (given: 0)"));
+  struct Case {
+    v1::RegisterWorkerRequest request;
+    std::string message;
+  };
+  std::vector<Case> cases;
+  cases.push_back({Registration(""), "a worker's name must have 1 to 100 characters (given: \"\")"});
+  cases.push_back({Registration(std::string(5000, 'n')),
+                   "a worker's name must have 1 to 100 characters (given: \"nnnn"});
+  cases.push_back({Registration("host-a", "10.0.0.1; rm -rf /"),
+                   "a worker's address must be a host name or an IP address"});
+  cases.push_back({Registration("host-a", std::string(300, 'a')), "of at most 255 characters"});
+  cases.push_back({Registration("host-a"), "a worker's version may have at most 100 characters"});
+  cases.back().request.set_version(std::string(101, 'v'));
+  cases.push_back({Registration("host-a"), "cpus and threads_per_job must be 1 to 4096 (given: 0 and 2)"});
+  cases.back().request.set_cpus(0);
+  cases.push_back({Registration("host-a"), "(given: 4 and 100000)"});
+  cases.back().request.set_threads_per_job(100000);
+  for (const Case& c : cases) {
+    absl::Status status = pool->Register(c.request, "10.0.0.9", "").status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.message;
+    EXPECT_THAT(status.message(), HasSubstr(c.message));
+    EXPECT_LT(status.message().size(), 400u) << "client strings are quoted cut";
+  }
+  EXPECT_EQ(pool->Count(), 0);
+  // Limits count characters: 100 CJK characters (300 bytes) make a name.
+  std::string cjk;
+  for (int i = 0; i < 100; ++i) cjk += "\u6a5f";
+  EXPECT_FALSE(Register(*pool, cjk, "[fe80::1%eth0]").empty());
   v1::HeartbeatRequest heartbeat;
   heartbeat.set_worker_id("w99");
-  status = pool->Heartbeat(heartbeat).status();
+  absl::Status status = pool->Heartbeat(heartbeat, "").status();
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(status.message(), HasSubstr("register again"));
+}
+
+TEST_F(WorkerPoolTest, ANameIsBoundToTheTokenThatRegisteredIt) {
+  auto pool = NewPool();
+  const std::string a = Register(*pool, "host-a", "10.0.0.1", "token on line 1");
+  ASSERT_TRUE(pool->Reserve(Request("exp1", 1, 2)).ok());
+  ASSERT_TRUE(Beat(*pool, a, nullptr, nullptr, "token on line 1").has_assignment());
+
+  // Another token can neither take the name (which would evict the worker and its rank)
+  // nor heartbeat for the worker (which would report outcomes or stop its rank).
+  absl::Status taken =
+      pool->Register(Registration("host-a", "10.0.0.1"), "10.0.0.66", "token on line 2").status();
+  EXPECT_EQ(taken.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(taken.message(), HasSubstr("registered with another worker token"));
+  v1::HeartbeatRequest forged;
+  forged.set_worker_id(a);
+  *forged.mutable_last_outcome() = Outcome("exp1", 1, absl::InternalError("forged"));
+  EXPECT_EQ(pool->Heartbeat(forged, "token on line 2").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(pool->Heartbeat(forged, "").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_EQ(pool->Count(), 1);
+  EXPECT_EQ(pool->List()[0].experiment_id(), "exp1") << "the rank is still the worker's";
+
+  // Its own token may: a restarted worker, from any address, replaces its old entry.
+  const std::string again = Register(*pool, "host-a", "10.0.0.2", "token on line 1");
+  EXPECT_NE(again, a);
+  EXPECT_EQ(pool->Count(), 1);
+  std::vector<absl::Status> notes = pool->Release("exp1", 1);
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_THAT(notes[0].message(), HasSubstr("restarted"));
+  EXPECT_THAT(notes[0].message(), Not(HasSubstr("forged")));
+}
+
+TEST_F(WorkerPoolTest, RegistrationsBeyondMaxWorkersAreRefused) {
+  options_.max_workers = 2;
+  auto pool = NewPool();
+  Register(*pool, "host-a");
+  Register(*pool, "host-b");
+  absl::Status full = pool->Register(Registration("host-c"), "10.0.0.9", "").status();
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(full.message(), HasSubstr("(2, its --max_workers)"));
+  EXPECT_FALSE(Register(*pool, "host-a").empty()) << "a restart replaces, so it fits";
+  EXPECT_EQ(pool->Count(), 2);
+}
+
+TEST_F(WorkerPoolTest, ARanksErrorIsCutAndItsCodeChecked) {
+  auto pool = NewPool();
+  const std::string a = Register(*pool, "host-a");
+  ASSERT_TRUE(pool->Reserve(Request("exp1", 1, 2)).ok());
+  ASSERT_TRUE(Beat(*pool, a).has_assignment());
+  v1::RankOutcome failed = Outcome("exp1", 1, absl::InternalError(std::string(100000, 'x')));
+  failed.set_code(999);
+  Beat(*pool, a, nullptr, &failed);
+  std::vector<absl::Status> notes = pool->Release("exp1", 1);
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_EQ(notes[0].code(), absl::StatusCode::kUnknown) << "999 is no code";
+  EXPECT_LT(notes[0].message().size(), 1200u);
+  EXPECT_THAT(notes[0].message(), HasSubstr("(100000 bytes in all)"));
 }
 
 TEST_F(WorkerPoolTest, ReservedWorkersGetTheirRanksAtTheNextHeartbeatAndAreIdleAfterReporting) {
@@ -209,7 +299,7 @@ TEST_F(WorkerPoolTest, ASilentWorkerIsDroppedAndNamedToItsRun) {
   EXPECT_THAT(notes[0].message(), HasSubstr("sent no heartbeat for 6s"));
   v1::HeartbeatRequest late;
   late.set_worker_id(a);
-  EXPECT_EQ(pool->Heartbeat(late).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(pool->Heartbeat(late, "").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(WorkerPoolTest, AWorkerThatRestartsReplacesItsOldEntry) {

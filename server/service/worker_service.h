@@ -11,8 +11,9 @@
 
 namespace gradlab {
 
-// Thread-safe. `authorizer` null: every call is allowed; otherwise both calls need a write
-// token. Both must outlive it.
+// Thread-safe. `authorizer` null: every call is allowed; otherwise every call needs a worker
+// token, and a worker is bound to the token that registered it (WorkerPool::Register).
+// Both must outlive it.
 class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
  public:
   WorkerServiceImpl(WorkerPool& pool, const TokenAuthorizer* authorizer)
@@ -26,6 +27,9 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
                                       v1::HeartbeatResponse* response) override;
 
  private:
+  // Who the call's worker token is (empty without tokens), or why it may not call.
+  absl::StatusOr<std::string> Owner(grpc::CallbackServerContext* context) const;
+
   WorkerPool& pool_;
   const TokenAuthorizer* const authorizer_;
 };

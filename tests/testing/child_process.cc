@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -27,8 +28,16 @@ absl::StatusOr<ChildProcess> ChildProcess::Start(const std::vector<std::string>&
   std::vector<char*> args;
   for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
+  // `env` replaces what this process has under the same name (getenv takes the first).
+  auto name_of = [](const std::string& entry) { return entry.substr(0, entry.find('=')); };
   std::vector<std::string> environment;
-  for (char** e = environ; *e != nullptr; ++e) environment.emplace_back(*e);
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry = *e;
+    const bool replaced = std::any_of(env.begin(), env.end(), [&](const std::string& added) {
+      return name_of(added) == name_of(entry);
+    });
+    if (!replaced) environment.push_back(entry);
+  }
   environment.insert(environment.end(), env.begin(), env.end());
   std::vector<char*> envp;
   for (std::string& e : environment) envp.push_back(e.data());

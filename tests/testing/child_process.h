@@ -17,7 +17,8 @@ namespace gradlab {
 
 class ChildProcess {
  public:
-  // Starts `argv[0]` with `argv`, and `env` added to this process's environment.
+  // Starts `argv[0]` with `argv`, and `env` added to this process's environment (replacing
+  // what it has under the same names).
   static absl::StatusOr<ChildProcess> Start(const std::vector<std::string>& argv,
                                             const std::vector<std::string>& env = {});
   ChildProcess(ChildProcess&& other) noexcept;

@@ -39,6 +39,8 @@ ABSL_FLAG(int, steps, 3, "all-reduces to do");
 ABSL_FLAG(int, exit_before_step, -1, "vanish before this step (-1: never)");
 ABSL_FLAG(int, stop_rank, -1, "the rank that votes to stop (-1: none)");
 ABSL_FLAG(int, stop_at_step, 0, "the step it votes at");
+ABSL_FLAG(int64_t, report_samples, -1,
+          "report this sample count to the average instead of rank + 1 (-1: do not)");
 ABSL_FLAG(int64_t, broadcast_bytes, -1, "rank 0 broadcasts this many bytes first (-1: no)");
 ABSL_FLAG(std::string, train, "", "train this model instead of the all-reduce steps");
 ABSL_FLAG(int, epochs, 2, "--train: epochs");
@@ -147,7 +149,10 @@ int main(int argc, char** argv) {
     b.mutable_grad() = torch::arange(4, torch::kFloat).view({2, 2}) * -scale;
     const bool stop =
         options.rank == absl::GetFlag(FLAGS_stop_rank) && step == absl::GetFlag(FLAGS_stop_at_step);
-    absl::StatusOr<int> votes = (*averager)->Average({a, b}, options.rank + 1, stop);
+    const int64_t reported = absl::GetFlag(FLAGS_report_samples);
+    const int64_t batch_samples = options.world_size * (options.world_size + 1) / 2;
+    absl::StatusOr<int> votes = (*averager)->Average(
+        {a, b}, reported >= 0 ? reported : options.rank + 1, batch_samples, stop);
     if (!votes.ok()) {
       std::cout << "error: " << votes.status() << std::endl;
       return 1;
