@@ -254,7 +254,9 @@ TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
       if (allowed) {
         EXPECT_NE(code, grpc::StatusCode::UNAUTHENTICATED) << "role " << role;
         EXPECT_NE(code, grpc::StatusCode::PERMISSION_DENIED) << "role " << role;
-        if (rpc.needs == kRead) EXPECT_EQ(code, grpc::StatusCode::OK) << "role " << role;
+        if (rpc.needs == kRead) {
+          EXPECT_EQ(code, grpc::StatusCode::OK) << "role " << role;
+        }
       } else {
         EXPECT_EQ(code, grpc::StatusCode::PERMISSION_DENIED) << "role " << role;
       }

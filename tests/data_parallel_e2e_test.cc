@@ -67,7 +67,6 @@ class Cluster {
                                       "--state_dir=" + (dir / "state").string(),
                                       "--auth_tokens_file=" + (dir / "tokens").string(),
                                       "--advertise_address=" + listen_host,
-                                      "--rendezvous_port=" + std::to_string(FreeTcpPort()),
                                       "--heartbeat_interval=200ms",
                                       "--worker_timeout=2s",
                                       "--collective_timeout=20s",

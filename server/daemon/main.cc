@@ -122,10 +122,6 @@ ABSL_FLAG(bool, allow_insecure_remote, kDefaults.allow_insecure_remote,
           "refused otherwise, since anyone who reaches the port could use gradlabd. For a "
           "private network you trust, e.g. a container's");
 
-ABSL_FLAG(int, rendezvous_port, kDefaults.rendezvous_port,
-          "data-parallel experiments (world_size > 1): rank 0 of the one on training thread "
-          "i hosts the group's TCPStore on this port + i (i < --workers), on every interface; "
-          "workers must reach these ports, and every rank the others' Gloo ports");
 ABSL_FLAG(std::string, advertise_address, kDefaults.advertise_address,
           "the address other ranks of a data-parallel group reach this gradlabd at (its Gloo "
           "connections bind to it); empty: a coordinator uses the address its hostname "
@@ -231,7 +227,6 @@ gradlab::GradlabdFlags FlagValues() {
   flags.max_streams_per_client = absl::GetFlag(FLAGS_max_streams_per_client);
   flags.max_starts_per_minute = absl::GetFlag(FLAGS_max_starts_per_minute);
   flags.allow_insecure_remote = absl::GetFlag(FLAGS_allow_insecure_remote);
-  flags.rendezvous_port = absl::GetFlag(FLAGS_rendezvous_port);
   flags.advertise_address = absl::GetFlag(FLAGS_advertise_address);
   flags.collective_timeout = absl::GetFlag(FLAGS_collective_timeout);
   flags.worker_timeout = absl::GetFlag(FLAGS_worker_timeout);

@@ -54,7 +54,6 @@ absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int 
   registry.data_dir = flags.data_dir;
   registry.allowed_data_dirs = absl::StrSplit(flags.allowed_data_dirs, ',', absl::SkipWhitespace());
   registry.training_niceness = flags.training_niceness;
-  registry.rendezvous.port = flags.rendezvous_port;
   registry.rendezvous.advertise_address = flags.advertise_address;
   registry.rendezvous.collective_timeout = flags.collective_timeout;
   registry.worker_pool.worker_timeout = flags.worker_timeout;
@@ -64,13 +63,6 @@ absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int 
     return absl::InvalidArgumentError(absl::StrCat(
         "--max_workers: ", flags.max_workers, " must be at least 1 (the most workers that may "
         "register at once)"));
-  }
-  if (registry.rendezvous.port < 1 ||
-      registry.rendezvous.port + registry.training_slots - 1 > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--rendezvous_port: ", registry.rendezvous.port, " to ",
-                     registry.rendezvous.port + registry.training_slots - 1,
-                     " (one per --workers) must lie in [1, 65535]"));
   }
   if (registry.rendezvous.collective_timeout < absl::Seconds(1) ||
       registry.worker_pool.heartbeat_interval < absl::Milliseconds(100) ||

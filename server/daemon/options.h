@@ -39,7 +39,6 @@ struct GradlabdFlags {
   int max_streams_per_client = 32;
   int max_starts_per_minute = 60;
   bool allow_insecure_remote = false;
-  int rendezvous_port = 50052;
   std::string advertise_address;
   absl::Duration collective_timeout = absl::Seconds(60);
   absl::Duration worker_timeout = absl::Seconds(10);

@@ -97,12 +97,6 @@ INSTANTIATE_TEST_SUITE_P(
                  "--threads_per_job: 5 x 2 workers is more than the 8 CPUs"},
         BadFlags{"negative_threads", [](GradlabdFlags& f) { f.threads_per_job = -1; },
                  "--threads_per_job: -1"},
-        BadFlags{"rendezvous_ports",
-                 [](GradlabdFlags& f) {
-                   f.workers = 2;
-                   f.rendezvous_port = 65535;
-                 },
-                 "--rendezvous_port: 65535 to 65536 (one per --workers) must lie in [1, 65535]"},
         BadFlags{"short_heartbeat_timeout",
                  [](GradlabdFlags& f) { f.worker_timeout = absl::Milliseconds(1500); },
                  "--worker_timeout (1.5s) at least twice that"},

@@ -2,14 +2,18 @@
 
 // ProcessGroupGloo is declared under USE_C10D_GLOO, which the torch CMake target defines
 // (Debian's LibTorch is built with Gloo; Gloo's headers come from libgloo-dev).
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/Store.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 
 namespace gradlab {
 namespace {
@@ -19,6 +23,68 @@ std::string MessageOf(const std::exception& e) {
   const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
   return torch_error != nullptr ? torch_error->what_without_backtrace() : e.what();
 }
+
+// c10d's Store over a RendezvousStore, for ProcessGroupGloo. c10d reports failures as
+// exceptions, which Join turns back into a status. A rendezvous store answers at once, so
+// waiting for keys (get waits too) polls Check, from every 1 ms to every 50 ms.
+class RendezvousStoreAdapter final : public c10d::Store {
+ public:
+  RendezvousStoreAdapter(std::shared_ptr<RendezvousStore> store, std::string name,
+                         std::chrono::milliseconds timeout)
+      : c10d::Store(timeout), store_(std::move(store)), name_(std::move(name)) {}
+
+  void set(const std::string& key, const std::vector<uint8_t>& value) override {
+    Ok(store_->Set(key, std::string(value.begin(), value.end())));
+  }
+  std::vector<uint8_t> compareSet(const std::string& key, const std::vector<uint8_t>& expected,
+                                  const std::vector<uint8_t>& desired) override {
+    return Bytes(Ok(store_->CompareSet(key, std::string(expected.begin(), expected.end()),
+                                       std::string(desired.begin(), desired.end()))));
+  }
+  std::vector<uint8_t> get(const std::string& key) override {
+    wait({key});
+    return Bytes(Ok(store_->Get(key)));
+  }
+  int64_t add(const std::string& key, int64_t value) override {
+    return Ok(store_->Add(key, value));
+  }
+  bool deleteKey(const std::string& key) override { return Ok(store_->Delete(key)); }
+  bool check(const std::vector<std::string>& keys) override { return Ok(store_->Check(keys)); }
+  int64_t getNumKeys() override { return Ok(store_->KeyCount()); }
+  void wait(const std::vector<std::string>& keys) override { wait(keys, timeout_); }
+  void wait(const std::vector<std::string>& keys,
+            const std::chrono::milliseconds& timeout) override {
+    const absl::Time deadline = absl::Now() + absl::FromChrono(timeout);
+    absl::Duration pause = absl::Milliseconds(1);
+    while (!Ok(store_->Check(keys))) {
+      if (absl::Now() >= deadline) {
+        throw std::runtime_error(absl::StrCat("the rendezvous at ", name_, " did not get key(s) ",
+                                              absl::StrJoin(keys, ", "), " within ",
+                                              absl::FormatDuration(absl::FromChrono(timeout))));
+      }
+      absl::SleepFor(pause);
+      pause = std::min(2 * pause, absl::Milliseconds(50));
+    }
+  }
+
+ private:
+  void Ok(const absl::Status& status) const {
+    if (!status.ok()) {
+      throw std::runtime_error(absl::StrCat("the rendezvous at ", name_, ": ", status.ToString()));
+    }
+  }
+  template <typename T>
+  T Ok(absl::StatusOr<T> result) const {
+    Ok(result.status());
+    return *std::move(result);
+  }
+  static std::vector<uint8_t> Bytes(const std::string& text) {
+    return std::vector<uint8_t>(text.begin(), text.end());
+  }
+
+  const std::shared_ptr<RendezvousStore> store_;
+  const std::string name_;
+};
 
 }  // namespace
 
@@ -36,24 +102,17 @@ absl::StatusOr<std::unique_ptr<GradientAverager>> GradientAverager::Join(
                                                    options.world_size,
                                                    ": the rank must be in [0, world size)"));
   }
-  if (options.store_port < 1 || options.store_port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("store port ", options.store_port, ": must be in [1, 65535]"));
+  if (options.store == nullptr) {
+    return absl::InvalidArgumentError("a process group needs a rendezvous store");
   }
   const auto timeout = std::chrono::milliseconds(absl::ToInt64Milliseconds(options.timeout));
-  const std::string store = absl::StrCat(options.store_host, ":", options.store_port);
+  const std::string& store = options.store_name;
   std::unique_ptr<GradientAverager> averager(new GradientAverager());
   averager->rank_ = options.rank;
   averager->world_size_ = options.world_size;
   try {
-    c10d::TCPStoreOptions store_options;
-    store_options.port = static_cast<std::uint16_t>(options.store_port);
-    store_options.isServer = options.rank == 0;
-    store_options.numWorkers = options.world_size;
-    // The group's own rendezvous below waits for every rank, within the timeout.
-    store_options.waitWorkers = false;
-    store_options.timeout = timeout;
-    averager->store_ = c10::make_intrusive<c10d::TCPStore>(options.store_host, store_options);
+    averager->store_ =
+        c10::make_intrusive<RendezvousStoreAdapter>(options.store, options.store_name, timeout);
     auto group_options = c10d::ProcessGroupGloo::Options::create(timeout);
     group_options->devices.push_back(
         options.local_address.empty()

@@ -1,7 +1,8 @@
 // The two pieces of data-parallel training that need no server: which samples of each
 // batch a rank trains on, and the average of the ranks' gradients, over LibTorch's own
-// distributed engine (c10d: a TCPStore for the rendezvous, ProcessGroupGloo for the
-// all-reduce), as PyTorch's DistributedDataParallel does on CPU. Knows nothing of gRPC or
+// distributed engine (c10d's ProcessGroupGloo for the all-reduce), as PyTorch's
+// DistributedDataParallel does on CPU. The ranks meet through a RendezvousStore
+// (rendezvous_store.h) where PyTorch would use c10d's TCPStore. Knows nothing of gRPC or
 // the job queue.
 #ifndef GRADLAB_SERVER_ENGINE_DATA_PARALLEL_H_
 #define GRADLAB_SERVER_ENGINE_DATA_PARALLEL_H_
@@ -19,7 +20,7 @@
 
 namespace c10d {
 class ProcessGroupGloo;
-class TCPStore;
+class Store;
 }  // namespace c10d
 
 namespace gradlab {
@@ -34,9 +35,9 @@ torch::Tensor ShardOfBatch(const torch::Tensor& batch, int rank, int world_size)
 // One rank's membership of a process group. Not thread-safe: one training thread uses it.
 class GradientAverager {
  public:
-  // Joins the group; returns once every rank has joined. INVALID_ARGUMENT for options out
-  // of range; UNAVAILABLE (naming the store and the timeout) when the others do not
-  // arrive in time or the store cannot be reached.
+  // Joins the group through options.store; returns once every rank has joined.
+  // INVALID_ARGUMENT for options out of range; UNAVAILABLE (naming the store and the
+  // timeout) when the others do not arrive in time or the store cannot be reached.
   static absl::StatusOr<std::unique_ptr<GradientAverager>> Join(const ProcessGroupOptions& options);
   ~GradientAverager();
 
@@ -80,7 +81,7 @@ class GradientAverager {
   int rank_ = 0;
   int world_size_ = 1;
   GradientTraffic gradient_traffic_;
-  c10::intrusive_ptr<c10d::TCPStore> store_;
+  c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
 };
 

@@ -1,9 +1,11 @@
 // Data-parallel pieces: batch sharding, and the gradient average over c10d's Gloo process
 // group with each rank a separate process (server/engine/testing/data_parallel_rank.cc)
-// talking over loopback.
+// talking over loopback, and the in-memory rendezvous store the coordinator keeps.
 #include "server/engine/data_parallel.h"
 
+#include <filesystem>
 #include <iostream>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -12,7 +14,9 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/engine/rendezvous_store.h"
 #include "tests/testing/child_process.h"
+#include "tests/testing/test_dir.h"
 
 namespace gradlab {
 namespace {
@@ -35,23 +39,69 @@ TEST(ShardOfBatchTest, RanksTakeEveryNthSampleAndCoverTheBatchOnce) {
 
 TEST(GradientAveragerTest, OptionsOutOfRangeAreRefusedByName) {
   ProcessGroupOptions options;
-  options.store_port = 1;
+  options.store = std::make_shared<MemoryRendezvousStore>();
   options.rank = 2;
   options.world_size = 2;
   EXPECT_EQ(GradientAverager::Join(options).status().message(),
             "rank 2 of world size 2: the rank must be in [0, world size)");
   options.rank = 0;
-  options.store_port = 0;
+  options.store = nullptr;
   EXPECT_EQ(GradientAverager::Join(options).status().message(),
-            "store port 0: must be in [1, 65535]");
+            "a process group needs a rendezvous store");
 }
 
-// Rank `rank` of `world_size` as its own process, the store on 127.0.0.1:`port`.
-ChildProcess StartRank(int rank, int world_size, int port,
+// Two ranks as threads of one process, meeting in one MemoryRendezvousStore: rank 0's
+// store on the coordinator, which the other ranks reach over the WorkerService.
+TEST(GradientAveragerTest, RanksMeetInAMemoryRendezvousStore) {
+  auto store = std::make_shared<MemoryRendezvousStore>();
+  std::vector<absl::StatusOr<double>> averaged(2, absl::UnknownError("not run"));
+  std::vector<std::thread> ranks;
+  for (int rank = 0; rank < 2; ++rank) {
+    ranks.emplace_back([&, rank] {
+      ProcessGroupOptions options;
+      options.store = store;
+      options.store_name = "memory";
+      options.rank = rank;
+      options.world_size = 2;
+      options.local_address = "127.0.0.1";
+      options.timeout = absl::Seconds(30);
+      absl::StatusOr<std::unique_ptr<GradientAverager>> averager = GradientAverager::Join(options);
+      if (!averager.ok()) {
+        averaged[rank] = averager.status();
+        return;
+      }
+      torch::Tensor weight = torch::zeros({1});
+      weight.mutable_grad() = torch::full({1}, rank == 0 ? 1.0 : 4.0);
+      absl::StatusOr<int> votes = (*averager)->Average({weight}, rank + 1, 3, false);
+      if (!votes.ok()) {
+        averaged[rank] = votes.status();
+        return;
+      }
+      averaged[rank] = weight.grad().item<double>();
+    });
+  }
+  for (std::thread& rank : ranks) rank.join();
+  for (const absl::StatusOr<double>& value : averaged) {
+    ASSERT_TRUE(value.ok()) << value.status();
+    EXPECT_DOUBLE_EQ(*value, (1.0 * 1 + 4.0 * 2) / 3);
+  }
+  EXPECT_GT(*store->KeyCount(), 0) << "the ranks met in the store";
+}
+
+// A file of its own for the ranks of one group to meet in.
+std::string StoreFile() {
+  static int groups = 0;
+  const std::filesystem::path dir = FreshSuiteDir("data_parallel_test");
+  std::filesystem::create_directories(dir);
+  return (dir / ("group-" + std::to_string(++groups))).string();
+}
+
+// Rank `rank` of `world_size` as its own process, meeting the others in `store_file`.
+ChildProcess StartRank(int rank, int world_size, const std::string& store_file,
                        const std::vector<std::string>& extra_flags = {}) {
   std::vector<std::string> argv = {DATA_PARALLEL_RANK_PATH, "--rank=" + std::to_string(rank),
                                    "--world_size=" + std::to_string(world_size),
-                                   "--port=" + std::to_string(port)};
+                                   "--store_file=" + store_file};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   absl::StatusOr<ChildProcess> child = ChildProcess::Start(argv);
   if (!child.ok()) ADD_FAILURE() << child.status();
@@ -73,9 +123,9 @@ class GradientAverageTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(GradientAverageTest, EveryRankGetsTheSampleWeightedMeanOfAllRanksGradients) {
   const int world_size = GetParam();
-  const int port = FreeTcpPort();
+  const std::string store = StoreFile();
   std::vector<ChildProcess> ranks;
-  for (int rank = 0; rank < world_size; ++rank) ranks.push_back(StartRank(rank, world_size, port));
+  for (int rank = 0; rank < world_size; ++rank) ranks.push_back(StartRank(rank, world_size, store));
   std::vector<std::vector<std::string>> outputs;
   for (ChildProcess& rank : ranks) {
     outputs.push_back(absl::StrSplit(rank.ReadAll(absl::Seconds(60)), '\n', absl::SkipEmpty()));
@@ -104,10 +154,10 @@ TEST_P(GradientAverageTest, EveryRankGetsTheSampleWeightedMeanOfAllRanksGradient
 INSTANTIATE_TEST_SUITE_P(TwoAndThreeRanks, GradientAverageTest, ::testing::Values(2, 3));
 
 TEST(GradientAveragerTest, AStopVoteOfAnyRankReachesEveryRankInTheSameStep) {
-  const int port = FreeTcpPort();
+  const std::string store = StoreFile();
   std::vector<ChildProcess> ranks;
   for (int rank = 0; rank < 3; ++rank) {
-    ranks.push_back(StartRank(rank, 3, port, {"--steps=5", "--stop_rank=2", "--stop_at_step=1"}));
+    ranks.push_back(StartRank(rank, 3, store, {"--steps=5", "--stop_rank=2", "--stop_at_step=1"}));
   }
   for (int rank = 0; rank < 3; ++rank) {
     const std::string out = ranks[rank].ReadAll(absl::Seconds(60));
@@ -120,10 +170,10 @@ TEST(GradientAveragerTest, AStopVoteOfAnyRankReachesEveryRankInTheSameStep) {
 
 TEST(GradientAveragerTest, BroadcastGivesEveryRankRankZerosBytes) {
   for (const int64_t size : {int64_t{0}, int64_t{5'000'000}}) {
-    const int port = FreeTcpPort();
+    const std::string store = StoreFile();
     std::vector<ChildProcess> ranks;
     const std::string flag = "--broadcast_bytes=" + std::to_string(size);
-    for (int rank = 0; rank < 3; ++rank) ranks.push_back(StartRank(rank, 3, port, {flag}));
+    for (int rank = 0; rank < 3; ++rank) ranks.push_back(StartRank(rank, 3, store, {flag}));
     int64_t expected_sum = 0;
     for (int64_t i = 0; i < size; ++i) expected_sum += i * 7 % 251;
     for (int rank = 0; rank < 3; ++rank) {
@@ -137,32 +187,18 @@ TEST(GradientAveragerTest, BroadcastGivesEveryRankRankZerosBytes) {
 }
 
 TEST(GradientAveragerFailureTest, ARankThatNeverComesFailsTheRendezvousWithinTheTimeout) {
-  ChildProcess alone = StartRank(0, 2, FreeTcpPort(), {"--timeout_ms=2000"});
+  const std::string store = StoreFile();
+  ChildProcess alone = StartRank(0, 2, store, {"--timeout_ms=2000"});
   const std::string out = alone.ReadAll(absl::Seconds(30));
   EXPECT_EQ(alone.Wait(absl::Seconds(10)), 1);
-  EXPECT_THAT(out, ::testing::HasSubstr("rank 0 of 2 could not join the group at 127.0.0.1:"));
+  EXPECT_THAT(out, ::testing::HasSubstr("rank 0 of 2 could not join the group at " + store));
   EXPECT_THAT(out, ::testing::HasSubstr("within 2s"));
 }
 
-// The rendezvous port is never shared (c10d's store sets SO_REUSEADDR only): a group whose
-// port another process listens on fails at once, naming the port, instead of joining
-// someone else's group.
-TEST(GradientAveragerFailureTest, ARendezvousPortInUseFailsNamingIt) {
-  absl::StatusOr<HeldTcpPort> held = HeldTcpPort::Listen();
-  ASSERT_TRUE(held.ok()) << held.status();
-  const int port = held->port();
-
-  ChildProcess rank = StartRank(0, 2, port, {"--timeout_ms=20000"});
-  const std::string out = rank.ReadAll(absl::Seconds(30));
-  EXPECT_EQ(rank.Wait(absl::Seconds(10)), 1);
-  EXPECT_THAT(out,
-              ::testing::HasSubstr(absl::StrCat(port, " (errno: 98 - Address already in use)")));
-}
-
 TEST(GradientAveragerFailureTest, ARankThatDiesMidRunFailsTheOthersAllReduce) {
-  const int port = FreeTcpPort();
-  ChildProcess survivor = StartRank(0, 2, port, {"--timeout_ms=5000"});
-  ChildProcess dying = StartRank(1, 2, port, {"--timeout_ms=5000", "--exit_before_step=1"});
+  const std::string store = StoreFile();
+  ChildProcess survivor = StartRank(0, 2, store, {"--timeout_ms=5000"});
+  ChildProcess dying = StartRank(1, 2, store, {"--timeout_ms=5000", "--exit_before_step=1"});
   const std::string out = survivor.ReadAll(absl::Seconds(30));
   EXPECT_EQ(dying.Wait(absl::Seconds(10)), 3);
   EXPECT_EQ(survivor.Wait(absl::Seconds(10)), 1) << out;
@@ -174,9 +210,9 @@ TEST(GradientAveragerFailureTest, ARankThatDiesMidRunFailsTheOthersAllReduce) {
 // A rank that reports a sample count the batch does not have (out of step, or feeding the
 // average a zero to divide by) fails the step on every rank instead of skewing it.
 TEST(GradientAveragerFailureTest, SampleCountsThatDoNotAddUpToTheBatchFailEveryRank) {
-  const int port = FreeTcpPort();
-  ChildProcess honest = StartRank(0, 2, port);
-  ChildProcess lying = StartRank(1, 2, port, {"--report_samples=0"});
+  const std::string store = StoreFile();
+  ChildProcess honest = StartRank(0, 2, store);
+  ChildProcess lying = StartRank(1, 2, store, {"--report_samples=0"});
   for (ChildProcess* rank : {&honest, &lying}) {
     const std::string out = rank->ReadAll(absl::Seconds(60));
     EXPECT_EQ(rank->Wait(absl::Seconds(10)), 1) << out;
@@ -199,13 +235,13 @@ std::vector<std::vector<double>> EpochMetricsOf(const std::string& out) {
 // global batch 128, as one process and as two (64 samples each per step).
 TEST(DataParallelTrainingTest, TwoRanksGiveTheEpochMetricsOfOneProcess) {
   const std::vector<std::string> train = {"--train=simple_cnn", "--epochs=2"};
-  ChildProcess single = StartRank(0, 1, FreeTcpPort(), train);
+  ChildProcess single = StartRank(0, 1, StoreFile(), train);
   const std::string single_out = single.ReadAll(absl::Seconds(300));
   ASSERT_EQ(single.Wait(absl::Seconds(10)), 0) << single_out;
 
-  const int port = FreeTcpPort();
-  ChildProcess rank0 = StartRank(0, 2, port, train);
-  ChildProcess rank1 = StartRank(1, 2, port, train);
+  const std::string store = StoreFile();
+  ChildProcess rank0 = StartRank(0, 2, store, train);
+  ChildProcess rank1 = StartRank(1, 2, store, train);
   const std::string out0 = rank0.ReadAll(absl::Seconds(300));
   const std::string out1 = rank1.ReadAll(absl::Seconds(300));
   ASSERT_EQ(rank0.Wait(absl::Seconds(10)), 0) << out0;

@@ -5,16 +5,19 @@
 #define GRADLAB_SERVER_ENGINE_PROCESS_GROUP_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/time/time.h"
+#include "server/engine/rendezvous_store.h"
 
 namespace gradlab {
 
 struct ProcessGroupOptions {
-  // Where rank 0 hosts the TCPStore and the other ranks connect to it.
-  std::string store_host = "127.0.0.1";
-  int store_port = 0;
+  // The group's rendezvous (server/engine/rendezvous_store.h), and what to call it in
+  // errors ("the coordinator gradlabd:50051").
+  std::shared_ptr<RendezvousStore> store;
+  std::string store_name;
   // The address the other ranks reach this one at (its Gloo connections bind to it);
   // empty: the address this machine's hostname resolves to, else loopback.
   std::string local_address;

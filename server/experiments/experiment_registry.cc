@@ -94,7 +94,7 @@ ExperimentRegistry::ExperimentRegistry(RegistryOptions options, bool held)
   scheduler_ = std::make_unique<Scheduler>(
       SchedulerOptions{options_.training_slots, options_.training_niceness, options_.rendezvous,
                        held, options_.memory_budget},
-      *worker_pool_, [this](const std::shared_ptr<Job>& job, int slot) { RunJob(job, slot); });
+      *worker_pool_, [this](const std::shared_ptr<Job>& job) { RunJob(job); });
   scheduler_for_workers_.store(scheduler_.get());
 }
 
@@ -534,7 +534,7 @@ absl::Status ExperimentRegistry::CommitEpoch(Job& job, v1::MetricsEvent epoch_ev
       std::move(epoch_event), Publish::kYes);
 }
 
-void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
+void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job) {
   absl::Status status = WaitForStateRoom(*job);
   {
     absl::MutexLock change(&job->change_mu);
@@ -559,7 +559,7 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job, int slot) {
     }
   }
   if (status.ok()) {
-    status = TrainJob(*job, slot, run_options_, [this](Job& trained, v1::MetricsEvent event) {
+    status = TrainJob(*job, run_options_, [this](Job& trained, v1::MetricsEvent event) {
       return CommitEpoch(trained, std::move(event));
     });
   }

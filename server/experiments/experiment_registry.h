@@ -165,7 +165,7 @@ class ExperimentRegistry {
 
   // Runs a job the scheduler took, on training slot `slot`'s thread, and settles how it
   // ended: finished, back to the queue after a lost rank, or left as it was by shutdown.
-  void RunJob(const std::shared_ptr<Job>& job, int slot) ABSL_LOCKS_EXCLUDED(mu_);
+  void RunJob(const std::shared_ptr<Job>& job) ABSL_LOCKS_EXCLUDED(mu_);
   // After a data-parallel attempt lost a rank (`status`, with what the pool saw of its
   // workers in `notes`): back to the front of the queue, to go on from its newest usable
   // checkpoint (none: epoch 1), or FAILED after kMaxAttemptsWithoutProgress attempts that

@@ -17,6 +17,7 @@
 #include "gradlab/v1/experiment_service.pb.h"
 #include "server/experiments/experiment_log.h"
 #include "server/experiments/run_plan.h"
+#include "server/engine/rendezvous_store.h"
 #include "server/store/checkpoint_files.h"
 
 namespace gradlab {
@@ -56,6 +57,8 @@ struct Job {
   std::optional<int> resume_epoch;
   std::string resume_reason;
   int attempts = 0;
+  // The current attempt's rendezvous, which rank 0 joins (WorkerPool::Reserve).
+  std::shared_ptr<RendezvousStore> rendezvous;
 };
 
 }  // namespace gradlab

@@ -10,9 +10,6 @@
 namespace gradlab {
 
 struct RendezvousOptions {
-  // Rank 0 of the run on training slot i hosts the group's TCPStore on port + i (0 to
-  // --workers - 1), on every interface.
-  int port = 50052;
   // The address the workers reach rank 0's Gloo connections at (they bind to it); empty:
   // the address this machine's hostname resolves to.
   std::string advertise_address;

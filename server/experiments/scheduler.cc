@@ -12,8 +12,8 @@ namespace gradlab {
 
 Scheduler::Scheduler(SchedulerOptions options, WorkerPool& workers, RunFn run)
     : options_(std::move(options)), workers_(workers), run_(std::move(run)), held_(options_.held) {
-  for (int slot = 0; slot < std::max(options_.training_slots, 1); ++slot) {
-    slots_.emplace_back([this, slot] { SlotLoop(slot); });
+  for (int i = 0; i < std::max(options_.training_slots, 1); ++i) {
+    slots_.emplace_back([this] { SlotLoop(); });
   }
 }
 
@@ -83,7 +83,7 @@ std::deque<std::shared_ptr<Job>>::iterator Scheduler::FirstRunnable() {
   });
 }
 
-void Scheduler::SlotLoop(int slot) {
+void Scheduler::SlotLoop() {
   if (absl::Status lowered = LowerThisThreadsPriority(options_.training_niceness); !lowered.ok()) {
     LOG(WARNING) << lowered.message();
   }
@@ -109,18 +109,18 @@ void Scheduler::SlotLoop(int slot) {
           ranks.spec.set_data_dir(job->plan.dataset_location);
         }
         ranks.world_size = job->plan.spec.world_size;
-        ranks.store_host = options_.rendezvous.advertise_address;
-        ranks.store_port = options_.rendezvous.port + slot;
         ranks.timeout = options_.rendezvous.collective_timeout;
         // A worker may have gone since FirstRunnable counted it; look again.
-        if (!workers_.Reserve(ranks).ok()) continue;
+        absl::StatusOr<std::shared_ptr<RendezvousStore>> rendezvous = workers_.Reserve(ranks);
+        if (!rendezvous.ok()) continue;
+        job->rendezvous = *std::move(rendezvous);
         ++job->attempts;
       }
       queue_.erase(runnable);
       ++running_;
       running_bytes_ += job->estimated_peak_bytes;
     }
-    run_(job, slot);
+    run_(job);
     absl::MutexLock lock(&mu_);
     --running_;
     running_bytes_ -= job->estimated_peak_bytes;

@@ -39,8 +39,8 @@ struct SchedulerOptions {
 // ask for its position; the scheduler never takes a job's lock.
 class Scheduler {
  public:
-  // Runs a job taken from the queue, on the thread of training slot `slot`.
-  using RunFn = std::function<void(const std::shared_ptr<Job>& job, int slot)>;
+  // Runs a job taken from the queue, on the thread of the training slot that took it.
+  using RunFn = std::function<void(const std::shared_ptr<Job>& job)>;
 
   // Starts the slots' threads.
   Scheduler(SchedulerOptions options, WorkerPool& workers, RunFn run);
@@ -68,7 +68,7 @@ class Scheduler {
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  void SlotLoop(int slot) ABSL_LOCKS_EXCLUDED(mu_);
+  void SlotLoop() ABSL_LOCKS_EXCLUDED(mu_);
   // The first queued job that can start now: one of world_size 1, or one whose
   // world_size - 1 remote workers are idle, and that fits in the memory budget.
   std::deque<std::shared_ptr<Job>>::iterator FirstRunnable() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

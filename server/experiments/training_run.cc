@@ -137,7 +137,7 @@ absl::StatusOr<std::string> ReadResumeState(Job& job, const TrainingRunOptions& 
 }
 
 // Trains the job once its checkpoint, if any, has been read.
-absl::Status Run(Job& job, int slot, const TrainingRunOptions& options,
+absl::Status Run(Job& job, const TrainingRunOptions& options,
                  const EpochRecorder& record_epoch) {
   std::optional<std::string> resume_state;
   if (job.resume_epoch.has_value()) {
@@ -166,8 +166,8 @@ absl::Status Run(Job& job, int slot, const TrainingRunOptions& options,
   absl::Status status;
   if (job.plan.spec.world_size > 1) {
     ProcessGroupOptions group;
-    group.store_host = "127.0.0.1";  // rank 0 hosts the store
-    group.store_port = options.rendezvous.port + slot;
+    group.store = job.rendezvous;
+    group.store_name = "this coordinator";
     group.local_address = options.rendezvous.advertise_address;
     group.world_size = job.plan.spec.world_size;
     group.timeout = options.rendezvous.collective_timeout;
@@ -184,9 +184,9 @@ bool IsOutOfStateRoom(const absl::Status& status) {
   return status.GetPayload(kOutOfRoomPayload).has_value();
 }
 
-absl::Status TrainJob(Job& job, int slot, const TrainingRunOptions& options,
+absl::Status TrainJob(Job& job, const TrainingRunOptions& options,
                       const EpochRecorder& record_epoch) {
-  absl::Status status = Run(job, slot, options, record_epoch);
+  absl::Status status = Run(job, options, record_epoch);
   // The run's tensors are freed: the idle server need not hold the largest run's memory.
   ReleaseFreeMemory();
   if (absl::Status flushed = job.log->FlushJournal(); !flushed.ok() && status.ok()) {

@@ -32,12 +32,12 @@ struct TrainingRunOptions {
 // Takes an epoch's metrics event into the job's record and log; an error stops the run.
 using EpochRecorder = std::function<absl::Status(Job& job, v1::MetricsEvent epoch_event)>;
 
-// Trains `job` on training slot `slot` until it finishes, fails or is stopped (job.stop):
+// Trains `job` until it finishes, fails or is stopped (job.stop):
 // OK, CANCELLED, UNAVAILABLE for a data-parallel run that lost a rank, or the error
 // that ended it (a store that cannot take its events among them). A job with a
 // resume_epoch first reads that checkpoint and, when the record has not seen its epoch
 // yet, records it. Its events are committed to the journal before this returns.
-absl::Status TrainJob(Job& job, int slot, const TrainingRunOptions& options,
+absl::Status TrainJob(Job& job, const TrainingRunOptions& options,
                       const EpochRecorder& record_epoch);
 
 // Whether TrainJob's error is that the state folder had no room (a checkpoint or an event

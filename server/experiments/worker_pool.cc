@@ -76,6 +76,57 @@ std::string CutOutcomeMessage(absl::string_view message) {
   return absl::StrCat(message.substr(0, end), "… (", message.size(), " bytes in all)");
 }
 
+// `result` as a response, `set` putting its value in.
+template <typename T, typename Setter>
+absl::StatusOr<v1::RendezvousResponse> Answer(absl::StatusOr<T> result, Setter set) {
+  if (!result.ok()) return result.status();
+  v1::RendezvousResponse response;
+  set(response, *std::move(result));
+  return response;
+}
+
+// One WorkerService Rendezvous operation on `store`.
+absl::StatusOr<v1::RendezvousResponse> ApplyRendezvous(RendezvousStore& store,
+                                                       const v1::RendezvousRequest& request) {
+  using Request = v1::RendezvousRequest;
+  using Response = v1::RendezvousResponse;
+  const Request::Operation operation = request.operation();
+  if (operation == Request::CHECK || operation == Request::KEY_COUNT) {
+    if (request.keys_size() > static_cast<int>(MemoryRendezvousStore::kMaxKeys)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a rendezvous CHECK takes at most ", MemoryRendezvousStore::kMaxKeys, " keys"));
+    }
+  } else if (request.keys_size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("rendezvous operation ", operation,
+                                                   " takes one key (given: ", request.keys_size(),
+                                                   ")"));
+  }
+  const std::string key = request.keys_size() == 1 ? request.keys(0) : std::string();
+  switch (operation) {
+    case Request::SET:
+      if (absl::Status set = store.Set(key, request.value()); !set.ok()) return set;
+      return Response();
+    case Request::GET:
+      return Answer(store.Get(key), [](Response& r, std::string v) { r.set_value(std::move(v)); });
+    case Request::ADD:
+      return Answer(store.Add(key, request.amount()), [](Response& r, int64_t n) { r.set_number(n); });
+    case Request::COMPARE_SET:
+      return Answer(store.CompareSet(key, request.expected(), request.value()),
+                    [](Response& r, std::string v) { r.set_value(std::move(v)); });
+    case Request::DELETE_KEY:
+      return Answer(store.Delete(key), [](Response& r, bool was) { r.set_present(was); });
+    case Request::CHECK:
+      return Answer(store.Check({request.keys().begin(), request.keys().end()}),
+                    [](Response& r, bool all) { r.set_present(all); });
+    case Request::KEY_COUNT:
+      return Answer(store.KeyCount(), [](Response& r, int64_t n) { r.set_number(n); });
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "rendezvous operation ", operation,
+          " is not one of SET, GET, ADD, COMPARE_SET, DELETE_KEY, CHECK, KEY_COUNT (1 to 7)"));
+  }
+}
+
 }  // namespace
 
 WorkerPool::WorkerPool(WorkerPoolOptions options, std::function<void()> on_change)
@@ -226,7 +277,8 @@ int WorkerPool::Count() const {
   return static_cast<int>(workers_.size());
 }
 
-absl::Status WorkerPool::Reserve(const RankRequest& request) {
+absl::StatusOr<std::shared_ptr<RendezvousStore>> WorkerPool::Reserve(
+    const RankRequest& request) {
   absl::MutexLock lock(&mu_);
   std::vector<Worker*> idle;
   for (auto& [id, worker] : workers_) {
@@ -246,8 +298,6 @@ absl::Status WorkerPool::Reserve(const RankRequest& request) {
     *assignment.mutable_spec() = request.spec;
     assignment.set_rank(rank);
     assignment.set_world_size(request.world_size);
-    assignment.set_store_host(request.store_host);
-    assignment.set_store_port(request.store_port);
     assignment.set_timeout_ms(absl::ToInt64Milliseconds(request.timeout));
     worker.assignment = std::move(assignment);
     worker.handed_out = false;
@@ -255,8 +305,33 @@ absl::Status WorkerPool::Reserve(const RankRequest& request) {
     worker.info.set_experiment_id(request.experiment_id);
     worker.info.set_rank(rank);
   }
-  notes_[{request.experiment_id, request.attempt}];
-  return absl::OkStatus();
+  Attempt& attempt = attempts_[{request.experiment_id, request.attempt}];
+  attempt.store = std::make_shared<MemoryRendezvousStore>();
+  return std::shared_ptr<RendezvousStore>(attempt.store);
+}
+
+absl::StatusOr<v1::RendezvousResponse> WorkerPool::Rendezvous(
+    const v1::RendezvousRequest& request, absl::string_view owner) {
+  std::shared_ptr<RendezvousStore> store;
+  {
+    absl::MutexLock lock(&mu_);
+    auto worker = workers_.find(request.worker_id());
+    const bool holds_rank =
+        worker != workers_.end() && worker->second.owner == owner &&
+        worker->second.assignment.has_value() && worker->second.handed_out &&
+        !worker->second.released &&
+        Matches(*worker->second.assignment, request.experiment_id(), request.attempt());
+    auto attempt = attempts_.find({request.experiment_id(), request.attempt()});
+    if (!holds_rank || attempt == attempts_.end()) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "worker ", QuoteClientText(request.worker_id()), " holds no rank of attempt ",
+          request.attempt(), " of experiment ", QuoteClientText(request.experiment_id()),
+          ": only the ranks of a running attempt may use its rendezvous"));
+    }
+    store = attempt->second.store;
+  }
+  // The store has its own lock: the pool's is not held while it works.
+  return ApplyRendezvous(*store, request);
 }
 
 std::vector<absl::Status> WorkerPool::Release(const std::string& experiment_id, int attempt) {
@@ -277,10 +352,10 @@ std::vector<absl::Status> WorkerPool::Release(const std::string& experiment_id, 
         became_idle = true;
       }
     }
-    auto it = notes_.find({experiment_id, attempt});
-    if (it != notes_.end()) {
-      notes = std::move(it->second);
-      notes_.erase(it);
+    auto it = attempts_.find({experiment_id, attempt});
+    if (it != attempts_.end()) {
+      notes = std::move(it->second.notes);
+      attempts_.erase(it);
     }
   }
   if (became_idle && on_change_) on_change_();
@@ -320,8 +395,8 @@ bool WorkerPool::DropSilentWorkers() {
 }
 
 void WorkerPool::Note(const AttemptKey& key, absl::Status what) {
-  auto it = notes_.find(key);
-  if (it != notes_.end()) it->second.push_back(std::move(what));
+  auto it = attempts_.find(key);
+  if (it != attempts_.end()) it->second.notes.push_back(std::move(what));
 }
 
 }  // namespace gradlab

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -22,6 +23,7 @@
 #include "absl/time/time.h"
 #include "gradlab/v1/experiment_service.pb.h"
 #include "gradlab/v1/worker_service.pb.h"
+#include "server/engine/rendezvous_store.h"
 
 namespace gradlab {
 
@@ -41,8 +43,6 @@ struct RankRequest {
   int attempt = 0;
   v1::ExperimentSpec spec;  // resolved
   int world_size = 2;
-  std::string store_host;  // empty: the host each worker reaches the coordinator at
-  int store_port = 0;
   absl::Duration timeout;
 };
 
@@ -81,8 +81,16 @@ class WorkerPool {
   int IdleCount() const;
   int Count() const;
   // Reserves world_size - 1 idle workers for `request` and gives them ranks 1, 2, ... at
-  // their next heartbeats. FAILED_PRECONDITION when too few are idle (nothing reserved).
-  absl::Status Reserve(const RankRequest& request);
+  // their next heartbeats; returns the attempt's rendezvous store, for rank 0, which the
+  // workers reach through Rendezvous until the attempt is released. FAILED_PRECONDITION
+  // when too few are idle (nothing reserved).
+  absl::StatusOr<std::shared_ptr<RendezvousStore>> Reserve(const RankRequest& request);
+  // One operation on the rendezvous store of the attempt the request names, for a worker
+  // that `owner` registered and that has been handed a rank of that attempt, not yet
+  // released; PERMISSION_DENIED otherwise, INVALID_ARGUMENT for a malformed operation,
+  // and the store's own errors (NOT_FOUND for a key not there yet, its limits).
+  absl::StatusOr<v1::RendezvousResponse> Rendezvous(const v1::RendezvousRequest& request,
+                                                    absl::string_view owner);
   // Ends an attempt: workers that have not picked up their rank are idle again at once;
   // those that have are told to stop it and are idle once they report it ended. Returns
   // what befell its workers so far, each as a status naming the worker ("worker w3
@@ -121,8 +129,12 @@ class WorkerPool {
   mutable absl::Mutex mu_;
   std::map<std::string, Worker> workers_ ABSL_GUARDED_BY(mu_);
   int64_t next_worker_ ABSL_GUARDED_BY(mu_) = 1;
-  // What befell the workers of each attempt still running, for Release.
-  std::map<AttemptKey, std::vector<absl::Status>> notes_ ABSL_GUARDED_BY(mu_);
+  // Each attempt still running: what befell its workers, for Release, and its rendezvous.
+  struct Attempt {
+    std::vector<absl::Status> notes;
+    std::shared_ptr<MemoryRendezvousStore> store;
+  };
+  std::map<AttemptKey, Attempt> attempts_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread reaper_;
 };

@@ -3,6 +3,7 @@
 #include "server/experiments/worker_pool.h"
 
 #include <atomic>
+#include <tuple>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -70,7 +71,6 @@ class WorkerPoolTest : public ::testing::Test {
     request.experiment_id = id;
     request.attempt = attempt;
     request.world_size = world_size;
-    request.store_port = 50052;
     request.timeout = absl::Seconds(30);
     request.spec.set_model("simple_cnn");
     return request;
@@ -176,6 +176,67 @@ TEST_F(WorkerPoolTest, ANameIsBoundToTheTokenThatRegisteredIt) {
   EXPECT_THAT(notes[0].message(), Not(HasSubstr("forged")));
 }
 
+TEST_F(WorkerPoolTest, OnlyTheRanksOfARunningAttemptMeetInItsRendezvous) {
+  auto pool = NewPool();
+  const std::string a = Register(*pool, "host-a", "", "token on line 1");
+  const std::string idle = Register(*pool, "host-b", "", "token on line 1");
+  absl::StatusOr<std::shared_ptr<RendezvousStore>> store = pool->Reserve(Request("exp1", 1, 2));
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Set("rank_0", "10.0.0.1:4000").ok()) << "rank 0, on the coordinator";
+
+  auto request = [](const std::string& worker, const std::string& experiment, int attempt) {
+    v1::RendezvousRequest request;
+    request.set_worker_id(worker);
+    request.set_experiment_id(experiment);
+    request.set_attempt(attempt);
+    request.set_operation(v1::RendezvousRequest::GET);
+    request.add_keys("rank_0");
+    return request;
+  };
+  EXPECT_EQ(pool->Rendezvous(request(a, "exp1", 1), "token on line 1").status().code(),
+            absl::StatusCode::kPermissionDenied)
+      << "not yet handed its rank";
+  ASSERT_TRUE(Beat(*pool, a, nullptr, nullptr, "token on line 1").has_assignment())
+      << "workers are reserved in the order they registered";
+  absl::StatusOr<v1::RendezvousResponse> got =
+      pool->Rendezvous(request(a, "exp1", 1), "token on line 1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->value(), "10.0.0.1:4000") << "the store rank 0 joins";
+
+  v1::RendezvousRequest set = request(a, "exp1", 1);
+  set.set_operation(v1::RendezvousRequest::SET);
+  set.set_keys(0, "rank_1");
+  set.set_value("10.0.0.2:4000");
+  ASSERT_TRUE(pool->Rendezvous(set, "token on line 1").ok());
+  EXPECT_EQ(*(*store)->Get("rank_1"), "10.0.0.2:4000");
+
+  for (const auto& [what, denied, owner] :
+       std::vector<std::tuple<std::string, v1::RendezvousRequest, std::string>>{
+           {"a worker without a rank", request(idle, "exp1", 1), "token on line 1"},
+           {"another attempt", request(a, "exp1", 2), "token on line 1"},
+           {"another experiment", request(a, "exp2", 1), "token on line 1"},
+           {"another token", request(a, "exp1", 1), "token on line 2"},
+           {"an unknown worker", request("w99", "exp1", 1), "token on line 1"},
+       }) {
+    absl::Status status = pool->Rendezvous(denied, owner).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << what;
+    EXPECT_THAT(status.message(), HasSubstr("only the ranks of a running attempt")) << what;
+  }
+  v1::RendezvousRequest bad = request(a, "exp1", 1);
+  bad.set_operation(v1::RendezvousRequest::OPERATION_UNSPECIFIED);
+  EXPECT_EQ(pool->Rendezvous(bad, "token on line 1").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  bad = request(a, "exp1", 1);
+  bad.add_keys("second");
+  EXPECT_THAT(pool->Rendezvous(bad, "token on line 1").status().message(),
+              HasSubstr("takes one key (given: 2)"));
+
+  pool->Release("exp1", 1);
+  EXPECT_EQ(pool->Rendezvous(request(a, "exp1", 1), "token on line 1").status().code(),
+            absl::StatusCode::kPermissionDenied)
+      << "a released attempt's rendezvous is closed";
+}
+
 TEST_F(WorkerPoolTest, RegistrationsBeyondMaxWorkersAreRefused) {
   options_.max_workers = 2;
   auto pool = NewPool();
@@ -208,7 +269,7 @@ TEST_F(WorkerPoolTest, ReservedWorkersGetTheirRanksAtTheNextHeartbeatAndAreIdleA
   const std::string a = Register(*pool, "host-a");
   const std::string b = Register(*pool, "host-b");
   Register(*pool, "host-c");
-  const absl::Status too_many = pool->Reserve(Request("exp1", 1, 5));
+  const absl::Status too_many = pool->Reserve(Request("exp1", 1, 5)).status();
   EXPECT_EQ(too_many.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(too_many.message(), "world_size 5 needs 4 idle workers; 3 of 3 registered are idle");
   EXPECT_EQ(pool->IdleCount(), 3) << "nothing reserved";
@@ -221,7 +282,6 @@ TEST_F(WorkerPoolTest, ReservedWorkersGetTheirRanksAtTheNextHeartbeatAndAreIdleA
   ASSERT_TRUE(to_b.has_assignment());
   EXPECT_EQ(to_a.assignment().experiment_id(), "exp1");
   EXPECT_EQ(to_a.assignment().world_size(), 3);
-  EXPECT_EQ(to_a.assignment().store_port(), 50052);
   EXPECT_EQ(to_a.assignment().spec().model(), "simple_cnn");
   EXPECT_EQ(to_a.assignment().rank() + to_b.assignment().rank(), 1 + 2) << "ranks 1 and 2";
   // While they train, heartbeats say so and get nothing new.

@@ -30,4 +30,12 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Heartbeat(grpc::CallbackServerConte
   return Reply("Heartbeat", context, pool_.Heartbeat(*request, *owner), response);
 }
 
+grpc::ServerUnaryReactor* WorkerServiceImpl::Rendezvous(grpc::CallbackServerContext* context,
+                                                        const v1::RendezvousRequest* request,
+                                                        v1::RendezvousResponse* response) {
+  absl::StatusOr<std::string> owner = Owner(context);
+  if (!owner.ok()) return Reply("Rendezvous", context, owner.status());
+  return Reply("Rendezvous", context, pool_.Rendezvous(*request, *owner), response);
+}
+
 }  // namespace gradlab

@@ -25,6 +25,9 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
                                       const v1::HeartbeatRequest* request,
                                       v1::HeartbeatResponse* response) override;
+  grpc::ServerUnaryReactor* Rendezvous(grpc::CallbackServerContext* context,
+                                       const v1::RendezvousRequest* request,
+                                       v1::RendezvousResponse* response) override;
 
  private:
   // Who the call's worker token is (empty without tokens), or why it may not call.

@@ -11,12 +11,12 @@
 #include "common/client_text.h"
 #include "common/experiment_spec.h"
 #include "common/grpc_status.h"
-#include "common/host_port.h"
 #include "common/spec_proto.h"
 #include "common/thread_priority.h"
 #include "common/version.h"
 #include "server/engine/dataset_request.h"
 #include "server/engine/trainer.h"
+#include "server/worker/remote_rendezvous_store.h"
 
 namespace gradlab {
 namespace {
@@ -169,10 +169,8 @@ absl::Status CheckAssignment(const v1::RankAssignment& assignment) {
     return refuse(absl::StrCat("rank ", assignment.rank(), " is not in [1, ",
                                assignment.world_size() - 1, "]"));
   }
-  if (assignment.store_port() < 1 || assignment.store_port() > 65535 ||
-      assignment.timeout_ms() < 1) {
-    return refuse(absl::StrCat("store_port ", assignment.store_port(), ", timeout_ms ",
-                               assignment.timeout_ms()));
+  if (assignment.timeout_ms() < 1) {
+    return refuse(absl::StrCat("timeout_ms ", assignment.timeout_ms(), " is not positive"));
   }
   return absl::OkStatus();
 }
@@ -197,17 +195,16 @@ absl::Status WorkerAgent::TrainAssignedRank(const v1::RankAssignment& assignment
   if (!dataset.ok()) return dataset.status();
 
   ProcessGroupOptions group;
-  group.store_host = assignment.store_host();
-  if (group.store_host.empty()) {
-    absl::StatusOr<HostPort> coordinator = ParseHostPort(options_.coordinator, "--coordinator");
-    if (!coordinator.ok()) return coordinator.status();
-    group.store_host = coordinator->host;
-  }
-  group.store_port = assignment.store_port();
+  std::string worker_id;
   {
     absl::MutexLock lock(&mu_);
     group.local_address = known_address_;
+    worker_id = worker_id_;
   }
+  group.store = std::make_shared<RemoteRendezvousStore>(
+      stub_.get(), [this] { return NewContext(); }, worker_id, assignment.experiment_id(),
+      assignment.attempt());
+  group.store_name = "the coordinator " + options_.coordinator;
   group.rank = assignment.rank();
   group.world_size = assignment.world_size();
   group.timeout = absl::Milliseconds(assignment.timeout_ms());

@@ -23,7 +23,7 @@ namespace gradlab {
 
 // A worker checks what a coordinator asks of it before it trains: the spec as a server
 // checks a submitted one (ResolveSpec: ranges, batches every rank can train), the rank
-// within the group, the group the spec's, the port and timeout usable. INVALID_ARGUMENT
+// within the group, the group the spec's, the timeout usable. INVALID_ARGUMENT
 // naming what is wrong.
 absl::Status CheckAssignment(const v1::RankAssignment& assignment);
 
@@ -31,7 +31,7 @@ struct WorkerAgentOptions {
   // The coordinator's gRPC address, host:port.
   std::string coordinator;
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
-  // A write token for a coordinator with --auth_tokens_file; empty: none.
+  // A worker token for a coordinator with --auth_tokens_file; empty: none.
   std::string token;
   std::string name;
   // Where the other ranks reach this worker; empty: the address the coordinator sees.

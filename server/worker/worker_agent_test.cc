@@ -20,8 +20,6 @@ v1::RankAssignment Assignment() {
   spec->set_world_size(2);
   assignment.set_rank(1);
   assignment.set_world_size(2);
-  assignment.set_store_host("127.0.0.1");
-  assignment.set_store_port(50052);
   assignment.set_timeout_ms(60000);
   return assignment;
 }
@@ -44,9 +42,10 @@ TEST(CheckAssignmentTest, AWorkerTrainsOnlyWhatAServerWouldHaveAccepted) {
   group.set_world_size(8);
   EXPECT_THAT(std::string(CheckAssignment(group).message()),
               HasSubstr("world_size 8 for a spec of 2"));
-  v1::RankAssignment port = Assignment();
-  port.set_store_port(0);
-  EXPECT_EQ(CheckAssignment(port).code(), absl::StatusCode::kInvalidArgument);
+  v1::RankAssignment timeout = Assignment();
+  timeout.set_timeout_ms(0);
+  EXPECT_THAT(std::string(CheckAssignment(timeout).message()),
+              HasSubstr("timeout_ms 0 is not positive"));
 }
 
 }  // namespace

@@ -1,10 +1,12 @@
 // data_parallel_rank: one rank of a process group, for data_parallel_test, which starts
 // several as separate processes (as gradlabd and its workers will be).
 //
-//   data_parallel_rank --rank=R --world_size=N --port=P [--timeout_ms=T] [--steps=S]
+//   data_parallel_rank --rank=R --world_size=N --store_file=F [--timeout_ms=T] [--steps=S]
 //                      [--exit_before_step=K]
 //
-// Joins the group (rank 0 hosts the store on port P), then for each step sets
+// Joins the group, meeting the other ranks in the file F (c10d's FileStore behind a
+// RendezvousStore: gradlabd's ranks meet in the coordinator's memory instead, which a test
+// of separate processes without a coordinator cannot share), then for each step sets
 // two parameters' gradients to values known from rank and step, averages them with
 // local_samples = rank + 1, and prints "step S: v1 v2 ..." (every averaged value). Errors
 // are printed as "error: ..." with exit code 1. --exit_before_step makes the rank vanish
@@ -23,9 +25,13 @@
 
 #include <cstdio>
 #include <iostream>
+#include <optional>
+
+#include <torch/csrc/distributed/c10d/FileStore.hpp>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
 #include "common/experiment_spec.h"
 #include "server/engine/data_parallel.h"
 #include "server/engine/datasets.h"
@@ -33,7 +39,7 @@
 
 ABSL_FLAG(int, rank, 0, "this rank");
 ABSL_FLAG(int, world_size, 1, "ranks in the group");
-ABSL_FLAG(int, port, 0, "the store's port on 127.0.0.1");
+ABSL_FLAG(std::string, store_file, "", "the file the ranks meet in (the same for all)");
 ABSL_FLAG(int, timeout_ms, 20000, "rendezvous and collective timeout");
 ABSL_FLAG(int, steps, 3, "all-reduces to do");
 ABSL_FLAG(int, exit_before_step, -1, "vanish before this step (-1: never)");
@@ -56,6 +62,77 @@ ABSL_FLAG(bool, print_speed, false,
 
 namespace gradlab {
 namespace {
+
+// A RendezvousStore in a file that every rank opens: c10d's FileStore.
+class FileRendezvousStore final : public RendezvousStore {
+ public:
+  FileRendezvousStore(const std::string& path, int world_size)
+      : store_(c10::make_intrusive<c10d::FileStore>(path, world_size)) {}
+
+  absl::Status Set(const std::string& key, const std::string& value) override {
+    return Try([&] { store_->set(key, Bytes(value)); });
+  }
+  absl::StatusOr<std::string> Get(const std::string& key) override {
+    std::optional<std::string> value;
+    absl::Status status = Try([&] {
+      if (store_->check({key})) value = Text(store_->get(key));
+    });
+    if (!status.ok()) return status;
+    if (!value.has_value()) return absl::NotFoundError(absl::StrCat("no key ", key));
+    return *value;
+  }
+  absl::StatusOr<int64_t> Add(const std::string& key, int64_t amount) override {
+    int64_t sum = 0;
+    absl::Status status = Try([&] { sum = store_->add(key, amount); });
+    if (!status.ok()) return status;
+    return sum;
+  }
+  absl::StatusOr<std::string> CompareSet(const std::string& key, const std::string& expected,
+                                         const std::string& desired) override {
+    std::string value;
+    absl::Status status =
+        Try([&] { value = Text(store_->compareSet(key, Bytes(expected), Bytes(desired))); });
+    if (!status.ok()) return status;
+    return value;
+  }
+  absl::StatusOr<bool> Delete(const std::string& key) override {
+    bool deleted = false;
+    absl::Status status = Try([&] { deleted = store_->deleteKey(key); });
+    if (!status.ok()) return status;
+    return deleted;
+  }
+  absl::StatusOr<bool> Check(const std::vector<std::string>& keys) override {
+    bool present = false;
+    absl::Status status = Try([&] { present = store_->check(keys); });
+    if (!status.ok()) return status;
+    return present;
+  }
+  absl::StatusOr<int64_t> KeyCount() override {
+    int64_t count = 0;
+    absl::Status status = Try([&] { count = store_->getNumKeys(); });
+    if (!status.ok()) return status;
+    return count;
+  }
+
+ private:
+  template <typename F>
+  static absl::Status Try(F f) {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(e.what());
+    }
+    return absl::OkStatus();
+  }
+  static std::vector<uint8_t> Bytes(const std::string& text) {
+    return std::vector<uint8_t>(text.begin(), text.end());
+  }
+  static std::string Text(const std::vector<uint8_t>& bytes) {
+    return std::string(bytes.begin(), bytes.end());
+  }
+
+  c10::intrusive_ptr<c10d::FileStore> store_;
+};
 
 class PrintingSink : public TrainingEventSink {
  public:
@@ -114,7 +191,11 @@ int main(int argc, char** argv) {
   gradlab::ProcessGroupOptions options;
   options.rank = absl::GetFlag(FLAGS_rank);
   options.world_size = absl::GetFlag(FLAGS_world_size);
-  options.store_port = absl::GetFlag(FLAGS_port);
+  options.store_name = absl::GetFlag(FLAGS_store_file);
+  if (!options.store_name.empty()) {
+    options.store =
+        std::make_shared<gradlab::FileRendezvousStore>(options.store_name, options.world_size);
+  }
   options.local_address = "127.0.0.1";
   options.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms));
   if (!absl::GetFlag(FLAGS_train).empty()) {
