@@ -3,9 +3,10 @@
 
 No cluster runs here, so this checks what a cluster would find wrong only when the pods
 misbehave: that the ConfigMaps' flags are gradlabd's flags and agree with the ports,
-probes, volumes, Secrets and CPU requests, that the workers find the coordinator and its
-rendezvous port through its Service, and that the pods run as the image's user with the
-image's entrypoint reading their ConfigMap. deploy/smoke-test runs the image with the
+probes, volumes, Secrets and CPU requests, that the workers find the coordinator through
+its Service, that the NetworkPolicies let the group's pods (and only them) reach each
+other's Gloo ports and anyone the coordinator's served ports, and that the pods run as the
+image's user with the image's entrypoint reading their ConfigMap. deploy/smoke-test runs the image with the
 coordinator's flags.
 
 Usage: check_manifests.py GRADLABD_BINARY   (run from the repository's root)
@@ -94,10 +95,7 @@ class ManifestTest(unittest.TestCase):
     def test_ports_agree(self):
         grpc = port_of(self.flags["listen"])
         http = port_of(self.flags["http_listen"])
-        rendezvous = int(self.flags["rendezvous_port"])
-        self.assertEqual(int(self.flags["workers"]), 1, "one rendezvous port per --workers")
-        self.assertEqual(self.container_ports,
-                         {"grpc": grpc, "http": http, "rendezvous": rendezvous})
+        self.assertEqual(self.container_ports, {"grpc": grpc, "http": http})
         for service in self.services:
             for port in service["spec"].get("ports", []):
                 self.assertIn(port["targetPort"], self.container_ports, service["metadata"])
@@ -151,7 +149,7 @@ class ManifestTest(unittest.TestCase):
             self.assertEqual(pod["securityContext"]["fsGroup"], uid, "to read its Secret")
             self.assertTrue(pod["securityContext"]["runAsNonRoot"])
 
-    def test_workers_reach_the_coordinator_and_its_rendezvous_port_through_its_service(self):
+    def test_workers_reach_the_coordinator_through_its_service(self):
         self.assertEqual(self.worker_flags["worker"], "true")
         host, port = self.worker_flags["coordinator"].rsplit(":", 1)
         service = self.named[("Service", host)]
@@ -159,9 +157,34 @@ class ManifestTest(unittest.TestCase):
                          self.stateful_set["spec"]["selector"]["matchLabels"])
         by_target = {p["targetPort"]: p["port"] for p in service["spec"]["ports"]}
         self.assertEqual(by_target["grpc"], int(port))
-        # Rank 0 names no store host, so workers dial the coordinator's host at this port.
-        self.assertEqual(by_target["rendezvous"], int(self.flags["rendezvous_port"]))
         self.assertNotIn("advertise_address", self.flags)
+
+    def test_network_policies_keep_gloo_within_the_group(self):
+        coordinator = self.stateful_set["spec"]["template"]["metadata"]["labels"]
+        worker = self.workers["spec"]["template"]["metadata"]["labels"]
+        policies = {p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]: p["spec"]
+                    for p in self.named.values() if p["kind"] == "NetworkPolicy"}
+        self.assertEqual(set(policies), {coordinator["app.kubernetes.io/name"],
+                                         worker["app.kubernetes.io/name"]})
+        for spec in policies.values():
+            self.assertEqual(spec["policyTypes"], ["Ingress"])
+
+        def from_pods(rule):
+            return [s["podSelector"]["matchLabels"] for s in rule.get("from", [])]
+
+        # The coordinator: anyone on the ports gradlabd serves (and no other port), its
+        # workers on any port.
+        open_rules = [r for r in policies["gradlabd"]["ingress"] if "from" not in r]
+        self.assertEqual(len(open_rules), 1)
+        self.assertEqual({p["port"] for p in open_rules[0]["ports"]}, set(self.container_ports))
+        group_rules = [r for r in policies["gradlabd"]["ingress"] if "from" in r]
+        self.assertEqual([from_pods(r) for r in group_rules], [[worker]])
+        self.assertTrue(all("ports" not in r for r in group_rules))
+        # Workers serve nothing: only the coordinator and the other workers reach them.
+        (worker_rule,) = policies["gradlab-worker"]["ingress"]
+        self.assertEqual(sorted(map(str, from_pods(worker_rule))),
+                         sorted(map(str, [coordinator, worker])))
+        self.assertNotIn("ports", worker_rule)
 
     def test_workers_token_data_and_cpu(self):
         token_file = self.worker_flags["coordinator_token_file"]
