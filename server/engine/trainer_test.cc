@@ -199,7 +199,7 @@ void ExpectSameEpoch(const EpochMetrics& a, const EpochMetrics& b) {
 // Every state a checkpoint keeps matters here: momentum, augmentation and shuffling
 // from one generator, BatchNorm's running statistics, a step-LR schedule.
 TEST(TrainerTest, ResumingFromAnyEpochsCheckpointGivesTheUninterruptedRunsEpochs) {
-  const Dataset data = Synthetic(192, 64, 16);
+  const Dataset data = Synthetic(96, 32, 16);
   ExperimentSpec spec = Spec("resnet", 4);
   spec.augment = true;
   spec.batch_norm = true;
