@@ -223,6 +223,14 @@ TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
              ->Heartbeat(Context(a).get(), request, &response)
              .error_code();
        }},
+      {"Rendezvous", kWorker,
+       [&](const std::string& a) {
+         v1::RendezvousRequest request;  // no operation: refused after authorization
+         v1::RendezvousResponse response;
+         return v1::WorkerService::NewStub(channel_)
+             ->Rendezvous(Context(a).get(), request, &response)
+             .error_code();
+       }},
       {"ServerReflectionInfo", kRead,
        [&](const std::string& a) {
          auto reflection = grpc::reflection::v1alpha::ServerReflection::NewStub(channel_);
@@ -310,6 +318,17 @@ TEST_F(AuthTest, AWorkersNameIsBoundToItsWorkerToken) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
   status = workers->Heartbeat(Context(mine).get(), heartbeat, &answer);
   EXPECT_TRUE(status.ok()) << status.error_message();
+  // Registered, but holding no rank: no attempt's rendezvous is open to it.
+  v1::RendezvousRequest rendezvous;
+  rendezvous.set_worker_id(registered.worker_id());
+  rendezvous.set_experiment_id("abcd2345");
+  rendezvous.set_attempt(1);
+  rendezvous.set_operation(v1::RendezvousRequest::CHECK);
+  v1::RendezvousResponse met;
+  status = workers->Rendezvous(Context(mine).get(), rendezvous, &met);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << status.error_message();
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "holds no rank of attempt 1"))
+      << status.error_message();
 
   v1::ServerInfo info;
   ASSERT_TRUE(stub_->GetServerInfo(Context(std::string("Bearer ") + kReadToken).get(),

@@ -85,31 +85,43 @@ absl::StatusOr<v1::RendezvousResponse> Answer(absl::StatusOr<T> result, Setter s
   return response;
 }
 
-// One WorkerService Rendezvous operation on `store`.
-absl::StatusOr<v1::RendezvousResponse> ApplyRendezvous(RendezvousStore& store,
-                                                       const v1::RendezvousRequest& request) {
+// Whether a Rendezvous request is well formed: an operation c10d has, with its keys.
+absl::Status CheckRendezvousRequest(const v1::RendezvousRequest& request) {
   using Request = v1::RendezvousRequest;
-  using Response = v1::RendezvousResponse;
   const Request::Operation operation = request.operation();
+  if (operation < Request::SET || operation > Request::KEY_COUNT) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rendezvous operation ", operation,
+        " is not one of SET, GET, ADD, COMPARE_SET, DELETE_KEY, CHECK, KEY_COUNT (1 to 7)"));
+  }
   if (operation == Request::CHECK || operation == Request::KEY_COUNT) {
     if (request.keys_size() > static_cast<int>(MemoryRendezvousStore::kMaxKeys)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "a rendezvous CHECK takes at most ", MemoryRendezvousStore::kMaxKeys, " keys"));
     }
   } else if (request.keys_size() != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("rendezvous operation ", operation,
-                                                   " takes one key (given: ", request.keys_size(),
-                                                   ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rendezvous operation ", Request::Operation_Name(operation),
+        " takes one key (given: ", request.keys_size(), ")"));
   }
+  return absl::OkStatus();
+}
+
+// One well-formed WorkerService Rendezvous operation on `store`.
+absl::StatusOr<v1::RendezvousResponse> ApplyRendezvous(RendezvousStore& store,
+                                                       const v1::RendezvousRequest& request) {
+  using Request = v1::RendezvousRequest;
+  using Response = v1::RendezvousResponse;
   const std::string key = request.keys_size() == 1 ? request.keys(0) : std::string();
-  switch (operation) {
+  switch (request.operation()) {
     case Request::SET:
       if (absl::Status set = store.Set(key, request.value()); !set.ok()) return set;
       return Response();
     case Request::GET:
       return Answer(store.Get(key), [](Response& r, std::string v) { r.set_value(std::move(v)); });
     case Request::ADD:
-      return Answer(store.Add(key, request.amount()), [](Response& r, int64_t n) { r.set_number(n); });
+      return Answer(store.Add(key, request.amount()),
+                    [](Response& r, int64_t n) { r.set_number(n); });
     case Request::COMPARE_SET:
       return Answer(store.CompareSet(key, request.expected(), request.value()),
                     [](Response& r, std::string v) { r.set_value(std::move(v)); });
@@ -121,9 +133,7 @@ absl::StatusOr<v1::RendezvousResponse> ApplyRendezvous(RendezvousStore& store,
     case Request::KEY_COUNT:
       return Answer(store.KeyCount(), [](Response& r, int64_t n) { r.set_number(n); });
     default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "rendezvous operation ", operation,
-          " is not one of SET, GET, ADD, COMPARE_SET, DELETE_KEY, CHECK, KEY_COUNT (1 to 7)"));
+      return absl::InternalError("a rendezvous operation was not checked");
   }
 }
 
@@ -312,6 +322,7 @@ absl::StatusOr<std::shared_ptr<RendezvousStore>> WorkerPool::Reserve(
 
 absl::StatusOr<v1::RendezvousResponse> WorkerPool::Rendezvous(
     const v1::RendezvousRequest& request, absl::string_view owner) {
+  if (absl::Status valid = CheckRendezvousRequest(request); !valid.ok()) return valid;
   std::shared_ptr<RendezvousStore> store;
   {
     absl::MutexLock lock(&mu_);

@@ -87,8 +87,9 @@ class WorkerPool {
   absl::StatusOr<std::shared_ptr<RendezvousStore>> Reserve(const RankRequest& request);
   // One operation on the rendezvous store of the attempt the request names, for a worker
   // that `owner` registered and that has been handed a rank of that attempt, not yet
-  // released; PERMISSION_DENIED otherwise, INVALID_ARGUMENT for a malformed operation,
-  // and the store's own errors (NOT_FOUND for a key not there yet, its limits).
+  // released: INVALID_ARGUMENT for a malformed operation (checked first), PERMISSION_DENIED
+  // for any other caller, and the store's own errors (NOT_FOUND for a key not there yet,
+  // its limits).
   absl::StatusOr<v1::RendezvousResponse> Rendezvous(const v1::RendezvousRequest& request,
                                                     absl::string_view owner);
   // Ends an attempt: workers that have not picked up their rank are idle again at once;
