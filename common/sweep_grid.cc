@@ -93,8 +93,7 @@ absl::Status SetField(v1::ExperimentSpec& spec, const FieldDescriptor& field, co
       } else if (field.cpp_type() == FieldDescriptor::CPPTYPE_UINT64) {
         low = 0;
       }
-      if (!std::isfinite(number) || number != std::floor(number) || number < low ||
-          number > high) {
+      if (!std::isfinite(number) || number != std::floor(number) || number < low || number > high) {
         return wrong_kind(absl::StrFormat("a whole number in [%.0f, %.0f]", low, high).c_str());
       }
       if (field.cpp_type() == FieldDescriptor::CPPTYPE_INT32) {
@@ -120,9 +119,10 @@ absl::StatusOr<std::vector<const FieldDescriptor*>> AxisFields(const v1::SweepSp
     const FieldDescriptor* field = spec.FindFieldByName(name);
     if (field == nullptr || field->is_repeated() ||
         field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          AxisText(sweep, a), ": not an ExperimentSpec field a sweep can vary (e.g. model, "
-          "batch_norm, skip_connections, init, learning_rate, batch_size)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(AxisText(sweep, a),
+                       ": not an ExperimentSpec field a sweep can vary (e.g. model, "
+                       "batch_norm, skip_connections, init, learning_rate, batch_size)"));
     }
     if (name == "name" || name == "labels" || name == "seed") {
       return absl::InvalidArgumentError(
@@ -131,8 +131,8 @@ absl::StatusOr<std::vector<const FieldDescriptor*>> AxisFields(const v1::SweepSp
     }
     for (int b = 0; b < a; ++b) {
       if (fields[b] == field) {
-        return absl::InvalidArgumentError(absl::StrCat(AxisText(sweep, a), ": the field is already ",
-                                                       AxisText(sweep, b)));
+        return absl::InvalidArgumentError(
+            absl::StrCat(AxisText(sweep, a), ": the field is already ", AxisText(sweep, b)));
       }
     }
     if (sweep.axes(a).values().empty()) {
@@ -149,8 +149,8 @@ absl::StatusOr<std::vector<uint64_t>> Seeds(const v1::SweepSpec& sweep) {
   }
   if (sweep.has_seed_count()) {
     if (sweep.seed_count() < 1 || sweep.seed_count() > kMaxSweepSeeds) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "sweep.seed_count: ", sweep.seed_count(), " is out of range [1, ", kMaxSweepSeeds, "]"));
+      return absl::InvalidArgumentError(absl::StrCat("sweep.seed_count: ", sweep.seed_count(),
+                                                     " is out of range [1, ", kMaxSweepSeeds, "]"));
     }
     const uint64_t first = SpecFromProto(sweep.base()).seed;
     std::vector<uint64_t> seeds;
@@ -195,9 +195,9 @@ std::string SweepCellText(const v1::SweepSpec& sweep, const std::vector<Value>& 
 
 absl::StatusOr<SweepGrid> ExpandSweep(const v1::SweepSpec& sweep, int64_t max_runs) {
   if (CharacterCount(sweep.name()) > kMaxSweepNameCharacters) {
-    return absl::InvalidArgumentError(absl::StrCat("sweep.name: at most ", kMaxSweepNameCharacters,
-                                                   " characters (given: ",
-                                                   CharacterCount(sweep.name()), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sweep.name: at most ", kMaxSweepNameCharacters,
+                     " characters (given: ", CharacterCount(sweep.name()), ")"));
   }
   absl::StatusOr<std::vector<const FieldDescriptor*>> fields = AxisFields(sweep);
   if (!fields.ok()) return fields.status();
@@ -220,9 +220,9 @@ absl::StatusOr<SweepGrid> ExpandSweep(const v1::SweepSpec& sweep, int64_t max_ru
       }
       for (int w = 0; w < v; ++w) {
         if (SameValue(values[w], values[v])) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(AxisText(sweep, a), ": value ",
-                           QuoteClientText(SweepValueText(values[v])), " is given twice"));
+          return absl::InvalidArgumentError(absl::StrCat(AxisText(sweep, a), ": value ",
+                                                         QuoteClientText(SweepValueText(values[v])),
+                                                         " is given twice"));
         }
       }
     }
@@ -256,8 +256,8 @@ absl::StatusOr<SweepGrid> ExpandSweep(const v1::SweepSpec& sweep, int64_t max_ru
     for (const auto& [key, value] : sweep.labels()) (*spec.mutable_labels())[key] = value;
     absl::StatusOr<ExperimentSpec> resolved = ResolveSpec(SpecFromProto(spec));
     if (!resolved.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "sweep cell ", SweepCellText(sweep, cell), ": ", resolved.status().message()));
+      return absl::InvalidArgumentError(absl::StrCat("sweep cell ", SweepCellText(sweep, cell),
+                                                     ": ", resolved.status().message()));
     }
     cell_specs.push_back(*std::move(resolved));
     grid.cells.push_back(std::move(cell));

@@ -48,7 +48,8 @@ std::string SweepValueText(const google::protobuf::Value& value);
 
 // A cell as people read it: "batch_norm=true, init=kaiming_normal" (the axes' fields and
 // the cell's values); "(no axes)" for a sweep of seeds alone.
-std::string SweepCellText(const v1::SweepSpec& sweep, const std::vector<google::protobuf::Value>& cell);
+std::string SweepCellText(const v1::SweepSpec& sweep,
+                          const std::vector<google::protobuf::Value>& cell);
 
 }  // namespace gradlab
 

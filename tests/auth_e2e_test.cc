@@ -248,8 +248,8 @@ TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
        }},
   };
   const std::map<Needs, std::string> tokens = {{kRead, std::string("Bearer ") + kReadToken},
-                                                {kWrite, std::string("Bearer ") + kWriteToken},
-                                                {kWorker, std::string("Bearer ") + kWorkerToken}};
+                                               {kWrite, std::string("Bearer ") + kWriteToken},
+                                               {kWorker, std::string("Bearer ") + kWorkerToken}};
   for (const Rpc& rpc : rpcs) {
     SCOPED_TRACE(rpc.name);
     EXPECT_EQ(rpc.call(""), grpc::StatusCode::UNAUTHENTICATED) << "no token";
@@ -277,9 +277,8 @@ TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
   registration.set_cpus(1);
   registration.set_threads_per_job(1);
   v1::RegisterWorkerResponse registered;
-  const grpc::Status refused =
-      v1::WorkerService::NewStub(channel_)->RegisterWorker(
-          Context(tokens.at(kWrite)).get(), registration, &registered);
+  const grpc::Status refused = v1::WorkerService::NewStub(channel_)->RegisterWorker(
+      Context(tokens.at(kWrite)).get(), registration, &registered);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_TRUE(absl::StrContains(refused.error_message(), "needs a worker token"))
       << refused.error_message();
@@ -304,8 +303,7 @@ TEST_F(AuthTest, AWorkersNameIsBoundToItsWorkerToken) {
   registration.set_cpus(1);
   registration.set_threads_per_job(1);
   v1::RegisterWorkerResponse registered;
-  grpc::Status status =
-      workers->RegisterWorker(Context(mine).get(), registration, &registered);
+  grpc::Status status = workers->RegisterWorker(Context(mine).get(), registration, &registered);
   ASSERT_TRUE(status.ok()) << status.error_message();
 
   v1::RegisterWorkerResponse stolen;
@@ -331,8 +329,9 @@ TEST_F(AuthTest, AWorkersNameIsBoundToItsWorkerToken) {
       << status.error_message();
 
   v1::ServerInfo info;
-  ASSERT_TRUE(stub_->GetServerInfo(Context(std::string("Bearer ") + kReadToken).get(),
-                                   v1::GetServerInfoRequest(), &info)
+  ASSERT_TRUE(stub_
+                  ->GetServerInfo(Context(std::string("Bearer ") + kReadToken).get(),
+                                  v1::GetServerInfoRequest(), &info)
                   .ok());
   int named = 0;
   for (const v1::WorkerInfo& worker : info.registered_workers()) {
@@ -425,7 +424,8 @@ TEST(AuthFlagsTest, ABadTokensFileIsRefusedByLineAndTokensAllowARemoteAddress) {
   CommandResult refused = RunWithStderr(
       {GRADLABD_PATH, "--listen=127.0.0.1:0", "--state_dir=", "--auth_tokens_file=" + bad});
   EXPECT_EQ(refused.exit_code, 2);
-  EXPECT_TRUE(absl::StrContains(refused.out, bad + " line 2: role \"admin\" is not read or write"))
+  EXPECT_TRUE(
+      absl::StrContains(refused.out, bad + " line 2: role \"admin\" is not read, write or worker"))
       << refused.out;
   EXPECT_FALSE(absl::StrContains(refused.out, "some-long-token")) << "the token was printed";
 

@@ -63,7 +63,8 @@ TEST(TokenAuthorizerTest, BadFilesAreRefusedNamingTheLine) {
     const char* message;
   };
   for (const Case& c : std::vector<Case>{
-           {"abcdefghijklmnopq admin\n", "tokens.txt line 1: role \"admin\" is not read, write or worker"},
+           {"abcdefghijklmnopq admin\n",
+            "tokens.txt line 1: role \"admin\" is not read, write or worker"},
            {"# x\nabcdefghijklmnopq\n", "tokens.txt line 2: expected \"TOKEN ROLE\""},
            {"short read\n", "tokens.txt line 1: the token is shorter than 16 characters"},
            {"abcdefghijklmnopq read\nabcdefghijklmnopq write\n",

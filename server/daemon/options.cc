@@ -60,9 +60,9 @@ absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int 
   registry.worker_pool.heartbeat_interval = flags.heartbeat_interval;
   registry.worker_pool.max_workers = flags.max_workers;
   if (flags.max_workers < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--max_workers: ", flags.max_workers, " must be at least 1 (the most workers that may "
-        "register at once)"));
+    return absl::InvalidArgumentError(absl::StrCat("--max_workers: ", flags.max_workers,
+                                                   " must be at least 1 (the most workers that may "
+                                                   "register at once)"));
   }
   if (registry.rendezvous.collective_timeout < absl::Seconds(1) ||
       registry.worker_pool.heartbeat_interval < absl::Milliseconds(100) ||

@@ -157,9 +157,9 @@ absl::StatusOr<int> GradientAverager::Average(const std::vector<torch::Tensor>& 
   const int stop_votes = static_cast<int>(std::lround(sum[size - 1].item<double>()));
   const double total_samples = sum[size - 2].item<double>();
   if (std::llround(total_samples) != batch_samples || batch_samples < 1) {
-    return absl::DataLossError(absl::StrCat(
-        "the ranks' gradients are over ", total_samples, " samples in all, not the batch's ",
-        batch_samples, ": a rank is out of step with the others"));
+    return absl::DataLossError(absl::StrCat("the ranks' gradients are over ", total_samples,
+                                            " samples in all, not the batch's ", batch_samples,
+                                            ": a rank is out of step with the others"));
   }
   int64_t offset = 0;
   for (torch::Tensor& gradient : gradients) {

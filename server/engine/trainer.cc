@@ -324,8 +324,8 @@ class TrainingRun {
         score.Add(logits.detach(), labels, loss.detach());
       }
       if (control_.data_parallel != nullptr) {
-        absl::StatusOr<int> stop_votes =
-            control_.data_parallel->Average(model_->parameters(), labels.size(0), BatchRows(b), stop);
+        absl::StatusOr<int> stop_votes = control_.data_parallel->Average(
+            model_->parameters(), labels.size(0), BatchRows(b), stop);
         if (!stop_votes.ok()) return stop_votes.status();
         if (*stop_votes > 0) {
           return StoppedByVote(

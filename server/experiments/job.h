@@ -15,9 +15,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "gradlab/v1/experiment_service.pb.h"
+#include "server/engine/rendezvous_store.h"
 #include "server/experiments/experiment_log.h"
 #include "server/experiments/run_plan.h"
-#include "server/engine/rendezvous_store.h"
 #include "server/store/checkpoint_files.h"
 
 namespace gradlab {

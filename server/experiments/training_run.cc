@@ -137,8 +137,7 @@ absl::StatusOr<std::string> ReadResumeState(Job& job, const TrainingRunOptions& 
 }
 
 // Trains the job once its checkpoint, if any, has been read.
-absl::Status Run(Job& job, const TrainingRunOptions& options,
-                 const EpochRecorder& record_epoch) {
+absl::Status Run(Job& job, const TrainingRunOptions& options, const EpochRecorder& record_epoch) {
   std::optional<std::string> resume_state;
   if (job.resume_epoch.has_value()) {
     absl::StatusOr<std::string> read = ReadResumeState(job, options, record_epoch);

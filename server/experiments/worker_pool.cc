@@ -44,8 +44,8 @@ absl::Status CheckRegistration(const v1::RegisterWorkerRequest& request) {
   if (!address_ok) {
     return absl::InvalidArgumentError(
         absl::StrCat("a worker's address must be a host name or an IP address of at most ",
-                     WorkerPool::kMaxAddressCharacters, " characters (given: ",
-                     QuoteClientText(request.address()), ")"));
+                     WorkerPool::kMaxAddressCharacters,
+                     " characters (given: ", QuoteClientText(request.address()), ")"));
   }
   if (request.cpus() < 1 || request.cpus() > kMaxCpus || request.threads_per_job() < 1 ||
       request.threads_per_job() > kMaxCpus) {
@@ -96,13 +96,13 @@ absl::Status CheckRendezvousRequest(const v1::RendezvousRequest& request) {
   }
   if (operation == Request::CHECK || operation == Request::KEY_COUNT) {
     if (request.keys_size() > static_cast<int>(MemoryRendezvousStore::kMaxKeys)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "a rendezvous CHECK takes at most ", MemoryRendezvousStore::kMaxKeys, " keys"));
+      return absl::InvalidArgumentError(absl::StrCat("a rendezvous CHECK takes at most ",
+                                                     MemoryRendezvousStore::kMaxKeys, " keys"));
     }
   } else if (request.keys_size() != 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "rendezvous operation ", Request::Operation_Name(operation),
-        " takes one key (given: ", request.keys_size(), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rendezvous operation ", Request::Operation_Name(operation),
+                     " takes one key (given: ", request.keys_size(), ")"));
   }
   return absl::OkStatus();
 }
@@ -177,16 +177,15 @@ absl::StatusOr<v1::RegisterWorkerResponse> WorkerPool::Register(
     // process. A name another token registered is not this caller's to replace.
     for (auto it = workers_.begin(); it != workers_.end();) {
       const Worker& old = it->second;
-      if (old.info.name() != request.name() ||
-          (owner.empty() && old.info.address() != address)) {
+      if (old.info.name() != request.name() || (owner.empty() && old.info.address() != address)) {
         ++it;
         continue;
       }
       if (old.owner != owner) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            "a worker named ", QuoteClientText(request.name()),
-            " is registered with another worker token; give this worker another name "
-            "(--worker_name)"));
+        return absl::AlreadyExistsError(
+            absl::StrCat("a worker named ", QuoteClientText(request.name()),
+                         " is registered with another worker token; give this worker another name "
+                         "(--worker_name)"));
       }
       if (old.assignment.has_value()) {
         Note({old.assignment->experiment_id(), old.assignment->attempt()},
@@ -230,11 +229,11 @@ absl::StatusOr<v1::HeartbeatResponse> WorkerPool::Heartbeat(const v1::HeartbeatR
     absl::MutexLock lock(&mu_);
     auto it = workers_.find(request.worker_id());
     if (it == workers_.end() || it->second.owner != owner) {
-      return absl::NotFoundError(absl::StrCat(
-          "worker ", QuoteClientText(request.worker_id()),
-          " is not registered here (the coordinator restarted, dropped it after ",
-          absl::FormatDuration(options_.worker_timeout),
-          " without a heartbeat, or another token registered it); register again"));
+      return absl::NotFoundError(
+          absl::StrCat("worker ", QuoteClientText(request.worker_id()),
+                       " is not registered here (the coordinator restarted, dropped it after ",
+                       absl::FormatDuration(options_.worker_timeout),
+                       " without a heartbeat, or another token registered it); register again"));
     }
     Worker& worker = it->second;
     worker.last_heartbeat = options_.clock();
@@ -287,8 +286,7 @@ int WorkerPool::Count() const {
   return static_cast<int>(workers_.size());
 }
 
-absl::StatusOr<std::shared_ptr<RendezvousStore>> WorkerPool::Reserve(
-    const RankRequest& request) {
+absl::StatusOr<std::shared_ptr<RendezvousStore>> WorkerPool::Reserve(const RankRequest& request) {
   absl::MutexLock lock(&mu_);
   std::vector<Worker*> idle;
   for (auto& [id, worker] : workers_) {
@@ -320,8 +318,8 @@ absl::StatusOr<std::shared_ptr<RendezvousStore>> WorkerPool::Reserve(
   return std::shared_ptr<RendezvousStore>(attempt.store);
 }
 
-absl::StatusOr<v1::RendezvousResponse> WorkerPool::Rendezvous(
-    const v1::RendezvousRequest& request, absl::string_view owner) {
+absl::StatusOr<v1::RendezvousResponse> WorkerPool::Rendezvous(const v1::RendezvousRequest& request,
+                                                              absl::string_view owner) {
   if (absl::Status valid = CheckRendezvousRequest(request); !valid.ok()) return valid;
   std::shared_ptr<RendezvousStore> store;
   {

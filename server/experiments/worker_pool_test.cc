@@ -115,7 +115,8 @@ TEST_F(WorkerPoolTest, BadRegistrationsAndUnknownWorkersAreRefusedSayingWhy) {
     std::string message;
   };
   std::vector<Case> cases;
-  cases.push_back({Registration(""), "a worker's name must have 1 to 100 characters (given: \"\")"});
+  cases.push_back(
+      {Registration(""), "a worker's name must have 1 to 100 characters (given: \"\")"});
   cases.push_back({Registration(std::string(5000, 'n')),
                    "a worker's name must have 1 to 100 characters (given: \"nnnn"});
   cases.push_back({Registration("host-a", "10.0.0.1; rm -rf /"),
@@ -123,7 +124,8 @@ TEST_F(WorkerPoolTest, BadRegistrationsAndUnknownWorkersAreRefusedSayingWhy) {
   cases.push_back({Registration("host-a", std::string(300, 'a')), "of at most 255 characters"});
   cases.push_back({Registration("host-a"), "a worker's version may have at most 100 characters"});
   cases.back().request.set_version(std::string(101, 'v'));
-  cases.push_back({Registration("host-a"), "cpus and threads_per_job must be 1 to 4096 (given: 0 and 2)"});
+  cases.push_back(
+      {Registration("host-a"), "cpus and threads_per_job must be 1 to 4096 (given: 0 and 2)"});
   cases.back().request.set_cpus(0);
   cases.push_back({Registration("host-a"), "(given: 4 and 100000)"});
   cases.back().request.set_threads_per_job(100000);

@@ -9,8 +9,9 @@ namespace gradlab {
 using Operation = v1::RendezvousRequest::Operation;
 
 RemoteRendezvousStore::RemoteRendezvousStore(
-    v1::WorkerService::Stub* stub, std::function<std::unique_ptr<grpc::ClientContext>()> new_context,
-    std::string worker_id, std::string experiment_id, int attempt)
+    v1::WorkerService::Stub* stub,
+    std::function<std::unique_ptr<grpc::ClientContext>()> new_context, std::string worker_id,
+    std::string experiment_id, int attempt)
     : stub_(stub),
       new_context_(std::move(new_context)),
       worker_id_(std::move(worker_id)),

@@ -26,7 +26,6 @@
 #include <cstdio>
 #include <iostream>
 #include <optional>
-
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 
 #include "absl/flags/flag.h"
