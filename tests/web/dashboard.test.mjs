@@ -15,6 +15,10 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 
+// How many times slower than usual gradlabd runs here: 5 in the sanitizers' build
+// (scripts/test --sanitize), where every wait is that much longer.
+const slowdown = Number(process.env.GRADLAB_TEST_SLOWDOWN || '1');
+
 const env = (name) => {
   const value = process.env[name];
   if (!value) throw new Error(`${name} is not set (run this test through ctest)`);
@@ -38,7 +42,7 @@ async function startGradlabd(flags) {
   const lines = readline.createInterface({ input: child.stdout });
   let grpc;
   let http;
-  const timeout = setTimeout(() => child.kill('SIGKILL'), 60000);
+  const timeout = setTimeout(() => child.kill('SIGKILL'), 60000 * slowdown);
   for await (const line of lines) {
     grpc = grpc || (line.match(/^gradlabd listening on port (\d+)$/) || [])[1];
     http = http || (line.match(/^gradlabd dashboard on http port (\d+)$/) || [])[1];
@@ -79,7 +83,8 @@ async function launchChromium() {
 
 function gradlab(...args) {
   return new Promise((resolve, reject) => {
-    execFile(env('GRADLAB'), [`--server=127.0.0.1:${grpcPort}`, ...args], (error, stdout, stderr) => {
+    const flags = [`--server=127.0.0.1:${grpcPort}`, `--timeout=${10 * slowdown}`];
+    execFile(env('GRADLAB'), [...flags, ...args], (error, stdout, stderr) => {
       if (error) reject(new Error(`gradlab ${args.join(' ')}: ${stderr || error.message}`));
       else resolve(stdout.trim());
     });
@@ -93,7 +98,7 @@ async function api(urlPath) {
 }
 
 async function waitFor(what, check, timeoutMs = 60000) {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = Date.now() + timeoutMs * slowdown;
   for (;;) {
     const value = await check();
     if (value) return value;
@@ -117,6 +122,7 @@ async function inkedPixels(locator) {
 // A page that fails the test on any script error.
 async function newPage(context) {
   const page = await context.newPage({ viewport: { width: 1280, height: 800 } });
+  page.setDefaultTimeout(30000 * slowdown);
   page.errors = [];
   page.on('pageerror', (error) => page.errors.push(error.message));
   return page;
