@@ -29,6 +29,12 @@ size_t CharacterCount(absl::string_view text) {
   return count;
 }
 
+std::string CutClientText(absl::string_view text, size_t max_characters) {
+  const size_t kept = PrefixBytes(text, max_characters);
+  if (kept == text.size()) return std::string(text);
+  return absl::StrCat(text.substr(0, kept), "… (", text.size(), " bytes in all)");
+}
+
 std::string QuoteClientText(absl::string_view text) {
   const size_t kept = PrefixBytes(text, kMaxQuotedCharacters);
   if (kept == text.size()) return absl::StrCat("\"", text, "\"");

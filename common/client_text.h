@@ -17,6 +17,11 @@ inline constexpr size_t kMaxQuotedCharacters = 100;
 // never inside one) with its whole length said: "abc…" (10000 bytes).
 std::string QuoteClientText(absl::string_view text);
 
+// `text` whole when it has at most `max_characters` characters; otherwise its first
+// `max_characters` (never cut inside one) and "… (N bytes in all)". For a client's longer
+// texts that are kept, not quoted (a worker's error message).
+std::string CutClientText(absl::string_view text, size_t max_characters);
+
 // The characters (UTF-8 code points) in `text`; a byte that does not start or continue a
 // valid sequence counts as one.
 size_t CharacterCount(absl::string_view text);

@@ -30,5 +30,13 @@ TEST(ClientTextTest, CharactersAreCodePointsAndNeverCutInside) {
             3u);  // a stray byte counts as one
 }
 
+TEST(ClientTextTest, KeptTextIsCutAtItsLimitNeverInsideACharacter) {
+  EXPECT_EQ(CutClientText("a rank failed", 1000), "a rank failed");
+  std::string cjk;
+  for (int i = 0; i < 5; ++i) cjk += "字";
+  EXPECT_EQ(CutClientText(cjk, 2), "字字… (15 bytes in all)");
+  EXPECT_EQ(CutClientText(cjk, 5), cjk);
+}
+
 }  // namespace
 }  // namespace gradlab

@@ -63,19 +63,6 @@ absl::StatusCode OutcomeCode(int32_t code) {
                                         : absl::StatusCode::kUnknown;
 }
 
-// At most kMaxOutcomeCharacters of a rank's error, never inside a character.
-std::string CutOutcomeMessage(absl::string_view message) {
-  if (CharacterCount(message) <= WorkerPool::kMaxOutcomeCharacters) return std::string(message);
-  size_t end = 0;
-  for (size_t kept = 0; end < message.size() && kept < WorkerPool::kMaxOutcomeCharacters; ++kept) {
-    ++end;
-    while (end < message.size() && (static_cast<unsigned char>(message[end]) & 0xC0) == 0x80) {
-      ++end;
-    }
-  }
-  return absl::StrCat(message.substr(0, end), "… (", message.size(), " bytes in all)");
-}
-
 // `result` as a response, `set` putting its value in.
 template <typename T, typename Setter>
 absl::StatusOr<v1::RendezvousResponse> Answer(absl::StatusOr<T> result, Setter set) {
@@ -253,7 +240,7 @@ absl::StatusOr<v1::HeartbeatResponse> WorkerPool::Heartbeat(const v1::HeartbeatR
         if (ended && outcome.code() != 0) {
           const std::string what =
               absl::StrCat(Describe(worker.info), ", rank ", worker.assignment->rank(), ": ",
-                           CutOutcomeMessage(outcome.message()));
+                           CutClientText(outcome.message(), kMaxOutcomeCharacters));
           LOG(WARNING) << "experiment " << outcome.experiment_id() << " attempt "
                        << outcome.attempt() << ": " << what;
           Note({outcome.experiment_id(), outcome.attempt()},

@@ -1,7 +1,9 @@
 // Writes Prometheus's text exposition format (version 0.0.4): families with HELP and
-// TYPE, samples with escaped label values. Debian packages no Prometheus client library
-// for C++, and gradlabd needs only this writer: its numbers are read off the registry and
-// ServerMetrics at scrape time. `promtool check metrics` checks the output in the tests.
+// TYPE, samples with escaped label values. gradlabd needs only this writer: its numbers
+// are read off the registry and ServerMetrics at scrape time, and its series are bounded
+// by the API (methods it does not serve count as one). Debian's prometheus-cpp 1.0 would
+// make every scrape-time value a Collectable and bound nothing by itself, so it is not
+// used. `promtool check metrics` checks the output in the tests.
 #ifndef GRADLAB_SERVER_METRICS_PROMETHEUS_TEXT_H_
 #define GRADLAB_SERVER_METRICS_PROMETHEUS_TEXT_H_
 
