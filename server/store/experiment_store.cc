@@ -68,11 +68,22 @@ CREATE TABLE store_info (
 ) WITHOUT ROWID;
 )sql";
 
+// Version 3 adds the sweeps, each row checked as an experiment's summary is.
+constexpr char kSweepsTable[] = R"sql(
+CREATE TABLE sweeps (
+  id TEXT PRIMARY KEY,
+  ordinal INTEGER NOT NULL UNIQUE,   -- creation order
+  request_id TEXT NOT NULL,          -- '' when none was given
+  record BLOB NOT NULL,              -- gradlab.v1.Sweep
+  checksum INTEGER NOT NULL          -- SummaryChecksum
+);
+)sql";
+
 // Version 1 (gradlab before checksums) had the same experiments table without its
 // checksum, and events with `gradients` (1 for a snapshot) in place of `kind`, without
 // checksums.
 
-// Why an existing database (version 2 or older) and the marker beside it cannot be
+// Why an existing database (version 3 or older) and the marker beside it cannot be
 // opened, or "": reads the schema, the store's id and count, and every summary row.
 std::string CheckExisting(SQLite::Database& db, const std::optional<StateMarker>& marker) {
   const int application_id = db.execAndGet("PRAGMA application_id").getInt();
@@ -92,6 +103,11 @@ std::string CheckExisting(SQLite::Database& db, const std::optional<StateMarker>
   SQLite::Statement rows(db, absl::StrCat("SELECT ", kSummaryColumns, " FROM experiments"));
   while (rows.executeStep()) {
     if (std::string problem = SummaryProblem(rows); !problem.empty()) return problem;
+  }
+  if (version < 3) return "";
+  SQLite::Statement sweeps(db, absl::StrCat("SELECT ", kSummaryColumns, " FROM sweeps"));
+  while (sweeps.executeStep()) {
+    if (std::string problem = SummaryProblem(sweeps, true); !problem.empty()) return problem;
   }
   return "";
 }
@@ -151,11 +167,13 @@ void Prune(SQLite::Database& db, const std::string& experiment_id, const LogRete
   }
 }
 
+// Into the experiments table, or the sweeps table (whose rows have the same columns).
 void InsertSummary(SQLite::Database& db, const std::string& id, int64_t ordinal,
-                   const std::string& request_id, absl::string_view record) {
-  SQLite::Statement upsert(db,
-                           "INSERT OR REPLACE INTO experiments "
-                           "(id, ordinal, request_id, record, checksum) VALUES (?, ?, ?, ?, ?)");
+                   const std::string& request_id, absl::string_view record,
+                   const char* table = "experiments") {
+  SQLite::Statement upsert(db, absl::StrCat("INSERT OR REPLACE INTO ", table,
+                                            " (id, ordinal, request_id, record, checksum) "
+                                            "VALUES (?, ?, ?, ?, ?)"));
   upsert.bind(1, id);
   upsert.bind(2, static_cast<int64_t>(ordinal));
   upsert.bind(3, request_id);
@@ -170,10 +188,9 @@ std::string NewStoreId() {
                          absl::Uniform<uint64_t>(random));
 }
 
-// Creates version 2's tables in an empty database, or migrates version 1's rows into
-// them, in one transaction: the database is the old one or the new one, never between.
-void CreateOrMigrate(SQLite::Database& db, int version) {
-  SQLite::Transaction transaction(db);
+// Version 2's tables in an empty database, or version 1's rows migrated into them
+// (inside the caller's transaction).
+void CreateOrMigrateToVersion2(SQLite::Database& db, int version) {
   if (version == 1) {
     db.exec("ALTER TABLE experiments RENAME TO experiments_v1");
     db.exec("ALTER TABLE events RENAME TO events_v1");
@@ -226,6 +243,14 @@ void CreateOrMigrate(SQLite::Database& db, int version) {
                          "('commits', 0)");
   info.bind(1, NewStoreId());
   info.exec();
+}
+
+// Creates the tables in an empty database, or migrates an older version's rows into
+// them, in one transaction: the database is the old one or the new one, never between.
+void CreateOrMigrate(SQLite::Database& db, int version) {
+  SQLite::Transaction transaction(db);
+  if (version < 2) CreateOrMigrateToVersion2(db, version);
+  db.exec(kSweepsTable);
   db.exec(absl::StrCat("PRAGMA application_id=", kApplicationId));
   db.exec(absl::StrCat("PRAGMA user_version=", ExperimentStore::kSchemaVersion));
   transaction.commit();
@@ -579,6 +604,64 @@ absl::Status ExperimentStore::DeleteExperiment(const std::string& experiment_id)
     events.exec();
     SQLite::Statement record(*db_, "DELETE FROM experiments WHERE id = ?");
     record.bind(1, experiment_id);
+    record.exec();
+    CountCommit();
+    transaction.commit();
+  });
+  if (status.ok()) UpdateMarker();
+  return status;
+}
+
+absl::StatusOr<std::vector<StoredSweep>> ExperimentStore::LoadSweeps() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<StoredSweep> sweeps;
+  std::string problem;
+  absl::Status status = Guard("loading sweeps", [&] {
+    mu_.AssertHeld();  // the lambda runs under the lock its caller took
+    SQLite::Statement rows(
+        *db_, absl::StrCat("SELECT ", kSummaryColumns, " FROM sweeps ORDER BY ordinal"));
+    while (problem.empty() && rows.executeStep()) {
+      problem = SummaryProblem(rows, true);
+      StoredSweep& stored = sweeps.emplace_back();
+      stored.ordinal = rows.getColumn(1).getInt64();
+      stored.request_id = rows.getColumn(2).getString();
+      const absl::string_view record = BlobOf(rows.getColumn(3));
+      stored.record.ParseFromArray(record.data(), static_cast<int>(record.size()));
+    }
+  });
+  if (!status.ok()) return status;
+  if (!problem.empty()) return absl::DataLossError(absl::StrCat("state database: ", problem));
+  return sweeps;
+}
+
+absl::Status ExperimentStore::SaveSweep(const StoredSweep& sweep,
+                                        const std::vector<StoredExperiment>& new_runs) {
+  absl::MutexLock lock(&mu_);
+  BeforeWrite("record");
+  absl::Status status = Write(absl::StrCat("saving sweep ", sweep.record.id()), true, [&] {
+    mu_.AssertHeld();  // the lambda runs under the lock its caller took
+    SQLite::Transaction transaction(*db_);
+    for (const StoredExperiment& run : new_runs) {
+      InsertSummary(*db_, run.record.id(), run.ordinal, run.request_id,
+                    run.record.SerializeAsString());
+    }
+    InsertSummary(*db_, sweep.record.id(), sweep.ordinal, sweep.request_id,
+                  sweep.record.SerializeAsString(), "sweeps");
+    CountCommit();
+    transaction.commit();
+  });
+  if (status.ok()) UpdateMarker();
+  return status;
+}
+
+absl::Status ExperimentStore::DeleteSweep(const std::string& sweep_id) {
+  absl::MutexLock lock(&mu_);
+  BeforeWrite("delete");
+  absl::Status status = Write(absl::StrCat("deleting sweep ", sweep_id), true, [&] {
+    mu_.AssertHeld();  // the lambda runs under the lock its caller took
+    SQLite::Transaction transaction(*db_);
+    SQLite::Statement record(*db_, "DELETE FROM sweeps WHERE id = ?");
+    record.bind(1, sweep_id);
     record.exec();
     CountCommit();
     transaction.commit();

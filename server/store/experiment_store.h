@@ -59,11 +59,18 @@ struct StoredExperiment {
   int64_t last_sequence = 0;  // of every stored event of either kind
 };
 
+// One sweep as stored.
+struct StoredSweep {
+  int64_t ordinal = 0;  // creation order
+  std::string request_id;
+  v1::Sweep record;
+};
+
 // Thread-safe: one connection, used under a mutex.
 class ExperimentStore {
  public:
   // The version of the database's layout this binary writes; it migrates older ones.
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens `state_dir`/gradlab.db, creating the folder and the database if they do not
   // exist, and holds the folder's lock (StateDirLock) until the store is destroyed: a
@@ -101,6 +108,17 @@ class ExperimentStore {
   // Inserts or replaces an experiment's record; committed and synced on return.
   absl::Status SaveExperiment(int64_t ordinal, const std::string& request_id,
                               const v1::Experiment& record) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Every sweep, oldest first.
+  absl::StatusOr<std::vector<StoredSweep>> LoadSweeps() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Inserts or replaces a sweep's record and, in the same transaction, the records of
+  // `new_runs` (a new sweep's experiments: stored all or none); committed and synced on
+  // return. Essential.
+  absl::Status SaveSweep(const StoredSweep& sweep,
+                         const std::vector<StoredExperiment>& new_runs = {})
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Removes a sweep's record (not its experiments).
+  absl::Status DeleteSweep(const std::string& sweep_id) ABSL_LOCKS_EXCLUDED(mu_);
 
   // A journal that appends to `experiment_id`'s events (see EventJournal for batching),
   // and keeps of its bounded kinds what `retention` says its log keeps.

@@ -333,7 +333,7 @@ TEST_F(DamagedStoreTest, AGarbledWalIsRefused) {
   const fs::path wal = image / "gradlab.db-wal";
   {
     std::fstream file(wal, std::ios::in | std::ios::out | std::ios::binary);
-    file.seekp(static_cast<std::streamoff>(fs::file_size(wal) / 3));
+    file.seekp(static_cast<std::streamoff>(fs::file_size(wal) * 2 / 3));  // past the schema
     file << std::string(64, 'x');
   }
   ExpectRefusedUntouched(image, "gradlab.db", "missing committed transactions");
@@ -373,6 +373,19 @@ TEST_F(DamagedStoreTest, AFlippedBitInASummaryIsRefusedNamingTheExperiment) {
   { Fill(*Open()); }
   FlipByte("id = 'bbbb'", "experiments", "record");
   ExpectRefusedUntouched(dir_, "gradlab.db", "the summary of experiment bbbb fails its checksum");
+}
+
+TEST_F(DamagedStoreTest, AFlippedBitInASweepIsRefusedNamingIt) {
+  {
+    auto store = Open();
+    StoredSweep sweep;
+    sweep.ordinal = 1;
+    sweep.record.set_id("swp1");
+    sweep.record.set_name("a study with a name long enough to flip a byte of");
+    ASSERT_TRUE(store->SaveSweep(sweep).ok());
+  }
+  FlipByte("id = 'swp1'", "sweeps", "record");
+  ExpectRefusedUntouched(dir_, "gradlab.db", "the summary of sweep swp1 fails its checksum");
 }
 
 TEST_F(DamagedStoreTest, AFlippedBitInAnEventEndsThatExperimentsEventsBeforeIt) {
@@ -462,6 +475,79 @@ TEST_F(ExperimentStoreTest, TheVersion1FixtureMigratesWithEveryRow) {
   EXPECT_EQ(events, v1_events);  // the fixture is within the default retention
   SQLite::Database v2(store->database_path(), SQLite::OPEN_READONLY);
   EXPECT_EQ(v2.execAndGet("PRAGMA user_version").getInt(), ExperimentStore::kSchemaVersion);
+}
+
+// A sweep and its new runs are stored in one transaction: a restart finds all or none.
+TEST_F(ExperimentStoreTest, ASweepIsStoredWithItsRunsAndDeletedWithoutThem) {
+  StoredSweep sweep;
+  sweep.ordinal = 1;
+  sweep.request_id = "study-1";
+  sweep.record.set_id("swp1");
+  sweep.record.add_cells()->add_experiment_ids("run1");
+  sweep.record.mutable_cells(0)->add_experiment_ids("run2");
+  std::vector<StoredExperiment> runs(2);
+  runs[0].ordinal = 1;
+  runs[0].record = Record("run1", v1::QUEUED);
+  runs[1].ordinal = 2;
+  runs[1].record = Record("run2", v1::QUEUED);
+  {
+    auto store = Open();
+    ASSERT_TRUE(store->SaveSweep(sweep, runs).ok());
+    sweep.record.set_runs_done(1);  // an aggregate's change: the sweep alone
+    ASSERT_TRUE(store->SaveSweep(sweep).ok());
+  }
+  auto store = Open();
+  absl::StatusOr<std::vector<StoredSweep>> sweeps = store->LoadSweeps();
+  ASSERT_TRUE(sweeps.ok()) << sweeps.status();
+  ASSERT_EQ(sweeps->size(), 1u);
+  EXPECT_EQ((*sweeps)[0].request_id, "study-1");
+  EXPECT_EQ((*sweeps)[0].record.SerializeAsString(), sweep.record.SerializeAsString());
+  EXPECT_EQ(LoadAll(*store).size(), 2u);
+
+  ASSERT_TRUE(store->DeleteSweep("swp1").ok());
+  EXPECT_TRUE(store->LoadSweeps()->empty());
+  EXPECT_EQ(LoadAll(*store).size(), 2u);  // its runs stay, as plain experiments
+}
+
+TEST_F(ExperimentStoreTest, AFullDiskStoresNeitherTheSweepNorAnyOfItsRuns) {
+  StoreOptions options;
+  options.reserve_bytes = 0;
+  options.max_pages = 20;
+  auto store = Open(options);
+  StoredSweep sweep;
+  sweep.ordinal = 1;
+  sweep.record.set_id("swp1");
+  std::vector<StoredExperiment> runs(1000);
+  for (size_t i = 0; i < runs.size(); ++i) {
+    runs[i].ordinal = static_cast<int64_t>(i + 1);
+    runs[i].record = Record(absl::StrCat("run", i), v1::QUEUED);
+    runs[i].record.set_error(std::string(200, 'x'));  // bulk: more than 20 pages in all
+  }
+  const absl::Status status = store->SaveSweep(sweep, runs);
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
+  EXPECT_TRUE(store->LoadSweeps()->empty());
+  EXPECT_TRUE(store->LoadExperiments()->empty());
+}
+
+// A version 2 database (before sweeps) gains the sweeps table and keeps every row.
+TEST_F(ExperimentStoreTest, AVersion2DatabaseMigrates) {
+  {
+    auto store = Open();
+    ASSERT_TRUE(store->SaveExperiment(1, "", Record("aaaa", v1::SUCCEEDED)).ok());
+  }
+  {
+    SQLite::Database db((fs::path(dir_) / "gradlab.db").string(), SQLite::OPEN_READWRITE);
+    db.exec("DROP TABLE sweeps");
+    db.exec("PRAGMA user_version=2");
+  }
+  auto store = Open();
+  EXPECT_EQ(LoadAll(*store).size(), 1u);
+  StoredSweep sweep;
+  sweep.ordinal = 1;
+  sweep.record.set_id("swp1");
+  EXPECT_TRUE(store->SaveSweep(sweep).ok());
+  SQLite::Database db(store->database_path(), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("PRAGMA user_version").getInt(), 3);
 }
 
 TEST_F(DamagedStoreTest, TheFullCheckReportsAHealthyFolderAndEachDamageWithoutWriting) {

@@ -82,6 +82,18 @@ void VerifyDatabase(SQLite::Database& db, const std::optional<StateMarker>& mark
     }
   }
   findings.Checked(absl::StrCat(experiments.size(), " experiment summaries"));
+  if (version >= 3) {
+    SQLite::Statement sweeps(
+        db, absl::StrCat("SELECT ", store_format::kSummaryColumns, " FROM sweeps"));
+    int64_t sweep_count = 0;
+    while (sweeps.executeStep()) {
+      ++sweep_count;
+      if (std::string problem = store_format::SummaryProblem(sweeps, true); !problem.empty()) {
+        findings.Problem(problem);
+      }
+    }
+    findings.Checked(absl::StrCat(sweep_count, " sweep summaries"));
+  }
   SQLite::Statement events(db, absl::StrCat("SELECT ", store_format::kEventColumns,
                                             ", experiment_id FROM events "
                                             "ORDER BY experiment_id, sequence"));

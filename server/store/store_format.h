@@ -74,8 +74,9 @@ std::string MarkerMismatch(const std::optional<StateMarker>& info,
 // newer schema than this binary's.
 std::string SchemaProblem(SQLite::Database& db);
 
-// What is wrong with a summary row (columns kSummaryColumns), or "".
-std::string SummaryProblem(const SQLite::Statement& row);
+// What is wrong with a summary row (columns kSummaryColumns) of the experiments table, or
+// with `sweep` set of the sweeps table (whose rows have the same columns), or "".
+std::string SummaryProblem(const SQLite::Statement& row, bool sweep = false);
 
 // Checks an event row (columns kEventColumns) and appends it, parsed, to `events`; or
 // returns what is wrong with it and appends nothing.
