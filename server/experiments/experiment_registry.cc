@@ -25,12 +25,12 @@
 #include "server/experiments/event_protos.h"
 #include "server/experiments/lost_rank_policy.h"
 #include "server/experiments/model_catalogue.h"
+#include "server/experiments/random_id.h"
 
 namespace gradlab {
 namespace {
 
 constexpr size_t kMaxRequestIdLength = 200;
-constexpr int kIdLength = 8;
 
 absl::Status NoSuchExperiment(absl::string_view id) {
   return absl::NotFoundError(absl::StrCat("no experiment with id ", QuoteClientText(id)));
@@ -177,13 +177,8 @@ absl::Status ExperimentRegistry::Restore() {
 }
 
 std::string ExperimentRegistry::NewId() const {
-  static constexpr char kAlphabet[] = "abcdefghijkmnpqrstuvwxyz23456789";  // no l, o, 0, 1
-  absl::BitGen random;
   while (true) {
-    std::string id;
-    for (int i = 0; i < kIdLength; ++i) {
-      id.push_back(kAlphabet[absl::Uniform<size_t>(random, 0, sizeof(kAlphabet) - 1)]);
-    }
+    std::string id = RandomId();
     if (jobs_.find(id) == jobs_.end()) return id;
   }
 }
@@ -202,17 +197,9 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
     return jobs_.find(it->second)->second;
   };
   if (std::shared_ptr<Job> earlier = earlier_request()) return Describe(*earlier);
-  absl::StatusOr<RunPlan> plan =
-      PlanRun(request.spec(),
-              PlanLimits{options_.threads_per_job, options_.data_dir, options_.allowed_data_dirs});
-  if (!plan.ok()) return plan.status();
-  const ExperimentSpec& spec = plan->spec;
-  // Before anything is allocated for it (the first spec of a model shape runs a probe).
-  absl::StatusOr<MemoryEstimate> memory = EstimateRunMemory(spec);
-  if (!memory.ok()) return memory.status();
-  if (absl::Status fits = CheckRunMemory(*memory, spec, options_.max_run_memory); !fits.ok()) {
-    return fits;
-  }
+  absl::StatusOr<AdmittedRun> admitted = Admit(request.spec());
+  if (!admitted.ok()) return admitted.status();
+  const ExperimentSpec& spec = admitted->plan.spec;
 
   absl::MutexLock start(&start_mu_);
   // A concurrent request with the same id may have won the race since the check above.
@@ -228,11 +215,11 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
                        " experiments are waiting, the limit (--max_queue) is ", options_.max_queue,
                        "; try again when some have finished"));
     }
-    job = NewJob(NewId(), by_age_.empty() ? 1 : by_age_.back()->ordinal + 1, *plan,
+    job = NewJob(NewId(), by_age_.empty() ? 1 : by_age_.back()->ordinal + 1, admitted->plan,
                  request.request_id());
-    job->estimated_peak_bytes = memory->peak_bytes;
+    job->estimated_peak_bytes = admitted->peak_bytes;
   }
-  std::string reason = absl::StrCat("queued at position ", queue_length + 1);
+  std::string reason = absl::StrCat("queued at position ", scheduler_->PositionIfPushed(*job));
   if (spec.world_size > 1) {
     absl::StrAppend(&reason, "; needs ", IdleWorkers(spec.world_size - 1), ", ",
                     worker_pool_->IdleCount(), " of ", worker_pool_->Count(),
@@ -242,15 +229,7 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
   // Stored (and synced) before anyone hears of it: once this returns, the experiment
   // survives a crash.
   absl::Status stored = ChangeState(
-      *job, v1::QUEUED, reason,
-      [&](v1::Experiment& record) {
-        record.set_id(job->id);
-        record.set_name(spec.name);
-        *record.mutable_spec() = SpecToProto(spec);
-        record.set_dataset_location(job->plan.dataset_location);
-        record.set_estimated_peak_bytes(job->estimated_peak_bytes);
-        *record.mutable_created_time() = ToTimestamp(options_.clock());
-      },
+      *job, v1::QUEUED, reason, [&](v1::Experiment& record) { record = QueuedRecord(*job); },
       Publish::kNo);
   if (!stored.ok()) {
     LOG(ERROR) << "cannot store a new experiment: " << stored;
@@ -270,6 +249,112 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
   queued.set_queue_position(position);
   changes_.Publish(queued);
   return queued;
+}
+
+absl::StatusOr<ExperimentRegistry::AdmittedRun> ExperimentRegistry::Admit(
+    const v1::ExperimentSpec& requested) const {
+  absl::StatusOr<RunPlan> plan =
+      PlanRun(requested,
+              PlanLimits{options_.threads_per_job, options_.data_dir, options_.allowed_data_dirs});
+  if (!plan.ok()) return plan.status();
+  // Before anything is allocated for it (the first spec of a model shape runs a probe).
+  absl::StatusOr<MemoryEstimate> memory = EstimateRunMemory(plan->spec);
+  if (!memory.ok()) return memory.status();
+  if (absl::Status fits = CheckRunMemory(*memory, plan->spec, options_.max_run_memory);
+      !fits.ok()) {
+    return fits;
+  }
+  return AdmittedRun{*std::move(plan), memory->peak_bytes};
+}
+
+absl::StatusOr<std::vector<v1::Experiment>> ExperimentRegistry::StartSweepRuns(
+    const std::vector<v1::ExperimentSpec>& specs, const SweepRecordMaker& make_sweep) {
+  std::vector<AdmittedRun> admitted;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    absl::StatusOr<AdmittedRun> run = Admit(specs[i]);
+    if (!run.ok()) {
+      return absl::Status(run.status().code(),
+                          absl::StrCat("run ", i + 1, " of ", specs.size(), " (", specs[i].name(),
+                                       "): ", run.status().message()));
+    }
+    admitted.push_back(*std::move(run));
+  }
+
+  absl::MutexLock start(&start_mu_);
+  const int queue_length = scheduler_->Length();
+  std::vector<std::shared_ptr<Job>> jobs;
+  std::vector<StoredExperiment> records;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (shutting_down_) return absl::UnavailableError("server shutting down");
+    const int room = std::max(0, options_.max_queue - queue_length);
+    if (static_cast<int64_t>(specs.size()) > room) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the queue has room for ", room, " more experiments (", queue_length,
+          " are waiting, the limit (--max_queue) is ", options_.max_queue, "), and the sweep has ",
+          specs.size(), " runs; try again when some have finished, or with fewer runs"));
+    }
+    std::set<std::string> taken;
+    int64_t ordinal = by_age_.empty() ? 1 : by_age_.back()->ordinal + 1;
+    for (AdmittedRun& run : admitted) {
+      std::string id = NewId();
+      while (!taken.insert(id).second) id = NewId();
+      std::shared_ptr<Job> job = NewJob(id, ordinal++, std::move(run.plan), "");
+      job->estimated_peak_bytes = run.peak_bytes;
+      StoredExperiment& stored = records.emplace_back();
+      stored.ordinal = job->ordinal;
+      stored.record = QueuedRecord(*job);
+      jobs.push_back(std::move(job));
+    }
+  }
+  std::vector<std::string> ids;
+  for (const auto& job : jobs) ids.push_back(job->id);
+  StoredSweep sweep = make_sweep(ids);
+  // The runs and their sweep in one transaction: after a crash, all of them or none.
+  if (options_.store != nullptr) {
+    if (absl::Status stored = options_.store->SaveSweep(sweep, records); !stored.ok()) {
+      LOG(ERROR) << "cannot store a new sweep: " << stored;
+      return absl::Status(stored.code(),
+                          absl::StrCat("cannot store the new sweep: ", stored.message()));
+    }
+  }
+  std::vector<v1::Experiment> queued;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    Job& job = *jobs[i];
+    absl::MutexLock change(&job.change_mu);
+    absl::Status logged = ChangeState(
+        job, v1::QUEUED,
+        absl::StrCat("queued as run ", i + 1, " of ", jobs.size(), " of sweep ", sweep.record.id()),
+        [&](v1::Experiment& record) { record = records[i].record; }, Publish::kNo);
+    if (!logged.ok()) LOG(ERROR) << "experiment " << job.id << ": " << logged;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& job : jobs) {
+      jobs_.emplace(job->id, job);
+      by_age_.push_back(job);
+    }
+  }
+  for (const auto& job : jobs) {
+    const int position = scheduler_->PushBack(job);
+    v1::Experiment experiment = Describe(*job);
+    experiment.set_queue_position(position);
+    changes_.Publish(experiment);
+    queued.push_back(std::move(experiment));
+  }
+  return queued;
+}
+
+v1::Experiment ExperimentRegistry::QueuedRecord(const Job& job) const {
+  v1::Experiment record;
+  record.set_id(job.id);
+  record.set_name(job.plan.spec.name);
+  *record.mutable_spec() = SpecToProto(job.plan.spec);
+  record.set_state(v1::QUEUED);
+  record.set_dataset_location(job.plan.dataset_location);
+  record.set_estimated_peak_bytes(job.estimated_peak_bytes);
+  *record.mutable_created_time() = ToTimestamp(options_.clock());
+  return record;
 }
 
 absl::StatusOr<std::shared_ptr<Job>> ExperimentRegistry::FindJob(absl::string_view id) const {

@@ -118,6 +118,16 @@ class ExperimentRegistry {
 
   absl::StatusOr<v1::Experiment> StartExperiment(const v1::StartExperimentRequest& request)
       ABSL_LOCKS_EXCLUDED(start_mu_, mu_);
+  // Given the ids of a sweep's new experiments, in order: the sweep's record, stored with
+  // them.
+  using SweepRecordMaker = std::function<StoredSweep(const std::vector<std::string>& ids)>;
+  // Queues a sweep's runs, in the order given, all or none: each spec is checked and
+  // admitted as StartExperiment does (the error names the run), then the queue must have
+  // room for every one (RESOURCE_EXHAUSTED naming both numbers), then their records are
+  // stored in one transaction with the sweep's record that `make_sweep` returns.
+  absl::StatusOr<std::vector<v1::Experiment>> StartSweepRuns(
+      const std::vector<v1::ExperimentSpec>& specs, const SweepRecordMaker& make_sweep)
+      ABSL_LOCKS_EXCLUDED(start_mu_, mu_);
   absl::StatusOr<v1::Experiment> GetExperiment(absl::string_view id) const ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::ListExperimentsResponse> ListExperiments(
       const v1::ListExperimentsRequest& request) const ABSL_LOCKS_EXCLUDED(mu_);
@@ -156,6 +166,14 @@ class ExperimentRegistry {
   ExperimentRegistry(RegistryOptions options, bool held);
 
   absl::Status Restore() ABSL_LOCKS_EXCLUDED(mu_);
+  // A spec a run may start with: planned (PlanRun), and admitted by its estimated memory.
+  struct AdmittedRun {
+    RunPlan plan;
+    int64_t peak_bytes = 0;
+  };
+  absl::StatusOr<AdmittedRun> Admit(const v1::ExperimentSpec& requested) const;
+  // A new job's record as it is first stored: QUEUED, with its resolved spec.
+  v1::Experiment QueuedRecord(const Job& job) const;
   std::shared_ptr<Job> NewJob(const std::string& id, int64_t ordinal, RunPlan plan,
                               const std::string& request_id);
   std::string NewId() const ABSL_SHARED_LOCKS_REQUIRED(mu_);

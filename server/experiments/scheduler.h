@@ -1,5 +1,9 @@
 // The queue of experiments waiting to train, and the training slots that take them: one
-// thread per slot (--workers), each training one job at a time. A data-parallel job
+// thread per slot (--workers), each training one job at a time. The queue interleaves
+// sweeps: each sweep's runs are one lane, and the experiments started one by one are
+// another; the lanes take turns (a fair queue over them), so that a sweep of a hundred runs
+// delays an experiment submitted after it by one run, not a hundred. Within a lane, jobs
+// keep their order. A data-parallel job
 // (world_size > 1) starts only when its other ranks' remote workers are idle, and claims
 // them as it leaves the queue.
 #ifndef GRADLAB_SERVER_EXPERIMENTS_SCHEDULER_H_
@@ -7,6 +11,7 @@
 
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -20,6 +25,9 @@
 #include "server/experiments/worker_pool.h"
 
 namespace gradlab {
+
+// The lane of the queue a job waits in (see Scheduler): its sweep's id, or "".
+std::string QueueLane(const Job& job);
 
 struct SchedulerOptions {
   int training_slots = 1;
@@ -49,8 +57,11 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Returns the job's position (1 for the next to run) as it joined the queue.
+  // Queues the job at the end of its lane (see above); returns its position (1 for the
+  // next to run) as it joined the queue.
   int PushBack(std::shared_ptr<Job> job) ABSL_LOCKS_EXCLUDED(mu_);
+  // The position PushBack would give the job now.
+  int PositionIfPushed(const Job& job) const ABSL_LOCKS_EXCLUDED(mu_);
   // Ahead of every other: a run that goes on after losing a rank, or after a restart.
   void PushFront(std::shared_ptr<Job> job) ABSL_LOCKS_EXCLUDED(mu_);
   // Takes a job out of the queue; false if it is not there (a slot has taken it).
@@ -68,16 +79,31 @@ class Scheduler {
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  // A queued job and its turn: the queue is in the order of turns, then of arrival.
+  struct Queued {
+    std::shared_ptr<Job> job;
+    int64_t turn = 0;
+  };
+  using Queue = std::deque<Queued>;
+
   void SlotLoop() ABSL_LOCKS_EXCLUDED(mu_);
   // The first queued job that can start now: one of world_size 1, or one whose
   // world_size - 1 remote workers are idle, and that fits in the memory budget.
-  std::deque<std::shared_ptr<Job>>::iterator FirstRunnable() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Queue::iterator FirstRunnable() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Queue::const_iterator Find(const Job& job) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The turn the job would take at the end of its lane, and where in the queue that is.
+  int64_t NextTurn(const Job& job) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  Queue::const_iterator PlaceOf(int64_t turn) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   const SchedulerOptions options_;
   WorkerPool& workers_;
   const RunFn run_;
   mutable absl::Mutex mu_;
-  std::deque<std::shared_ptr<Job>> queue_ ABSL_GUARDED_BY(mu_);
+  Queue queue_ ABSL_GUARDED_BY(mu_);
+  // The turn of the last job taken, and of the last job queued in each lane (its sweep's
+  // id, or "" for experiments started alone) that may still be queued.
+  int64_t current_turn_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, int64_t> lane_turns_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool held_ ABSL_GUARDED_BY(mu_);
   int running_ ABSL_GUARDED_BY(mu_) = 0;
