@@ -3,7 +3,8 @@
 //
 // Usage:
 //   gradlabd [--listen=127.0.0.1:50051] [--workers=1] [--threads_per_job=N]
-//            [--max_queue=100] [--data_dir=data] [--max_request_bytes=262144]
+//            [--max_queue=100] [--max_sweep_runs=100] [--data_dir=data]
+//            [--max_request_bytes=262144]
 //            [--state_dir=gradlab-state] [--keep_checkpoints=last,best]
 //            [--http_listen=127.0.0.1:8080] [--http_max_streams=64]
 //            [--tls_cert=FILE --tls_key=FILE [--tls_client_ca=FILE]]
@@ -57,6 +58,9 @@ ABSL_FLAG(int, threads_per_job, kDefaults.threads_per_job,
 ABSL_FLAG(int, max_queue, kDefaults.max_queue,
           "experiments that may wait in the queue; beyond it StartExperiment gives "
           "RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_sweep_runs, kDefaults.max_sweep_runs,
+          "the most runs (cells times seeds) one sweep may have, at most --max_queue; "
+          "beyond it StartSweep gives INVALID_ARGUMENT");
 ABSL_FLAG(std::string, max_run_memory, kDefaults.max_run_memory,
           "the most memory one run may be estimated to need (e.g. 6GiB; runs estimated above "
           "it are refused, and runs wait until they fit beside those running); default: "
@@ -209,6 +213,7 @@ gradlab::GradlabdFlags FlagValues() {
   flags.workers = absl::GetFlag(FLAGS_workers);
   flags.threads_per_job = absl::GetFlag(FLAGS_threads_per_job);
   flags.max_queue = absl::GetFlag(FLAGS_max_queue);
+  flags.max_sweep_runs = absl::GetFlag(FLAGS_max_sweep_runs);
   flags.max_run_memory = absl::GetFlag(FLAGS_max_run_memory);
   flags.data_dir = absl::GetFlag(FLAGS_data_dir);
   flags.allowed_data_dirs = absl::GetFlag(FLAGS_allowed_data_dirs);

@@ -51,6 +51,7 @@ absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int 
   RegistryOptions& registry = options.registry;
   registry.training_slots = flags.workers;
   registry.max_queue = flags.max_queue;
+  options.max_sweep_runs = flags.max_sweep_runs;
   registry.data_dir = flags.data_dir;
   registry.allowed_data_dirs = absl::StrSplit(flags.allowed_data_dirs, ',', absl::SkipWhitespace());
   registry.training_niceness = flags.training_niceness;
@@ -119,6 +120,11 @@ absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int 
         absl::StrCat("--max_queue: ", registry.max_queue,
                      " must be 1 or more (with no room in the queue, every experiment would be "
                      "refused)"));
+  }
+  if (flags.max_sweep_runs < 1 || flags.max_sweep_runs > registry.max_queue) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_sweep_runs: ", flags.max_sweep_runs, " must be 1 to --max_queue (",
+        registry.max_queue, "), so that a sweep that is allowed fits in an empty queue"));
   }
   options.tls = {flags.tls_cert, flags.tls_key, flags.tls_client_ca};
   if (!options.tls.ca.empty() && options.tls.cert.empty()) {

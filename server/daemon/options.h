@@ -19,6 +19,8 @@ struct GradlabdFlags {
   int workers = 1;
   int threads_per_job = 0;
   int max_queue = 100;
+  // At most max_queue, so that the largest sweep can be queued on an idle server.
+  int max_sweep_runs = 100;
   // A size ("6GiB"); empty: three quarters of the memory the machine or the cgroup allows,
   // less gradlabd's own at start, divided by --workers; "0": no limit.
   std::string max_run_memory;

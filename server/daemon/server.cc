@@ -46,15 +46,21 @@ absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOption
     if (!store.ok()) return store.status();
     options.registry.store = *std::move(store);
   }
+  const SweepOptions sweep_options{options.max_sweep_runs, options.registry.store,
+                                   options.registry.clock};
   absl::StatusOr<std::unique_ptr<ExperimentRegistry>> registry =
       ExperimentRegistry::Open(std::move(options.registry));
   if (!registry.ok()) return registry.status();
   std::unique_ptr<GradlabServer> server(new GradlabServer());
   server->registry_ = *std::move(registry);
+  absl::StatusOr<std::unique_ptr<SweepRegistry>> sweeps =
+      SweepRegistry::Open(*server->registry_, sweep_options);
+  if (!sweeps.ok()) return sweeps.status();
+  server->sweeps_ = *std::move(sweeps);
   server->authorizer_ = std::move(authorizer);
   server->limits_ = std::make_unique<ClientLimits>(options.limits);
   server->service_ = std::make_unique<ExperimentServiceImpl>(
-      *server->registry_, server->authorizer_.get(), *server->limits_);
+      *server->registry_, *server->sweeps_, server->authorizer_.get(), *server->limits_);
   server->worker_service_ = std::make_unique<WorkerServiceImpl>(server->registry_->worker_pool(),
                                                                 server->authorizer_.get());
   options.http.authorizer = server->authorizer_.get();
@@ -87,7 +93,7 @@ absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOption
   }
   if (!options.http.listen.empty()) {
     absl::StatusOr<std::unique_ptr<HttpServer>> http =
-        HttpServer::Start(options.http, *server->registry_, server->metrics_);
+        HttpServer::Start(options.http, *server->registry_, *server->sweeps_, server->metrics_);
     if (!http.ok()) {
       server->registry_->Shutdown();
       server->server_->Shutdown();
@@ -128,6 +134,7 @@ void GradlabServer::Shutdown() {
   // server_ is null when Start could not listen.
   if (server_ != nullptr) server_->GetHealthCheckService()->Shutdown();
   registry_->Shutdown();
+  sweeps_->Shutdown();
   if (http_ != nullptr) http_->Shutdown();
   // Streams have ended; unary calls in flight get a moment to finish.
   if (server_ != nullptr) {

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "common/tls_files.h"
 #include "server/experiments/experiment_registry.h"
+#include "server/experiments/sweep_registry.h"
 #include "server/http/http_server.h"
 #include "server/metrics/server_metrics.h"
 #include "server/service/experiment_service.h"
@@ -41,6 +42,8 @@ struct ServerOptions {
   std::string state_dir;
   StoreOptions store;
   RegistryOptions registry;
+  // The most runs one sweep may have (--max_sweep_runs).
+  int64_t max_sweep_runs = 100;
   // http.listen empty: no HTTP listener.
   HttpOptions http;
   // Whether Start lets the queue train once the server serves; false leaves that to
@@ -59,6 +62,7 @@ class GradlabServer {
   // 0 without an HTTP listener.
   int http_port() const { return http_ != nullptr ? http_->port() : 0; }
   ExperimentRegistry& registry() { return *registry_; }
+  SweepRegistry& sweeps() { return *sweeps_; }
 
   // Health turns NOT_SERVING, new experiments are refused, running trainings stop at
   // their next batch, open streams (gRPC and HTTP) end with UNAVAILABLE, and both
@@ -74,6 +78,8 @@ class GradlabServer {
   std::unique_ptr<TokenAuthorizer> authorizer_;  // null without --auth_tokens_file
   std::unique_ptr<ClientLimits> limits_;
   std::unique_ptr<ExperimentRegistry> registry_;
+  // Follows the registry's changes: destroyed before it.
+  std::unique_ptr<SweepRegistry> sweeps_;
   std::unique_ptr<ExperimentServiceImpl> service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::unique_ptr<ReflectionService> reflection_;  // grpc.reflection.v1alpha, read tokens

@@ -170,19 +170,21 @@ int HttpStatusFor(absl::StatusCode code) {
 }
 
 HttpServer::HttpServer(const HttpOptions& options, ExperimentRegistry& registry,
-                       ServerMetrics& metrics)
+                       const SweepRegistry& sweeps, ServerMetrics& metrics)
     : options_(options),
       registry_(registry),
+      sweeps_(sweeps),
       metrics_(metrics),
       server_(NewHttplibServer(options.tls)) {}
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& options,
                                                               ExperimentRegistry& registry,
+                                                              const SweepRegistry& sweeps,
                                                               ServerMetrics& metrics) {
   if (absl::Status status = CheckMaxStreams(options.max_streams); !status.ok()) return status;
   absl::StatusOr<HostPort> address = ParseHostPort(options.listen, "--http_listen");
   if (!address.ok()) return address.status();
-  std::unique_ptr<HttpServer> server(new HttpServer(options, registry, metrics));
+  std::unique_ptr<HttpServer> server(new HttpServer(options, registry, sweeps, metrics));
   // Every event stream holds a thread; a few more answer everything else.
   const int threads = options.max_streams + 8;
   server->server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
@@ -325,6 +327,20 @@ void HttpServer::AddRoutes() {
              [this](const httplib::Request& request, httplib::Response& response) {
                ServeEvents(request, response);
              });
+  server.Get(
+      "/api/v1/sweeps", [this](const httplib::Request& request, httplib::Response& response) {
+        absl::StatusOr<int64_t> page_size =
+            IntParam(request, "page_size", INT32_MIN, INT32_MAX, 0);  // checked by the registry
+        if (!page_size.ok()) return ReplyError(response, page_size.status());
+        v1::ListSweepsRequest list;
+        list.set_page_size(static_cast<int32_t>(*page_size));
+        list.set_page_token(request.get_param_value("page_token"));
+        Reply(response, sweeps_.ListSweeps(list));
+      });
+  server.Get(R"(/api/v1/sweeps/([^/]+))",
+             [this](const httplib::Request& request, httplib::Response& response) {
+               Reply(response, sweeps_.GetSweep(request.matches[1].str()));
+             });
   server.Get("/api/v1/watch", [this](const httplib::Request& request, httplib::Response& response) {
     StartEventStream(std::make_unique<ExperimentWatchStream>(registry_.changes()), "watch", request,
                      response);
@@ -335,7 +351,8 @@ void HttpServer::AddRoutes() {
                              request.method, " ", request.path,
                              ": no such page. GET /, /api/v1/experiments, /api/v1/experiments/ID, "
                              "/api/v1/experiments/ID/events, /api/v1/experiments/ID/snapshot, "
-                             "/api/v1/watch, /api/v1/server, /metrics or /healthz")));
+                             "/api/v1/sweeps, /api/v1/sweeps/ID, /api/v1/watch, /api/v1/server, "
+                             "/metrics or /healthz")));
   });
 }
 
@@ -404,6 +421,13 @@ std::string HttpServer::RenderMetrics() const {
   for (const v1::Experiment& experiment : experiments) ++by_state[experiment.state()];
   text.Family("gradlab_experiments", Type::kGauge, "Experiments the server knows, by state.");
   for (const auto& [state, count] : by_state) {
+    text.Sample({{"state", v1::ExperimentState_Name(state)}}, count);
+  }
+  std::map<v1::ExperimentState, int> sweeps_by_state = {
+      {v1::QUEUED, 0}, {v1::RUNNING, 0}, {v1::SUCCEEDED, 0}, {v1::FAILED, 0}, {v1::CANCELLED, 0}};
+  for (const auto& [state, count] : sweeps_.CountByState()) sweeps_by_state[state] = count;
+  text.Family("gradlab_sweeps", Type::kGauge, "Sweeps the server knows, by state.");
+  for (const auto& [state, count] : sweeps_by_state) {
     text.Sample({{"state", v1::ExperimentState_Name(state)}}, count);
   }
   const v1::ServerInfo info = registry_.ServerInfo();

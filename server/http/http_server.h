@@ -35,6 +35,7 @@
 #include "server/auth/client_limits.h"
 #include "server/auth/token_authorizer.h"
 #include "server/experiments/experiment_registry.h"
+#include "server/experiments/sweep_registry.h"
 #include "server/http/host_check.h"
 #include "server/metrics/server_metrics.h"
 
@@ -82,11 +83,12 @@ absl::Status CheckMaxStreams(int max_streams);
 // The HTTP status for a status code of the API (the mapping gRPC's HTTP gateways use).
 int HttpStatusFor(absl::StatusCode code);
 
-// Thread-safe. The registry and metrics must outlive it.
+// Thread-safe. The registries and metrics must outlive it.
 class HttpServer {
  public:
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const HttpOptions& options,
                                                            ExperimentRegistry& registry,
+                                                           const SweepRegistry& sweeps,
                                                            ServerMetrics& metrics);
   // Shutdown().
   ~HttpServer();
@@ -98,7 +100,8 @@ class HttpServer {
   void Shutdown();
 
  private:
-  HttpServer(const HttpOptions& options, ExperimentRegistry& registry, ServerMetrics& metrics);
+  HttpServer(const HttpOptions& options, ExperimentRegistry& registry, const SweepRegistry& sweeps,
+             ServerMetrics& metrics);
   void AddRoutes();
   void ServeEvents(const httplib::Request& request, httplib::Response& response);
   void ServeWatch(httplib::Response& response);
@@ -109,6 +112,7 @@ class HttpServer {
 
   const HttpOptions options_;
   ExperimentRegistry& registry_;
+  const SweepRegistry& sweeps_;
   ServerMetrics& metrics_;
   std::unique_ptr<httplib::Server> server_;
   int port_ = 0;

@@ -200,13 +200,74 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::StartExperiment(
   if (absl::Status allowed = Authorize(context, Role::kWrite); !allowed.ok()) {
     return Reply("StartExperiment", context, allowed);
   }
-  // Each caller has its own budget: its token, or its address on a server without tokens.
-  const std::string caller = authorizer_ != nullptr ? std::string(AuthorizationOf(context))
-                                                    : ClientAddress(context->peer());
-  if (absl::Status allowed = limits_.AllowStart(caller); !allowed.ok()) {
+  if (absl::Status allowed = AllowStart(context); !allowed.ok()) {
     return Reply("StartExperiment", context, allowed);
   }
   return Reply("StartExperiment", context, registry_.StartExperiment(*request), response);
+}
+
+absl::Status ExperimentServiceImpl::AllowStart(grpc::CallbackServerContext* context) {
+  // Each caller has its own budget: its token, or its address on a server without tokens.
+  const std::string caller = authorizer_ != nullptr ? std::string(AuthorizationOf(context))
+                                                    : ClientAddress(context->peer());
+  return limits_.AllowStart(caller);
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::StartSweep(grpc::CallbackServerContext* context,
+                                                            const v1::StartSweepRequest* request,
+                                                            v1::Sweep* response) {
+  if (absl::Status allowed = Authorize(context, Role::kWrite); !allowed.ok()) {
+    return Reply("StartSweep", context, allowed);
+  }
+  if (absl::Status allowed = AllowStart(context); !allowed.ok()) {
+    return Reply("StartSweep", context, allowed);
+  }
+  return Reply("StartSweep", context, sweeps_.StartSweep(*request), response);
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::GetSweep(grpc::CallbackServerContext* context,
+                                                          const v1::GetSweepRequest* request,
+                                                          v1::Sweep* response) {
+  if (absl::Status allowed = Authorize(context, Role::kRead); !allowed.ok()) {
+    return Reply("GetSweep", context, allowed);
+  }
+  return Reply("GetSweep", context, sweeps_.GetSweep(request->id()), response);
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::ListSweeps(grpc::CallbackServerContext* context,
+                                                            const v1::ListSweepsRequest* request,
+                                                            v1::ListSweepsResponse* response) {
+  if (absl::Status allowed = Authorize(context, Role::kRead); !allowed.ok()) {
+    return Reply("ListSweeps", context, allowed);
+  }
+  return Reply("ListSweeps", context, sweeps_.ListSweeps(*request), response);
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelSweep(grpc::CallbackServerContext* context,
+                                                             const v1::CancelSweepRequest* request,
+                                                             v1::Sweep* response) {
+  if (absl::Status allowed = Authorize(context, Role::kWrite); !allowed.ok()) {
+    return Reply("CancelSweep", context, allowed);
+  }
+  // Answered once every run has stopped, on the thread of the last.
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  sweeps_.CancelSweep(request->id(),
+                      [context, reactor, response](absl::StatusOr<v1::Sweep> result) {
+                        if (result.ok()) *response = *std::move(result);
+                        const grpc::Status status = ToGrpcStatus(result.status());
+                        LogFailure("CancelSweep", context, status);
+                        reactor->Finish(status);
+                      });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::DeleteSweep(grpc::CallbackServerContext* context,
+                                                             const v1::DeleteSweepRequest* request,
+                                                             v1::DeleteSweepResponse*) {
+  if (absl::Status allowed = Authorize(context, Role::kWrite); !allowed.ok()) {
+    return Reply("DeleteSweep", context, allowed);
+  }
+  return Reply("DeleteSweep", context, sweeps_.DeleteSweep(request->id()));
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetExperiment(

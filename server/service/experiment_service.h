@@ -10,19 +10,21 @@
 #include "server/auth/client_limits.h"
 #include "server/auth/token_authorizer.h"
 #include "server/experiments/experiment_registry.h"
+#include "server/experiments/sweep_registry.h"
 
 namespace gradlab {
 
-// Thread-safe; the registry must outlive it.
+// Thread-safe; the registries must outlive it.
 class ExperimentServiceImpl final : public v1::ExperimentService::CallbackService {
  public:
   // `authorizer` null: every call is allowed; otherwise each needs a token of the role
   // its method requires (read, or write for StartExperiment, CancelExperiment,
-  // DeleteExperiment and ExportModel). All must outlive it.
-  // `limits` bounds each client's open streams and each caller's StartExperiment rate.
-  ExperimentServiceImpl(ExperimentRegistry& registry, const TokenAuthorizer* authorizer,
-                        ClientLimits& limits)
-      : registry_(registry), authorizer_(authorizer), limits_(limits) {}
+  // DeleteExperiment, ExportModel and the sweeps' Start, Cancel and Delete). All must
+  // outlive it. `limits` bounds each client's open streams and each caller's rate of
+  // StartExperiment and StartSweep calls.
+  ExperimentServiceImpl(ExperimentRegistry& registry, SweepRegistry& sweeps,
+                        const TokenAuthorizer* authorizer, ClientLimits& limits)
+      : registry_(registry), sweeps_(sweeps), authorizer_(authorizer), limits_(limits) {}
 
   grpc::ServerUnaryReactor* StartExperiment(grpc::CallbackServerContext* context,
                                             const v1::StartExperimentRequest* request,
@@ -50,8 +52,26 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
       grpc::CallbackServerContext* context, const v1::StreamGradientsRequest* request) override;
   grpc::ServerWriteReactor<v1::Experiment>* WatchExperiments(
       grpc::CallbackServerContext* context, const v1::WatchExperimentsRequest* request) override;
+  grpc::ServerUnaryReactor* StartSweep(grpc::CallbackServerContext* context,
+                                       const v1::StartSweepRequest* request,
+                                       v1::Sweep* response) override;
+  grpc::ServerUnaryReactor* GetSweep(grpc::CallbackServerContext* context,
+                                     const v1::GetSweepRequest* request,
+                                     v1::Sweep* response) override;
+  grpc::ServerUnaryReactor* ListSweeps(grpc::CallbackServerContext* context,
+                                       const v1::ListSweepsRequest* request,
+                                       v1::ListSweepsResponse* response) override;
+  grpc::ServerUnaryReactor* CancelSweep(grpc::CallbackServerContext* context,
+                                        const v1::CancelSweepRequest* request,
+                                        v1::Sweep* response) override;
+  grpc::ServerUnaryReactor* DeleteSweep(grpc::CallbackServerContext* context,
+                                        const v1::DeleteSweepRequest* request,
+                                        v1::DeleteSweepResponse* response) override;
 
  private:
+  // OK when the caller may start another experiment or sweep now, or RESOURCE_EXHAUSTED.
+  absl::Status AllowStart(grpc::CallbackServerContext* context);
+
   // OK, or why the call's "authorization" metadata does not allow `needed`.
   absl::Status Authorize(grpc::CallbackServerContext* context, Role needed) const;
 
@@ -60,6 +80,7 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
       grpc::CallbackServerContext* context);
 
   ExperimentRegistry& registry_;
+  SweepRegistry& sweeps_;
   const TokenAuthorizer* const authorizer_;
   ClientLimits& limits_;
 };
