@@ -540,6 +540,200 @@ int Cli::Report(const std::vector<std::string>& ids, const std::string& path) {
   return kExitOk;
 }
 
+int Cli::StartSweep(const v1::StartSweepRequest& request, bool follow) {
+  v1::Sweep sweep;
+  grpc::Status status = stub_->StartSweep(UnaryContext().get(), request, &sweep);
+  if (!status.ok()) return Fail(status);
+  if (!follow) {
+    if (options_.json) {
+      PrintJson(sweep);
+    } else {
+      out_ << sweep.id() << "\n";
+      err_ << sweep.cells_size() << " cells x " << sweep.seeds_size()
+           << " seeds: " << sweep.runs_total() << " runs queued\n";
+    }
+    return kExitOk;
+  }
+  if (!options_.json) {
+    out_ << "sweep " << sweep.id() << ": " << sweep.cells_size() << " cells x "
+         << sweep.seeds_size() << " seeds, " << sweep.runs_total() << " runs queued" << std::endl;
+  }
+  return FollowSweep(sweep);
+}
+
+int Cli::FollowSweep(const v1::Sweep& sweep) {
+  // Which cell and seed each run is.
+  std::map<std::string, std::string> run_names;
+  for (const v1::SweepCell& cell : sweep.cells()) {
+    for (int s = 0; s < cell.experiment_ids_size() && s < sweep.seeds_size(); ++s) {
+      run_names[cell.experiment_ids(s)] =
+          absl::StrCat(cell.description(), ", seed ", sweep.seeds(s));
+    }
+  }
+  std::map<std::string, int> epochs_shown;
+  std::set<std::string> finished;
+  {
+    grpc::ClientContext context;
+    auto watch = stub_->WatchExperiments(&context, {});
+    v1::Experiment update;
+    while (finished.size() < run_names.size() && watch->Read(&update)) {
+      auto run = run_names.find(update.id());
+      if (run == run_names.end()) continue;
+      if (IsFinished(update.state()) || update.deleted()) finished.insert(update.id());
+      if (options_.json) continue;
+      if (update.last_metrics().epoch() > epochs_shown[update.id()]) {
+        epochs_shown[update.id()] = update.last_metrics().epoch();
+        out_ << absl::StrFormat("[%d/%d done] %s: %s", finished.size(), run_names.size(),
+                                run->second, EpochLine(update.last_metrics()))
+             << std::endl;
+      } else if (IsFinished(update.state())) {
+        out_ << absl::StrFormat("[%d/%d done] %s: %s", finished.size(), run_names.size(),
+                                run->second, v1::ExperimentState_Name(update.state()))
+             << std::endl;
+      }
+    }
+    context.TryCancel();
+    grpc::Status status = watch->Finish();
+    if (finished.size() < run_names.size()) return Fail(status);
+  }
+  // The server refreshes the aggregate just after the last run's change: wait for it.
+  v1::Sweep done;
+  const absl::Time deadline = absl::Now() + options_.timeout;
+  do {
+    v1::GetSweepRequest request;
+    request.set_id(sweep.id());
+    grpc::Status status = stub_->GetSweep(UnaryContext().get(), request, &done);
+    if (!status.ok()) return Fail(status);
+    if (IsFinished(done.state())) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  } while (absl::Now() < deadline);
+  if (options_.json) {
+    PrintJson(done);
+  } else {
+    out_ << "\n" << SweepTable(done);
+  }
+  return done.state() == v1::SUCCEEDED ? kExitOk : kExitRunNotSucceeded;
+}
+
+int Cli::ListSweeps(int limit) {
+  std::vector<v1::Sweep> sweeps;
+  v1::ListSweepsRequest request;
+  do {
+    request.set_page_size(std::min(limit - static_cast<int>(sweeps.size()), kMaxPageSize));
+    v1::ListSweepsResponse response;
+    grpc::Status status = stub_->ListSweeps(UnaryContext().get(), request, &response);
+    if (!status.ok()) return Fail(status);
+    sweeps.insert(sweeps.end(), response.sweeps().begin(), response.sweeps().end());
+    request.set_page_token(response.next_page_token());
+  } while (!request.page_token().empty() && static_cast<int>(sweeps.size()) < limit);
+  if (options_.json) {
+    for (const v1::Sweep& sweep : sweeps) PrintJson(sweep);
+  } else {
+    out_ << SweepListTable(sweeps);
+  }
+  return kExitOk;
+}
+
+int Cli::GetSweep(const std::string& id) {
+  v1::GetSweepRequest request;
+  request.set_id(id);
+  v1::Sweep sweep;
+  grpc::Status status = stub_->GetSweep(UnaryContext().get(), request, &sweep);
+  if (!status.ok()) return Fail(status);
+  if (options_.json) {
+    PrintJson(sweep);
+  } else {
+    out_ << SweepTable(sweep);
+  }
+  return kExitOk;
+}
+
+int Cli::CancelSweep(const std::string& id) {
+  v1::CancelSweepRequest request;
+  request.set_id(id);
+  v1::Sweep sweep;
+  // The answer comes once every running run has stopped, within one batch each.
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout + absl::Seconds(60)));
+  grpc::Status status = stub_->CancelSweep(context.get(), request, &sweep);
+  if (!status.ok()) return Fail(status);
+  if (options_.json) {
+    PrintJson(sweep);
+  } else {
+    out_ << sweep.id() << " " << v1::ExperimentState_Name(sweep.state()) << "\n";
+  }
+  return kExitOk;
+}
+
+int Cli::DeleteSweep(const std::string& id) {
+  v1::DeleteSweepRequest request;
+  request.set_id(id);
+  v1::DeleteSweepResponse response;
+  grpc::Status status = stub_->DeleteSweep(UnaryContext().get(), request, &response);
+  if (!status.ok()) return Fail(status);
+  if (!options_.json) out_ << "deleted sweep " << id << " and its runs\n";
+  return kExitOk;
+}
+
+int Cli::ExportMetrics(const std::string& id, const std::string& path) {
+  // A sweep's id, else an experiment's.
+  std::optional<v1::Sweep> sweep;
+  std::vector<std::string> ids;
+  {
+    v1::GetSweepRequest request;
+    request.set_id(id);
+    v1::Sweep found;
+    grpc::Status status = stub_->GetSweep(UnaryContext().get(), request, &found);
+    if (status.ok()) {
+      for (const v1::SweepCell& cell : found.cells()) {
+        ids.insert(ids.end(), cell.experiment_ids().begin(), cell.experiment_ids().end());
+      }
+      sweep = std::move(found);
+    } else if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+      ids.push_back(id);
+    } else {
+      return Fail(status);
+    }
+  }
+  std::vector<RunEpochs> runs;
+  for (const std::string& run_id : ids) {
+    RunEpochs& run = runs.emplace_back();
+    grpc::Status status = GetExperiment(run_id, &run.experiment);
+    // A sweep's run deleted since has no rows.
+    if (sweep.has_value() && status.error_code() == grpc::StatusCode::NOT_FOUND) {
+      runs.pop_back();
+      continue;
+    }
+    if (!status.ok()) return Fail(status);
+    v1::StreamMetricsRequest request;
+    request.set_id(run_id);
+    request.set_follow(false);
+    grpc::ClientContext context;
+    auto reader = stub_->StreamMetrics(&context, request);
+    for (v1::MetricsEvent event; reader->Read(&event);) {
+      if (event.has_epoch_metrics()) run.epochs.push_back(event.epoch_metrics());
+    }
+    if (grpc::Status read = reader->Finish(); !read.ok()) return Fail(read);
+  }
+  const std::string csv = MetricsCsv(sweep.has_value() ? &*sweep : nullptr, runs);
+  if (path.empty()) {
+    out_ << csv;
+    return kExitOk;
+  }
+  const std::string partial = path + ".partial";
+  {
+    std::ofstream file(partial, std::ios::binary | std::ios::trunc);
+    file << csv;
+    file.close();
+    if (!file) {
+      std::remove(partial.c_str());
+      err_ << "gradlab: cannot write " << partial << ": " << std::strerror(errno) << "\n";
+      return kExitError;
+    }
+  }
+  return MoveIntoPlace(partial, path) ? kExitOk : kExitError;
+}
+
 int Cli::Info() {
   v1::ServerInfo info;
   grpc::Status status = stub_->GetServerInfo(UnaryContext().get(), {}, &info);

@@ -66,6 +66,16 @@ class Cli {
   // Writes the experiments' curves and gradient flow to `path` as one self-contained
   // HTML file (see report.h), through a temporary file.
   int Report(const std::vector<std::string>& ids, const std::string& path);
+  // Starts the sweep; with `follow`, shows each run's epochs as they finish and, once
+  // every run has, the sweep's table; otherwise prints its id.
+  int StartSweep(const v1::StartSweepRequest& request, bool follow);
+  int ListSweeps(int limit);
+  int GetSweep(const std::string& id);
+  int CancelSweep(const std::string& id);
+  int DeleteSweep(const std::string& id);
+  // The per-epoch metrics of an experiment, or of every run of a sweep, as tidy CSV (see
+  // MetricsCsv) to `path` (through a temporary file), or to stdout when it is empty.
+  int ExportMetrics(const std::string& id, const std::string& path);
   int Info();
   int Health();
 
@@ -79,6 +89,8 @@ class Cli {
   grpc::Status FollowMetrics(const std::string& id,
                              const std::function<void(const v1::MetricsEvent&)>& on_event);
   grpc::Status GetExperiment(const std::string& id, v1::Experiment* experiment);
+  // Shows the sweep's runs' epochs as they finish, until every run has; then its table.
+  int FollowSweep(const v1::Sweep& sweep);
   // Renames a fully written `partial` file to `path`; on failure says why and removes it.
   bool MoveIntoPlace(const std::string& partial, const std::string& path);
   // Everything the server keeps of an experiment's events, without following.

@@ -1,6 +1,7 @@
 #include "client/format.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <map>
 #include <set>
@@ -9,8 +10,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
 #include "common/byte_size.h"
+#include "common/client_text.h"
+#include "common/sweep_grid.h"
 
 namespace gradlab {
 namespace {
@@ -29,23 +33,60 @@ std::string TimeText(const google::protobuf::Timestamp& timestamp) {
                           absl::UTCTimeZone());
 }
 
-// Left-aligned columns, two spaces apart; numbers are right-aligned by the caller.
+// Left-aligned columns, two spaces apart, counted in characters ("±" is one); numbers are
+// right-aligned by the caller.
 std::string Table(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> widths;
   for (const auto& row : rows) {
     widths.resize(std::max(widths.size(), row.size()));
-    for (size_t c = 0; c < row.size(); ++c) widths[c] = std::max(widths[c], row[c].size());
+    for (size_t c = 0; c < row.size(); ++c) {
+      widths[c] = std::max(widths[c], CharacterCount(row[c]));
+    }
   }
   std::string out;
   for (const auto& row : rows) {
     std::string line;
     for (size_t c = 0; c < row.size(); ++c) {
       absl::StrAppend(&line, row[c]);
-      if (c + 1 < row.size()) line.append(widths[c] - row[c].size() + 2, ' ');
+      if (c + 1 < row.size()) line.append(widths[c] - CharacterCount(row[c]) + 2, ' ');
     }
     absl::StrAppend(&out, line, "\n");
   }
   return out;
+}
+
+// "71.23 ± 0.45%" (std shown with two runs or more), "-" over no runs.
+std::string PercentSpread(const v1::Spread& spread) {
+  if (spread.count() == 0) return "-";
+  if (spread.count() == 1) return Percent(spread.mean());
+  return absl::StrFormat("%.2f ± %.2f%%", 100 * spread.mean(), 100 * spread.std());
+}
+
+// "1.2345 ± 0.0123" for a loss.
+std::string LossSpread(const v1::Spread& spread) {
+  if (spread.count() == 0) return "-";
+  if (spread.count() == 1) return absl::StrFormat("%.4f", spread.mean());
+  return absl::StrFormat("%.4f ± %.4f", spread.mean(), spread.std());
+}
+
+// "3.1e-05 ± 2.0e-06" for a gradient norm, which spans decades.
+std::string NormSpread(const v1::Spread& spread) {
+  if (spread.count() == 0) return "-";
+  if (spread.count() == 1) return absl::StrFormat("%.2g", spread.mean());
+  return absl::StrFormat("%.2g ± %.1g", spread.mean(), spread.std());
+}
+
+// A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
+std::string CsvField(absl::string_view text) {
+  if (text.find_first_of(",\"\r\n") == absl::string_view::npos) return std::string(text);
+  return absl::StrCat("\"", absl::StrReplaceAll(text, {{"\"", "\"\""}}), "\"");
+}
+
+// The shortest text that CSV readers parse back to exactly `value`.
+std::string CsvNumber(double value) {
+  char text[32];
+  const std::to_chars_result end = std::to_chars(text, text + sizeof(text), value);
+  return std::string(text, end.ptr);
 }
 
 }  // namespace
@@ -222,6 +263,93 @@ std::string ComparisonTable(const std::vector<ComparisonRow>& rows) {
                                         : "-"});
   }
   return Table(table);
+}
+
+std::string SweepTable(const v1::Sweep& sweep) {
+  std::string out = absl::StrFormat(
+      "sweep %s%s: %s, %d/%d runs done, seeds %s\n", sweep.id(),
+      sweep.name().empty() ? "" : absl::StrCat(" (", sweep.name(), ")"), StateName(sweep.state()),
+      sweep.runs_done(), sweep.runs_total(), absl::StrJoin(sweep.seeds(), ","));
+  std::vector<std::vector<std::string>> rows = {{"CELL", "RUNS", "FINAL TEST ACC", "BEST TEST ACC",
+                                                 "FINAL TRAIN LOSS", "STEP-1 GRAD FIRST",
+                                                 "STEP-1 GRAD LAST"}};
+  for (const v1::SweepCell& cell : sweep.cells()) {
+    const int done = cell.runs_succeeded() + cell.runs_failed() + cell.runs_cancelled();
+    std::string runs = absl::StrCat(done, "/", cell.experiment_ids_size());
+    if (cell.runs_failed() > 0) absl::StrAppend(&runs, " (", cell.runs_failed(), " failed)");
+    if (cell.runs_cancelled() > 0) {
+      absl::StrAppend(&runs, " (", cell.runs_cancelled(), " cancelled)");
+    }
+    rows.push_back({cell.description(), runs, PercentSpread(cell.final_test_accuracy()),
+                    PercentSpread(cell.best_test_accuracy()), LossSpread(cell.final_train_loss()),
+                    NormSpread(cell.first_layer_step1_grad_norm()),
+                    NormSpread(cell.last_layer_step1_grad_norm())});
+  }
+  return out + Table(rows);
+}
+
+std::string SweepListTable(const std::vector<v1::Sweep>& sweeps) {
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "NAME", "STATE", "RUNS", "CELLS", "SEEDS", "CREATED (UTC)"}};
+  for (const v1::Sweep& sweep : sweeps) {
+    rows.push_back({sweep.id(), sweep.name().empty() ? "-" : sweep.name(), StateName(sweep.state()),
+                    absl::StrCat(sweep.runs_done(), "/", sweep.runs_total()),
+                    absl::StrCat(sweep.cells_size()), absl::StrCat(sweep.seeds_size()),
+                    TimeText(sweep.created_time())});
+  }
+  return Table(rows);
+}
+
+std::string MetricsCsv(const v1::Sweep* sweep, const std::vector<RunEpochs>& runs) {
+  std::vector<std::string> axes;
+  if (sweep != nullptr) {
+    for (const v1::SweepAxis& axis : sweep->spec().axes()) axes.push_back(axis.field());
+  }
+  std::vector<std::string> fixed;
+  for (const char* field : {"model", "dataset", "seed"}) {
+    if (std::find(axes.begin(), axes.end(), field) == axes.end()) fixed.push_back(field);
+  }
+  std::vector<std::string> header = {"experiment", "name", "sweep", "cell"};
+  header.insert(header.end(), axes.begin(), axes.end());
+  header.insert(header.end(), fixed.begin(), fixed.end());
+  header.insert(header.end(),
+                {"epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                 "best_test_accuracy", "learning_rate", "epoch_seconds", "images_per_second"});
+  std::vector<std::string> lines = {absl::StrJoin(header, ",")};
+  // Each run's cell (and its values), by experiment id.
+  std::map<std::string, const v1::SweepCell*> cell_of;
+  if (sweep != nullptr) {
+    for (const v1::SweepCell& cell : sweep->cells()) {
+      for (const std::string& id : cell.experiment_ids()) cell_of[id] = &cell;
+    }
+  }
+  for (const RunEpochs& run : runs) {
+    const v1::Experiment& e = run.experiment;
+    auto cell = cell_of.find(e.id());
+    std::vector<std::string> prefix = {
+        CsvField(e.id()), CsvField(e.name()), sweep != nullptr ? CsvField(sweep->id()) : "",
+        cell != cell_of.end() ? absl::StrCat(cell->second->index()) : ""};
+    for (size_t a = 0; a < axes.size(); ++a) {
+      const bool known = cell != cell_of.end() && static_cast<int>(a) < cell->second->values_size();
+      prefix.push_back(known ? CsvField(SweepValueText(cell->second->values(static_cast<int>(a))))
+                             : "");
+    }
+    for (const std::string& field : fixed) {
+      prefix.push_back(field == "model"     ? CsvField(e.spec().model())
+                       : field == "dataset" ? CsvField(e.spec().dataset())
+                                            : absl::StrCat(e.spec().seed()));
+    }
+    for (const v1::EpochMetrics& m : run.epochs) {
+      std::vector<std::string> row = prefix;
+      row.insert(row.end(),
+                 {absl::StrCat(m.epoch()), CsvNumber(m.train_loss()), CsvNumber(m.train_accuracy()),
+                  CsvNumber(m.test_loss()), CsvNumber(m.test_accuracy()),
+                  CsvNumber(m.best_test_accuracy()), CsvNumber(m.learning_rate()),
+                  CsvNumber(m.epoch_seconds()), CsvNumber(m.images_per_second())});
+      lines.push_back(absl::StrJoin(row, ","));
+    }
+  }
+  return absl::StrCat(absl::StrJoin(lines, "\r\n"), "\r\n");
 }
 
 std::string ServerInfoText(const v1::ServerInfo& info) {

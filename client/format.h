@@ -48,6 +48,26 @@ std::string ComparisonTable(const std::vector<ComparisonRow>& rows);
 // The first conv/linear layer's weight-gradient norm over the last one's (0 if none).
 double FirstToLastGradRatio(const v1::GradientSnapshot& snapshot);
 
+// A sweep: a line for the sweep (id, name, state, runs done, seeds), then one row per
+// cell: its runs done, and mean +- standard deviation over its seeds of the final and best
+// test accuracy, the final train loss and the step-1 gradient norms of the first and last
+// weights.
+std::string SweepTable(const v1::Sweep& sweep);
+
+// ID, NAME, STATE, RUNS (done/total), CELLS, SEEDS, CREATED (UTC).
+std::string SweepListTable(const std::vector<v1::Sweep>& sweeps);
+
+// One run's finished epochs, for MetricsCsv.
+struct RunEpochs {
+  v1::Experiment experiment;
+  std::vector<v1::EpochMetrics> epochs;
+};
+
+// Tidy CSV (RFC 4180): a header, then one row per run and epoch: experiment, name, sweep,
+// cell, each of the sweep's axes' fields (with `sweep` given), model, dataset and seed
+// (unless they are axes), epoch and its metrics. `sweep` null: runs of no sweep.
+std::string MetricsCsv(const v1::Sweep* sweep, const std::vector<RunEpochs>& runs);
+
 std::string ServerInfoText(const v1::ServerInfo& info);
 
 // "1h02m03s", "4m05s", "12.3s".

@@ -157,5 +157,72 @@ TEST(FormatTest, FinalStateLine) {
   EXPECT_EQ(FinalStateLine(e), "FAILED after 0 epochs: test_batch.bin: cannot open");
 }
 
+v1::Sweep TwoCellSweep() {
+  return Parse<v1::Sweep>(R"pb(
+    id: "swp12345"
+    name: "bn, \"quoted\""
+    state: RUNNING
+    seeds: [ 42, 43 ]
+    runs_total: 4
+    runs_done: 3
+    spec { axes { field: "batch_norm" } }
+    cells {
+      index: 0
+      description: "batch_norm=false"
+      values { bool_value: false }
+      experiment_ids: [ "aaaa1111", "bbbb2222" ]
+      runs_succeeded: 1
+      runs_failed: 1
+      final_test_accuracy { count: 1 mean: 0.1 min: 0.1 max: 0.1 }
+      best_test_accuracy { count: 1 mean: 0.1 min: 0.1 max: 0.1 }
+      final_train_loss { count: 1 mean: 2.302585 min: 2.302585 max: 2.302585 }
+      first_layer_step1_grad_norm { count: 2 mean: 3.1e-7 std: 2e-8 }
+      last_layer_step1_grad_norm { count: 2 mean: 0.052 std: 0.004 }
+    }
+    cells {
+      index: 1
+      description: "batch_norm=true"
+      values { bool_value: true }
+      experiment_ids: [ "cccc3333", "dddd4444" ]
+      runs_succeeded: 1
+      final_test_accuracy { count: 1 mean: 0.7123 }
+    }
+  )pb");
+}
+
+TEST(FormatTest, SweepTableShowsMeanAndSpreadPerCell) {
+  v1::Sweep sweep = TwoCellSweep();
+  sweep.mutable_cells(0)->mutable_final_test_accuracy()->set_count(2);
+  sweep.mutable_cells(0)->mutable_final_test_accuracy()->set_std(0.0123);
+  ExpectGolden("sweep_table.txt", SweepTable(sweep));
+  ExpectGolden("sweep_list.txt", SweepListTable({sweep}));
+}
+
+TEST(FormatTest, MetricsCsvHasARowPerRunAndEpochWithItsCellAndQuotesWhatItMust) {
+  const v1::Sweep sweep = TwoCellSweep();
+  std::vector<RunEpochs> runs(2);
+  runs[0].experiment =
+      Parse<v1::Experiment>(R"pb(id: "aaaa1111"
+                                 name: "bn, run 1"
+                                 spec { model: "deep_cnn" dataset: "synthetic" seed: 42 })pb");
+  runs[0].epochs = {Parse<v1::EpochMetrics>("epoch: 1 train_loss: 2.5 test_accuracy: 0.1"),
+                    Parse<v1::EpochMetrics>("epoch: 2 train_loss: 0.1 test_accuracy: 0.3")};
+  runs[1].experiment =
+      Parse<v1::Experiment>(R"pb(id: "cccc3333"
+                                 spec { model: "deep_cnn" dataset: "synthetic" seed: 42 })pb");
+  runs[1].epochs = {Parse<v1::EpochMetrics>("epoch: 1 train_loss: 2.25 test_accuracy: 0.5")};
+  ExpectGolden("sweep_metrics.csv", MetricsCsv(&sweep, runs));
+  // An experiment of no sweep: no axes' columns, its own model, dataset and seed.
+  runs.pop_back();
+  const std::string alone = MetricsCsv(nullptr, runs);
+  EXPECT_EQ(alone.substr(0, alone.find("\r\n")),
+            "experiment,name,sweep,cell,model,dataset,seed,epoch,train_loss,train_accuracy,"
+            "test_loss,test_accuracy,best_test_accuracy,learning_rate,epoch_seconds,"
+            "images_per_second");
+  EXPECT_NE(alone.find("aaaa1111,\"bn, run 1\",,,deep_cnn,synthetic,42,2,0.1,0,0,0.3,"),
+            std::string::npos)
+      << alone;
+}
+
 }  // namespace
 }  // namespace gradlab

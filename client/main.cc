@@ -10,11 +10,13 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "client/cli.h"
+#include "common/sweep_grid.h"
 #include "common/version.h"
 
 // Global flags.
@@ -72,6 +74,10 @@ ABSL_FLAG(std::vector<std::string>, models,
 ABSL_FLAG(std::vector<std::string>, ids, {}, "compare: existing experiments instead of new ones");
 ABSL_FLAG(std::string, output, "", "export, report: the file to write (-o)");
 ABSL_FLAG(std::string, which, "best", "export: best or last");
+ABSL_FLAG(std::string, format, "csv", "export-metrics: csv (the only format)");
+ABSL_FLAG(std::string, vary, "", "sweep: an axis, FIELD=V1,V2,... (repeat for more axes)");
+ABSL_FLAG(std::optional<int>, seeds, std::nullopt, "sweep: N seeds, --seed (default 42) to +N-1");
+ABSL_FLAG(std::vector<std::string>, seed_list, {}, "sweep: these seeds, e.g. 1,7,42");
 
 namespace {
 
@@ -101,6 +107,20 @@ commands:
   report ID... -o FILE  the experiments' curves and gradient flow as one self-contained
                         HTML file (opens offline; several ids add a comparison)
   delete ID             remove a finished experiment, its history and its checkpoints
+  sweep --vary FIELD=V1,V2 [--vary ...] [--seeds=N | --seed_list=A,B] [spec flags]
+        [--nofollow] [--request_id=ID]
+                        one experiment per cell of the grid (every value of each --vary
+                        axis) and seed, queued together; shows each run's epochs, then
+                        the table of each cell's mean +- std over its seeds. --name and
+                        --labels are the sweep's; --nofollow prints its id
+  export-metrics ID [-o FILE] [--format=csv]
+                        the epochs' metrics of an experiment, or of every run of a sweep
+                        (ID a sweep's), as tidy CSV: one row per run and epoch, with its
+                        sweep, cell, axes' values and seed; to stdout without -o
+  sweeps [--limit=N]    sweeps, newest first
+  sweep-get ID          a sweep's table
+  sweep-cancel ID       cancel a sweep's queued and running runs
+  sweep-delete ID       remove a finished sweep and all of its runs
   info                  the server's models, datasets and capacity
   health                the server's health (exit 0 when SERVING)
 
@@ -165,7 +185,15 @@ std::map<std::string, std::set<std::string>> CommandFlags() {
   submit.insert({"follow", "request_id"});
   std::set<std::string> compare = spec;
   compare.insert({"models", "ids", "request_id"});
+  std::set<std::string> sweep = spec;
+  sweep.insert({"vary", "seeds", "seed_list", "follow", "request_id"});
   return {{"submit", submit},
+          {"sweep", sweep},
+          {"sweeps", {"limit"}},
+          {"export-metrics", {"output", "format"}},
+          {"sweep-get", {}},
+          {"sweep-cancel", {}},
+          {"sweep-delete", {}},
           {"list", {"state", "limit"}},
           {"get", {}},
           {"cancel", {}},
@@ -190,8 +218,9 @@ int UsageError(const std::string& message) {
 // Parses argv with the flags above. Unlike absl::ParseCommandLine, which exits with 1 on
 // a bad flag, this reports usage errors with gradlab's own exit code. Accepts --name=value,
 // --name value (not for booleans), --name and --noname for booleans.
+// --vary may be given more than once: each value is kept, in order, in `axes`.
 int ParseArgs(int argc, char** argv, std::vector<std::string>& positional,
-              std::set<std::string>& given) {
+              std::set<std::string>& given, std::vector<std::string>& axes) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--") {
@@ -237,6 +266,7 @@ int ParseArgs(int argc, char** argv, std::vector<std::string>& positional,
       return UsageError(absl::StrCat("--", name, "=", *value, ": ", error));
     }
     given.insert(name);
+    if (name == "vary") axes.push_back(*value);
   }
   return gradlab::kExitOk;
 }
@@ -283,6 +313,41 @@ absl::StatusOr<gradlab::v1::StartExperimentRequest> RequestFromFlags() {
   return request;
 }
 
+// The sweep the flags describe: the spec flags are its base (--name and --labels its
+// own), each --vary an axis.
+absl::StatusOr<gradlab::v1::StartSweepRequest> SweepRequestFromFlags(
+    const std::vector<std::string>& axes) {
+  absl::StatusOr<gradlab::v1::StartExperimentRequest> base = RequestFromFlags();
+  if (!base.ok()) return base.status();
+  gradlab::v1::StartSweepRequest request;
+  gradlab::v1::SweepSpec& sweep = *request.mutable_sweep();
+  *sweep.mutable_base() = base->spec();
+  sweep.set_name(sweep.base().name());
+  sweep.mutable_base()->clear_name();
+  sweep.mutable_labels()->swap(*sweep.mutable_base()->mutable_labels());
+  request.set_request_id(base->request_id());
+  if (axes.empty()) return absl::InvalidArgumentError("sweep needs at least one --vary axis");
+  for (const std::string& text : axes) {
+    absl::StatusOr<gradlab::v1::SweepAxis> axis = gradlab::ParseSweepAxis(text);
+    if (!axis.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--vary: ", axis.status().message()));
+    *sweep.add_axes() = *std::move(axis);
+  }
+  if (absl::GetFlag(FLAGS_seeds).has_value() && !absl::GetFlag(FLAGS_seed_list).empty()) {
+    return absl::InvalidArgumentError("--seeds and --seed_list exclude each other");
+  }
+  if (absl::GetFlag(FLAGS_seeds).has_value()) sweep.set_seed_count(*absl::GetFlag(FLAGS_seeds));
+  for (const std::string& text : absl::GetFlag(FLAGS_seed_list)) {
+    uint64_t seed;
+    if (!absl::SimpleAtoi(text, &seed)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--seed_list: \"", text, "\" is not a whole number"));
+    }
+    sweep.add_seeds(seed);
+  }
+  return request;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -299,7 +364,10 @@ int main(int argc, char** argv) {
   }
   std::vector<std::string> positional;
   std::set<std::string> given;
-  if (int code = ParseArgs(argc, argv, positional, given); code != gradlab::kExitOk) return code;
+  std::vector<std::string> axes;
+  if (int code = ParseArgs(argc, argv, positional, given, axes); code != gradlab::kExitOk) {
+    return code;
+  }
   if (positional.empty()) return UsageError("no command given");
   const std::string command = positional[0];
   const auto flags_of = CommandFlags();
@@ -311,10 +379,18 @@ int main(int argc, char** argv) {
       return UsageError(absl::StrCat("--", name, " is not a flag of 'gradlab ", command, "'"));
     }
   }
+  const bool takes_sweep_id =
+      command == "sweep-get" || command == "sweep-cancel" || command == "sweep-delete";
+  const bool takes_either_id = command == "export-metrics";
   const bool takes_id = command == "get" || command == "cancel" || command == "watch" ||
-                        command == "grads" || command == "delete" || command == "export";
+                        command == "grads" || command == "delete" || command == "export" ||
+                        takes_sweep_id || takes_either_id;
   if (takes_id && positional.size() != 2) {
-    return UsageError(absl::StrCat("'gradlab ", command, "' takes one experiment id"));
+    return UsageError(absl::StrCat("'gradlab ", command, "' takes one ",
+                                   takes_either_id  ? "experiment or sweep"
+                                   : takes_sweep_id ? "sweep"
+                                                    : "experiment",
+                                   " id"));
   }
   const bool takes_ids = command == "report";
   if (takes_ids && positional.size() < 2) {
@@ -359,6 +435,25 @@ int main(int argc, char** argv) {
     if (given.count("model")) return UsageError("compare takes --models, not --model");
     return cli.Compare(absl::GetFlag(FLAGS_models), *request, absl::GetFlag(FLAGS_ids));
   }
+  if (command == "sweep") {
+    absl::StatusOr<gradlab::v1::StartSweepRequest> request = SweepRequestFromFlags(axes);
+    if (!request.ok()) return UsageError(std::string(request.status().message()));
+    const bool follow = given.count("follow") == 0 || absl::GetFlag(FLAGS_follow);
+    return cli.StartSweep(*request, follow);
+  }
+  if (command == "sweeps") {
+    if (absl::GetFlag(FLAGS_limit) < 1) return UsageError("--limit must be at least 1");
+    return cli.ListSweeps(absl::GetFlag(FLAGS_limit));
+  }
+  if (command == "export-metrics") {
+    if (absl::GetFlag(FLAGS_format) != "csv") {
+      return UsageError(absl::StrCat("--format: \"", absl::GetFlag(FLAGS_format), "\" is not csv"));
+    }
+    return cli.ExportMetrics(positional[1], absl::GetFlag(FLAGS_output));
+  }
+  if (command == "sweep-get") return cli.GetSweep(positional[1]);
+  if (command == "sweep-cancel") return cli.CancelSweep(positional[1]);
+  if (command == "sweep-delete") return cli.DeleteSweep(positional[1]);
   if (command == "list") {
     gradlab::v1::ExperimentState state = gradlab::v1::EXPERIMENT_STATE_UNSPECIFIED;
     const std::string state_name = absl::GetFlag(FLAGS_state);

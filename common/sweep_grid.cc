@@ -6,9 +6,11 @@
 #include <set>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/client_text.h"
 #include "common/experiment_spec.h"
 #include "common/spec_proto.h"
@@ -170,6 +172,47 @@ absl::StatusOr<std::vector<uint64_t>> Seeds(const v1::SweepSpec& sweep) {
 }
 
 }  // namespace
+
+absl::StatusOr<v1::SweepAxis> ParseSweepAxis(absl::string_view text) {
+  const size_t equals = text.find('=');
+  if (equals == absl::string_view::npos || equals == 0 || equals + 1 == text.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        QuoteClientText(text), " is not FIELD=VALUE,VALUE,... (e.g. batch_norm=false,true)"));
+  }
+  v1::SweepAxis axis;
+  axis.set_field(std::string(text.substr(0, equals)));
+  const FieldDescriptor* field = v1::ExperimentSpec::descriptor()->FindFieldByName(axis.field());
+  if (field == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(QuoteClientText(axis.field()), " is not an ExperimentSpec field"));
+  }
+  for (absl::string_view word : absl::StrSplit(text.substr(equals + 1), ',')) {
+    Value& value = *axis.add_values();
+    switch (field->cpp_type()) {
+      case FieldDescriptor::CPPTYPE_BOOL: {
+        bool flag;
+        if (!absl::SimpleAtob(word, &flag)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(axis.field(), ": ", QuoteClientText(word), " is not true or false"));
+        }
+        value.set_bool_value(flag);
+        break;
+      }
+      case FieldDescriptor::CPPTYPE_STRING:
+        value.set_string_value(std::string(word));
+        break;
+      default: {
+        double number;
+        if (!absl::SimpleAtod(word, &number)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(axis.field(), ": ", QuoteClientText(word), " is not a number"));
+        }
+        value.set_number_value(number);
+      }
+    }
+  }
+  return axis;
+}
 
 std::string SweepValueText(const Value& value) {
   switch (value.kind_case()) {

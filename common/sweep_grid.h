@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "gradlab/v1/experiment_service.pb.h"
 
 namespace gradlab {
@@ -42,6 +43,11 @@ inline constexpr int kMaxSweepSeeds = 100;
 // (ResolveSpec). INVALID_ARGUMENT naming the axis, the value or the cell, and what is
 // allowed.
 absl::StatusOr<SweepGrid> ExpandSweep(const v1::SweepSpec& sweep, int64_t max_runs);
+
+// An axis as people write it on a command line: "FIELD=V1,V2,...", each value read as the
+// ExperimentSpec field's type (true/false, a number, or text). INVALID_ARGUMENT saying
+// what is wrong; the values' ranges are checked by ExpandSweep.
+absl::StatusOr<v1::SweepAxis> ParseSweepAxis(absl::string_view text);
 
 // A value as people write it: true, 0.01, 64, kaiming_normal.
 std::string SweepValueText(const google::protobuf::Value& value);

@@ -165,5 +165,37 @@ TEST(SweepGridTest, ValuesReadAsPeopleWriteThem) {
   EXPECT_EQ(SweepValueText(value), "kaiming_normal");
 }
 
+TEST(ParseSweepAxisTest, ReadsEachValueAsItsFieldsType) {
+  absl::StatusOr<v1::SweepAxis> axis = ParseSweepAxis("batch_norm=false,true");
+  ASSERT_TRUE(axis.ok()) << axis.status();
+  EXPECT_EQ(axis->field(), "batch_norm");
+  ASSERT_EQ(axis->values_size(), 2);
+  EXPECT_FALSE(axis->values(0).bool_value());
+  EXPECT_TRUE(axis->values(1).bool_value());
+
+  axis = ParseSweepAxis("learning_rate=0.01,1e-3");
+  ASSERT_TRUE(axis.ok()) << axis.status();
+  EXPECT_EQ(axis->values(1).number_value(), 0.001);
+  axis = ParseSweepAxis("init=pytorch_default,kaiming_normal");
+  ASSERT_TRUE(axis.ok()) << axis.status();
+  EXPECT_EQ(axis->values(1).string_value(), "kaiming_normal");
+  // What ExpandSweep takes: the grid of these two axes is 4 cells.
+  v1::SweepSpec sweep;
+  *sweep.add_axes() = *ParseSweepAxis("batch_norm=false,true");
+  *sweep.add_axes() = *axis;
+  EXPECT_EQ(ExpandSweep(sweep, 100)->cells.size(), 4u);
+}
+
+TEST(ParseSweepAxisTest, SaysWhatIsWrong) {
+  EXPECT_THAT(ParseSweepAxis("batch_norm").status().message(), HasSubstr("FIELD=VALUE"));
+  EXPECT_THAT(ParseSweepAxis("=1").status().message(), HasSubstr("FIELD=VALUE"));
+  EXPECT_THAT(ParseSweepAxis("depth=1,2").status().message(),
+              HasSubstr("\"depth\" is not an ExperimentSpec field"));
+  EXPECT_THAT(ParseSweepAxis("batch_norm=yes,maybe").status().message(),
+              HasSubstr("\"maybe\" is not true or false"));
+  EXPECT_THAT(ParseSweepAxis("epochs=1,two").status().message(),
+              HasSubstr("\"two\" is not a number"));
+}
+
 }  // namespace
 }  // namespace gradlab

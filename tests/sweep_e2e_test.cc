@@ -1,0 +1,196 @@
+// Sweeps end to end: the real gradlab CLI against the real gradlabd, over real SQLite
+// state. A sweep run whole, the same sweep killed with SIGKILL halfway and restarted, which
+// must end with the same aggregate, and the CLI's refusals.
+#include <google/protobuf/util/json_util.h>
+#include <httplib.h>
+#include <signal.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "gmock/gmock.h"
+#include "gradlab/v1/experiment_service.pb.h"
+#include "gtest/gtest.h"
+#include "tests/testing/child_process.h"
+#include "tests/testing/gradlabd_process.h"
+#include "tests/testing/test_dir.h"
+
+namespace gradlab {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+// batch_norm {false, true} x 2 seeds of a quick synthetic mlp: 4 runs of a second or so.
+const std::vector<std::string> kSweep = {
+    "sweep",           "--vary=batch_norm=false,true", "--seeds=2",
+    "--model=mlp",     "--dataset=synthetic",          "--epochs=4",
+    "--batch_size=64", "--max_train_samples=2048",     "--max_test_samples=256",
+    "--name=bn study"};
+
+class SweepE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override { root_ = FreshTestDir("gradlab_sweep_e2e"); }
+
+  void StartServer(const std::string& state) {
+    absl::StatusOr<GradlabdProcess> server = StartGradlabd(
+        GRADLABD_PATH, {"--threads_per_job=1", "--state_dir=" + (root_ / state).string()});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::make_unique<GradlabdProcess>(*std::move(server));
+  }
+
+  CommandResult Gradlab(std::vector<std::string> args) {
+    args.insert(args.begin(), {GRADLAB_PATH, "--server=" + server_->grpc_address, "--timeout=120"});
+    return RunCommand(args, {}, absl::Seconds(600));
+  }
+  // With what it says on stderr in `out` too.
+  CommandResult GradlabSaying(std::vector<std::string> args) {
+    args.insert(args.begin(), {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>&1", GRADLAB_PATH,
+                               "--server=" + server_->grpc_address});
+    return RunCommand(args, {}, absl::Seconds(120));
+  }
+
+  v1::Sweep GetSweep(const std::string& id) {
+    CommandResult result = Gradlab({"--json", "sweep-get", id});
+    EXPECT_EQ(result.exit_code, 0) << result.out;
+    v1::Sweep sweep;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(result.out, &sweep).ok()) << result.out;
+    return sweep;
+  }
+
+  v1::Sweep WaitFor(const std::string& id, const std::function<bool(const v1::Sweep&)>& done) {
+    const absl::Time deadline = absl::Now() + absl::Minutes(10);
+    v1::Sweep sweep;
+    while (absl::Now() < deadline) {
+      sweep = GetSweep(id);
+      if (done(sweep)) return sweep;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    ADD_FAILURE() << "sweep " << id << " did not get there: " << sweep.DebugString();
+    return sweep;
+  }
+
+  fs::path root_;
+  std::unique_ptr<GradlabdProcess> server_;
+};
+
+// The cells' aggregates without their runs' ids, which differ from server to server.
+std::vector<std::string> Aggregates(const v1::Sweep& sweep) {
+  std::vector<std::string> cells;
+  for (v1::SweepCell cell : sweep.cells()) {
+    cell.clear_experiment_ids();
+    cells.push_back(cell.DebugString());
+  }
+  return cells;
+}
+
+TEST_F(SweepE2eTest, ASweepKilledHalfwayEndsWithTheAggregateOfAnUninterruptedOne) {
+  StartServer("whole");
+  CommandResult whole = Gradlab(kSweep);
+  ASSERT_EQ(whole.exit_code, 0) << whole.out;
+  // Live progress, then the table of mean +- std over the seeds.
+  EXPECT_THAT(whole.out, HasSubstr("2 cells x 2 seeds, 4 runs queued"));
+  EXPECT_THAT(whole.out, HasSubstr("[4/4 done] batch_norm="));
+  EXPECT_THAT(whole.out, HasSubstr("[Epoch 04]"));
+  EXPECT_THAT(whole.out, HasSubstr("SUCCEEDED, 4/4 runs done, seeds 42,43"));
+  EXPECT_THAT(whole.out, HasSubstr("FINAL TEST ACC"));
+  EXPECT_THAT(whole.out, HasSubstr("batch_norm=true   2/2"));
+  EXPECT_THAT(whole.out, HasSubstr(" ± "));
+  CommandResult listed = Gradlab({"--json", "sweeps"});
+  ASSERT_EQ(listed.exit_code, 0);
+  v1::Sweep summary;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(
+                  std::string(absl::StripAsciiWhitespace(listed.out)), &summary)
+                  .ok())
+      << listed.out;
+  const v1::Sweep uninterrupted = GetSweep(summary.id());
+  ASSERT_EQ(uninterrupted.state(), v1::SUCCEEDED);
+  // The HTTP JSON API serves the same sweep.
+  httplib::Client http("127.0.0.1", server_->http_port);
+  httplib::Result page = http.Get("/api/v1/sweeps/" + summary.id());
+  ASSERT_TRUE(page) << httplib::to_string(page.error());
+  EXPECT_EQ(page->status, 200);
+  v1::Sweep over_http;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(page->body, &over_http).ok())
+      << page->body;
+  EXPECT_EQ(over_http.SerializeAsString(), uninterrupted.SerializeAsString());
+  httplib::Result metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_THAT(metrics->body, HasSubstr("gradlab_sweeps{state=\"SUCCEEDED\"} 1\n"));
+  EXPECT_THAT(metrics->body, HasSubstr("gradlab_sweeps{state=\"RUNNING\"} 0\n"));
+  // Tidy CSV, as Python's csv module reads it: one row per run and epoch, whose numbers
+  // give the server's aggregate again.
+  const std::string csv = (root_ / "sweep.csv").string();
+  ASSERT_EQ(Gradlab({"export-metrics", summary.id(), "-o", csv}).exit_code, 0);
+  CommandResult read = RunCommand({"/usr/bin/python3", "-c", R"(
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1], newline="")))
+print(len(rows), sorted(rows[0].keys()) == sorted(
+    ["experiment", "name", "sweep", "cell", "batch_norm", "model", "dataset", "seed", "epoch",
+     "train_loss", "train_accuracy", "test_loss", "test_accuracy", "best_test_accuracy",
+     "learning_rate", "epoch_seconds", "images_per_second"]))
+print(sorted({(r["batch_norm"], r["seed"]) for r in rows}))
+last = [float(r["test_accuracy"]) for r in rows if r["batch_norm"] == "true" and r["epoch"] == "4"]
+print(repr(statistics.mean(last)))
+)",
+                                   csv});
+  ASSERT_EQ(read.exit_code, 0) << read.out;
+  std::vector<std::string> lines = absl::StrSplit(read.out, '\n');
+  ASSERT_GE(lines.size(), 3u) << read.out;
+  EXPECT_EQ(lines[0], "16 True");
+  EXPECT_EQ(lines[1], "[('false', '42'), ('false', '43'), ('true', '42'), ('true', '43')]");
+  EXPECT_DOUBLE_EQ(std::stod(lines[2]), uninterrupted.cells(1).final_test_accuracy().mean());
+
+  server_->process.Signal(SIGTERM);
+  EXPECT_EQ(server_->process.Wait(absl::Seconds(30)), 0);
+
+  StartServer("killed");
+  std::vector<std::string> detached = kSweep;
+  detached.push_back("--nofollow");
+  CommandResult started = Gradlab(detached);
+  ASSERT_EQ(started.exit_code, 0) << started.out;
+  const std::string id(absl::StripAsciiWhitespace(started.out));
+  const v1::Sweep halfway = WaitFor(id, [](const v1::Sweep& s) { return s.runs_done() >= 1; });
+  server_->process.Signal(SIGKILL);
+  EXPECT_EQ(server_->process.Wait(absl::Seconds(30)), 128 + SIGKILL);
+  ASSERT_LT(halfway.runs_done(), 4) << "the sweep finished before it could be killed";
+
+  StartServer("killed");
+  const v1::Sweep resumed =
+      WaitFor(id, [](const v1::Sweep& s) { return s.state() == v1::SUCCEEDED; });
+  EXPECT_EQ(resumed.name(), "bn study");
+  EXPECT_EQ(Aggregates(resumed), Aggregates(uninterrupted));
+
+  // Deleting the sweep deletes its runs.
+  EXPECT_EQ(Gradlab({"sweep-delete", id}).exit_code, 0);
+  EXPECT_EQ(Gradlab({"sweep-get", id}).exit_code, 3);
+  CommandResult experiments = Gradlab({"--json", "list"});
+  EXPECT_EQ(experiments.exit_code, 0);
+  EXPECT_EQ(experiments.out, "");
+}
+
+TEST_F(SweepE2eTest, BadSweepsAreRefusedWithWhatIsWrong) {
+  StartServer("state");
+  CommandResult result = GradlabSaying({"sweep", "--vary=batch_norm=maybe", "--model=mlp"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_THAT(result.out, HasSubstr("\"maybe\" is not true or false"));
+  result = GradlabSaying({"sweep", "--model=mlp"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_THAT(result.out, HasSubstr("at least one --vary"));
+  // Refused by the server, naming the cell: nothing is queued.
+  result =
+      GradlabSaying({"sweep", "--vary=learning_rate=0.1,50", "--model=mlp", "--dataset=synthetic"});
+  EXPECT_EQ(result.exit_code, 3);
+  EXPECT_THAT(result.out, HasSubstr("learning_rate=50"));
+  result = GradlabSaying({"sweep", "--vary=epochs=1,2,3,4,5,6,7,8,9,10,11", "--seeds=10",
+                          "--model=mlp", "--dataset=synthetic"});
+  EXPECT_EQ(result.exit_code, 3);
+  EXPECT_THAT(result.out, HasSubstr("--max_sweep_runs"));
+  EXPECT_EQ(Gradlab({"--json", "list"}).out, "");
+  EXPECT_EQ(Gradlab({"sweep-cancel", "nosuchid"}).exit_code, 3);
+}
+
+}  // namespace
+}  // namespace gradlab
