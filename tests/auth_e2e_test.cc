@@ -159,6 +159,32 @@ TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
          auto context = Context(a);
          return ReadStream(stub.ExportModel(context.get(), request));
        }},
+      {"StartSweep", kWrite,
+       [&](const std::string& a) {
+         v1::StartSweepRequest request;  // no axis field: refused after authorization
+         request.mutable_sweep()->add_axes();
+         v1::Sweep response;
+         return stub.StartSweep(Context(a).get(), request, &response).error_code();
+       }},
+      {"CancelSweep", kWrite,
+       [&](const std::string& a) {
+         v1::CancelSweepRequest request;
+         request.set_id("nosuchid");
+         v1::Sweep response;
+         return stub.CancelSweep(Context(a).get(), request, &response).error_code();
+       }},
+      {"DeleteSweep", kWrite,
+       [&](const std::string& a) {
+         v1::DeleteSweepRequest request;
+         request.set_id("nosuchid");
+         v1::DeleteSweepResponse response;
+         return stub.DeleteSweep(Context(a).get(), request, &response).error_code();
+       }},
+      {"ListSweeps", kRead,
+       [&](const std::string& a) {
+         v1::ListSweepsResponse response;
+         return stub.ListSweeps(Context(a).get(), v1::ListSweepsRequest(), &response).error_code();
+       }},
       {"GetExperiment", kRead,
        [&](const std::string& a) {
          v1::GetExperimentRequest request;

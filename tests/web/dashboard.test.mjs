@@ -205,6 +205,47 @@ test('the compare view overlays experiments', async () => {
   await context.close();
 });
 
+test('the sweep page shows the grid, the bands and every cell\'s gradient flow, live', async () => {
+  const id = await gradlab('sweep', '--nofollow', '--vary=batch_norm=false,true', '--seeds=2',
+    '--model=mlp', '--dataset=synthetic', '--epochs=3', '--max_train_samples=2048',
+    '--max_test_samples=256', '--batch_size=64', '--name=bn study');
+  const context = await browser.newContext();
+  const page = await newPage(context);
+  await page.goto(`${base}/#/sweeps/${id}`);
+  const table = page.locator('[data-role=sweep-table]');
+  await table.waitFor();
+  assert.equal(await table.locator('tr[data-cell]').count(), 2);
+  // Live: the page follows the runs to the end without a reload.
+  await page.evaluate(() => { window.loadedOnce = true; });
+  const summary = () => page.locator('[data-role=sweep-summary]').innerText();
+  await waitFor('the sweep SUCCEEDED on the page', async () =>
+    /SUCCEEDED 4 \/ 4 runs done/.test(await summary()), 120000).catch(async (error) => {
+    await page.screenshot({ path: path.join(artifacts, 'dashboard-sweep-failed.png'), fullPage: true });
+    throw new Error(`${error.message}; the page says "${await summary()}", the server ` +
+      `${JSON.stringify((await api(`/api/v1/sweeps/${id}`)).state)}; errors ${page.errors}`);
+  });
+  assert.equal(await page.evaluate(() => window.loadedOnce), true, 'the page reloaded');
+  const sweep = await api(`/api/v1/sweeps/${id}`);
+  const row = await table.locator('tr[data-cell="1"]').innerText();
+  assert.match(row, /batch_norm=true/);
+  const final = sweep.cells[1].finalTestAccuracy;
+  assert.ok(row.includes(`${(100 * final.mean).toFixed(1)} ± ${(100 * final.std).toFixed(1)}%`), row);
+  await waitFor('both cells\' step-1 gradients', async () =>
+    (await page.locator('[data-role=sweep-flow]').getAttribute('data-series')) === '2');
+  assert.equal(await page.locator('[data-role=sweep-accuracy]').getAttribute('data-epochs'), '3');
+  for (const role of ['sweep-accuracy', 'sweep-loss', 'sweep-flow']) {
+    assert.ok(await inkedPixels(page.locator(`[data-role=${role}] canvas`)) > 500, `${role} is blank`);
+  }
+  await page.screenshot({ path: path.join(artifacts, 'dashboard-sweep.png'), fullPage: true });
+
+  // The list links to it.
+  const list = await newPage(context);
+  await list.goto(`${base}/#/`);
+  await list.locator(`[data-role=sweep-list] tr[data-sweep="${id}"]`).waitFor();
+  assert.deepEqual([...page.errors, ...list.errors], []);
+  await context.close();
+});
+
 test('a report opens from its file with no network and shows its charts', async () => {
   const file = path.join(artifacts, 'report.html');
   await gradlab('report', submitted.shallow, submitted.deep, '-o', file);

@@ -131,27 +131,30 @@
         width: Math.max(200, this.container.clientWidth),
         height: o.height || 180,
         scales: {
-          x: Object.assign({ time: false }, o.xRange ? { range: o.xRange } : {}),
-          y: Object.assign({}, o.yLog ? { distr: 3 } : {}, o.yRange ? { range: o.yRange } : {}),
+          x: Object.assign({time: false}, o.xRange ? {range: o.xRange} : {}),
+          y: Object.assign({}, o.yLog ? {distr: 3} : {}, o.yRange ? {range: o.yRange} : {}),
         },
         axes: [
-          Object.assign({ label: o.xLabel, size: 40, values: o.xValues },
-            o.xIncrements ? { incrs: o.xIncrements, space: 110 } : {}),
-          { label: o.yLabel, size: 56, values: o.yValues },
+          Object.assign(
+              {label: o.xLabel, size: 40, values: o.xValues},
+              o.xIncrements ? {incrs: o.xIncrements, space: 110} : {}),
+          {label: o.yLabel, size: 56, values: o.yValues},
         ],
-        series: [{ label: o.xLabel, value: o.xLegend }].concat(o.series.map((s) => ({
-          label: s.label,
-          stroke: s.color,
-          width: s.width || 2,
-          dash: s.dash,
-          spanGaps: true,
-          points: { show: s.points !== false, size: 5 },
-          paths: s.paths,
-          fill: s.fill,
-          value: o.yLegend,
-        }))),
-        legend: { live: true },
-        cursor: { drag: { x: true, y: false } },
+        series: [{label: o.xLabel, value: o.xLegend}].concat(
+            o.series.map((s) => ({
+                           label: s.label,
+                           stroke: s.color,
+                           width: s.width || 2,
+                           dash: s.dash,
+                           spanGaps: true,
+                           points: {show: s.points !== false, size: 5},
+                           paths: s.paths,
+                           fill: s.fill,
+                           value: o.yLegend,
+                         }))),
+        bands: o.bands,
+        legend: {live: true, show: o.legend !== false},
+        cursor: {drag: {x: true, y: false}},
       };
     }
 
@@ -635,5 +638,169 @@
       norms.get(name) > 0 ? norms.get(name) : null]);
   }
 
-  global.GradlabCharts = { ExperimentData, ExperimentView, CompareView, el, percent, num };
+  // "71.2 ± 0.4%" (the spread with two runs or more), "–" over none.
+  function percentSpread(spread) {
+    if (!spread || !num(spread.count)) return '–';
+    const mean = (100 * num(spread.mean)).toFixed(1);
+    return num(spread.count) > 1 ? `${mean} ± ${(100 * num(spread.std)).toFixed(1)}%` : `${mean}%`;
+  }
+
+  // A colour for an accuracy in [0.1 (chance), best]: red to green, pale enough for text.
+  function accuracyColour(fraction, best) {
+    const t = best > 0.1 ? Math.min(1, Math.max(0, (fraction - 0.1) / (best - 0.1))) : 0;
+    return `hsl(${Math.round(120 * t)}, 70%, 85%)`;
+  }
+
+  // A sweep: its grid as a table (mean ± std over each cell's seeds, coloured by
+  // accuracy), each cell's curves as a mean line in a min-max band, and every cell's
+  // step-1 gradient norms, layer by layer, on one log scale. Fed whole Sweep messages.
+  class SweepView {
+    constructor(container) {
+      this.sweep = null;
+      this.header = el('div', {});
+      this.table = el('div', {class: 'panel'});
+      this.accuracyChart = el('div', {class: 'chart', 'data-role': 'sweep-accuracy'});
+      this.lossChart = el('div', {class: 'chart', 'data-role': 'sweep-loss'});
+      this.flowChart = el('div', {class: 'chart', 'data-role': 'sweep-flow'});
+      container.append(el(
+          'section', {class: 'compare'}, this.header, this.table,
+          el('div', {class: 'grid'},
+             el('div', {class: 'panel'},
+                el('h2', {}, 'Test accuracy per epoch (mean, min–max band)'), this.accuracyChart),
+             el('div', {class: 'panel'},
+                el('h2', {}, 'Training loss per epoch (mean, min–max band)'), this.lossChart),
+             el('div', {class: 'panel', style: 'grid-column: 1 / span 2'},
+                el('h2', {},
+                   'Mean gradient norm of each layer\'s weights at step 1, input to output, ' +
+                       'per cell'),
+                this.flowChart))));
+      this.charts = [];
+    }
+
+    // Charts are made for the sweep's cells when it first arrives: the grid never changes.
+    makeCharts(cells) {
+      const colour = (i) => PALETTE[i % PALETTE.length];
+      // Each cell: its mean, then the band's top and bottom (thin, unlabelled lines).
+      const banded = cells.flatMap(
+          (c, i) =>
+              [{label: c.description, color: colour(i)},
+               {label: `${c.description} max`, color: colour(i), width: 0.5, points: false},
+               {label: `${c.description} min`, color: colour(i), width: 0.5, points: false}]);
+      const bands = cells.map((c, i) => ({series: [3 * i + 2, 3 * i + 3], fill: `${colour(i)}22`}));
+      const epochLegend = (u, v) => (v == null ? '' : String(v));
+      // The table above is the legend: its squares have the cells' colours.
+      const epochs = {
+        xLabel: 'epoch',
+        xLegend: epochLegend,
+        xIncrements: [1, 2, 5, 10, 20, 50, 100],
+        series: banded,
+        bands,
+        legend: false
+      };
+      this.accuracy = new LineChart(
+          this.accuracyChart,
+          Object.assign({yLabel: 'test accuracy (%)', yRange: [0, 100]}, epochs));
+      this.loss = new LineChart(this.lossChart, Object.assign({yLabel: 'train loss'}, epochs));
+      this.flow = new LineChart(this.flowChart, {
+        xLabel: 'depth (0 = input, 1 = output)',
+        yLabel: 'gradient norm',
+        yLog: true,
+        height: 260,
+        xLegend: (u, v) => (v == null ? '' : v.toFixed(2)),
+        yLegend: (u, v) => exponential(v),
+        yValues: (u, splits) => splits.map((v) => (v == null ? '' : v.toExponential(0))),
+        series: cells.map((c, i) => ({label: c.description, color: colour(i)}))
+      });
+      this.charts = [this.accuracy, this.loss, this.flow];
+    }
+
+    setSweep(sweep) {
+      if (!this.accuracy) this.makeCharts(sweep.cells || []);
+      this.sweep = sweep;
+    }
+
+    redraw() {
+      const sweep = this.sweep;
+      if (!sweep || sweep === this.drawn) return;
+      this.drawn = sweep;
+      const cells = sweep.cells || [];
+      this.header.replaceChildren(
+          el('h1', {}, `Sweep ${sweep.name || sweep.id}`),
+          el('p', {class: 'muted', 'data-role': 'sweep-summary'},
+             el('span', {class: `state ${sweep.state}`}, sweep.state),
+             ` ${num(sweep.runsDone)} / ${num(sweep.runsTotal)} runs done · ${
+                 cells.length} cells × ` +
+                 `${(sweep.seeds || []).length} seeds (${(sweep.seeds || []).join(', ')})`));
+      const best = Math.max(0, ...cells.map((c) => num((c.finalTestAccuracy || {}).mean)));
+      const header = [
+        'cell', 'runs', 'final test acc', 'best test acc', 'final train loss',
+        'step-1 grad norm, first / last weight'
+      ];
+      const rows = cells.map((c, i) => {
+        const done = num(c.runsSucceeded) + num(c.runsFailed) + num(c.runsCancelled);
+        const final = c.finalTestAccuracy || {};
+        const loss = c.finalTrainLoss || {};
+        const first = c.firstLayerStep1GradNorm || {};
+        const last = c.lastLayerStep1GradNorm || {};
+        return el(
+            'tr', {'data-cell': String(i)},
+            el('td', {}, el('span', {style: `color:${PALETTE[i % PALETTE.length]}`}, '\u25A0 '),
+               c.description),
+            el('td', {class: 'num'},
+               `${done} / ${(c.experimentIds || []).length}` +
+                   (num(c.runsFailed) ? ` (${num(c.runsFailed)} failed)` : '')),
+            el('td', {
+              class: 'num',
+              style: num(final.count) ? `background:${accuracyColour(num(final.mean), best)}` : ''
+            },
+               percentSpread(final)),
+            el('td', {class: 'num'}, percentSpread(c.bestTestAccuracy)),
+            el('td', {class: 'num'}, num(loss.count) ? num(loss.mean).toFixed(4) : '–'),
+            el('td', {class: 'num'},
+               num(first.count) ?
+                   `${exponential(num(first.mean))} / ${exponential(num(last.mean))}` :
+                   '–'));
+      });
+      this.table.replaceChildren(
+          el('table', {class: 'experiments', 'data-role': 'sweep-table'},
+             el('tr', {}, ...header.map((h) => el('th', {}, h))), ...rows));
+
+      const bandPoints = (field) => cells.flatMap((c) => {
+        const epochs = c.epochs || [];
+        const points = (pick) => epochs.map((e) => [num(e.epoch), pick(e[field] || {})]);
+        const scale = field === 'testAccuracy' ? 100 : 1;
+        return [
+          points((s) => scale * num(s.mean)), points((s) => scale * num(s.max)),
+          points((s) => scale * num(s.min))
+        ];
+      });
+      this.accuracy.setData(align(bandPoints('testAccuracy')));
+      this.loss.setData(align(bandPoints('trainLoss')));
+      const flows = cells.map((c) => {
+        const weights = (c.step1Gradients || []).filter((l) => /weight$/.test(l.name));
+        return weights.map(
+            (l, i) =>
+                [weights.length > 1 ? i / (weights.length - 1) : 0,
+                 num((l.gradNorm || {}).mean) > 0 ? num(l.gradNorm.mean) : null]);
+      });
+      this.flow.setData(align(flows));
+      this.flowChart.dataset.series = String(flows.filter((f) => f.length).length);
+      this.accuracyChart.dataset.epochs =
+          String(Math.max(0, ...cells.map((c) => (c.epochs || []).length)));
+    }
+
+    resize() {
+      for (const chart of this.charts) chart.resize();
+    }
+  }
+
+  global.GradlabCharts = {
+    ExperimentData,
+    ExperimentView,
+    CompareView,
+    SweepView,
+    el,
+    percent,
+    num
+  };
 })(window);

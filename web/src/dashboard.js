@@ -2,11 +2,13 @@
 //   #/                      every experiment, live (the /api/v1/watch event stream)
 //   #/experiments/ID        one experiment's curves and gradient flow, live
 //   #/compare/ID1,ID2,...   several experiments overlaid
+//   #/sweeps/ID             a sweep: its grid's table and each cell's bands, live
 // Live data comes from Server-Sent Events; EventSource reconnects by itself and resumes
 // after the last event it had (Last-Event-ID).
 (function () {
   'use strict';
-  const { ExperimentData, ExperimentView, CompareView, el, percent, num } = window.GradlabCharts;
+  const {ExperimentData, ExperimentView, CompareView, SweepView, el, percent, num} =
+      window.GradlabCharts;
   const main = document.getElementById('main');
   const connection = document.getElementById('connection');
 
@@ -100,13 +102,47 @@
     const compare = el('button', { class: 'primary', disabled: '',
       onclick: () => { location.hash = `#/compare/${[...selected].join(',')}`; } }, 'Compare selected');
     const body = el('tbody');
+    // The sweeps, when there are any: fetched again when a run of one changes.
+    const sweeps = el('div', {'data-role': 'sweep-list'});
+    const refreshSweeps = serially(() => fetchJson('/api/v1/sweeps').then((list) => {
+      const rows = (list.sweeps || [])
+                       .map(
+                           (w) => el(
+                               'tr', {'data-sweep': w.id},
+                               el('td', {}, el('a', {href: `#/sweeps/${w.id}`}, w.name || w.id),
+                                  w.name ? el('span', {class: 'muted'}, ' ' + w.id) : null),
+                               el('td', {}, el('span', {class: `state ${w.state}`}, w.state)),
+                               el('td', {class: 'num'}, `${num(w.runsDone)} / ${num(w.runsTotal)}`),
+                               el('td', {class: 'num'}, String((w.cells || []).length)),
+                               el('td', {class: 'num'}, String((w.seeds || []).length)),
+                               el('td', {class: 'muted'},
+                                  w.createdTime ? new Date(w.createdTime).toLocaleString() : '')));
+      sweeps.replaceChildren(
+          ...(rows.length ?
+                  [
+                    el('h1', {}, 'Sweeps'),
+                    el('table', {class: 'experiments'},
+                       el('thead', {},
+                          el('tr', {},
+                             ...['sweep', 'state', 'runs', 'cells', 'seeds', 'created'].map(
+                                 (h) => el('th', {}, h)))),
+                       el('tbody', {}, ...rows))
+                  ] :
+                  []));
+    }));
+    refreshSweeps();
     main.replaceChildren(
-      el('div', { class: 'toolbar' }, el('h1', {}, 'Experiments'), compare,
-        el('span', { class: 'muted' }, 'Submit with: gradlab submit --model=resnet --dataset=cifar10')),
-      el('table', { class: 'experiments', 'data-role': 'experiment-list' },
-        el('thead', {}, el('tr', {}, ...['', 'experiment', 'model', 'dataset', 'state', 'progress',
-          'best test acc', 'train loss', 'created'].map((h) => el('th', {}, h)))),
-        body));
+        sweeps,
+        el('div', {class: 'toolbar'}, el('h1', {}, 'Experiments'), compare,
+           el('span', {class: 'muted'},
+              'Submit with: gradlab submit --model=resnet --dataset=cifar10')),
+        el('table', {class: 'experiments', 'data-role': 'experiment-list'},
+           el('thead', {},
+              el('tr', {},
+                 ...['', 'experiment', 'model', 'dataset', 'state', 'progress', 'best test acc',
+                     'train loss', 'created']
+                     .map((h) => el('th', {}, h)))),
+           body));
 
     // A running experiment's batch progress: its metrics stream, from the newest events.
     function follow(experiment) {
@@ -176,6 +212,11 @@
       experiment: (experiment) => {
         experiments.set(experiment.id, experiment);
         follow(experiment);
+        // Again a moment later: the server refreshes the sweep just after its run changes.
+        if (((experiment.spec || {}).labels || {}).sweep) {
+          refreshSweeps();
+          setTimeout(refreshSweeps, 1000);
+        }
         scheduleRedraw();
       },
       removed: ({ id }) => {
@@ -241,6 +282,70 @@
     }).catch((error) => showError(`Compare: ${error.message}`));
   }
 
+  // Calls `load` now and whenever asked again, one call at a time: a request made while one
+  // runs starts another once it is done.
+  function serially(load) {
+    let running = false;
+    let again = false;
+    const run = () => {
+      if (running) {
+        again = true;
+        return;
+      }
+      running = true;
+      load().catch(() => {}).finally(() => {
+        running = false;
+        if (again) {
+          again = false;
+          run();
+        }
+      });
+    };
+    return run;
+  }
+
+  // A sweep: fetched again whenever one of its runs changes (the watch stream). The server
+  // refreshes a sweep's aggregate just after its run changes, so a fetch may come before
+  // it: the page fetches again until the sweep counts every finished run and epoch the
+  // watch stream has shown.
+  function sweepPage(id) {
+    fetchJson(`/api/v1/sweeps/${id}`)
+        .then((sweep) => {
+          main.replaceChildren();
+          const view = new SweepView(main);
+          view.setSweep(sweep);
+          views.push(view);
+          scheduleRedraw();
+          const runs = new Map();  // id -> the newest Experiment of each run
+          const behind = (s) => {
+            const list = [...runs.values()];
+            const done =
+                list.filter((e) => ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(e.state)).length;
+            const epochs = Math.max(0, ...list.map((e) => num((e.lastMetrics || {}).epoch)));
+            const shown = Math.max(0, ...(s.cells || []).map((c) => (c.epochs || []).length));
+            return num(s.runsDone) < done || shown < epochs;
+          };
+          let retry = null;
+          const refresh = serially(() => fetchJson(`/api/v1/sweeps/${id}`).then((s) => {
+            view.setSweep(s);
+            scheduleRedraw();
+            if (behind(s) && !retry)
+              retry = setTimeout(() => {
+                retry = null;
+                refresh();
+              }, 250);
+          }));
+          open('/api/v1/watch', {
+            experiment: (experiment) => {
+              if (((experiment.spec || {}).labels || {}).sweep !== id) return;
+              runs.set(experiment.id, experiment);
+              refresh();
+            },
+          });
+        })
+        .catch((error) => showError(`Sweep ${id}: ${error.message}`));
+  }
+
   // Checks the token first (EventSource cannot tell a 401 from a lost connection).
   let routes = 0;  // a newer route wins over an older one still checking
   function route() {
@@ -257,7 +362,10 @@
     const hash = location.hash.replace(/^#/, '') || '/';
     const experiment = hash.match(/^\/experiments\/([^/]+)$/);
     const compare = hash.match(/^\/compare\/([^/]+)$/);
-    if (experiment) {
+    const sweep = hash.match(/^\/sweeps\/([^/]+)$/);
+    if (sweep) {
+      sweepPage(decodeURIComponent(sweep[1]));
+    } else if (experiment) {
       experimentPage(decodeURIComponent(experiment[1]));
     } else if (compare) {
       comparePage(compare[1].split(',').filter(Boolean).map(decodeURIComponent));
