@@ -16,6 +16,15 @@ absl::StatusOr<int> PageSize(int64_t requested) {
   return requested == 0 ? kDefaultPageSize : static_cast<int>(requested);
 }
 
+absl::StatusOr<int64_t> OrdinalsBefore(absl::string_view page_token) {
+  int64_t before = INT64_MAX;
+  if (!page_token.empty() && (!absl::SimpleAtoi(page_token, &before) || before <= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("page_token: ", QuoteClientText(page_token),
+                                                   " is not a token this server gave out"));
+  }
+  return before;
+}
+
 absl::Status CheckStreamStart(absl::string_view field, int64_t value) {
   if (value >= 0) return absl::OkStatus();
   return absl::InvalidArgumentError(

@@ -15,8 +15,13 @@ namespace gradlab {
 inline constexpr int kDefaultPageSize = 50;
 inline constexpr int kMaxPageSize = 1000;
 
-// ListExperiments' page size: 0 (kDefaultPageSize) to kMaxPageSize.
+// ListExperiments' and ListSweeps' page size: 0 (kDefaultPageSize) to kMaxPageSize.
 absl::StatusOr<int> PageSize(int64_t requested);
+
+// Lists page by creation order, newest first: a page token is the ordinal of the last item
+// of the previous page. The ordinals before which the next page starts: every one for an
+// empty token; INVALID_ARGUMENT for a token this server cannot have given out.
+absl::StatusOr<int64_t> OrdinalsBefore(absl::string_view page_token);
 
 // Where a stream starts (`field`: from_sequence or from_step): 0 or more.
 absl::Status CheckStreamStart(absl::string_view field, int64_t value);

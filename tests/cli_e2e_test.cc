@@ -43,21 +43,18 @@ class CliTest : public ::testing::Test {
   }
   static void TearDownTestSuite() {
     server_->Signal(SIGTERM);
-    EXPECT_EQ(server_->Wait(absl::Seconds(10)), 0);
+    EXPECT_EQ(server_->Wait(absl::Seconds(10) * GRADLAB_TEST_SLOWDOWN), 0);
     delete server_;
     delete address_;
   }
 
   static CommandResult Gradlab(std::vector<std::string> args,
                                absl::Duration timeout = absl::Seconds(300)) {
-    args.insert(args.begin(), {GRADLAB_PATH, "--server=" + *address_});
-#if defined(__SANITIZE_ADDRESS__)
     // Admitting a deep_cnn run measures a training step of it, which takes some 12 s under
-    // AddressSanitizer (3 s without, both on a busy machine): more than the CLI's 10 s for a
-    // unary call.
-    args.insert(args.begin() + 2, "--timeout=120");
-#endif
-    return RunCommand(args, {}, timeout);
+    // AddressSanitizer (3 s without, both on a busy machine): more than 10 s.
+    args.insert(args.begin(), {GRADLAB_PATH, "--server=" + *address_,
+                               absl::StrCat("--timeout=", 10 * GRADLAB_TEST_SLOWDOWN)});
+    return RunCommand(args, {}, timeout * GRADLAB_TEST_SLOWDOWN);
   }
 
   // Quick synthetic runs.

@@ -389,14 +389,9 @@ absl::StatusOr<v1::ListExperimentsResponse> ExperimentRegistry::ListExperiments(
   const absl::StatusOr<int> page_size_or = PageSize(request.page_size());
   if (!page_size_or.ok()) return page_size_or.status();
   const int page_size = *page_size_or;
-  // The token is the ordinal of the last experiment of the previous page.
-  int64_t before = INT64_MAX;
-  if (!request.page_token().empty() &&
-      (!absl::SimpleAtoi(request.page_token(), &before) || before <= 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_token: ", QuoteClientText(request.page_token()),
-                     " is not a token this server gave out"));
-  }
+  const absl::StatusOr<int64_t> before_or = OrdinalsBefore(request.page_token());
+  if (!before_or.ok()) return before_or.status();
+  const int64_t before = *before_or;
   v1::ListExperimentsResponse response;
   absl::ReaderMutexLock lock(&mu_);
   int64_t last_ordinal = 0;

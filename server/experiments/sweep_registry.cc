@@ -318,14 +318,9 @@ absl::StatusOr<v1::ListSweepsResponse> SweepRegistry::ListSweeps(
     const v1::ListSweepsRequest& request) const {
   const absl::StatusOr<int> page_size = PageSize(request.page_size());
   if (!page_size.ok()) return page_size.status();
-  // The token is the ordinal of the last sweep of the previous page.
-  int64_t before = INT64_MAX;
-  if (!request.page_token().empty() &&
-      (!absl::SimpleAtoi(request.page_token(), &before) || before <= 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_token: ", QuoteClientText(request.page_token()),
-                     " is not a token this server gave out"));
-  }
+  const absl::StatusOr<int64_t> before_or = OrdinalsBefore(request.page_token());
+  if (!before_or.ok()) return before_or.status();
+  const int64_t before = *before_or;
   v1::ListSweepsResponse response;
   absl::ReaderMutexLock lock(&mu_);
   int64_t last_ordinal = 0;

@@ -442,6 +442,19 @@ absl::Status ExperimentStore::Write(const std::string& what, bool essential,
   return status;
 }
 
+absl::Status ExperimentStore::WriteEssential(const std::string& what,
+                                             const std::function<void()>& statements) {
+  absl::Status status = Write(what, true, [&] {
+    mu_.AssertHeld();  // the lambda runs under the lock its caller took
+    SQLite::Transaction transaction(*db_);
+    statements();
+    CountCommit();
+    transaction.commit();
+  });
+  if (status.ok()) UpdateMarker();
+  return status;
+}
+
 absl::Status ExperimentStore::RestoreReserve(int64_t also_free) {
   absl::MutexLock lock(&mu_);
   if (also_free > 0) {
@@ -539,15 +552,10 @@ absl::Status ExperimentStore::SaveExperiment(int64_t ordinal, const std::string&
                                              const v1::Experiment& record) {
   absl::MutexLock lock(&mu_);
   BeforeWrite("record");
-  absl::Status status = Write(absl::StrCat("saving experiment ", record.id()), true, [&] {
+  return WriteEssential(absl::StrCat("saving experiment ", record.id()), [&] {
     mu_.AssertHeld();  // the lambda runs under the lock its caller took
-    SQLite::Transaction transaction(*db_);
     InsertSummary(*db_, record.id(), ordinal, request_id, record.SerializeAsString());
-    CountCommit();
-    transaction.commit();
   });
-  if (status.ok()) UpdateMarker();
-  return status;
 }
 
 std::unique_ptr<EventJournal> ExperimentStore::Journal(const std::string& experiment_id,
@@ -578,38 +586,28 @@ absl::Status ExperimentStore::WriteEvents(const std::string& experiment_id,
 
 absl::Status ExperimentStore::DropEventsAfterEpoch(const std::string& experiment_id, int epoch) {
   absl::MutexLock lock(&mu_);
-  absl::Status status =
-      Write(absl::StrCat("dropping the partial epoch of experiment ", experiment_id), true, [&] {
+  return WriteEssential(
+      absl::StrCat("dropping the partial epoch of experiment ", experiment_id), [&] {
         mu_.AssertHeld();  // the lambda runs under the lock its caller took
-        SQLite::Transaction transaction(*db_);
         SQLite::Statement drop(*db_, "DELETE FROM events WHERE experiment_id = ? AND epoch > ?");
         drop.bind(1, experiment_id);
         drop.bind(2, epoch);
         drop.exec();
-        CountCommit();
-        transaction.commit();
       });
-  if (status.ok()) UpdateMarker();
-  return status;
 }
 
 absl::Status ExperimentStore::DeleteExperiment(const std::string& experiment_id) {
   absl::MutexLock lock(&mu_);
   BeforeWrite("delete");
-  absl::Status status = Write(absl::StrCat("deleting experiment ", experiment_id), true, [&] {
+  return WriteEssential(absl::StrCat("deleting experiment ", experiment_id), [&] {
     mu_.AssertHeld();  // the lambda runs under the lock its caller took
-    SQLite::Transaction transaction(*db_);
     SQLite::Statement events(*db_, "DELETE FROM events WHERE experiment_id = ?");
     events.bind(1, experiment_id);
     events.exec();
     SQLite::Statement record(*db_, "DELETE FROM experiments WHERE id = ?");
     record.bind(1, experiment_id);
     record.exec();
-    CountCommit();
-    transaction.commit();
   });
-  if (status.ok()) UpdateMarker();
-  return status;
 }
 
 absl::StatusOr<std::vector<StoredSweep>> ExperimentStore::LoadSweeps() const {
@@ -638,36 +636,26 @@ absl::Status ExperimentStore::SaveSweep(const StoredSweep& sweep,
                                         const std::vector<StoredExperiment>& new_runs) {
   absl::MutexLock lock(&mu_);
   BeforeWrite("record");
-  absl::Status status = Write(absl::StrCat("saving sweep ", sweep.record.id()), true, [&] {
+  return WriteEssential(absl::StrCat("saving sweep ", sweep.record.id()), [&] {
     mu_.AssertHeld();  // the lambda runs under the lock its caller took
-    SQLite::Transaction transaction(*db_);
     for (const StoredExperiment& run : new_runs) {
       InsertSummary(*db_, run.record.id(), run.ordinal, run.request_id,
                     run.record.SerializeAsString());
     }
     InsertSummary(*db_, sweep.record.id(), sweep.ordinal, sweep.request_id,
                   sweep.record.SerializeAsString(), "sweeps");
-    CountCommit();
-    transaction.commit();
   });
-  if (status.ok()) UpdateMarker();
-  return status;
 }
 
 absl::Status ExperimentStore::DeleteSweep(const std::string& sweep_id) {
   absl::MutexLock lock(&mu_);
   BeforeWrite("delete");
-  absl::Status status = Write(absl::StrCat("deleting sweep ", sweep_id), true, [&] {
+  return WriteEssential(absl::StrCat("deleting sweep ", sweep_id), [&] {
     mu_.AssertHeld();  // the lambda runs under the lock its caller took
-    SQLite::Transaction transaction(*db_);
     SQLite::Statement record(*db_, "DELETE FROM sweeps WHERE id = ?");
     record.bind(1, sweep_id);
     record.exec();
-    CountCommit();
-    transaction.commit();
   });
-  if (status.ok()) UpdateMarker();
-  return status;
 }
 
 }  // namespace gradlab

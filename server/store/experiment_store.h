@@ -160,6 +160,10 @@ class ExperimentStore {
   // above for what `essential` changes.
   absl::Status Write(const std::string& what, bool essential,
                      const std::function<void()>& transaction) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // An essential write: `statements` (which throw SQLite's exceptions) in one transaction,
+  // counted, committed and synced, and then in the marker.
+  absl::Status WriteEssential(const std::string& what, const std::function<void()>& statements)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string reserve_path() const;
   void BeforeWrite(absl::string_view what) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (before_write_) before_write_(what);
