@@ -170,6 +170,17 @@ absl::Status ExperimentRegistry::Restore() {
   // The interrupted ones first, in their order, then those that were waiting.
   for (const RestoredJob& restored : interrupted) scheduler_->PushBack(restored.job);
   for (const std::shared_ptr<Job>& job : queued) scheduler_->PushBack(job);
+  // Watchers (and the sweeps) read every experiment there is first: the restored ones too,
+  // oldest first, as they were.
+  std::vector<std::shared_ptr<Job>> restored;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    restored = by_age_;
+  }
+  for (const std::shared_ptr<Job>& job : restored) {
+    absl::MutexLock change(&job->change_mu);
+    changes_.Publish(Describe(*job));
+  }
   LOG(INFO) << "restored " << stored->size() << " experiments from "
             << options_.store->database_path() << " (" << interrupted.size() << " interrupted, "
             << queued.size() << " queued)";

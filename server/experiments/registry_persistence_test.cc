@@ -195,6 +195,15 @@ TEST_F(RegistryPersistenceTest, ExperimentsAndTheirHistorySurviveARestart) {
   }
   RegistryOptions options;
   auto registry = Open(StateDir(), options);
+  // A watcher (WatchExperiments, the dashboard's list) first sees every restored one.
+  std::set<std::string> watched;
+  std::unique_ptr<ChangeCursor> cursor = registry->changes().NewCursor([] {});
+  for (ChangeCursor::Next next = cursor->Read(); next.experiment != nullptr;
+       next = cursor->Read()) {
+    watched.insert(next.experiment->id());
+  }
+  EXPECT_EQ(watched.size(), 4u);
+  EXPECT_EQ(watched.count(finished), 1u);
   // Finished: its record and every event, with the same sequence numbers.
   absl::StatusOr<v1::Experiment> restored = registry->GetExperiment(finished);
   ASSERT_TRUE(restored.ok());
