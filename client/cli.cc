@@ -90,6 +90,15 @@ std::unique_ptr<grpc::ClientContext> Cli::UnaryContext() const {
   return context;
 }
 
+std::unique_ptr<grpc::ClientContext> Cli::StartContext() const {
+  // The server measures each new model's memory before it queues it, which takes
+  // seconds per model on a busy machine: a sweep of many models, longer than --timeout.
+  constexpr absl::Duration kLeast = absl::Minutes(2);
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(absl::ToChronoTime(absl::Now() + std::max(options_.timeout, kLeast)));
+  return context;
+}
+
 int Cli::Fail(const grpc::Status& status) {
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
@@ -132,7 +141,7 @@ grpc::Status Cli::GetExperiment(const std::string& id, v1::Experiment* experimen
 
 int Cli::Submit(const v1::StartExperimentRequest& request, bool follow) {
   v1::Experiment experiment;
-  grpc::Status status = stub_->StartExperiment(UnaryContext().get(), request, &experiment);
+  grpc::Status status = stub_->StartExperiment(StartContext().get(), request, &experiment);
   if (!status.ok()) return Fail(status);
   if (options_.json) {
     PrintJson(experiment);
@@ -405,7 +414,7 @@ int Cli::Compare(const std::vector<std::string>& models, const v1::StartExperime
       if (request.spec().name().empty()) request.mutable_spec()->set_name("compare " + model);
       if (!base.request_id().empty()) request.set_request_id(base.request_id() + "-" + model);
       v1::Experiment experiment;
-      grpc::Status status = stub_->StartExperiment(UnaryContext().get(), request, &experiment);
+      grpc::Status status = stub_->StartExperiment(StartContext().get(), request, &experiment);
       if (!status.ok()) return Fail(status);
       experiment_ids.push_back(experiment.id());
       if (!options_.json) out_ << "submitted " << model << " as " << experiment.id() << "\n";
@@ -498,8 +507,15 @@ grpc::Status Cli::ReadEvents(const std::string& id, std::vector<v1::MetricsEvent
 }
 
 int Cli::Report(const std::vector<std::string>& ids, const std::string& path) {
+  std::vector<v1::Sweep> sweeps;
   std::vector<ReportExperiment> experiments;
   for (const std::string& id : ids) {
+    std::optional<v1::Sweep> sweep;
+    if (grpc::Status status = FindSweep(id, &sweep); !status.ok()) return Fail(status);
+    if (sweep.has_value()) {
+      sweeps.push_back(*std::move(sweep));
+      continue;
+    }
     ReportExperiment entry;
     if (grpc::Status status = GetExperiment(id, &entry.experiment); !status.ok()) {
       return Fail(status);
@@ -509,7 +525,7 @@ int Cli::Report(const std::vector<std::string>& ids, const std::string& path) {
     }
     experiments.push_back(std::move(entry));
   }
-  const std::string html = RenderReport(experiments, options_.server, absl::Now());
+  const std::string html = RenderReport(sweeps, experiments, options_.server, absl::Now());
   const std::string partial = path + ".partial";
   {
     std::ofstream file(partial, std::ios::binary | std::ios::trunc);
@@ -529,20 +545,22 @@ int Cli::Report(const std::vector<std::string>& ids, const std::string& path) {
     auto& fields = *result.mutable_fields();
     fields["file"].set_string_value(path);
     fields["bytes"].set_number_value(static_cast<double>(html.size()));
+    fields["sweeps"].set_number_value(static_cast<double>(sweeps.size()));
     fields["experiments"].set_number_value(static_cast<double>(experiments.size()));
     fields["snapshots"].set_number_value(static_cast<double>(snapshots));
     PrintJson(result);
   } else {
-    out_ << "wrote " << path << ": " << experiments.size()
-         << (experiments.size() == 1 ? " experiment, " : " experiments, ") << snapshots
-         << " gradient snapshots, " << html.size() << " bytes; open it in a browser\n";
+    out_ << "wrote " << path << ": ";
+    if (!sweeps.empty()) out_ << sweeps.size() << (sweeps.size() == 1 ? " sweep, " : " sweeps, ");
+    out_ << experiments.size() << (experiments.size() == 1 ? " experiment, " : " experiments, ")
+         << snapshots << " gradient snapshots, " << html.size() << " bytes; open it in a browser\n";
   }
   return kExitOk;
 }
 
 int Cli::StartSweep(const v1::StartSweepRequest& request, bool follow) {
   v1::Sweep sweep;
-  grpc::Status status = stub_->StartSweep(UnaryContext().get(), request, &sweep);
+  grpc::Status status = stub_->StartSweep(StartContext().get(), request, &sweep);
   if (!status.ok()) return Fail(status);
   if (!follow) {
     if (options_.json) {
@@ -596,17 +614,17 @@ int Cli::FollowSweep(const v1::Sweep& sweep) {
     grpc::Status status = watch->Finish();
     if (finished.size() < run_names.size()) return Fail(status);
   }
-  // The server refreshes the aggregate just after the last run's change: wait for it.
+  // The aggregate as the server has it once the sweep has finished: the stream of its
+  // changes ends after that.
   v1::Sweep done;
-  const absl::Time deadline = absl::Now() + options_.timeout;
-  do {
-    v1::GetSweepRequest request;
+  {
+    grpc::ClientContext context;
+    v1::StreamSweepRequest request;
     request.set_id(sweep.id());
-    grpc::Status status = stub_->GetSweep(UnaryContext().get(), request, &done);
-    if (!status.ok()) return Fail(status);
-    if (IsFinished(done.state())) break;
-    absl::SleepFor(absl::Milliseconds(100));
-  } while (absl::Now() < deadline);
+    auto stream = stub_->StreamSweep(&context, request);
+    for (v1::Sweep update; stream->Read(&update);) done = std::move(update);
+    if (grpc::Status status = stream->Finish(); !status.ok()) return Fail(status);
+  }
   if (options_.json) {
     PrintJson(done);
   } else {
@@ -675,25 +693,25 @@ int Cli::DeleteSweep(const std::string& id) {
   return kExitOk;
 }
 
+grpc::Status Cli::FindSweep(const std::string& id, std::optional<v1::Sweep>* sweep) {
+  v1::GetSweepRequest request;
+  request.set_id(id);
+  v1::Sweep found;
+  grpc::Status status = stub_->GetSweep(UnaryContext().get(), request, &found);
+  if (status.ok()) *sweep = std::move(found);
+  return status.error_code() == grpc::StatusCode::NOT_FOUND ? grpc::Status::OK : status;
+}
+
 int Cli::ExportMetrics(const std::string& id, const std::string& path) {
-  // A sweep's id, else an experiment's.
   std::optional<v1::Sweep> sweep;
+  if (grpc::Status status = FindSweep(id, &sweep); !status.ok()) return Fail(status);
   std::vector<std::string> ids;
-  {
-    v1::GetSweepRequest request;
-    request.set_id(id);
-    v1::Sweep found;
-    grpc::Status status = stub_->GetSweep(UnaryContext().get(), request, &found);
-    if (status.ok()) {
-      for (const v1::SweepCell& cell : found.cells()) {
-        ids.insert(ids.end(), cell.experiment_ids().begin(), cell.experiment_ids().end());
-      }
-      sweep = std::move(found);
-    } else if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
-      ids.push_back(id);
-    } else {
-      return Fail(status);
+  if (sweep.has_value()) {
+    for (const v1::SweepCell& cell : sweep->cells()) {
+      ids.insert(ids.end(), cell.experiment_ids().begin(), cell.experiment_ids().end());
     }
+  } else {
+    ids.push_back(id);
   }
   std::vector<RunEpochs> runs;
   for (const std::string& run_id : ids) {

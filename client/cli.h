@@ -81,6 +81,10 @@ class Cli {
 
  private:
   std::unique_ptr<grpc::ClientContext> UnaryContext() const;
+  // For StartExperiment and StartSweep: --timeout, but at least two minutes.
+  std::unique_ptr<grpc::ClientContext> StartContext() const;
+  // The sweep with that id into *sweep, or nothing when there is none (OK either way).
+  grpc::Status FindSweep(const std::string& id, std::optional<v1::Sweep>* sweep);
   // Prints what went wrong as a sentence and returns its exit code.
   int Fail(const grpc::Status& status);
   void PrintJson(const google::protobuf::Message& message);

@@ -23,7 +23,7 @@
 ABSL_FLAG(std::string, server, "",
           "gradlabd's address; default: $GRADLAB_SERVER, else 127.0.0.1:50051");
 ABSL_FLAG(bool, json, false, "print one protobuf-JSON object per line, for scripts");
-ABSL_FLAG(int, timeout, 10, "seconds to wait for a unary call");
+ABSL_FLAG(int, timeout, 10, "seconds to wait for a unary call (starts: at least 120)");
 ABSL_FLAG(std::string, tls_ca, "", "TLS: PEM CA certificates to verify gradlabd with");
 ABSL_FLAG(std::string, tls_cert, "", "TLS: a PEM client certificate, for mutual TLS");
 ABSL_FLAG(std::string, tls_key, "", "TLS: the PEM private key of --tls_cert");
@@ -104,8 +104,9 @@ commands:
   export ID -o FILE [--which=best|last]
                         the model of the best (default) or the last finished epoch, as a
                         PyTorch state_dict file: torch.load(FILE) in Python
-  report ID... -o FILE  the experiments' curves and gradient flow as one self-contained
-                        HTML file (opens offline; several ids add a comparison)
+  report ID... -o FILE  the experiments' curves and gradient flow, or a sweep's grid and
+                        bands, as one self-contained HTML file (opens offline; several
+                        experiment ids add a comparison)
   delete ID             remove a finished experiment, its history and its checkpoints
   sweep --vary FIELD=V1,V2 [--vary ...] [--seeds=N | --seed_list=A,B] [spec flags]
         [--nofollow] [--request_id=ID]
@@ -127,7 +128,7 @@ commands:
 global flags:
   --server=HOST:PORT    default $GRADLAB_SERVER, else 127.0.0.1:50051
   --json                one protobuf-JSON object per line, for scripts
-  --timeout=SECONDS     for unary calls (default 10)
+  --timeout=SECONDS     for unary calls (default 10; at least 120 for starts)
   --reconnect_timeout=SECONDS
                         how long watch retries a dropped stream (default 60)
   --tls_ca=FILE         connect over TLS, verifying gradlabd with these PEM CA
@@ -394,7 +395,7 @@ int main(int argc, char** argv) {
   }
   const bool takes_ids = command == "report";
   if (takes_ids && positional.size() < 2) {
-    return UsageError("'gradlab report' takes one or more experiment ids");
+    return UsageError("'gradlab report' takes one or more experiment or sweep ids");
   }
   if (!takes_id && !takes_ids && positional.size() != 1) {
     return UsageError(absl::StrCat("unexpected argument \"", positional[1], "\""));

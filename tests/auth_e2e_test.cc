@@ -98,6 +98,29 @@ class AuthTest : public ::testing::Test {
     return experiment.id();
   }
 
+  // A sweep of one such run, followed to its end over StreamSweep.
+  std::string FinishedSweep() {
+    v1::StartSweepRequest request;
+    v1::ExperimentSpec& base = *request.mutable_sweep()->mutable_base();
+    base.set_model("mlp");
+    base.set_dataset("synthetic");
+    base.set_epochs(1);
+    base.set_max_train_samples(128);
+    base.set_max_test_samples(32);
+    v1::Sweep sweep;
+    EXPECT_TRUE(
+        stub_->StartSweep(Context(std::string("Bearer ") + kWriteToken).get(), request, &sweep)
+            .ok());
+    v1::StreamSweepRequest follow;
+    follow.set_id(sweep.id());
+    auto context = Context(std::string("Bearer ") + kReadToken);
+    auto stream = stub_->StreamSweep(context.get(), follow);
+    for (v1::Sweep update; stream->Read(&update);) sweep = update;
+    EXPECT_TRUE(stream->Finish().ok());
+    EXPECT_EQ(sweep.state(), v1::SUCCEEDED);
+    return sweep.id();
+  }
+
   template <typename Response>
   static grpc::StatusCode ReadStream(std::unique_ptr<grpc::ClientReader<Response>> reader) {
     for (Response response; reader->Read(&response);) {
@@ -120,6 +143,7 @@ int AuthTest::http_port_ = 0;
 
 TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
   const std::string id = FinishedExperiment();
+  const std::string sweep_id = FinishedSweep();
   // Each RPC, called with an authorization header; returns its status code. Write calls
   // aim at what cannot change anything when allowed (an unknown id, a finished run).
   using Call = std::function<grpc::StatusCode(const std::string& authorization)>;
@@ -184,6 +208,20 @@ TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
        [&](const std::string& a) {
          v1::ListSweepsResponse response;
          return stub.ListSweeps(Context(a).get(), v1::ListSweepsRequest(), &response).error_code();
+       }},
+      {"GetSweep", kRead,
+       [&](const std::string& a) {
+         v1::GetSweepRequest request;
+         request.set_id(sweep_id);
+         v1::Sweep response;
+         return stub.GetSweep(Context(a).get(), request, &response).error_code();
+       }},
+      {"StreamSweep", kRead,
+       [&](const std::string& a) {
+         v1::StreamSweepRequest request;
+         request.set_id(sweep_id);
+         auto context = Context(a);
+         return ReadStream(stub.StreamSweep(context.get(), request));
        }},
       {"GetExperiment", kRead,
        [&](const std::string& a) {

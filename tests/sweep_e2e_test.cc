@@ -116,6 +116,24 @@ TEST_F(SweepE2eTest, ASweepKilledHalfwayEndsWithTheAggregateOfAnUninterruptedOne
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(page->body, &over_http).ok())
       << page->body;
   EXPECT_EQ(over_http.SerializeAsString(), uninterrupted.SerializeAsString());
+  // Its events stream (what StreamSweep sends): the finished sweep, its sequence as the
+  // event's id, then the end.
+  httplib::Result events = http.Get("/api/v1/sweeps/" + summary.id() + "/events");
+  ASSERT_TRUE(events) << httplib::to_string(events.error());
+  EXPECT_EQ(events->status, 200);
+  const std::string frame_start =
+      absl::StrCat("id: ", uninterrupted.sequence(), "\nevent: sweep\ndata: ");
+  const size_t data = events->body.find(frame_start);
+  ASSERT_NE(data, std::string::npos) << events->body.substr(0, 300);
+  const size_t data_end = events->body.find('\n', data + frame_start.size());
+  v1::Sweep streamed;
+  ASSERT_TRUE(
+      google::protobuf::util::JsonStringToMessage(
+          events->body.substr(data + frame_start.size(), data_end - data - frame_start.size()),
+          &streamed)
+          .ok());
+  EXPECT_EQ(streamed.SerializeAsString(), uninterrupted.SerializeAsString());
+  EXPECT_THAT(events->body, HasSubstr("event: end\ndata: {\"code\":\"OK\""));
   httplib::Result metrics = http.Get("/metrics");
   ASSERT_TRUE(metrics);
   EXPECT_THAT(metrics->body, HasSubstr("gradlab_sweeps{state=\"SUCCEEDED\"} 1\n"));

@@ -4,9 +4,11 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "common/experiment_state.h"
 
 namespace gradlab {
@@ -95,8 +97,13 @@ void AggregateCell(const std::vector<SweepRunResults>& runs, v1::SweepCell& cell
   cell.clear_step1_gradients();
   std::vector<std::string> names;
   std::map<std::string, std::vector<double>> norms;
+  // The conv and linear layers are those whose activations the snapshot records.
+  std::set<std::string> layer_weights;
   for (const SweepRunResults& run : runs) {
     if (run.step1 == nullptr) continue;
+    for (const v1::LayerActivation& activation : run.step1->activations()) {
+      layer_weights.insert(absl::StrCat(activation.name(), ".weight"));
+    }
     for (const v1::LayerGradient& layer : run.step1->layers()) {
       auto [it, added] = norms.try_emplace(layer.name());
       if (added) names.push_back(layer.name());
@@ -107,6 +114,7 @@ void AggregateCell(const std::vector<SweepRunResults>& runs, v1::SweepCell& cell
     v1::SweepLayerGradient& layer = *cell.add_step1_gradients();
     layer.set_name(name);
     *layer.mutable_grad_norm() = SpreadOf(norms[name]);
+    layer.set_layer_weight(layer_weights.count(name) > 0);
   }
 
   cell.clear_epochs();

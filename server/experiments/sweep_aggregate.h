@@ -19,6 +19,8 @@ struct SweepRunResults {
   std::vector<v1::EpochMetrics> epochs;
   // The step-1 gradient snapshot; null before step 1.
   std::shared_ptr<const v1::GradientSnapshot> step1;
+  // When it finished; unset before.
+  google::protobuf::Timestamp finished_time;
 };
 
 // The spread of `values` (see v1::Spread); summed in the order given.

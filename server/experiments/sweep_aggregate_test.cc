@@ -1,5 +1,6 @@
 #include "server/experiments/sweep_aggregate.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -21,12 +22,16 @@ v1::EpochMetrics Epoch(int epoch, double train_loss, double test_accuracy, doubl
 std::shared_ptr<const v1::GradientSnapshot> Step1(double first, double bias, double last) {
   auto snapshot = std::make_shared<v1::GradientSnapshot>();
   snapshot->set_step(1);
-  for (auto [name, norm] : {std::pair{"conv1.weight", first}, std::pair{"conv1.bias", bias},
-                            std::pair{"fc.weight", last}, std::pair{"fc.bias", bias}}) {
+  for (auto [name, norm] :
+       {std::pair{"conv1.weight", first}, std::pair{"conv1.bias", bias},
+        std::pair{"bn1.weight", bias}, std::pair{"fc.weight", last}, std::pair{"fc.bias", bias}}) {
     v1::LayerGradient& layer = *snapshot->add_layers();
     layer.set_name(name);
     layer.set_grad_norm(norm);
   }
+  // The conv and linear layers', as the engine records them.
+  snapshot->add_activations()->set_name("conv1");
+  snapshot->add_activations()->set_name("fc");
   return snapshot;
 }
 
@@ -77,9 +82,15 @@ TEST(AggregateCellTest, FinalNumbersAreOverSucceededRunsAndCurvesOverEveryRun) {
   EXPECT_DOUBLE_EQ(cell.first_layer_step1_grad_norm().mean(), 0.2);
   EXPECT_DOUBLE_EQ(cell.last_layer_step1_grad_norm().mean(), 2.0);
   EXPECT_DOUBLE_EQ(cell.last_layer_step1_grad_norm().std(), 1.0);
-  ASSERT_EQ(cell.step1_gradients_size(), 4);
+  ASSERT_EQ(cell.step1_gradients_size(), 5);
   EXPECT_EQ(cell.step1_gradients(1).name(), "conv1.bias");
-  EXPECT_EQ(cell.step1_gradients(2).grad_norm().max(), 3.0);
+  EXPECT_EQ(cell.step1_gradients(3).grad_norm().max(), 3.0);
+  // Only the conv and linear weights are the layers a depth chart shows.
+  std::vector<bool> layer_weights;
+  for (const v1::SweepLayerGradient& layer : cell.step1_gradients()) {
+    layer_weights.push_back(layer.layer_weight());
+  }
+  EXPECT_THAT(layer_weights, ::testing::ElementsAre(true, false, false, true, false));
 
   ASSERT_EQ(cell.epochs_size(), 2);
   EXPECT_EQ(cell.epochs(0).epoch(), 1);
@@ -115,7 +126,7 @@ TEST(AggregateCellTest, RecomputingReplacesTheLastAggregate) {
   runs[0].epochs.push_back(Epoch(2, 1.5, 0.4, 0.4));
   AggregateCell(runs, cell);
   EXPECT_EQ(cell.epochs_size(), 2);
-  EXPECT_EQ(cell.step1_gradients_size(), 4);
+  EXPECT_EQ(cell.step1_gradients_size(), 5);
 }
 
 v1::Sweep TwoCells(int succeeded, int failed, int cancelled) {

@@ -82,6 +82,58 @@ void SweepRegistry::Shutdown() {
   }
   if (follower_.joinable()) follower_.join();
   cursor_.reset();
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+  }
+  WakeReaders("");
+}
+
+absl::StatusOr<std::unique_ptr<SweepReader>> SweepRegistry::WatchSweep(
+    absl::string_view id, int64_t from_sequence, bool follow, std::function<void()> wake) const {
+  if (absl::StatusOr<std::shared_ptr<Entry>> entry = Find(id); !entry.ok()) {
+    return entry.status();
+  }
+  absl::MutexLock lock(&watch_mu_);
+  const int64_t handle = next_handle_++;
+  watchers_[handle] = Watcher{std::string(id), std::move(wake)};
+  return absl::WrapUnique(new SweepReader(*this, handle, std::string(id), from_sequence, follow));
+}
+
+void SweepRegistry::WakeReaders(absl::string_view id) {
+  absl::MutexLock lock(&watch_mu_);
+  for (const auto& [handle, watcher] : watchers_) {
+    if (id.empty() || watcher.sweep_id == id) watcher.wake();
+  }
+}
+
+void SweepRegistry::RemoveReader(int64_t handle) const {
+  absl::MutexLock lock(&watch_mu_);
+  watchers_.erase(handle);
+}
+
+SweepReader::~SweepReader() { registry_.RemoveReader(handle_); }
+
+SweepReader::Next SweepReader::Read() {
+  Next next;
+  absl::ReaderMutexLock lock(&registry_.mu_);
+  if (registry_.closed_) {
+    next.end = absl::UnavailableError("server shutting down");
+    return next;
+  }
+  auto it = registry_.sweeps_.find(id_);
+  if (it == registry_.sweeps_.end()) {
+    next.end = absl::NotFoundError(absl::StrCat("sweep ", id_, " was deleted"));
+    return next;
+  }
+  const v1::Sweep& sweep = it->second->record;
+  if (sweep.sequence() >= next_sequence_) {
+    next_sequence_ = sweep.sequence() + 1;
+    next.sweep = sweep;
+  } else if (!follow_ || IsFinished(sweep.state())) {
+    next.end = absl::OkStatus();
+  }
+  return next;
 }
 
 void SweepRegistry::Follow() {
@@ -131,6 +183,7 @@ std::optional<SweepRunResults> SweepRegistry::ReadRun(const std::string& id, Ent
   if (!experiment.ok() || !log.ok()) return std::nullopt;
   SweepRunResults results;
   results.state = experiment->state();
+  results.finished_time = experiment->finished_time();
   // The epochs' metrics in epoch order; a resumed run logs an interrupted epoch once.
   int64_t from = 0;
   while (true) {
@@ -167,11 +220,7 @@ v1::Sweep SweepRegistry::Compute(Entry& entry) const {
       std::optional<SweepRunResults> run = ReadRun(id, entry);
       if (!run.has_value()) continue;
       any_started |= run->state != v1::QUEUED;
-      if (IsFinished(run->state)) {
-        if (absl::StatusOr<v1::Experiment> record = experiments_.GetExperiment(id); record.ok()) {
-          finished = Later(finished, record->finished_time());
-        }
-      }
+      if (IsFinished(run->state)) finished = Later(finished, run->finished_time);
       runs.push_back(*std::move(run));
     }
     AggregateCell(runs, cell);
@@ -191,14 +240,19 @@ void SweepRegistry::Refresh(Entry& entry) {
     absl::ReaderMutexLock lock(&mu_);
     if (sweep.SerializeAsString() == entry.record.SerializeAsString()) return;
   }
+  sweep.set_sequence(sweep.sequence() + 1);
   if (options_.store != nullptr) {
     absl::Status stored =
         options_.store->SaveSweep(StoredSweep{entry.ordinal, entry.request_id, sweep});
     // Recomputed from its runs when the server next starts.
     if (!stored.ok()) LOG(WARNING) << "sweep " << sweep.id() << ": " << stored;
   }
-  absl::MutexLock lock(&mu_);
-  entry.record = std::move(sweep);
+  const std::string id = sweep.id();
+  {
+    absl::MutexLock lock(&mu_);
+    entry.record = std::move(sweep);
+  }
+  WakeReaders(id);
 }
 
 absl::StatusOr<v1::Sweep> SweepRegistry::StartSweep(const v1::StartSweepRequest& request) {
@@ -256,6 +310,7 @@ absl::StatusOr<v1::Sweep> SweepRegistry::StartSweep(const v1::StartSweepRequest&
     sweep.set_name(request.sweep().name());
     *sweep.mutable_spec() = request.sweep();
     sweep.set_state(v1::QUEUED);
+    sweep.set_sequence(1);
     *sweep.mutable_created_time() = ToTimestamp(options_.clock());
     for (uint64_t seed : grid->seeds) sweep.add_seeds(seed);
     for (size_t c = 0; c < grid->cells.size(); ++c) {
@@ -416,6 +471,7 @@ absl::Status SweepRegistry::DeleteSweep(absl::string_view id) {
     by_age_.erase(std::find(by_age_.begin(), by_age_.end(), *found));
     sweeps_.erase(entry.record.id());
   }
+  WakeReaders(id);
   absl::Status status;
   for (const std::string& run : runs) {
     absl::Status deleted = experiments_.DeleteExperiment(run);

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,10 +35,51 @@ struct SweepOptions {
   std::function<absl::Time()> clock = [] { return absl::Now(); };
 };
 
+class SweepRegistry;
+
+// One reader of a sweep's changes (StreamSweep): each Read gives the sweep's newest state
+// once, when its sequence has reached the reader's position. Read from one thread at a
+// time; its wake-up runs on the thread that changed the sweep, must not block, and must
+// not create or destroy readers. Destroying the reader waits for a running wake-up.
+class SweepReader {
+ public:
+  ~SweepReader();
+  SweepReader(const SweepReader&) = delete;
+  SweepReader& operator=(const SweepReader&) = delete;
+
+  struct Next {
+    // The sweep as it is now, its sequence at least the position; the position then
+    // moves past it.
+    std::optional<v1::Sweep> sweep;
+    // Finish the stream with this: OK after the finished sweep (or, without follow,
+    // after the current one), NOT_FOUND once it is deleted, UNAVAILABLE at shutdown.
+    std::optional<absl::Status> end;
+  };
+  // Neither field set: nothing new yet (the wake-up runs when there may be).
+  Next Read();
+
+ private:
+  friend class SweepRegistry;
+  SweepReader(const SweepRegistry& registry, int64_t handle, std::string id, int64_t from_sequence,
+              bool follow)
+      : registry_(registry),
+        handle_(handle),
+        id_(std::move(id)),
+        next_sequence_(from_sequence),
+        follow_(follow) {}
+
+  const SweepRegistry& registry_;
+  const int64_t handle_;
+  const std::string id_;
+  int64_t next_sequence_;
+  const bool follow_;
+};
+
 // Thread-safe. Follows the experiment registry's change feed on a thread of its own from
 // Open until Shutdown (or destruction), which must come before the registry's end.
 //
-// Lock order: start_mu_, then refresh_mu_, then mu_ (and the registry's locks after any).
+// Lock order: start_mu_, then refresh_mu_, then watch_mu_, then mu_ (and the registry's
+// locks after any).
 class SweepRegistry {
  public:
   // The sweeps of options.store (none without one), each cell's aggregate recomputed from
@@ -61,8 +103,14 @@ class SweepRegistry {
       ABSL_LOCKS_EXCLUDED(refresh_mu_, mu_);
   // Removes a finished sweep and its runs (their records, events and checkpoints).
   absl::Status DeleteSweep(absl::string_view id) ABSL_LOCKS_EXCLUDED(refresh_mu_, mu_);
-  // Stops following the registry's changes. Idempotent.
-  void Shutdown() ABSL_LOCKS_EXCLUDED(follow_mu_);
+  // A reader of the sweep's changes from `from_sequence` on; `wake` runs after each
+  // change, its deletion and Shutdown. NOT_FOUND for an unknown id.
+  absl::StatusOr<std::unique_ptr<SweepReader>> WatchSweep(absl::string_view id,
+                                                          int64_t from_sequence, bool follow,
+                                                          std::function<void()> wake) const
+      ABSL_LOCKS_EXCLUDED(watch_mu_, mu_);
+  // Stops following the registry's changes and ends every reader. Idempotent.
+  void Shutdown() ABSL_LOCKS_EXCLUDED(follow_mu_, watch_mu_);
 
  private:
   struct Entry {
@@ -75,7 +123,12 @@ class SweepRegistry {
     std::map<std::string, SweepRunResults> finished;
   };
 
+  friend class SweepReader;
+
   SweepRegistry(ExperimentRegistry& experiments, SweepOptions options);
+  // Runs the wake-ups of the sweep's readers, or of every reader for an empty id.
+  void WakeReaders(absl::string_view id) ABSL_LOCKS_EXCLUDED(watch_mu_);
+  void RemoveReader(int64_t handle) const ABSL_LOCKS_EXCLUDED(watch_mu_);
   absl::StatusOr<std::shared_ptr<Entry>> Find(absl::string_view id) const ABSL_LOCKS_EXCLUDED(mu_);
   // Recomputes the sweep's aggregate from its runs now and stores it if it changed.
   void Refresh(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(refresh_mu_) ABSL_LOCKS_EXCLUDED(mu_);
@@ -93,8 +146,17 @@ class SweepRegistry {
   absl::Mutex start_mu_ ABSL_ACQUIRED_BEFORE(refresh_mu_);
   // Held while a sweep's aggregate is computed and stored, so that one sweep's refreshes
   // are stored in the order computed and a deleted sweep is never stored again.
-  mutable absl::Mutex refresh_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  mutable absl::Mutex refresh_mu_ ABSL_ACQUIRED_BEFORE(watch_mu_);
+  // Held while readers' wake-ups run, so that removing a reader waits for its running one.
+  mutable absl::Mutex watch_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  struct Watcher {
+    std::string sweep_id;
+    std::function<void()> wake;
+  };
+  mutable std::map<int64_t, Watcher> watchers_ ABSL_GUARDED_BY(watch_mu_);  // by reader handle
+  mutable int64_t next_handle_ ABSL_GUARDED_BY(watch_mu_) = 1;
   mutable absl::Mutex mu_;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;  // Shutdown has begun
   std::map<std::string, std::shared_ptr<Entry>, std::less<>> sweeps_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Entry>> by_age_ ABSL_GUARDED_BY(mu_);      // oldest first
   std::map<std::string, std::string> request_ids_ ABSL_GUARDED_BY(mu_);  // -> sweep id

@@ -276,13 +276,16 @@ TEST_F(SweepRegistryTest, ASweepSurvivesARestartWithTheSameAggregate) {
   const std::string state_dir = (root_ / "restarted").string();
   Open(state_dir);
   const std::string id = sweeps_->StartSweep(request)->id();
-  WaitFor(id, [](const v1::Sweep& s) { return s.runs_done() >= 1 && s.state() == v1::RUNNING; });
+  const v1::Sweep before = WaitFor(
+      id, [](const v1::Sweep& s) { return s.runs_done() >= 1 && s.state() == v1::RUNNING; });
   Close();
 
   Open(state_dir);
   absl::StatusOr<v1::Sweep> restored = sweeps_->GetSweep(id);
   ASSERT_TRUE(restored.ok()) << restored.status();
   EXPECT_EQ(restored->name(), "bn study");
+  // The stream's position goes on from where it was: a reader resuming misses nothing.
+  EXPECT_GE(restored->sequence(), before.sequence());
   v1::Sweep resumed = WaitForState(id, v1::SUCCEEDED);
 
   ASSERT_EQ(resumed.cells_size(), whole.cells_size());
@@ -298,6 +301,128 @@ TEST_F(SweepRegistryTest, ASweepSurvivesARestartWithTheSameAggregate) {
   // And it was stored as it is served.
   Open(state_dir);
   EXPECT_EQ(sweeps_->GetSweep(id)->SerializeAsString(), resumed.SerializeAsString());
+}
+
+// Counts a reader's wake-ups and waits for the next one.
+class Wakes {
+ public:
+  std::function<void()> Callback() {
+    return [this] {
+      absl::MutexLock lock(&mu_);
+      ++count_;
+    };
+  }
+  // Waits until there has been a wake-up since the last call.
+  bool WaitForMore() {
+    absl::MutexLock lock(&mu_);
+    const bool woken = mu_.AwaitWithTimeout(absl::Condition(
+                                                +[](Wakes* self) {
+                                                  self->mu_.AssertHeld();
+                                                  return self->count_ > self->seen_;
+                                                },
+                                                this),
+                                            absl::Seconds(120));
+    seen_ = count_;
+    return woken;
+  }
+
+ private:
+  absl::Mutex mu_;
+  int count_ ABSL_GUARDED_BY(mu_) = 0;
+  int seen_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// StreamSweep's reader: the sweep at each change with a rising sequence, ending with OK
+// after the finished sweep, which is what GetSweep serves; reconnecting from a sequence
+// gives the newest state from there.
+TEST_F(SweepRegistryTest, AReaderSeesEachChangeInOrderAndEndsWithTheFinishedSweep) {
+  Open();
+  const v1::Sweep started = *sweeps_->StartSweep(QuickSweep(2, /*epochs=*/2));
+  EXPECT_GE(started.sequence(), 1);
+  Wakes wakes;
+  absl::StatusOr<std::unique_ptr<SweepReader>> reader =
+      sweeps_->WatchSweep(started.id(), 0, /*follow=*/true, wakes.Callback());
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  std::vector<v1::Sweep> seen;
+  std::optional<absl::Status> end;
+  while (!end.has_value()) {
+    SweepReader::Next next = (*reader)->Read();
+    if (next.sweep.has_value()) {
+      if (!seen.empty()) EXPECT_GT(next.sweep->sequence(), seen.back().sequence());
+      seen.push_back(*next.sweep);
+    } else if (next.end.has_value()) {
+      end = next.end;
+    } else {
+      ASSERT_TRUE(wakes.WaitForMore()) << "no wake-up after sequence " << seen.back().sequence();
+    }
+  }
+  EXPECT_TRUE(end->ok()) << *end;
+  ASSERT_GE(seen.size(), 2u);  // a slow reader may miss intermediate states, not the last
+  EXPECT_EQ(seen.back().state(), v1::SUCCEEDED);
+  EXPECT_EQ(seen.back().SerializeAsString(), sweeps_->GetSweep(started.id())->SerializeAsString());
+  // Each epoch of each run shows: the epochs aggregated only ever grow along the stream.
+  for (size_t i = 1; i < seen.size(); ++i) {
+    EXPECT_GE(seen[i].cells(0).epochs_size(), seen[i - 1].cells(0).epochs_size());
+  }
+
+  // From a sequence already passed: the newest state at once; without follow, then OK.
+  const int64_t middle = seen[seen.size() / 2].sequence();
+  absl::StatusOr<std::unique_ptr<SweepReader>> late =
+      sweeps_->WatchSweep(started.id(), middle, /*follow=*/false, [] {});
+  ASSERT_TRUE(late.ok());
+  SweepReader::Next first = (*late)->Read();
+  ASSERT_TRUE(first.sweep.has_value());
+  EXPECT_EQ(first.sweep->sequence(), seen.back().sequence());
+  EXPECT_TRUE((*late)->Read().end.value_or(absl::UnknownError("no end")).ok());
+  // After the last one: nothing more will come, so the stream ends.
+  absl::StatusOr<std::unique_ptr<SweepReader>> after =
+      sweeps_->WatchSweep(started.id(), seen.back().sequence() + 1, /*follow=*/true, [] {});
+  EXPECT_TRUE((*after)->Read().end.value_or(absl::UnknownError("no end")).ok());
+
+  EXPECT_EQ(sweeps_->WatchSweep("nosuchid", 0, true, [] {}).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(SweepRegistryTest, ReadersEndWhenTheSweepIsDeletedOrTheServerShutsDown) {
+  Open("", 100, 100, /*train=*/false);
+  const v1::Sweep waiting = *sweeps_->StartSweep(QuickSweep(1));
+  Wakes wakes;
+  std::unique_ptr<SweepReader> reader =
+      *sweeps_->WatchSweep(waiting.id(), 0, /*follow=*/true, wakes.Callback());
+  ASSERT_TRUE(reader->Read().sweep.has_value());
+  SweepReader::Next idle = reader->Read();
+  EXPECT_FALSE(idle.sweep.has_value() || idle.end.has_value());  // queued: waits
+
+  // Cancelled: the finished sweep, then OK.
+  absl::Notification cancelled;
+  sweeps_->CancelSweep(waiting.id(), [&](absl::StatusOr<v1::Sweep>) { cancelled.Notify(); });
+  cancelled.WaitForNotification();
+  ASSERT_TRUE(wakes.WaitForMore());
+  SweepReader::Next last = reader->Read();
+  ASSERT_TRUE(last.sweep.has_value());
+  EXPECT_EQ(last.sweep->state(), v1::CANCELLED);
+  EXPECT_TRUE(reader->Read().end.value_or(absl::UnknownError("no end")).ok());
+
+  // A reader that has not read the sweep when it is deleted: NOT_FOUND, saying so.
+  std::unique_ptr<SweepReader> slow = *sweeps_->WatchSweep(waiting.id(), 0, true, [] {});
+  ASSERT_TRUE(sweeps_->DeleteSweep(waiting.id()).ok());
+  SweepReader::Next gone = slow->Read();
+  ASSERT_TRUE(gone.end.has_value());
+  EXPECT_EQ(gone.end->code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(gone.end->message(), HasSubstr("was deleted"));
+
+  // Shutdown wakes and ends a reader waiting on a queued sweep.
+  const v1::Sweep other = *sweeps_->StartSweep(QuickSweep(1));
+  Wakes other_wakes;
+  std::unique_ptr<SweepReader> waiter =
+      *sweeps_->WatchSweep(other.id(), other.sequence() + 1, true, other_wakes.Callback());
+  SweepReader::Next nothing = waiter->Read();
+  EXPECT_FALSE(nothing.sweep.has_value() || nothing.end.has_value());
+  sweeps_->Shutdown();
+  ASSERT_TRUE(other_wakes.WaitForMore());
+  SweepReader::Next ended = waiter->Read();
+  ASSERT_TRUE(ended.end.has_value());
+  EXPECT_EQ(ended.end->code(), absl::StatusCode::kUnavailable);
 }
 
 }  // namespace

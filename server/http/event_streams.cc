@@ -1,5 +1,6 @@
 #include "server/http/event_streams.h"
 
+#include "absl/memory/memory.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/proto_json.h"
@@ -98,6 +99,31 @@ std::string ExperimentWatchStream::NextFrame(absl::Duration timeout) {
     }
     if (next.experiment != nullptr)
       return ServerSentEvent(0, "experiment", ToJson(*next.experiment));
+    if (waited || !more_.WaitFor(timeout)) return "";
+  }
+}
+
+absl::StatusOr<std::unique_ptr<SweepEventStream>> SweepEventStream::Open(
+    const SweepRegistry& sweeps, absl::string_view id, int64_t from_sequence, bool follow) {
+  auto stream = absl::WrapUnique(new SweepEventStream());
+  SweepEventStream& self = *stream;
+  absl::StatusOr<std::unique_ptr<SweepReader>> reader =
+      sweeps.WatchSweep(id, from_sequence, follow, [&self] { self.more_.Notify(); });
+  if (!reader.ok()) return reader.status();
+  stream->reader_ = *std::move(reader);
+  return stream;
+}
+
+std::string SweepEventStream::NextFrame(absl::Duration timeout) {
+  if (finished_) return "";
+  for (bool waited = false;; waited = true) {
+    SweepReader::Next next = reader_->Read();
+    if (next.end.has_value()) {
+      finished_ = true;
+      return EndEvent(*next.end);
+    }
+    if (next.sweep.has_value())
+      return ServerSentEvent(next.sweep->sequence(), "sweep", ToJson(*next.sweep));
     if (waited || !more_.WaitFor(timeout)) return "";
   }
 }

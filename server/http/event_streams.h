@@ -5,7 +5,9 @@
 //     disconnect from Last-Event-ID.
 //   ExperimentWatchStream: every experiment once, then each one that changes (what
 //     WatchExperiments sends).
-// Both end with an `end` event whose data is {"code": ..., "message": ...}, the status
+//   SweepEventStream: one sweep, whole, at each change (what StreamSweep sends); each
+//     frame's `id:` is the sweep's sequence.
+// All end with an `end` event whose data is {"code": ..., "message": ...}, the status
 // the gRPC stream would have finished with.
 #ifndef GRADLAB_SERVER_HTTP_EVENT_STREAMS_H_
 #define GRADLAB_SERVER_HTTP_EVENT_STREAMS_H_
@@ -21,6 +23,7 @@
 #include "absl/time/time.h"
 #include "server/experiments/change_feed.h"
 #include "server/experiments/experiment_log.h"
+#include "server/experiments/sweep_registry.h"
 
 namespace gradlab {
 
@@ -95,6 +98,25 @@ class ExperimentWatchStream : public EventStream {
   // cursor, so that it outlives the cursor's last wake-up.
   Wakeup more_;
   const std::unique_ptr<ChangeCursor> cursor_;
+};
+
+class SweepEventStream : public EventStream {
+ public:
+  // NOT_FOUND for an unknown sweep.
+  static absl::StatusOr<std::unique_ptr<SweepEventStream>> Open(const SweepRegistry& sweeps,
+                                                                absl::string_view id,
+                                                                int64_t from_sequence, bool follow);
+
+  // Frames are `event: sweep`, data a Sweep in the protobuf JSON mapping.
+  std::string NextFrame(absl::Duration timeout) override;
+
+ private:
+  SweepEventStream() = default;
+
+  // Raised by the reader's wake-up. Declared before the reader, so that it outlives the
+  // reader's last wake-up.
+  Wakeup more_;
+  std::unique_ptr<SweepReader> reader_;
 };
 
 }  // namespace gradlab

@@ -66,6 +66,27 @@ absl::StatusOr<bool> BoolParam(const httplib::Request& request, const char* name
       absl::StrCat(name, ": ", QuoteClientText(text), " is not one of true, false, 1, 0"));
 }
 
+// Where an event stream starts: from_sequence, or after a reconnecting browser's
+// Last-Event-ID; and whether it follows (default true).
+absl::Status ParsePosition(const httplib::Request& request, int64_t& from_sequence, bool& follow) {
+  // Any integer parses; which ones are allowed is the gRPC face's rule too.
+  absl::StatusOr<int64_t> from = IntParam(request, "from_sequence", INT64_MIN, INT64_MAX, 0);
+  if (!from.ok()) return from.status();
+  if (absl::Status start = CheckStreamStart("from_sequence", *from); !start.ok()) return start;
+  from_sequence = *from;
+  // A browser reconnecting sends the id of the last event it had: go on after it.
+  if (request.has_header("Last-Event-ID")) {
+    absl::StatusOr<int64_t> after =
+        SequenceAfterLastEventId(request.get_header_value("Last-Event-ID"));
+    if (!after.ok()) return after.status();
+    from_sequence = *after;
+  }
+  absl::StatusOr<bool> follows = BoolParam(request, "follow", true);
+  if (!follows.ok()) return follows.status();
+  follow = *follows;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<EventSelection> ParseEventSelection(const httplib::Request& request) {
   EventSelection selection;
   if (request.has_param("kinds")) {
@@ -83,21 +104,10 @@ absl::StatusOr<EventSelection> ParseEventSelection(const httplib::Request& reque
       }
     }
   }
-  // Any integer parses; which ones are allowed is the gRPC face's rule too.
-  absl::StatusOr<int64_t> from = IntParam(request, "from_sequence", INT64_MIN, INT64_MAX, 0);
-  if (!from.ok()) return from.status();
-  if (absl::Status start = CheckStreamStart("from_sequence", *from); !start.ok()) return start;
-  selection.from_sequence = *from;
-  // A browser reconnecting sends the id of the last event it had: go on after it.
-  if (request.has_header("Last-Event-ID")) {
-    absl::StatusOr<int64_t> after =
-        SequenceAfterLastEventId(request.get_header_value("Last-Event-ID"));
-    if (!after.ok()) return after.status();
-    selection.from_sequence = *after;
+  if (absl::Status position = ParsePosition(request, selection.from_sequence, selection.follow);
+      !position.ok()) {
+    return position;
   }
-  absl::StatusOr<bool> follow = BoolParam(request, "follow", true);
-  if (!follow.ok()) return follow.status();
-  selection.follow = *follow;
   return selection;
 }
 
@@ -341,18 +351,32 @@ void HttpServer::AddRoutes() {
              [this](const httplib::Request& request, httplib::Response& response) {
                Reply(response, sweeps_.GetSweep(request.matches[1].str()));
              });
+  server.Get(R"(/api/v1/sweeps/([^/]+)/events)", [this](const httplib::Request& request,
+                                                        httplib::Response& response) {
+    int64_t from_sequence = 0;
+    bool follow = true;
+    if (absl::Status position = ParsePosition(request, from_sequence, follow); !position.ok()) {
+      return ReplyError(response, position);
+    }
+    absl::StatusOr<std::unique_ptr<SweepEventStream>> stream =
+        SweepEventStream::Open(sweeps_, request.matches[1].str(), from_sequence, follow);
+    if (!stream.ok()) return ReplyError(response, stream.status());
+    StartEventStream(*std::move(stream), "sweep_events", request, response);
+  });
   server.Get("/api/v1/watch", [this](const httplib::Request& request, httplib::Response& response) {
     StartEventStream(std::make_unique<ExperimentWatchStream>(registry_.changes()), "watch", request,
                      response);
   });
   server.set_error_handler([](const httplib::Request& request, httplib::Response& response) {
     if (response.status != 404 || !response.body.empty()) return;
-    ReplyError(response, absl::NotFoundError(absl::StrCat(
-                             request.method, " ", request.path,
-                             ": no such page. GET /, /api/v1/experiments, /api/v1/experiments/ID, "
-                             "/api/v1/experiments/ID/events, /api/v1/experiments/ID/snapshot, "
-                             "/api/v1/sweeps, /api/v1/sweeps/ID, /api/v1/watch, /api/v1/server, "
-                             "/metrics or /healthz")));
+    ReplyError(response,
+               absl::NotFoundError(absl::StrCat(
+                   request.method, " ", request.path,
+                   ": no such page. GET /, /api/v1/experiments, /api/v1/experiments/ID, "
+                   "/api/v1/experiments/ID/events, /api/v1/experiments/ID/snapshot, "
+                   "/api/v1/sweeps, /api/v1/sweeps/ID, /api/v1/sweeps/ID/events, /api/v1/watch, "
+                   "/api/v1/server, "
+                   "/metrics or /healthz")));
   });
 }
 

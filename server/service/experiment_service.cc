@@ -133,6 +133,57 @@ class WatchStream : public ServerStream<v1::Experiment> {
   std::unique_ptr<ChangeCursor> cursor_ ABSL_GUARDED_BY(mu_);
 };
 
+// StreamSweep: the sweep whole at each change, read through a SweepReader. A slow client
+// gets its newest state rather than a backlog.
+class SweepStream : public ServerStream<v1::Sweep> {
+ public:
+  explicit SweepStream(std::unique_ptr<ClientLimits::StreamSlot> slot) : slot_(std::move(slot)) {}
+
+  // Separate from the constructor: the reader's wake-up needs the stream. An unknown
+  // sweep ends the stream with NOT_FOUND.
+  void Open(grpc::CallbackServerContext* context, SweepRegistry& sweeps,
+            const v1::StreamSweepRequest& request) {
+    absl::StatusOr<std::unique_ptr<SweepReader>> reader =
+        sweeps.WatchSweep(request.id(), request.from_sequence(),
+                          !request.has_follow() || request.follow(), [this] { Advance(); });
+    {
+      absl::MutexLock lock(&mu_);
+      if (reader.ok()) {
+        reader_ = *std::move(reader);
+      } else {
+        failed_ = ToGrpcStatus(reader.status());
+        LogFailure("StreamSweep", context, *failed_);
+      }
+    }
+    Advance();
+  }
+
+ private:
+  Step Next() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (failed_.has_value()) return End(*failed_);
+    if (reader_ == nullptr) return Wait();  // Open has not set it yet
+    SweepReader::Next next = reader_->Read();
+    if (next.end.has_value()) return End(ToGrpcStatus(*next.end));
+    if (!next.sweep.has_value()) return Wait();
+    in_flight_ = *std::move(next.sweep);
+    return Send(&in_flight_);
+  }
+
+  // Stops the reader's wake-ups (and waits for a running one, which may need mu_).
+  void Close() override {
+    std::unique_ptr<SweepReader> reader;
+    {
+      absl::MutexLock lock(&mu_);
+      reader = std::move(reader_);
+    }
+  }
+
+  const std::unique_ptr<ClientLimits::StreamSlot> slot_;  // counts this stream for its client
+  v1::Sweep in_flight_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<SweepReader> reader_ ABSL_GUARDED_BY(mu_);
+  std::optional<grpc::Status> failed_ ABSL_GUARDED_BY(mu_);
+};
+
 // ExportModel: the exported file in chunks, one write in flight.
 class ChunkStream : public ServerStream<v1::ModelChunk> {
  public:
@@ -408,6 +459,22 @@ grpc::ServerWriteReactor<v1::Experiment>* ExperimentServiceImpl::WatchExperiment
   if (!slot.ok())
     return new FailedStream<v1::Experiment>("WatchExperiments", context, slot.status());
   return new WatchStream(registry_.changes(), *std::move(slot));
+}
+
+grpc::ServerWriteReactor<v1::Sweep>* ExperimentServiceImpl::StreamSweep(
+    grpc::CallbackServerContext* context, const v1::StreamSweepRequest* request) {
+  if (absl::Status allowed = Authorize(context, Role::kRead); !allowed.ok()) {
+    return new FailedStream<v1::Sweep>("StreamSweep", context, allowed);
+  }
+  if (absl::Status start = CheckStreamStart("from_sequence", request->from_sequence());
+      !start.ok()) {
+    return new FailedStream<v1::Sweep>("StreamSweep", context, start);
+  }
+  absl::StatusOr<std::unique_ptr<ClientLimits::StreamSlot>> slot = OpenStream(context);
+  if (!slot.ok()) return new FailedStream<v1::Sweep>("StreamSweep", context, slot.status());
+  auto* stream = new SweepStream(*std::move(slot));
+  stream->Open(context, sweeps_, *request);
+  return stream;
 }
 
 }  // namespace gradlab

@@ -67,6 +67,8 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
   grpc::ServerUnaryReactor* DeleteSweep(grpc::CallbackServerContext* context,
                                         const v1::DeleteSweepRequest* request,
                                         v1::DeleteSweepResponse* response) override;
+  grpc::ServerWriteReactor<v1::Sweep>* StreamSweep(grpc::CallbackServerContext* context,
+                                                   const v1::StreamSweepRequest* request) override;
 
  private:
   // OK when the caller may start another experiment or sweep now, or RESOURCE_EXHAUSTED.

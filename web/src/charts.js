@@ -777,7 +777,7 @@
       this.accuracy.setData(align(bandPoints('testAccuracy')));
       this.loss.setData(align(bandPoints('trainLoss')));
       const flows = cells.map((c) => {
-        const weights = (c.step1Gradients || []).filter((l) => /weight$/.test(l.name));
+        const weights = (c.step1Gradients || []).filter((l) => l.layerWeight);
         return weights.map(
             (l, i) =>
                 [weights.length > 1 ? i / (weights.length - 1) : 0,

@@ -304,10 +304,8 @@
     return run;
   }
 
-  // A sweep: fetched again whenever one of its runs changes (the watch stream). The server
-  // refreshes a sweep's aggregate just after its run changes, so a fetch may come before
-  // it: the page fetches again until the sweep counts every finished run and epoch the
-  // watch stream has shown.
+  // A sweep: whole, then again at each change the server stores, from its events stream
+  // (which a reconnecting browser resumes after the last sequence it had).
   function sweepPage(id) {
     fetchJson(`/api/v1/sweeps/${id}`)
         .then((sweep) => {
@@ -316,30 +314,10 @@
           view.setSweep(sweep);
           views.push(view);
           scheduleRedraw();
-          const runs = new Map();  // id -> the newest Experiment of each run
-          const behind = (s) => {
-            const list = [...runs.values()];
-            const done =
-                list.filter((e) => ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(e.state)).length;
-            const epochs = Math.max(0, ...list.map((e) => num((e.lastMetrics || {}).epoch)));
-            const shown = Math.max(0, ...(s.cells || []).map((c) => (c.epochs || []).length));
-            return num(s.runsDone) < done || shown < epochs;
-          };
-          let retry = null;
-          const refresh = serially(() => fetchJson(`/api/v1/sweeps/${id}`).then((s) => {
-            view.setSweep(s);
-            scheduleRedraw();
-            if (behind(s) && !retry)
-              retry = setTimeout(() => {
-                retry = null;
-                refresh();
-              }, 250);
-          }));
-          open('/api/v1/watch', {
-            experiment: (experiment) => {
-              if (((experiment.spec || {}).labels || {}).sweep !== id) return;
-              runs.set(experiment.id, experiment);
-              refresh();
+          open(`/api/v1/sweeps/${id}/events?from_sequence=${num(sweep.sequence) + 1}`, {
+            sweep: (changed) => {
+              view.setSweep(changed);
+              scheduleRedraw();
             },
           });
         })
