@@ -28,13 +28,25 @@ std::string JsonArray(const std::vector<Message>& messages) {
       "]");
 }
 
+// "1 sweep and 2 experiments".
+std::string Counted(size_t sweeps, size_t experiments) {
+  const auto count = [](size_t n, const char* what) {
+    return absl::StrCat(n, " ", what, n == 1 ? "" : "s");
+  };
+  if (sweeps == 0) return count(experiments, "experiment");
+  if (experiments == 0) return count(sweeps, "sweep");
+  return absl::StrCat(count(sweeps, "sweep"), " and ", count(experiments, "experiment"));
+}
+
 }  // namespace
 
-std::string RenderReport(const std::vector<ReportExperiment>& experiments, absl::string_view server,
+std::string RenderReport(const std::vector<v1::Sweep>& sweeps,
+                         const std::vector<ReportExperiment>& experiments, absl::string_view server,
                          absl::Time generated) {
   const std::string time =
       absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", generated, absl::UTCTimeZone());
   std::vector<std::string> ids;
+  for (const v1::Sweep& sweep : sweeps) ids.push_back(sweep.id());
   std::vector<std::string> entries;
   for (const ReportExperiment& entry : experiments) {
     ids.push_back(entry.experiment.id());
@@ -42,18 +54,16 @@ std::string RenderReport(const std::vector<ReportExperiment>& experiments, absl:
                                    ",\"metrics\":", JsonArray(entry.metrics),
                                    ",\"gradients\":", JsonArray(entry.gradients), "}"));
   }
-  const std::string data =
-      absl::StrCat("{\"generatedTime\":\"",
-                   absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", generated, absl::UTCTimeZone()),
-                   "\",\"experiments\":[", absl::StrJoin(entries, ","), "]}");
+  const std::string data = absl::StrCat(
+      "{\"generatedTime\":\"",
+      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", generated, absl::UTCTimeZone()),
+      "\",\"sweeps\":", JsonArray(sweeps), ",\"experiments\":[", absl::StrJoin(entries, ","), "]}");
   // One pass: what is put in is never searched for markers again.
   return absl::StrReplaceAll(
       WebAssetContent("report.html"),
       {{"{{TITLE}}", EscapeHtml(absl::StrCat("gradlab report: ", absl::StrJoin(ids, ", ")))},
-       {"{{SUBTITLE}}",
-        EscapeHtml(absl::StrCat(experiments.size(),
-                                experiments.size() == 1 ? " experiment" : " experiments", " from ",
-                                server, ", ", time))},
+       {"{{SUBTITLE}}", EscapeHtml(absl::StrCat(Counted(sweeps.size(), experiments.size()),
+                                                " from ", server, ", ", time))},
        {"{{UPLOT_CSS}}", WebAssetContent("uPlot.min.css")},
        {"{{STYLE_CSS}}", WebAssetContent("style.css")},
        {"{{DATA}}", ScriptSafe(data)},

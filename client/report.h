@@ -1,4 +1,5 @@
-// `gradlab report`: experiments as one self-contained HTML page, for sharing a result.
+// `gradlab report`: sweeps and experiments as one self-contained HTML page, for sharing a
+// result.
 // The page is web/src/report.html with uPlot, the dashboard's chart code and the data
 // inline: it opens from a file, offline, and shows the same curves and gradient flow as
 // the dashboard.
@@ -20,8 +21,10 @@ struct ReportExperiment {
   std::vector<v1::GradientSnapshot> gradients;  // in step order
 };
 
-// `server` and `generated` are shown in the page's header.
-std::string RenderReport(const std::vector<ReportExperiment>& experiments, absl::string_view server,
+// Each sweep (its grid, bands and step-1 gradient flow, as the dashboard's sweep page),
+// then the experiments. `server` and `generated` are shown in the page's header.
+std::string RenderReport(const std::vector<v1::Sweep>& sweeps,
+                         const std::vector<ReportExperiment>& experiments, absl::string_view server,
                          absl::Time generated);
 
 }  // namespace gradlab

@@ -38,7 +38,7 @@ std::string DataOf(const std::string& html) {
 
 TEST(ReportTest, CarriesTheDataAsJsonThatSurvivesItsScriptElement) {
   const std::string html =
-      RenderReport({Example()}, "127.0.0.1:50051", absl::FromUnixSeconds(1800000000));
+      RenderReport({}, {Example()}, "127.0.0.1:50051", absl::FromUnixSeconds(1800000000));
   const std::string data = DataOf(html);
   // The name's "</script>" did not end the element: the whole object is there.
   google::protobuf::Struct parsed;
@@ -55,7 +55,7 @@ TEST(ReportTest, CarriesTheDataAsJsonThatSurvivesItsScriptElement) {
 
 TEST(ReportTest, IsSelfContainedWithEveryMarkerFilledAndTheTitleEscaped) {
   const std::string html =
-      RenderReport({Example()}, "127.0.0.1:50051", absl::FromUnixSeconds(1800000000));
+      RenderReport({}, {Example()}, "127.0.0.1:50051", absl::FromUnixSeconds(1800000000));
   EXPECT_FALSE(absl::StrContains(html, "{{")) << "a marker was left unfilled";
   EXPECT_FALSE(absl::StrContains(html, "src=\"")) << "a script is loaded from elsewhere";
   EXPECT_FALSE(absl::StrContains(html, "rel=\"stylesheet\"")) << "a stylesheet is linked";
@@ -64,6 +64,28 @@ TEST(ReportTest, IsSelfContainedWithEveryMarkerFilledAndTheTitleEscaped) {
   EXPECT_TRUE(absl::StrContains(html, "<title>gradlab report: k3v9x2mq</title>"));
   EXPECT_TRUE(
       absl::StrContains(html, "1 experiment from 127.0.0.1:50051, 2027-01-15 08:00:00 UTC"));
+}
+
+TEST(ReportTest, CarriesSweepsBeforeExperimentsAndCountsBoth) {
+  v1::Sweep sweep;
+  sweep.set_id("swp12345");
+  sweep.set_name("bn study");
+  sweep.add_cells()->set_description("batch_norm=true");
+  const std::string html =
+      RenderReport({sweep}, {Example()}, "127.0.0.1:50051", absl::FromUnixSeconds(1800000000));
+  google::protobuf::Struct parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(DataOf(html), &parsed).ok());
+  const auto& sweeps = parsed.fields().at("sweeps").list_value().values();
+  ASSERT_EQ(sweeps.size(), 1);
+  v1::Sweep carried;
+  std::string json;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(sweeps[0].struct_value(), &json).ok());
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &carried).ok());
+  EXPECT_EQ(carried.SerializeAsString(), sweep.SerializeAsString());
+  EXPECT_TRUE(absl::StrContains(html, "<title>gradlab report: swp12345, k3v9x2mq</title>"));
+  EXPECT_TRUE(absl::StrContains(html, "1 sweep and 1 experiment from 127.0.0.1:50051"));
+  EXPECT_TRUE(absl::StrContains(
+      RenderReport({sweep, sweep}, {}, "h:1", absl::FromUnixSeconds(1800000000)), "2 sweeps from"));
 }
 
 }  // namespace

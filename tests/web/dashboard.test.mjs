@@ -244,6 +244,24 @@ test('the sweep page shows the grid, the bands and every cell\'s gradient flow, 
   await list.locator(`[data-role=sweep-list] tr[data-sweep="${id}"]`).waitFor();
   assert.deepEqual([...page.errors, ...list.errors], []);
   await context.close();
+
+  // Its report: the same grid, bands and flow, from a file with no network.
+  const file = path.join(artifacts, 'sweep-report.html');
+  assert.match(await gradlab('report', id, '-o', file), /: 1 sweep, 0 experiments, /);
+  const offline = await browser.newContext({ offline: true });
+  const report = await newPage(offline);
+  await report.goto(`file://${file}`);
+  await report.locator('body[data-rendered=true]').waitFor();
+  const reportRow = await report.locator('[data-role=sweep-table] tr[data-cell="1"]').innerText();
+  assert.ok(reportRow.includes(`${(100 * final.mean).toFixed(1)} ± ${(100 * final.std).toFixed(1)}%`),
+    reportRow);
+  for (const role of ['sweep-accuracy', 'sweep-loss', 'sweep-flow']) {
+    assert.ok(await inkedPixels(report.locator(`[data-role=${role}] canvas`)) > 500,
+      `the report's ${role} is blank`);
+  }
+  await report.screenshot({ path: path.join(artifacts, 'sweep-report.png'), fullPage: true });
+  assert.deepEqual(report.errors, []);
+  await offline.close();
 });
 
 test('a report opens from its file with no network and shows its charts', async () => {

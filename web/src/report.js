@@ -1,13 +1,20 @@
 // A gradlab report: one self-contained page, written by `gradlab report`. Its data is
-// inline (#report-data: {"generatedTime", "server", "experiments": [{"experiment",
+// inline (#report-data: {"generatedTime", "sweeps": [Sweep], "experiments": [{"experiment",
 // "metrics": [MetricsEvent], "gradients": [GradientSnapshot]}]}), in the HTTP API's JSON.
 (function () {
   'use strict';
-  const { ExperimentData, ExperimentView, CompareView, el } = window.GradlabCharts;
+  const { ExperimentData, ExperimentView, CompareView, SweepView, el } = window.GradlabCharts;
   const report = JSON.parse(document.getElementById('report-data').textContent);
   const main = document.getElementById('main');
   const views = [];
 
+  for (const sweep of report.sweeps || []) {
+    const section = el('div', { 'data-sweep': sweep.id });
+    main.append(section);
+    const view = new SweepView(section);
+    view.setSweep(sweep);
+    views.push(view);
+  }
   const datas = report.experiments.map((entry) => {
     const data = new ExperimentData(entry.experiment);
     for (const event of entry.metrics) data.addMetrics(event);
