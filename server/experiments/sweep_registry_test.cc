@@ -47,7 +47,8 @@ class SweepRegistryTest : public ::testing::Test {
     options.threads_per_job = 1;
     options.max_queue = max_queue;
     if (!state_dir.empty()) {
-      absl::StatusOr<std::unique_ptr<ExperimentStore>> store = ExperimentStore::Open(state_dir);
+      absl::StatusOr<std::unique_ptr<ExperimentStore>> store =
+          ExperimentStore::Open(state_dir, store_options_);
       ASSERT_TRUE(store.ok()) << store.status();
       options.store = *std::move(store);
     }
@@ -91,6 +92,7 @@ class SweepRegistryTest : public ::testing::Test {
   }
 
   fs::path root_;
+  StoreOptions store_options_;  // for the next Open
   std::unique_ptr<ExperimentRegistry> registry_;
   std::unique_ptr<SweepRegistry> sweeps_;
 };
@@ -301,6 +303,35 @@ TEST_F(SweepRegistryTest, ASweepSurvivesARestartWithTheSameAggregate) {
   // And it was stored as it is served.
   Open(state_dir);
   EXPECT_EQ(sweeps_->GetSweep(id)->SerializeAsString(), resumed.SerializeAsString());
+}
+
+// A disk that fills during a sweep: its runs fail as lone experiments do, the sweep
+// follows them to FAILED in memory though its own record can no longer be stored, the
+// server goes on, and the next start (with room) recomputes the same aggregate.
+TEST_F(SweepRegistryTest, OnAFullDiskTheSweepFailsWithItsRunsAndIsTheSameAfterARestart) {
+  const std::string state_dir = (root_ / "full").string();
+  store_options_.max_pages = 14;  // the schema, the sweep and its runs, little more
+  Open(state_dir);
+  v1::StartSweepRequest request = QuickSweep(1, /*epochs=*/100);
+  request.mutable_sweep()->mutable_base()->set_gradient_every_n_steps(1);
+  absl::StatusOr<v1::Sweep> started = sweeps_->StartSweep(request);
+  ASSERT_TRUE(started.ok()) << started.status();
+  const v1::Sweep failed = WaitForState(started->id(), v1::FAILED);
+  EXPECT_EQ(failed.runs_done(), 2);
+  for (const v1::SweepCell& cell : failed.cells()) EXPECT_EQ(cell.runs_failed(), 1);
+  EXPECT_TRUE(registry_->ListExperiments({}).ok());
+  EXPECT_TRUE(sweeps_->ListSweeps({}).ok());
+  Close();
+
+  store_options_ = {};
+  Open(state_dir);
+  const v1::Sweep recomputed = WaitForState(started->id(), v1::FAILED);
+  ASSERT_EQ(recomputed.cells_size(), failed.cells_size());
+  for (int c = 0; c < failed.cells_size(); ++c) {
+    EXPECT_EQ(recomputed.cells(c).SerializeAsString(), failed.cells(c).SerializeAsString())
+        << recomputed.cells(c).DebugString() << "\nvs\n"
+        << failed.cells(c).DebugString();
+  }
 }
 
 // Counts a reader's wake-ups and waits for the next one.
