@@ -63,6 +63,7 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="resnet")
+    parser.add_argument("--depth", type=int, default=20, help="cifar_resnet: 6n+2 layers")
     parser.add_argument("--dataset", default="cifar10", choices=["cifar10", "synthetic"])
     parser.add_argument("--data_dir", default="data")
     parser.add_argument("--max_train_samples", type=int, default=2560)
@@ -73,7 +74,7 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(42)
-    model = models.build(args.model)
+    model = models.build(args.model, depth=args.depth)
     normalize = transforms.Normalize(CIFAR_MEAN, CIFAR_STD)
     data_dir = args.data_dir if args.dataset == "cifar10" else None
     train_set = Cifar10(

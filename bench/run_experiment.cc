@@ -18,7 +18,7 @@
 #include "server/engine/models.h"
 #include "server/engine/trainer.h"
 
-ABSL_FLAG(std::string, model, "simple_cnn", "simple_cnn, deep_cnn, resnet or mlp");
+ABSL_FLAG(std::string, model, "simple_cnn", "simple_cnn, deep_cnn, resnet, cifar_resnet or mlp");
 ABSL_FLAG(std::string, dataset, "cifar10", "cifar10, fashion_mnist, mnist or synthetic");
 ABSL_FLAG(std::string, data_dir, "", "dataset folder; empty: the dataset's default");
 ABSL_FLAG(int, epochs, 20, "epochs");
@@ -33,6 +33,8 @@ ABSL_FLAG(std::string, augment, "", "true or false; empty: the dataset's default
 ABSL_FLAG(std::string, batch_norm, "", "true or false; empty: the model's default");
 ABSL_FLAG(std::string, skip_connections, "", "true or false (resnet); empty: default");
 ABSL_FLAG(std::string, init, "pytorch_default", "pytorch_default or kaiming_normal");
+ABSL_FLAG(int, depth, 0, "cifar_resnet: 6n+2 layers; 0: the default (20)");
+ABSL_FLAG(std::string, shortcut, "", "cifar_resnet: zero_pad or projection; empty: default");
 ABSL_FLAG(int64_t, max_train_samples, 0, "first N training samples; 0: all");
 ABSL_FLAG(int64_t, max_test_samples, 0, "first N test samples; 0: all");
 ABSL_FLAG(int, gradient_every_n_steps, 50, "gradient snapshot cadence");
@@ -128,6 +130,8 @@ int Run() {
   spec.batch_norm = OptionalBool(absl::GetFlag(FLAGS_batch_norm));
   spec.skip_connections = OptionalBool(absl::GetFlag(FLAGS_skip_connections));
   spec.init = absl::GetFlag(FLAGS_init);
+  if (absl::GetFlag(FLAGS_depth) != 0) spec.depth = absl::GetFlag(FLAGS_depth);
+  spec.shortcut = absl::GetFlag(FLAGS_shortcut);
   spec.max_train_samples = absl::GetFlag(FLAGS_max_train_samples);
   spec.max_test_samples = absl::GetFlag(FLAGS_max_test_samples);
   spec.gradient_every_n_steps = absl::GetFlag(FLAGS_gradient_every_n_steps);

@@ -151,9 +151,11 @@ std::string ExperimentDetails(const v1::Experiment& e) {
       {"state:",
        StateName(e.state()) +
            (e.queue_position() > 0 ? absl::StrCat(" (position ", e.queue_position(), ")") : "")},
-      {"model:", absl::StrFormat("%s (batch_norm %s, skip_connections %s, init %s)", s.model(),
-                                 s.batch_norm() ? "on" : "off", s.skip_connections() ? "on" : "off",
-                                 s.init())},
+      {"model:",
+       absl::StrFormat(
+           "%s%s (batch_norm %s, skip_connections %s, init %s)", s.model(),
+           s.has_depth() ? absl::StrFormat(", depth %d, shortcut %s", s.depth(), s.shortcut()) : "",
+           s.batch_norm() ? "on" : "off", s.skip_connections() ? "on" : "off", s.init())},
       {"dataset:",
        absl::StrFormat("%s at %s (augment %s, train %s, test %s)", s.dataset(),
                        !e.dataset_location().empty() ? e.dataset_location()

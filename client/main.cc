@@ -32,7 +32,8 @@ ABSL_FLAG(std::string, token, "",
 ABSL_FLAG(int, reconnect_timeout, 60, "seconds watch keeps reconnecting a dropped stream");
 
 // ExperimentSpec fields, for submit and compare; unset ones take the server's defaults.
-ABSL_FLAG(std::optional<std::string>, model, std::nullopt, "simple_cnn, deep_cnn, resnet or mlp");
+ABSL_FLAG(std::optional<std::string>, model, std::nullopt,
+          "simple_cnn, deep_cnn, resnet, cifar_resnet or mlp");
 ABSL_FLAG(std::optional<std::string>, dataset, std::nullopt,
           "cifar10, fashion_mnist, mnist or synthetic");
 ABSL_FLAG(std::optional<std::string>, data_dir, std::nullopt, "dataset folder on the server");
@@ -47,7 +48,10 @@ ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt, "seed; default 42");
 ABSL_FLAG(std::optional<bool>, augment, std::nullopt, "crop and flip; default on for cifar10");
 ABSL_FLAG(std::optional<bool>, batch_norm, std::nullopt,
           "BatchNorm; default on for resnet and mlp");
-ABSL_FLAG(std::optional<bool>, skip_connections, std::nullopt, "resnet only; default on");
+ABSL_FLAG(std::optional<bool>, skip_connections, std::nullopt, "resnets only; default on");
+ABSL_FLAG(std::optional<int>, depth, std::nullopt, "cifar_resnet only: 6n+2 layers; default 20");
+ABSL_FLAG(std::optional<std::string>, shortcut, std::nullopt,
+          "cifar_resnet only: zero_pad (default) or projection");
 ABSL_FLAG(std::optional<std::string>, init, std::nullopt, "pytorch_default or kaiming_normal");
 ABSL_FLAG(std::optional<int64_t>, max_train_samples, std::nullopt, "first N training samples");
 ABSL_FLAG(std::optional<int64_t>, max_test_samples, std::nullopt, "first N test samples");
@@ -143,7 +147,7 @@ spec flags (unset ones take the server's defaults, the reference experiment's):
   --weight_decay --lr_step_size --lr_gamma --seed --augment --batch_norm
   --skip_connections --init --max_train_samples --max_test_samples
   --gradient_every_n_steps --threads --precision --name --labels=k=v,k2=v2
-  --world_size
+  --world_size --depth --shortcut
   (each is the ExperimentSpec field of the same name; see gradlab.v1 in the .proto)
 
 exit codes:
@@ -177,7 +181,9 @@ const std::vector<std::string> kSpecFlags = {"model",
                                              "precision",
                                              "name",
                                              "labels",
-                                             "world_size"};
+                                             "world_size",
+                                             "depth",
+                                             "shortcut"};
 
 // The flags each command takes, besides the global ones.
 std::map<std::string, std::set<std::string>> CommandFlags() {
@@ -302,6 +308,8 @@ absl::StatusOr<gradlab::v1::StartExperimentRequest> RequestFromFlags() {
   SetIfGiven(FLAGS_threads, [&](int v) { s.set_threads(v); });
   SetIfGiven(FLAGS_precision, [&](const std::string& v) { s.set_precision(v); });
   SetIfGiven(FLAGS_world_size, [&](int v) { s.set_world_size(v); });
+  SetIfGiven(FLAGS_depth, [&](int v) { s.set_depth(v); });
+  SetIfGiven(FLAGS_shortcut, [&](const std::string& v) { s.set_shortcut(v); });
   SetIfGiven(FLAGS_name, [&](const std::string& v) { s.set_name(v); });
   for (const std::string& label : absl::GetFlag(FLAGS_labels)) {
     std::vector<std::string> parts = absl::StrSplit(label, absl::MaxSplits('=', 1));

@@ -18,6 +18,9 @@ constexpr int kMaxBatchSize = 4096;
 constexpr int64_t kMaxSamples = 100'000'000;
 constexpr int kMaxThreads = 1024;
 constexpr int kMaxWorldSize = 64;
+// cifar_resnet's depths, 6n+2: one block per stage up to the paper's deepest, 1202.
+constexpr int kMinDepth = 8;
+constexpr int kMaxDepth = 1202;
 constexpr size_t kMaxNameLength = 200;
 constexpr size_t kMaxLabels = 64;
 constexpr size_t kMaxLabelLength = 200;
@@ -90,6 +93,11 @@ const std::vector<std::string>& InitNames() {
   return *kNames;
 }
 
+const std::vector<std::string>& ShortcutNames() {
+  static const auto* const kNames = new std::vector<std::string>{"zero_pad", "projection"};
+  return *kNames;
+}
+
 const std::vector<std::string>& PrecisionNames() {
   static const auto* const kNames = new std::vector<std::string>{"fp32", "bf16"};
   return *kNames;
@@ -139,9 +147,29 @@ absl::StatusOr<ExperimentSpec> ResolveSpec(const ExperimentSpec& spec) {
   if (spec.skip_connections.value_or(false) && !model.has_skip_connections) {
     return absl::InvalidArgumentError(
         absl::StrCat("spec.skip_connections: true is not allowed for model \"", spec.model,
-                     "\"; only resnet has skip connections"));
+                     "\"; only resnet and cifar_resnet have skip connections"));
   }
   resolved.skip_connections = spec.skip_connections.value_or(model.has_skip_connections);
+  if (model.default_depth == 0) {
+    if (spec.depth.has_value() || !spec.shortcut.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "spec.", spec.depth.has_value() ? "depth" : "shortcut", ": not allowed for model \"",
+          spec.model, "\"; only cifar_resnet has a depth and a shortcut choice"));
+    }
+  } else {
+    resolved.depth = spec.depth.value_or(model.default_depth);
+    if (*resolved.depth < kMinDepth || *resolved.depth > kMaxDepth ||
+        (*resolved.depth - 2) % 6 != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.depth: ", *resolved.depth, " is not 6n+2 for n blocks per stage in [",
+                       kMinDepth, ", ", kMaxDepth, "] (20, 32, 44, 56, 110, ...)"));
+    }
+    resolved.shortcut = spec.shortcut.empty() ? ShortcutNames().front() : spec.shortcut;
+    if (absl::Status status = CheckOneOf("shortcut", resolved.shortcut, ShortcutNames());
+        !status.ok()) {
+      return status;
+    }
+  }
   resolved.batch_norm = spec.batch_norm.value_or(model.batch_norm_by_default);
   resolved.augment = spec.augment.value_or(spec.dataset == "cifar10");
   if (absl::Status status = CheckBatchesTrainable(resolved, ExpectedTrainSamples(resolved));

@@ -36,7 +36,8 @@ struct ExperimentSpec {
   std::optional<bool> augment;
   // Default: on for resnet and mlp, off for simple_cnn and deep_cnn.
   std::optional<bool> batch_norm;
-  // resnet only (default on); off keeps every layer and drops the shortcut addition.
+  // resnet and cifar_resnet only (default on); off keeps every layer and drops the
+  // shortcut addition.
   std::optional<bool> skip_connections;
   std::string init = "pytorch_default";
   // 0 = the whole split; otherwise the first N samples. For `synthetic`, the split's size.
@@ -52,6 +53,10 @@ struct ExperimentSpec {
   std::map<std::string, std::string> labels;
   // Processes training it together, data-parallel: the server and world_size - 1 workers.
   int world_size = 1;
+  // cifar_resnet only: weighted layers, 6n+2 (default 20), and how a shortcut meets a
+  // stage that doubles the channels (ShortcutNames(), default "zero_pad").
+  std::optional<int> depth;
+  std::string shortcut;
 };
 
 // The names a spec may use, in the order they are listed to users.
@@ -59,12 +64,13 @@ const std::vector<std::string>& ModelNames();
 const std::vector<std::string>& DatasetNames();
 const std::vector<std::string>& InitNames();
 const std::vector<std::string>& PrecisionNames();
+const std::vector<std::string>& ShortcutNames();
 
 // Checks every field and returns the spec with every default filled in (augment,
-// batch_norm, skip_connections set), so that a run can be repeated from its record.
-// Errors are INVALID_ARGUMENT and name the field, the value and what is allowed, e.g.
-// "spec.epochs: 0 is out of range [1, 1000]". A spec that cannot train on its dataset's
-// standard split (see CheckBatchesTrainable) is refused too.
+// batch_norm, skip_connections; depth and shortcut for cifar_resnet), so that a run can be
+// repeated from its record. Errors are INVALID_ARGUMENT and name the field, the value and
+// what is allowed, e.g. "spec.epochs: 0 is out of range [1, 1000]". A spec that cannot
+// train on its dataset's standard split (see CheckBatchesTrainable) is refused too.
 absl::StatusOr<ExperimentSpec> ResolveSpec(const ExperimentSpec& spec);
 
 // The training and test samples a resolved spec uses of its dataset's standard files (a

@@ -43,8 +43,26 @@ TEST(ResolveSpecTest, ModelAndDatasetDependentDefaults) {
 
   spec.model = "mlp";
   EXPECT_EQ(ResolveSpec(spec)->batch_norm, true);
+  EXPECT_FALSE(ResolveSpec(spec)->depth.has_value());
   spec.model = "deep_cnn";
   EXPECT_EQ(ResolveSpec(spec)->batch_norm, false);
+
+  // He et al.'s CIFAR ResNets: 20 layers, option A shortcuts, BatchNorm and skips.
+  spec.model = "cifar_resnet";
+  absl::StatusOr<ExperimentSpec> cifar = ResolveSpec(spec);
+  ASSERT_TRUE(cifar.ok()) << cifar.status();
+  EXPECT_EQ(cifar->depth, 20);
+  EXPECT_EQ(cifar->shortcut, "zero_pad");
+  EXPECT_EQ(cifar->batch_norm, true);
+  EXPECT_EQ(cifar->skip_connections, true);
+  spec.depth = 110;
+  spec.shortcut = "projection";
+  spec.skip_connections = false;
+  cifar = ResolveSpec(spec);
+  ASSERT_TRUE(cifar.ok()) << cifar.status();
+  EXPECT_EQ(cifar->depth, 110);
+  EXPECT_EQ(cifar->shortcut, "projection");
+  EXPECT_EQ(cifar->skip_connections, false);
 }
 
 TEST(ResolveSpecTest, ExplicitValuesWin) {
@@ -85,7 +103,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         InvalidCase{"model", [](ExperimentSpec& s) { s.model = "vgg"; },
                     "spec.model: unknown value \"vgg\"; valid values: simple_cnn, deep_cnn, "
-                    "resnet, mlp"},
+                    "resnet, cifar_resnet, mlp"},
         InvalidCase{"dataset", [](ExperimentSpec& s) { s.dataset = "imagenet"; },
                     "spec.dataset: unknown value \"imagenet\"; valid values: cifar10, "
                     "fashion_mnist, mnist, synthetic"},
@@ -123,6 +141,29 @@ INSTANTIATE_TEST_SUITE_P(
                     "spec.world_size: 0 is out of range [1, 64]"},
         InvalidCase{"skip", [](ExperimentSpec& s) { s.skip_connections = true; },
                     "spec.skip_connections: true is not allowed for model \"simple_cnn\""},
+        InvalidCase{"depth_not_6n2",
+                    [](ExperimentSpec& s) {
+                      s.model = "cifar_resnet";
+                      s.depth = 21;
+                    },
+                    "spec.depth: 21 is not 6n+2 for n blocks per stage in [8, 1202] (20, 32, 44, "
+                    "56, 110, ...)"},
+        InvalidCase{"depth_too_deep",
+                    [](ExperimentSpec& s) {
+                      s.model = "cifar_resnet";
+                      s.depth = 1208;
+                    },
+                    "spec.depth: 1208 is not 6n+2 for n blocks per stage in [8, 1202]"},
+        InvalidCase{"depth_elsewhere", [](ExperimentSpec& s) { s.depth = 20; },
+                    "spec.depth: not allowed for model \"simple_cnn\"; only cifar_resnet has a "
+                    "depth and a shortcut choice"},
+        InvalidCase{"shortcut",
+                    [](ExperimentSpec& s) {
+                      s.model = "cifar_resnet";
+                      s.shortcut = "option_c";
+                    },
+                    "spec.shortcut: unknown value \"option_c\"; valid values: zero_pad, "
+                    "projection"},
         InvalidCase{"name", [](ExperimentSpec& s) { s.name = std::string(201, 'x'); },
                     "spec.name: 201 characters is longer than the limit of 200"},
         InvalidCase{"label", [](ExperimentSpec& s) { s.labels[""] = "x"; },

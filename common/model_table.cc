@@ -17,6 +17,11 @@ const std::vector<ModelTraits>& ModelTable() {
     ModelTraits resnet = Convolutional("resnet");
     resnet.batch_norm_by_default = true;
     resnet.has_skip_connections = true;
+    // He et al. 2016's CIFAR-10 ResNets: 3 stages, the last two stride by 2.
+    ModelTraits cifar_resnet = Convolutional("cifar_resnet");
+    cifar_resnet.batch_norm_by_default = true;
+    cifar_resnet.has_skip_connections = true;
+    cifar_resnet.default_depth = 20;
     // A flattening MLP, described at MNIST's 28x28 grey images as in the reference table.
     ModelTraits mlp = Convolutional("mlp");
     mlp.convolutional = false;
@@ -25,7 +30,7 @@ const std::vector<ModelTraits>& ModelTable() {
     mlp.reference_channels = 1;
     mlp.reference_side = 28;
     return new std::vector<ModelTraits>{Convolutional("simple_cnn"), Convolutional("deep_cnn"),
-                                        resnet, mlp};
+                                        resnet, cifar_resnet, mlp};
   }();
   return *kTable;
 }

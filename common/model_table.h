@@ -19,7 +19,9 @@ struct ModelTraits {
   int min_side = 4;
   // What a spec gets when it leaves them unset.
   bool batch_norm_by_default = false;
-  bool has_skip_connections = false;  // resnet: skip_connections may be set, default on
+  bool has_skip_connections = false;  // resnets: skip_connections may be set, default on
+  // cifar_resnet: the depth a spec gets when it sets none; 0 for models without a depth.
+  int default_depth = 0;
   // The input ServerInfo describes it at (channels x height x width), the reference's.
   int reference_channels = 3;
   int reference_side = 32;

@@ -29,6 +29,8 @@ ExperimentSpec SpecFromProto(const v1::ExperimentSpec& proto) {
   spec.name = proto.name();
   spec.labels.insert(proto.labels().begin(), proto.labels().end());
   if (proto.has_world_size()) spec.world_size = proto.world_size();
+  if (proto.has_depth()) spec.depth = proto.depth();
+  spec.shortcut = proto.shortcut();
   return spec;
 }
 
@@ -57,6 +59,8 @@ v1::ExperimentSpec SpecToProto(const ExperimentSpec& spec) {
   proto.set_name(spec.name);
   proto.mutable_labels()->insert(spec.labels.begin(), spec.labels.end());
   proto.set_world_size(spec.world_size);
+  if (spec.depth.has_value()) proto.set_depth(*spec.depth);
+  proto.set_shortcut(spec.shortcut);
   return proto;
 }
 

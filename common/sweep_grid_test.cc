@@ -91,8 +91,8 @@ TEST(SweepGridTest, BadSweepsAreRefusedWholeNamingWhatIsWrong) {
     std::string message;
   };
   for (const Case& c : std::vector<Case>{
-           {R"({"axes": [{"field": "depth", "values": [1]}]})",
-            "sweep.axes[0] (\"depth\"): not an ExperimentSpec field a sweep can vary"},
+           {R"({"axes": [{"field": "width", "values": [1]}]})",
+            "sweep.axes[0] (\"width\"): not an ExperimentSpec field a sweep can vary"},
            {R"({"axes": [{"field": "labels", "values": ["a"]}]})",
             "sweep.axes[0] (\"labels\"): not an ExperimentSpec field"},
            {R"({"axes": [{"field": "seed", "values": [1, 2]}]})",
@@ -189,8 +189,8 @@ TEST(ParseSweepAxisTest, ReadsEachValueAsItsFieldsType) {
 TEST(ParseSweepAxisTest, SaysWhatIsWrong) {
   EXPECT_THAT(ParseSweepAxis("batch_norm").status().message(), HasSubstr("FIELD=VALUE"));
   EXPECT_THAT(ParseSweepAxis("=1").status().message(), HasSubstr("FIELD=VALUE"));
-  EXPECT_THAT(ParseSweepAxis("depth=1,2").status().message(),
-              HasSubstr("\"depth\" is not an ExperimentSpec field"));
+  EXPECT_THAT(ParseSweepAxis("width=1,2").status().message(),
+              HasSubstr("\"width\" is not an ExperimentSpec field"));
   EXPECT_THAT(ParseSweepAxis("batch_norm=yes,maybe").status().message(),
               HasSubstr("\"maybe\" is not true or false"));
   EXPECT_THAT(ParseSweepAxis("epochs=1,two").status().message(),

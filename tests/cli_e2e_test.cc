@@ -205,11 +205,12 @@ TEST_F(CliTest, InfoAndHealth) {
   CommandResult info = Gradlab({"info"});
   EXPECT_EQ(info.exit_code, 0);
   EXPECT_TRUE(RE2::PartialMatch(info.out, R"(resnet\s+2777674\s+3x32x32)")) << info.out;
+  EXPECT_TRUE(RE2::PartialMatch(info.out, R"(cifar_resnet\s+269722\s+3x32x32)")) << info.out;
   EXPECT_TRUE(RE2::PartialMatch(info.out, R"(fashion_mnist\s+yes)")) << info.out;
   std::vector<v1::ServerInfo> parsed =
       ParseJsonLines<v1::ServerInfo>(Gradlab({"info", "--json"}).out);
   ASSERT_EQ(parsed.size(), 1u);
-  EXPECT_EQ(parsed[0].models_size(), 4);
+  EXPECT_EQ(parsed[0].models_size(), 5);
   CommandResult health = Gradlab({"health"});
   EXPECT_EQ(health.exit_code, 0);
   EXPECT_EQ(health.out, "SERVING\n");

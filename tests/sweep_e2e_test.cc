@@ -210,5 +210,52 @@ TEST_F(SweepE2eTest, BadSweepsAreRefusedWithWhatIsWrong) {
   EXPECT_EQ(Gradlab({"sweep-cancel", "nosuchid"}).exit_code, 3);
 }
 
+// He et al.'s CIFAR ResNets through the server: a sweep over depth and skip connections
+// (the degradation study's grid, tiny), each run building the net of its cell.
+TEST_F(SweepE2eTest, ASweepOfCifarResNetDepthsAndTheirPlainTwins) {
+  StartServer("state");
+  CommandResult result = Gradlab({"--json", "sweep", "--model=cifar_resnet", "--vary=depth=8,14",
+                                  "--vary=skip_connections=false,true", "--dataset=synthetic",
+                                  "--epochs=1", "--batch_size=32", "--max_train_samples=64",
+                                  "--max_test_samples=32", "--name=depths"});
+  ASSERT_EQ(result.exit_code, 0) << result.out;
+  v1::Sweep sweep;  // --json: the finished sweep, one line
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(
+                  std::string(absl::StripAsciiWhitespace(result.out)), &sweep)
+                  .ok())
+      << result.out;
+  EXPECT_EQ(sweep.state(), v1::SUCCEEDED);
+  ASSERT_EQ(sweep.cells_size(), 4);
+  EXPECT_EQ(sweep.cells(3).description(), "depth=14, skip_connections=true");
+  for (const v1::SweepCell& cell : sweep.cells()) {
+    const int depth = static_cast<int>(cell.values(0).number_value());
+    CommandResult got = Gradlab({"--json", "get", cell.experiment_ids(0)});
+    ASSERT_EQ(got.exit_code, 0);
+    v1::Experiment run;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(got.out, &run).ok()) << got.out;
+    EXPECT_EQ(run.spec().depth(), depth);
+    EXPECT_EQ(run.spec().shortcut(), "zero_pad");
+    // Every conv and the linear layer has a step-1 gradient: 6n+2 layer weights.
+    int layer_weights = 0;
+    for (const v1::SweepLayerGradient& layer : cell.step1_gradients()) {
+      layer_weights += layer.layer_weight();
+    }
+    EXPECT_EQ(layer_weights, depth) << cell.description();
+  }
+  // The server describes the model at its default depth, with the paper's count.
+  CommandResult info = Gradlab({"--json", "info"});
+  ASSERT_EQ(info.exit_code, 0);
+  v1::ServerInfo server_info;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(info.out, &server_info).ok());
+  bool listed = false;
+  for (const v1::ModelInfo& model : server_info.models()) {
+    if (model.name() != "cifar_resnet") continue;
+    listed = true;
+    EXPECT_EQ(model.parameter_count(), 269'722);
+    EXPECT_EQ(model.default_spec().depth(), 20);
+  }
+  EXPECT_TRUE(listed);
+}
+
 }  // namespace
 }  // namespace gradlab

@@ -325,7 +325,7 @@ INSTANTIATE_TEST_SUITE_P(
         InvalidRequest{"model", [](auto& r) { r.mutable_spec()->set_model("alexnet"); },
                        grpc::StatusCode::INVALID_ARGUMENT,
                        "spec.model: unknown value \"alexnet\"; valid values: simple_cnn, "
-                       "deep_cnn, resnet, mlp"},
+                       "deep_cnn, resnet, cifar_resnet, mlp"},
         InvalidRequest{"dataset", [](auto& r) { r.mutable_spec()->set_dataset("svhn"); },
                        grpc::StatusCode::INVALID_ARGUMENT,
                        "valid values: cifar10, fashion_mnist, mnist, synthetic"},
@@ -344,7 +344,8 @@ INSTANTIATE_TEST_SUITE_P(
                        grpc::StatusCode::INVALID_ARGUMENT,
                        "valid values: pytorch_default, kaiming_normal"},
         InvalidRequest{"skip", [](auto& r) { r.mutable_spec()->set_skip_connections(true); },
-                       grpc::StatusCode::INVALID_ARGUMENT, "only resnet has skip connections"},
+                       grpc::StatusCode::INVALID_ARGUMENT,
+                       "only resnet and cifar_resnet have skip connections"},
         InvalidRequest{"threads", [](auto& r) { r.mutable_spec()->set_threads(64); },
                        grpc::StatusCode::INVALID_ARGUMENT,
                        "spec.threads: 64 is more than this server's threads per job (1)"},
@@ -438,7 +439,7 @@ TEST_F(ServerTest, ServerInfoDescribesModelsDatasetsAndCapacity) {
   grpc::ClientContext context;
   v1::ServerInfo info;
   ASSERT_TRUE(stub_->GetServerInfo(&context, {}, &info).ok());
-  ASSERT_EQ(info.models_size(), 4);
+  ASSERT_EQ(info.models_size(), 5);
   EXPECT_EQ(info.models(1).name(), "deep_cnn");
   EXPECT_EQ(info.models(1).parameter_count(), 1'406'346);
   EXPECT_EQ(info.threads_per_job(), 1);

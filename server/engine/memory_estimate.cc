@@ -131,13 +131,8 @@ struct ModelCost {
 };
 
 absl::StatusOr<ModelCost> MeasureModel(const ExperimentSpec& spec, const DatasetTraits& shape) {
-  ModelOptions options;
-  options.model = spec.model;
-  options.in_channels = shape.channels;
-  options.height = shape.side;
-  options.width = shape.side;
-  options.batch_norm = spec.batch_norm.value_or(false);
-  options.skip_connections = spec.skip_connections.value_or(false);
+  const ModelOptions options =
+      ModelOptionsFor(spec, shape.channels, shape.side, shape.side, /*num_classes=*/10);
   absl::StatusOr<int64_t> parameters = CountParameters(options);
   if (!parameters.ok()) return parameters.status();
   absl::StatusOr<int64_t> small = ProbeTraining(spec, shape, kProbeSmallBatch);
@@ -173,9 +168,10 @@ absl::StatusOr<LinearCost> MeasureSyntheticGeneration(uint64_t seed) {
 class ProbeCache {
  public:
   absl::StatusOr<ModelCost> Model(const ExperimentSpec& spec, const DatasetTraits& shape) {
-    const Key key = std::make_tuple(
-        spec.model, shape.channels, shape.side, spec.batch_norm.value_or(false),
-        spec.skip_connections.value_or(false), spec.precision, spec.augment.value_or(false));
+    const Key key =
+        std::make_tuple(spec.model, shape.channels, shape.side, spec.batch_norm.value_or(false),
+                        spec.skip_connections.value_or(false), spec.precision,
+                        spec.augment.value_or(false), spec.depth.value_or(0), spec.shortcut);
     std::optional<ModelCost>* slot;
     {
       absl::MutexLock lock(&mu_);
@@ -194,7 +190,8 @@ class ProbeCache {
   }
 
  private:
-  using Key = std::tuple<std::string, int64_t, int64_t, bool, bool, std::string, bool>;
+  using Key =
+      std::tuple<std::string, int64_t, int64_t, bool, bool, std::string, bool, int, std::string>;
 
   // `slot`'s value (one of this cache's), measured first if it has none. Measured outside
   // the lock: two requests for a new shape at once measure it twice.

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/experiment_spec.h"
 
 namespace gradlab {
 
@@ -18,9 +19,15 @@ struct ModelOptions {
   int64_t width = 32;
   int64_t num_classes = 10;
   bool batch_norm = false;
-  bool skip_connections = true;          // resnet only
+  bool skip_connections = true;          // resnets only
   std::string init = "pytorch_default";  // one of InitNames()
+  int depth = 20;                        // cifar_resnet only: 6n+2 weighted layers
+  std::string shortcut = "zero_pad";     // cifar_resnet only: one of ShortcutNames()
 };
+
+// The model a resolved spec trains, for inputs of that shape and classes.
+ModelOptions ModelOptionsFor(const ExperimentSpec& spec, int64_t channels, int64_t height,
+                             int64_t width, int64_t num_classes);
 
 // The number of trainable parameters of the model `options` describe.
 absl::StatusOr<int64_t> CountParameters(const ModelOptions& options);

@@ -94,18 +94,24 @@ class DeepCnnImpl : public ClassifierImpl {
   nn::Linear fc_{nullptr};
 };
 
+// How a block's shortcut meets a change of shape (a stride, more channels).
+enum class Shortcut {
+  kProjection,  // a strided 1x1 conv (+ BN): option B of He et al. 2016
+  kZeroPad,     // every stride-th pixel, the new channels zeros: option A, no parameters
+};
+
 // conv3x3(stride) + BN + ReLU, conv3x3 + BN, + shortcut, ReLU. Without skip connections
 // the block keeps both convs but neither adds the input nor has a projection shortcut.
 class BasicBlockImpl : public nn::Module {
  public:
   BasicBlockImpl(std::string name, int64_t in, int64_t out, int64_t stride, bool batch_norm,
-                 bool skip)
-      : name_(std::move(name)), skip_(skip) {
+                 bool skip, Shortcut shortcut = Shortcut::kProjection)
+      : name_(std::move(name)), skip_(skip), stride_(stride), pad_channels_(out - in) {
     conv1_ = register_module("conv1", Conv3x3(in, out, stride, !batch_norm));
     if (batch_norm) bn1_ = register_module("bn1", nn::BatchNorm2d(out));
     conv2_ = register_module("conv2", Conv3x3(out, out, 1, !batch_norm));
     if (batch_norm) bn2_ = register_module("bn2", nn::BatchNorm2d(out));
-    if (skip && (stride != 1 || in != out)) {
+    if (skip && shortcut == Shortcut::kProjection && (stride != 1 || in != out)) {
       shortcut_conv_ = nn::Conv2d(
           nn::Conv2dOptions(in, out, /*kernel_size=*/1).stride(stride).bias(!batch_norm));
       nn::ModuleList shortcut(shortcut_conv_);
@@ -128,6 +134,15 @@ class BasicBlockImpl : public nn::Module {
       if (shortcut_conv_) {
         shortcut = Recorded(recorder, name_ + ".shortcut.0", shortcut_conv_->forward(x));
         if (shortcut_bn_) shortcut = shortcut_bn_->forward(shortcut);
+      } else if (stride_ != 1 || pad_channels_ != 0) {
+        // As the CIFAR reference code: x[:, :, ::2, ::2], zero channels half before, half
+        // after.
+        using torch::indexing::None;
+        using torch::indexing::Slice;
+        shortcut =
+            x.index({Slice(), Slice(), Slice(None, None, stride_), Slice(None, None, stride_)});
+        shortcut = F::pad(shortcut, F::PadFuncOptions({0, 0, 0, 0, pad_channels_ / 2,
+                                                       pad_channels_ - pad_channels_ / 2}));
       }
       out = out + shortcut;
     }
@@ -137,6 +152,8 @@ class BasicBlockImpl : public nn::Module {
  private:
   std::string name_;
   bool skip_;
+  int64_t stride_;
+  int64_t pad_channels_;  // the zero-padded shortcut's new channels
   nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, shortcut_conv_{nullptr};
   nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr}, shortcut_bn_{nullptr};
 };
@@ -179,6 +196,54 @@ class ResNetImpl : public ClassifierImpl {
 
   torch::Tensor forward(torch::Tensor x, ActivationRecorder* recorder) override {
     x = Recorded(recorder, "conv1.0", stem_conv_->forward(x));
+    if (stem_bn_) x = stem_bn_->forward(x);
+    x = torch::relu(x);
+    for (BasicBlock& block : blocks_) x = block->forward(x, recorder);
+    x = F::adaptive_avg_pool2d(x, F::AdaptiveAvgPool2dFuncOptions(1)).flatten(1);
+    return Recorded(recorder, "fc", fc_->forward(x));
+  }
+
+ private:
+  nn::Conv2d stem_conv_{nullptr};
+  nn::BatchNorm2d stem_bn_{nullptr};
+  std::vector<BasicBlock> blocks_;
+  nn::Linear fc_{nullptr};
+};
+
+// He et al. 2016, section 4.2: the CIFAR-10 ResNets of 6n+2 weighted layers. A 3x3 conv
+// with 16 filters, three stages of n blocks on 32x32, 16x16 and 8x8 maps with 16, 32 and
+// 64 filters (the first conv of the second and third stride 2), global average pooling,
+// a linear layer. Names as the CIFAR reference code's (conv1, bn1, layer1.0.conv1, ...),
+// with the head named fc as in gradlab's other models.
+class CifarResNetImpl : public ClassifierImpl {
+ public:
+  explicit CifarResNetImpl(const ModelOptions& o) {
+    stem_conv_ = register_module("conv1", Conv3x3(o.in_channels, 16, 1, !o.batch_norm));
+    if (o.batch_norm) stem_bn_ = register_module("bn1", nn::BatchNorm2d(16));
+    const int64_t blocks_per_stage = (o.depth - 2) / 6;
+    const Shortcut shortcut =
+        o.shortcut == "projection" ? Shortcut::kProjection : Shortcut::kZeroPad;
+    int64_t in = 16;
+    int stage_index = 1;
+    for (int64_t channels : {16, 32, 64}) {
+      const std::string name = "layer" + std::to_string(stage_index);
+      const int64_t stride = stage_index == 1 ? 1 : 2;
+      nn::ModuleList blocks;
+      for (int64_t b = 0; b < blocks_per_stage; ++b) {
+        BasicBlock block(absl::StrCat(name, ".", b), b == 0 ? in : channels, channels,
+                         b == 0 ? stride : 1, o.batch_norm, o.skip_connections, shortcut);
+        blocks->push_back(block);
+        blocks_.push_back(block);
+      }
+      register_module(name, blocks);
+      in = channels;
+      ++stage_index;
+    }
+    fc_ = register_module("fc", nn::Linear(in, o.num_classes));
+  }
+
+  torch::Tensor forward(torch::Tensor x, ActivationRecorder* recorder) override {
+    x = Recorded(recorder, "conv1", stem_conv_->forward(x));
     if (stem_bn_) x = stem_bn_->forward(x);
     x = torch::relu(x);
     for (BasicBlock& block : blocks_) x = block->forward(x, recorder);
@@ -296,6 +361,12 @@ absl::StatusOr<std::shared_ptr<ClassifierImpl>> BuildModel(const ModelOptions& o
       model = std::make_shared<DeepCnnImpl>(options);
     } else if (options.model == "resnet") {
       model = std::make_shared<ResNetImpl>(options);
+    } else if (options.model == "cifar_resnet") {
+      if (options.depth < 8 || (options.depth - 2) % 6 != 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("cifar_resnet's depth must be 6n+2, at least 8; got ", options.depth));
+      }
+      model = std::make_shared<CifarResNetImpl>(options);
     } else if (options.model == "mlp") {
       model = std::make_shared<MlpImpl>(options);
     } else {
@@ -308,6 +379,22 @@ absl::StatusOr<std::shared_ptr<ClassifierImpl>> BuildModel(const ModelOptions& o
     }
     return model;
   });
+}
+
+ModelOptions ModelOptionsFor(const ExperimentSpec& spec, int64_t channels, int64_t height,
+                             int64_t width, int64_t num_classes) {
+  ModelOptions options;
+  options.model = spec.model;
+  options.in_channels = channels;
+  options.height = height;
+  options.width = width;
+  options.num_classes = num_classes;
+  options.batch_norm = spec.batch_norm.value_or(false);
+  options.skip_connections = spec.skip_connections.value_or(false);
+  options.init = spec.init;
+  if (spec.depth.has_value()) options.depth = *spec.depth;
+  if (!spec.shortcut.empty()) options.shortcut = spec.shortcut;
+  return options;
 }
 
 absl::StatusOr<int64_t> CountParameters(const ModelOptions& options) {

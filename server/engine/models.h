@@ -1,7 +1,7 @@
-// gradlab's models: the reference experiment's simple_cnn, deep_cnn and resnet, and an
-// mlp, built so that their parameter names equal the PyTorch reference's state_dict keys
-// (tests/reference/models.py) and their default initialisation equals PyTorch's, bit for
-// bit, after the same seed.
+// gradlab's models: the reference experiment's simple_cnn, deep_cnn and resnet, He et al.
+// 2016's CIFAR-10 ResNets (cifar_resnet) and an mlp, built so that their parameter names
+// equal the PyTorch reference's state_dict keys (tests/reference/models.py) and their
+// default initialisation equals PyTorch's, bit for bit, after the same seed.
 #ifndef GRADLAB_SERVER_ENGINE_MODELS_H_
 #define GRADLAB_SERVER_ENGINE_MODELS_H_
 

@@ -16,19 +16,20 @@
 namespace gradlab {
 namespace {
 
-absl::StatusOr<std::shared_ptr<ClassifierImpl>> Build(const std::string& model, int64_t c,
-                                                      int64_t h, int64_t w,
-                                                      std::optional<bool> batch_norm = {},
-                                                      std::optional<bool> skip = {},
-                                                      const std::string& init = "pytorch_default") {
+absl::StatusOr<std::shared_ptr<ClassifierImpl>> Build(
+    const std::string& model, int64_t c, int64_t h, int64_t w, std::optional<bool> batch_norm = {},
+    std::optional<bool> skip = {}, const std::string& init = "pytorch_default", int depth = 20,
+    const std::string& shortcut = "zero_pad") {
   ModelOptions options;
   options.model = model;
   options.in_channels = c;
   options.height = h;
   options.width = w;
-  options.batch_norm = batch_norm.value_or(model == "resnet" || model == "mlp");
+  options.batch_norm = batch_norm.value_or(model != "simple_cnn" && model != "deep_cnn");
   options.skip_connections = skip.value_or(true);
   options.init = init;
+  options.depth = depth;
+  options.shortcut = shortcut;
   return BuildModel(options, /*seed=*/42);
 }
 
@@ -51,10 +52,50 @@ TEST(ModelsTest, ParameterCountsMatchTheReference) {
   EXPECT_EQ(ParameterCount(**Build("deep_cnn", 3, 32, 32)), 1'406'346);
   EXPECT_EQ(ParameterCount(**Build("resnet", 3, 32, 32)), 2'777'674);
   EXPECT_EQ(ParameterCount(**Build("mlp", 1, 28, 28)), 235'402);
+  // He et al. 2016's Table 6 (0.27M, 0.46M, 0.66M, 0.85M, 1.7M, 19.4M) and what the
+  // PyTorch reference (tests/reference/models.py) counts, with option A shortcuts.
+  const std::map<int, int64_t> cifar_resnets = {{20, 269'722},    {32, 464'154},
+                                                {44, 658'586},    {56, 853'018},
+                                                {110, 1'727'962}, {1202, 19'421'274}};
+  for (const auto& [depth, count] : cifar_resnets) {
+    EXPECT_EQ(ParameterCount(**Build("cifar_resnet", 3, 32, 32, {}, {}, "pytorch_default", depth)),
+              count)
+        << "depth " << depth;
+  }
+  // Option A adds no parameter, option B a 1x1 conv and BN at each of the two doublings;
+  // the plain twin has the same convs.
+  EXPECT_EQ(ParameterCount(**Build("cifar_resnet", 3, 32, 32, {}, false)), 269'722);
+  EXPECT_EQ(ParameterCount(
+                **Build("cifar_resnet", 3, 32, 32, {}, {}, "pytorch_default", 20, "projection")),
+            272'474);
+}
+
+TEST(ModelsTest, CifarResNetHasSixNPlusTwoWeightedLayersAndOptionAShortcutsAddNothing) {
+  for (int depth : {8, 20, 56}) {
+    auto net = Build("cifar_resnet", 3, 32, 32, {}, {}, "pytorch_default", depth);
+    ASSERT_TRUE(net.ok()) << net.status();
+    int weighted = 0;
+    for (const auto& [name, tensor] : StateDict(**net)) {
+      if (tensor.dim() >= 2) ++weighted;  // conv and linear weights
+    }
+    EXPECT_EQ(weighted, depth);
+    ActivationRecorder recorder;
+    torch::NoGradGuard no_grad;
+    (*net)->eval();
+    torch::Tensor out = (*net)->forward(torch::randn({2, 3, 32, 32}), &recorder);
+    EXPECT_EQ(out.sizes(), (std::vector<int64_t>{2, 10}));
+    ASSERT_EQ(recorder.stds().size(), static_cast<size_t>(depth));
+    EXPECT_EQ(recorder.stds().front().first, "conv1");
+    EXPECT_EQ(recorder.stds().back().first, "fc");
+    // 16 channels on 32x32, then 32 on 16x16 and 64 on 8x8.
+    EXPECT_EQ(recorder.elements_per_sample().front(), 16 * 32 * 32);
+    EXPECT_EQ(recorder.elements_per_sample()[depth - 2], 64 * 8 * 8);
+  }
+  // What the zero-padded shortcuts add is checked by the fixture's logits, below.
 }
 
 TEST(ModelsTest, OutputShapeIsBatchByClassesForEveryModelAndInput) {
-  for (const std::string model : {"simple_cnn", "deep_cnn", "resnet", "mlp"}) {
+  for (const std::string model : {"simple_cnn", "deep_cnn", "resnet", "cifar_resnet", "mlp"}) {
     for (const auto& [c, h, w] : {std::tuple{3, 32, 32}, std::tuple{1, 28, 28}}) {
       auto net = Build(model, c, h, w);
       ASSERT_TRUE(net.ok()) << net.status();
@@ -200,15 +241,17 @@ std::optional<bool> ParseOptionalBool(const std::string& field) {
 
 TEST(ModelsTest, DefaultInitialisationEqualsPyTorchBitForBit) {
   const std::map<std::string, FixtureConfig> fixture = ReadFixture();
-  ASSERT_EQ(fixture.size(), 9u);
+  ASSERT_EQ(fixture.size(), 12u);
   for (const auto& [config_name, expected] : fixture) {
     SCOPED_TRACE(config_name);
-    // "resnet/3x32x32/bn=False/skip=False/pytorch_default"
+    // "resnet/3x32x32/bn=False/skip=False/pytorch_default", and for cifar_resnet
+    // "/depth=20/zero_pad" after it.
     std::vector<std::string> parts = absl::StrSplit(config_name, '/');
     std::vector<std::string> dims = absl::StrSplit(parts[1], 'x');
     const int64_t c = std::stoll(dims[0]), h = std::stoll(dims[1]), w = std::stoll(dims[2]);
+    const int depth = parts.size() > 5 ? std::stoi(parts[5].substr(parts[5].find('=') + 1)) : 20;
     auto net = Build(parts[0], c, h, w, ParseOptionalBool(parts[2]), ParseOptionalBool(parts[3]),
-                     parts[4]);
+                     parts[4], depth, parts.size() > 6 ? parts[6] : "zero_pad");
     ASSERT_TRUE(net.ok()) << net.status();
 
     const auto state = StateDict(**net);

@@ -24,16 +24,8 @@
 namespace gradlab {
 
 ModelOptions ModelOptionsFor(const ExperimentSpec& spec, const Dataset& dataset) {
-  ModelOptions options;
-  options.model = spec.model;
-  options.in_channels = dataset.channels();
-  options.height = dataset.height();
-  options.width = dataset.width();
-  options.num_classes = dataset.num_classes;
-  options.batch_norm = spec.batch_norm.value_or(false);
-  options.skip_connections = spec.skip_connections.value_or(false);
-  options.init = spec.init;
-  return options;
+  return ModelOptionsFor(spec, dataset.channels(), dataset.height(), dataset.width(),
+                         dataset.num_classes);
 }
 
 namespace {

@@ -398,12 +398,17 @@ TEST(ExperimentRegistryTest, ServerInfoListsModelsAndDatasets) {
   ExperimentRegistry registry(SmallOptions());
   v1::ServerInfo info = registry.ServerInfo();
   EXPECT_FALSE(info.version().empty());
-  ASSERT_EQ(info.models_size(), 4);
+  ASSERT_EQ(info.models_size(), 5);
   EXPECT_EQ(info.models(0).name(), "simple_cnn");
   EXPECT_EQ(info.models(0).parameter_count(), 175'178);
   EXPECT_EQ(info.models(2).parameter_count(), 2'777'674);
-  EXPECT_EQ(info.models(3).parameter_count(), 235'402);
-  EXPECT_EQ(info.models(3).input_shape(), "1x28x28");
+  // cifar_resnet at its default depth, 20: the paper's 0.27M.
+  EXPECT_EQ(info.models(3).name(), "cifar_resnet");
+  EXPECT_EQ(info.models(3).parameter_count(), 269'722);
+  EXPECT_EQ(info.models(3).default_spec().depth(), 20);
+  EXPECT_EQ(info.models(3).default_spec().shortcut(), "zero_pad");
+  EXPECT_EQ(info.models(4).parameter_count(), 235'402);
+  EXPECT_EQ(info.models(4).input_shape(), "1x28x28");
   EXPECT_TRUE(info.models(2).default_spec().batch_norm());
   ASSERT_EQ(info.datasets_size(), 4);
   EXPECT_EQ(info.datasets(3).name(), "synthetic");

@@ -13,12 +13,8 @@ namespace {
 // The model a default spec builds, at the input the model table describes it with.
 ModelOptions DefaultModelOptions(const ExperimentSpec& spec) {
   const ModelTraits& model = *FindModel(spec.model);
-  ModelOptions options;
-  options.model = spec.model;
-  options.batch_norm = spec.batch_norm.value_or(false);
-  options.in_channels = model.reference_channels;
-  options.height = options.width = model.reference_side;
-  return options;
+  return ModelOptionsFor(spec, model.reference_channels, model.reference_side, model.reference_side,
+                         /*num_classes=*/10);
 }
 
 }  // namespace

@@ -129,6 +129,80 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+class CifarBlock(nn.Module):
+    """A BasicBlock of the CIFAR ResNets, whose shortcut meets a change of shape either
+    by a strided 1x1 conv and BN ("projection", option B) or by taking every second pixel
+    and padding the new channels with zeros ("zero_pad", option A, as the usual CIFAR
+    reference code does)."""
+
+    def __init__(self, cin, cout, stride, batch_norm=True, skip=True, shortcut="zero_pad"):
+        super().__init__()
+        self.batch_norm = batch_norm
+        self.skip = skip
+        self.stride = stride
+        self.pad = cout - cin
+        self.conv1 = _conv3x3(cin, cout, stride, bias=not batch_norm)
+        if batch_norm:
+            self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = _conv3x3(cout, cout, bias=not batch_norm)
+        if batch_norm:
+            self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = None
+        if skip and shortcut == "projection" and (stride != 1 or cin != cout):
+            layers = [nn.Conv2d(cin, cout, kernel_size=1, stride=stride, bias=not batch_norm)]
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(*layers)
+
+    def forward(self, x):
+        out = self.conv1(x)
+        if self.batch_norm:
+            out = self.bn1(out)
+        out = F.relu(out)
+        out = self.conv2(out)
+        if self.batch_norm:
+            out = self.bn2(out)
+        if self.skip:
+            if self.shortcut is not None:
+                out = out + self.shortcut(x)
+            elif self.stride != 1 or self.pad:
+                short = x[:, :, ::self.stride, ::self.stride]
+                out = out + F.pad(short, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+            else:
+                out = out + x
+        return F.relu(out)
+
+
+class CifarResNet(nn.Module):
+    """He et al. 2016, section 4.2: 6n+2 weighted layers."""
+
+    def __init__(self, depth=20, in_channels=3, num_classes=10, batch_norm=True, skip=True,
+                 shortcut="zero_pad"):
+        super().__init__()
+        assert depth >= 8 and (depth - 2) % 6 == 0
+        n = (depth - 2) // 6
+        self.batch_norm = batch_norm
+        self.conv1 = _conv3x3(in_channels, 16, bias=not batch_norm)
+        if batch_norm:
+            self.bn1 = nn.BatchNorm2d(16)
+        cin = 16
+        for i, (cout, stride) in enumerate([(16, 1), (32, 2), (64, 2)], start=1):
+            blocks = [CifarBlock(cin if b == 0 else cout, cout, stride if b == 0 else 1,
+                                 batch_norm, skip, shortcut) for b in range(n)]
+            setattr(self, f"layer{i}", nn.Sequential(*blocks))
+            cin = cout
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        if self.batch_norm:
+            x = self.bn1(x)
+        x = F.relu(x)
+        x = self.layer3(self.layer2(self.layer1(x)))
+        x = F.adaptive_avg_pool2d(x, 1)
+        return self.fc(torch.flatten(x, 1))
+
+
 class MLP(nn.Module):
     def __init__(self, in_features=784, num_classes=10, batch_norm=True):
         super().__init__()
@@ -148,10 +222,10 @@ class MLP(nn.Module):
 
 
 def build(model, in_channels=3, height=32, width=32, num_classes=10, batch_norm=None,
-          skip_connections=None, init="pytorch_default"):
+          skip_connections=None, init="pytorch_default", depth=20, shortcut="zero_pad"):
     """Builds a model as gradlab's BuildModel does (seed it first)."""
     if batch_norm is None:
-        batch_norm = model in ("resnet", "mlp")
+        batch_norm = model in ("resnet", "cifar_resnet", "mlp")
     if model == "simple_cnn":
         net = SimpleCNN(in_channels, height, width, num_classes, batch_norm)
     elif model == "deep_cnn":
@@ -159,6 +233,9 @@ def build(model, in_channels=3, height=32, width=32, num_classes=10, batch_norm=
     elif model == "resnet":
         net = ResNet(in_channels, num_classes, batch_norm,
                      True if skip_connections is None else skip_connections)
+    elif model == "cifar_resnet":
+        net = CifarResNet(depth, in_channels, num_classes, batch_norm,
+                          True if skip_connections is None else skip_connections, shortcut)
     elif model == "mlp":
         net = MLP(in_channels * height * width, num_classes, batch_norm)
     else:
