@@ -52,7 +52,8 @@ ABSL_FLAG(std::optional<bool>, skip_connections, std::nullopt, "resnets only; de
 ABSL_FLAG(std::optional<int>, depth, std::nullopt, "cifar_resnet only: 6n+2 layers; default 20");
 ABSL_FLAG(std::optional<std::string>, shortcut, std::nullopt,
           "cifar_resnet only: zero_pad (default) or projection");
-ABSL_FLAG(std::optional<std::string>, init, std::nullopt, "pytorch_default or kaiming_normal");
+ABSL_FLAG(std::optional<std::string>, init, std::nullopt,
+          "pytorch_default, kaiming_normal or kaiming_normal_fan_in");
 ABSL_FLAG(std::optional<int64_t>, max_train_samples, std::nullopt, "first N training samples");
 ABSL_FLAG(std::optional<int64_t>, max_test_samples, std::nullopt, "first N test samples");
 ABSL_FLAG(std::optional<int>, gradient_every_n_steps, std::nullopt,

@@ -89,7 +89,7 @@ const std::vector<std::string>& DatasetNames() {
 
 const std::vector<std::string>& InitNames() {
   static const auto* const kNames =
-      new std::vector<std::string>{"pytorch_default", "kaiming_normal"};
+      new std::vector<std::string>{"pytorch_default", "kaiming_normal", "kaiming_normal_fan_in"};
   return *kNames;
 }
 

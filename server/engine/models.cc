@@ -297,6 +297,20 @@ void ApplyKaimingNormal(nn::Module& model) {
   }
 }
 
+// He et al. 2016's initialisation as the paper (Caffe's MSRA filler) and the usual CIFAR
+// ResNet code do it: every conv and linear weight from a normal with std sqrt(2 / fan_in);
+// biases and BatchNorm keep their defaults. Visits modules in PyTorch's modules() order.
+void ApplyKaimingNormalFanIn(nn::Module& model) {
+  torch::NoGradGuard no_grad;
+  for (const auto& module : model.modules(/*include_self=*/false)) {
+    if (auto* conv = module->as<nn::Conv2d>()) {
+      nn::init::kaiming_normal_(conv->weight, /*a=*/0, torch::kFanIn, torch::kReLU);
+    } else if (auto* linear = module->as<nn::Linear>()) {
+      nn::init::kaiming_normal_(linear->weight, /*a=*/0, torch::kFanIn, torch::kReLU);
+    }
+  }
+}
+
 // LibTorch's default generator, from which the default initialisation draws, is
 // process-wide: no other thread may draw from it between our seeding and our last
 // parameter, or the initialisation would differ from PyTorch's.
@@ -374,6 +388,8 @@ absl::StatusOr<std::shared_ptr<ClassifierImpl>> BuildModel(const ModelOptions& o
     }
     if (options.init == "kaiming_normal") {
       ApplyKaimingNormal(*model);
+    } else if (options.init == "kaiming_normal_fan_in") {
+      ApplyKaimingNormalFanIn(*model);
     } else if (options.init != "pytorch_default") {
       return absl::InvalidArgumentError(absl::StrCat("unknown init \"", options.init, "\""));
     }

@@ -241,7 +241,7 @@ std::optional<bool> ParseOptionalBool(const std::string& field) {
 
 TEST(ModelsTest, DefaultInitialisationEqualsPyTorchBitForBit) {
   const std::map<std::string, FixtureConfig> fixture = ReadFixture();
-  ASSERT_EQ(fixture.size(), 12u);
+  ASSERT_EQ(fixture.size(), 14u);
   for (const auto& [config_name, expected] : fixture) {
     SCOPED_TRACE(config_name);
     // "resnet/3x32x32/bn=False/skip=False/pytorch_default", and for cifar_resnet

@@ -28,6 +28,8 @@ CONFIGS = [
     ("cifar_resnet", 3, 32, 32, None, None, "pytorch_default", 20, "zero_pad"),
     ("cifar_resnet", 3, 32, 32, None, None, "pytorch_default", 8, "projection"),
     ("cifar_resnet", 1, 28, 28, False, False, "kaiming_normal", 14, "zero_pad"),
+    ("cifar_resnet", 3, 32, 32, None, None, "kaiming_normal_fan_in", 8, "zero_pad"),
+    ("simple_cnn", 3, 32, 32, None, None, "kaiming_normal_fan_in"),
 ]
 SEED = 42
 BATCH = 2

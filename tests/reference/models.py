@@ -12,6 +12,13 @@ def _conv3x3(cin, cout, stride=1, bias=True):
     return nn.Conv2d(cin, cout, kernel_size=3, stride=stride, padding=1, bias=bias)
 
 
+def _kaiming_normal_fan_in(model):
+    # As the usual CIFAR ResNet code (and Caffe's MSRA filler): conv and linear weights.
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight)
+
+
 def _kaiming_normal(model):
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -242,4 +249,6 @@ def build(model, in_channels=3, height=32, width=32, num_classes=10, batch_norm=
         raise ValueError(model)
     if init == "kaiming_normal":
         _kaiming_normal(net)
+    elif init == "kaiming_normal_fan_in":
+        _kaiming_normal_fan_in(net)
     return net
