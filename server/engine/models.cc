@@ -105,7 +105,7 @@ enum class Shortcut {
 class BasicBlockImpl : public nn::Module {
  public:
   BasicBlockImpl(std::string name, int64_t in, int64_t out, int64_t stride, bool batch_norm,
-                 bool skip, Shortcut shortcut = Shortcut::kProjection)
+                 bool skip, Shortcut shortcut)
       : name_(std::move(name)), skip_(skip), stride_(stride), pad_channels_(out - in) {
     conv1_ = register_module("conv1", Conv3x3(in, out, stride, !batch_norm));
     if (batch_norm) bn1_ = register_module("bn1", nn::BatchNorm2d(out));
@@ -159,11 +159,58 @@ class BasicBlockImpl : public nn::Module {
 };
 TORCH_MODULE(BasicBlock);
 
-class ResNetImpl : public ClassifierImpl {
+// What both ResNets share: a stem conv (+ BN) and ReLU, stages of BasicBlocks, global
+// average pooling and a linear head. The subclasses register the stem and call AddStage
+// and AddHead in the order PyTorch's reference builds them (initialisation draws in it).
+class ResNetBaseImpl : public ClassifierImpl {
  public:
-  explicit ResNetImpl(const ModelOptions& o) {
-    // The stem is a list (a Sequential in PyTorch) so that its names are conv1.0 (conv) and conv1.1
-    // (BN).
+  torch::Tensor forward(torch::Tensor x, ActivationRecorder* recorder) override {
+    x = Recorded(recorder, stem_name_, stem_conv_->forward(x));
+    if (stem_bn_) x = stem_bn_->forward(x);
+    x = torch::relu(x);
+    for (BasicBlock& block : blocks_) x = block->forward(x, recorder);
+    x = F::adaptive_avg_pool2d(x, F::AdaptiveAvgPool2dFuncOptions(1)).flatten(1);
+    return Recorded(recorder, "fc", fc_->forward(x));
+  }
+
+ protected:
+  // `stem_name`: what the stem conv's activations are recorded as.
+  explicit ResNetBaseImpl(std::string stem_name) : stem_name_(std::move(stem_name)) {}
+
+  // Stage `index` (layer1, layer2, ...): `blocks` blocks from `in` to `out` channels, the
+  // first with `stride`.
+  void AddStage(int index, int64_t blocks, int64_t in, int64_t out, int64_t stride,
+                const ModelOptions& o, Shortcut shortcut) {
+    const std::string name = "layer" + std::to_string(index);
+    nn::ModuleList stage;
+    for (int64_t b = 0; b < blocks; ++b) {
+      BasicBlock block(absl::StrCat(name, ".", b), b == 0 ? in : out, out, b == 0 ? stride : 1,
+                       o.batch_norm, o.skip_connections, shortcut);
+      stage->push_back(block);
+      blocks_.push_back(block);
+    }
+    register_module(name, stage);
+  }
+  void AddHead(int64_t in, int64_t classes) {
+    fc_ = register_module("fc", nn::Linear(in, classes));
+  }
+
+  nn::Conv2d stem_conv_{nullptr};
+  nn::BatchNorm2d stem_bn_{nullptr};
+
+ private:
+  const std::string stem_name_;
+  std::vector<BasicBlock> blocks_;
+  nn::Linear fc_{nullptr};
+};
+
+// The reference experiment's ResNet: a 64-filter stem, three stages of two blocks with 64,
+// 128 and 256 filters, projection shortcuts.
+class ResNetImpl : public ResNetBaseImpl {
+ public:
+  explicit ResNetImpl(const ModelOptions& o) : ResNetBaseImpl("conv1.0") {
+    // The stem is a list (a Sequential in PyTorch) so that its names are conv1.0 (conv)
+    // and conv1.1 (BN).
     stem_conv_ = nn::Conv2d(
         nn::Conv2dOptions(o.in_channels, 64, /*kernel_size=*/3).padding(1).bias(!o.batch_norm));
     nn::ModuleList stem(stem_conv_);
@@ -173,41 +220,11 @@ class ResNetImpl : public ClassifierImpl {
     }
     stem->push_back(nn::ReLU(nn::ReLUOptions(/*inplace=*/true)));
     register_module("conv1", stem);
-
-    struct Stage {
-      int64_t channels, stride;
-    };
-    int64_t in = 64;
-    int stage_index = 1;
-    for (Stage stage : {Stage{64, 1}, Stage{128, 2}, Stage{256, 2}}) {
-      const std::string name = "layer" + std::to_string(stage_index++);
-      nn::ModuleList blocks;
-      for (int b = 0; b < 2; ++b) {
-        BasicBlock block(absl::StrCat(name, ".", b), b == 0 ? in : stage.channels, stage.channels,
-                         b == 0 ? stage.stride : 1, o.batch_norm, o.skip_connections);
-        blocks->push_back(block);
-        blocks_.push_back(block);
-      }
-      register_module(name, blocks);
-      in = stage.channels;
-    }
-    fc_ = register_module("fc", nn::Linear(in, o.num_classes));
+    AddStage(1, 2, 64, 64, 1, o, Shortcut::kProjection);
+    AddStage(2, 2, 64, 128, 2, o, Shortcut::kProjection);
+    AddStage(3, 2, 128, 256, 2, o, Shortcut::kProjection);
+    AddHead(256, o.num_classes);
   }
-
-  torch::Tensor forward(torch::Tensor x, ActivationRecorder* recorder) override {
-    x = Recorded(recorder, "conv1.0", stem_conv_->forward(x));
-    if (stem_bn_) x = stem_bn_->forward(x);
-    x = torch::relu(x);
-    for (BasicBlock& block : blocks_) x = block->forward(x, recorder);
-    x = F::adaptive_avg_pool2d(x, F::AdaptiveAvgPool2dFuncOptions(1)).flatten(1);
-    return Recorded(recorder, "fc", fc_->forward(x));
-  }
-
- private:
-  nn::Conv2d stem_conv_{nullptr};
-  nn::BatchNorm2d stem_bn_{nullptr};
-  std::vector<BasicBlock> blocks_;
-  nn::Linear fc_{nullptr};
 };
 
 // He et al. 2016, section 4.2: the CIFAR-10 ResNets of 6n+2 weighted layers. A 3x3 conv
@@ -215,47 +232,19 @@ class ResNetImpl : public ClassifierImpl {
 // 64 filters (the first conv of the second and third stride 2), global average pooling,
 // a linear layer. Names as the CIFAR reference code's (conv1, bn1, layer1.0.conv1, ...),
 // with the head named fc as in gradlab's other models.
-class CifarResNetImpl : public ClassifierImpl {
+class CifarResNetImpl : public ResNetBaseImpl {
  public:
-  explicit CifarResNetImpl(const ModelOptions& o) {
+  explicit CifarResNetImpl(const ModelOptions& o) : ResNetBaseImpl("conv1") {
     stem_conv_ = register_module("conv1", Conv3x3(o.in_channels, 16, 1, !o.batch_norm));
     if (o.batch_norm) stem_bn_ = register_module("bn1", nn::BatchNorm2d(16));
-    const int64_t blocks_per_stage = (o.depth - 2) / 6;
+    const int64_t n = (o.depth - 2) / 6;
     const Shortcut shortcut =
         o.shortcut == "projection" ? Shortcut::kProjection : Shortcut::kZeroPad;
-    int64_t in = 16;
-    int stage_index = 1;
-    for (int64_t channels : {16, 32, 64}) {
-      const std::string name = "layer" + std::to_string(stage_index);
-      const int64_t stride = stage_index == 1 ? 1 : 2;
-      nn::ModuleList blocks;
-      for (int64_t b = 0; b < blocks_per_stage; ++b) {
-        BasicBlock block(absl::StrCat(name, ".", b), b == 0 ? in : channels, channels,
-                         b == 0 ? stride : 1, o.batch_norm, o.skip_connections, shortcut);
-        blocks->push_back(block);
-        blocks_.push_back(block);
-      }
-      register_module(name, blocks);
-      in = channels;
-      ++stage_index;
-    }
-    fc_ = register_module("fc", nn::Linear(in, o.num_classes));
+    AddStage(1, n, 16, 16, 1, o, shortcut);
+    AddStage(2, n, 16, 32, 2, o, shortcut);
+    AddStage(3, n, 32, 64, 2, o, shortcut);
+    AddHead(64, o.num_classes);
   }
-
-  torch::Tensor forward(torch::Tensor x, ActivationRecorder* recorder) override {
-    x = Recorded(recorder, "conv1", stem_conv_->forward(x));
-    if (stem_bn_) x = stem_bn_->forward(x);
-    x = torch::relu(x);
-    for (BasicBlock& block : blocks_) x = block->forward(x, recorder);
-    x = F::adaptive_avg_pool2d(x, F::AdaptiveAvgPool2dFuncOptions(1)).flatten(1);
-    return Recorded(recorder, "fc", fc_->forward(x));
-  }
-
- private:
-  nn::Conv2d stem_conv_{nullptr};
-  nn::BatchNorm2d stem_bn_{nullptr};
-  std::vector<BasicBlock> blocks_;
-  nn::Linear fc_{nullptr};
 };
 
 class MlpImpl : public ClassifierImpl {

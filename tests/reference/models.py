@@ -83,66 +83,11 @@ class DeepCNN(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, cin, cout, stride, batch_norm=True, skip=True):
-        super().__init__()
-        self.batch_norm = batch_norm
-        self.skip = skip
-        self.conv1 = _conv3x3(cin, cout, stride, bias=not batch_norm)
-        if batch_norm:
-            self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = _conv3x3(cout, cout, bias=not batch_norm)
-        if batch_norm:
-            self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = None
-        if skip and (stride != 1 or cin != cout):
-            layers = [nn.Conv2d(cin, cout, kernel_size=1, stride=stride, bias=not batch_norm)]
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(cout))
-            self.shortcut = nn.Sequential(*layers)
+    """Where the block changes shape, its shortcut is a strided 1x1 conv and BN
+    ("projection", option B of He et al. 2016) or takes every second pixel and pads the new
+    channels with zeros ("zero_pad", option A, as the usual CIFAR reference code does)."""
 
-    def forward(self, x):
-        out = self.conv1(x)
-        if self.batch_norm:
-            out = self.bn1(out)
-        out = F.relu(out)
-        out = self.conv2(out)
-        if self.batch_norm:
-            out = self.bn2(out)
-        if self.skip:
-            out = out + (self.shortcut(x) if self.shortcut is not None else x)
-        return F.relu(out)
-
-
-class ResNet(nn.Module):
-    def __init__(self, in_channels=3, num_classes=10, batch_norm=True, skip=True):
-        super().__init__()
-        stem = [nn.Conv2d(in_channels, 64, kernel_size=3, padding=1, bias=not batch_norm)]
-        if batch_norm:
-            stem.append(nn.BatchNorm2d(64))
-        stem.append(nn.ReLU(inplace=True))
-        self.conv1 = nn.Sequential(*stem)
-        cin = 64
-        for i, (cout, stride) in enumerate([(64, 1), (128, 2), (256, 2)], start=1):
-            blocks = [BasicBlock(cin, cout, stride, batch_norm, skip),
-                      BasicBlock(cout, cout, 1, batch_norm, skip)]
-            setattr(self, f"layer{i}", nn.Sequential(*blocks))
-            cin = cout
-        self.fc = nn.Linear(256, num_classes)
-
-    def forward(self, x):
-        x = self.conv1(x)
-        x = self.layer3(self.layer2(self.layer1(x)))
-        x = F.adaptive_avg_pool2d(x, 1)
-        return self.fc(torch.flatten(x, 1))
-
-
-class CifarBlock(nn.Module):
-    """A BasicBlock of the CIFAR ResNets, whose shortcut meets a change of shape either
-    by a strided 1x1 conv and BN ("projection", option B) or by taking every second pixel
-    and padding the new channels with zeros ("zero_pad", option A, as the usual CIFAR
-    reference code does)."""
-
-    def __init__(self, cin, cout, stride, batch_norm=True, skip=True, shortcut="zero_pad"):
+    def __init__(self, cin, cout, stride, batch_norm=True, skip=True, shortcut="projection"):
         super().__init__()
         self.batch_norm = batch_norm
         self.skip = skip
@@ -180,6 +125,29 @@ class CifarBlock(nn.Module):
         return F.relu(out)
 
 
+class ResNet(nn.Module):
+    def __init__(self, in_channels=3, num_classes=10, batch_norm=True, skip=True):
+        super().__init__()
+        stem = [nn.Conv2d(in_channels, 64, kernel_size=3, padding=1, bias=not batch_norm)]
+        if batch_norm:
+            stem.append(nn.BatchNorm2d(64))
+        stem.append(nn.ReLU(inplace=True))
+        self.conv1 = nn.Sequential(*stem)
+        cin = 64
+        for i, (cout, stride) in enumerate([(64, 1), (128, 2), (256, 2)], start=1):
+            blocks = [BasicBlock(cin, cout, stride, batch_norm, skip),
+                      BasicBlock(cout, cout, 1, batch_norm, skip)]
+            setattr(self, f"layer{i}", nn.Sequential(*blocks))
+            cin = cout
+        self.fc = nn.Linear(256, num_classes)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        x = self.layer3(self.layer2(self.layer1(x)))
+        x = F.adaptive_avg_pool2d(x, 1)
+        return self.fc(torch.flatten(x, 1))
+
+
 class CifarResNet(nn.Module):
     """He et al. 2016, section 4.2: 6n+2 weighted layers."""
 
@@ -194,7 +162,7 @@ class CifarResNet(nn.Module):
             self.bn1 = nn.BatchNorm2d(16)
         cin = 16
         for i, (cout, stride) in enumerate([(16, 1), (32, 2), (64, 2)], start=1):
-            blocks = [CifarBlock(cin if b == 0 else cout, cout, stride if b == 0 else 1,
+            blocks = [BasicBlock(cin if b == 0 else cout, cout, stride if b == 0 else 1,
                                  batch_norm, skip, shortcut) for b in range(n)]
             setattr(self, f"layer{i}", nn.Sequential(*blocks))
             cin = cout
