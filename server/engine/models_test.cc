@@ -70,7 +70,7 @@ TEST(ModelsTest, ParameterCountsMatchTheReference) {
             272'474);
 }
 
-TEST(ModelsTest, CifarResNetHasSixNPlusTwoWeightedLayersAndOptionAShortcutsAddNothing) {
+TEST(ModelsTest, CifarResNetHasSixNPlusTwoWeightedLayersInThreeStages) {
   for (int depth : {8, 20, 56}) {
     auto net = Build("cifar_resnet", 3, 32, 32, {}, {}, "pytorch_default", depth);
     ASSERT_TRUE(net.ok()) << net.status();
