@@ -21,6 +21,25 @@ namespace {
 
 constexpr int kBarWidth = 24;
 
+// ", StepLR(2, 0.5)", ", lr x0.1 at iterations 782, 1173, warm-up 400 steps at 0.01,
+// preset he2016", or "".
+std::string ScheduleText(const v1::ExperimentSpec& s) {
+  std::string text;
+  if (s.lr_step_size() > 0) {
+    absl::StrAppendFormat(&text, ", StepLR(%d, %g)", s.lr_step_size(), s.lr_gamma());
+  }
+  if (!s.lr_milestones().empty()) {
+    absl::StrAppendFormat(&text, ", lr x%g at %s %s", s.lr_gamma(), s.lr_milestone_unit(),
+                          absl::StrJoin(s.lr_milestones(), ", "));
+  }
+  if (s.warmup_iterations() > 0) {
+    absl::StrAppendFormat(&text, ", warm-up %d steps at %g", s.warmup_iterations(),
+                          s.warmup_learning_rate());
+  }
+  if (!s.preset().empty()) absl::StrAppend(&text, ", preset ", s.preset());
+  return text;
+}
+
 std::string Percent(double fraction) { return absl::StrFormat("%.2f%%", 100 * fraction); }
 
 std::string StateName(v1::ExperimentState state) {
@@ -168,11 +187,7 @@ std::string ExperimentDetails(const v1::Experiment& e) {
        absl::StrFormat("%d epochs, batch %d, lr %g, momentum %g, weight decay %g%s, seed %d, "
                        "%d threads, %s",
                        s.epochs(), s.batch_size(), s.learning_rate(), s.momentum(),
-                       s.weight_decay(),
-                       s.lr_step_size() > 0
-                           ? absl::StrFormat(", StepLR(%d, %g)", s.lr_step_size(), s.lr_gamma())
-                           : "",
-                       s.seed(), s.threads(), s.precision()) +
+                       s.weight_decay(), ScheduleText(s), s.seed(), s.threads(), s.precision()) +
            (s.world_size() > 1
                 ? absl::StrFormat(", data-parallel over %d processes", s.world_size())
                 : "")},

@@ -43,7 +43,18 @@ ABSL_FLAG(std::optional<double>, learning_rate, std::nullopt, "SGD learning rate
 ABSL_FLAG(std::optional<double>, momentum, std::nullopt, "SGD momentum; default 0.9");
 ABSL_FLAG(std::optional<double>, weight_decay, std::nullopt, "weight decay; default 0");
 ABSL_FLAG(std::optional<int>, lr_step_size, std::nullopt, "StepLR step in epochs; default 0 (off)");
-ABSL_FLAG(std::optional<double>, lr_gamma, std::nullopt, "StepLR factor; default 0.1");
+ABSL_FLAG(std::optional<double>, lr_gamma, std::nullopt,
+          "StepLR and milestone factor; default 0.1");
+ABSL_FLAG(std::vector<std::string>, lr_milestones, {},
+          "MultiStepLR milestones, e.g. 82,123; see --lr_milestone_unit");
+ABSL_FLAG(std::optional<std::string>, lr_milestone_unit, std::nullopt,
+          "epochs (default) or iterations");
+ABSL_FLAG(std::optional<int>, warmup_iterations, std::nullopt,
+          "the first N steps train at --warmup_learning_rate; default 0");
+ABSL_FLAG(std::optional<double>, warmup_learning_rate, std::nullopt,
+          "warm-up rate; default learning_rate / 10");
+ABSL_FLAG(std::optional<std::string>, preset, std::nullopt,
+          "he2016: He et al. 2016's CIFAR-10 recipe for the fields not given");
 ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt, "seed; default 42");
 ABSL_FLAG(std::optional<bool>, augment, std::nullopt, "crop and flip; default on for cifar10");
 ABSL_FLAG(std::optional<bool>, batch_norm, std::nullopt,
@@ -148,7 +159,11 @@ spec flags (unset ones take the server's defaults, the reference experiment's):
   --weight_decay --lr_step_size --lr_gamma --seed --augment --batch_norm
   --skip_connections --init --max_train_samples --max_test_samples
   --gradient_every_n_steps --threads --precision --name --labels=k=v,k2=v2
-  --world_size --depth --shortcut
+  --world_size --depth --shortcut --lr_milestones=82,123 --lr_milestone_unit
+  --warmup_iterations --warmup_learning_rate
+  --preset=he2016       He et al. 2016's CIFAR-10 recipe (SGD 0.9, weight decay 1e-4,
+                        lr 0.1 /10 at 50% and 75% of the run, He fan-in init, 64k
+                        iterations unless --epochs) for the spec flags not given
   (each is the ExperimentSpec field of the same name; see gradlab.v1 in the .proto)
 
 exit codes:
@@ -184,7 +199,12 @@ const std::vector<std::string> kSpecFlags = {"model",
                                              "labels",
                                              "world_size",
                                              "depth",
-                                             "shortcut"};
+                                             "shortcut",
+                                             "lr_milestones",
+                                             "lr_milestone_unit",
+                                             "warmup_iterations",
+                                             "warmup_learning_rate",
+                                             "preset"};
 
 // The flags each command takes, besides the global ones.
 std::map<std::string, std::set<std::string>> CommandFlags() {
@@ -298,6 +318,18 @@ absl::StatusOr<gradlab::v1::StartExperimentRequest> RequestFromFlags() {
   SetIfGiven(FLAGS_weight_decay, [&](double v) { s.set_weight_decay(v); });
   SetIfGiven(FLAGS_lr_step_size, [&](int v) { s.set_lr_step_size(v); });
   SetIfGiven(FLAGS_lr_gamma, [&](double v) { s.set_lr_gamma(v); });
+  for (const std::string& milestone : absl::GetFlag(FLAGS_lr_milestones)) {
+    int value = 0;
+    if (!absl::SimpleAtoi(milestone, &value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--lr_milestones: \"", milestone, "\" is not a whole number"));
+    }
+    s.add_lr_milestones(value);
+  }
+  SetIfGiven(FLAGS_lr_milestone_unit, [&](const std::string& v) { s.set_lr_milestone_unit(v); });
+  SetIfGiven(FLAGS_warmup_iterations, [&](int v) { s.set_warmup_iterations(v); });
+  SetIfGiven(FLAGS_warmup_learning_rate, [&](double v) { s.set_warmup_learning_rate(v); });
+  SetIfGiven(FLAGS_preset, [&](const std::string& v) { s.set_preset(v); });
   SetIfGiven(FLAGS_seed, [&](uint64_t v) { s.set_seed(v); });
   SetIfGiven(FLAGS_augment, [&](bool v) { s.set_augment(v); });
   SetIfGiven(FLAGS_batch_norm, [&](bool v) { s.set_batch_norm(v); });

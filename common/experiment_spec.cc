@@ -21,6 +21,8 @@ constexpr int kMaxWorldSize = 64;
 // cifar_resnet's depths, 6n+2: one block per stage up to the paper's deepest, 1202.
 constexpr int kMinDepth = 8;
 constexpr int kMaxDepth = 1202;
+constexpr int kMaxMilestones = 16;
+constexpr int kMaxWarmupIterations = 10'000'000;
 constexpr size_t kMaxNameLength = 200;
 constexpr size_t kMaxLabels = 64;
 constexpr size_t kMaxLabelLength = 200;
@@ -67,6 +69,37 @@ int64_t ExpectedSamples(const ExperimentSpec& spec, int64_t limit, int64_t stand
   return std::min(limit, standard_size);
 }
 
+// Strictly increasing, within the run, and not besides StepLR.
+absl::Status CheckMilestones(const ExperimentSpec& spec) {
+  const std::vector<int>& milestones = spec.lr_milestones;
+  if (milestones.empty()) return absl::OkStatus();
+  if (spec.lr_step_size > 0) {
+    return absl::InvalidArgumentError(
+        "spec.lr_milestones: not allowed with lr_step_size; use one schedule or the other");
+  }
+  if (milestones.size() > kMaxMilestones) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.lr_milestones: ", milestones.size(),
+                                                   " milestones is more than the limit of ",
+                                                   kMaxMilestones));
+  }
+  const bool in_epochs = spec.lr_milestone_unit == "epochs";
+  const int64_t last = in_epochs ? spec.epochs : TotalIterations(spec);
+  for (size_t i = 0; i < milestones.size(); ++i) {
+    if (milestones[i] < 1 || milestones[i] > last) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.lr_milestones: ", milestones[i], " is out of range [1, ", last,
+                       "]: the run has ", last, in_epochs ? " epochs" : " iterations",
+                       " (lr_milestone_unit \"", spec.lr_milestone_unit, "\")"));
+    }
+    if (i > 0 && milestones[i] <= milestones[i - 1]) {
+      return absl::InvalidArgumentError(absl::StrCat("spec.lr_milestones: ", milestones[i],
+                                                     " follows ", milestones[i - 1],
+                                                     "; milestones must be strictly increasing"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 const std::vector<std::string>& ModelNames() {
@@ -98,6 +131,16 @@ const std::vector<std::string>& ShortcutNames() {
   return *kNames;
 }
 
+const std::vector<std::string>& LrMilestoneUnitNames() {
+  static const auto* const kNames = new std::vector<std::string>{"epochs", "iterations"};
+  return *kNames;
+}
+
+const std::vector<std::string>& PresetNames() {
+  static const auto* const kNames = new std::vector<std::string>{"he2016"};
+  return *kNames;
+}
+
 const std::vector<std::string>& PrecisionNames() {
   static const auto* const kNames = new std::vector<std::string>{"fp32", "bf16"};
   return *kNames;
@@ -117,6 +160,10 @@ absl::StatusOr<ExperimentSpec> ResolveSpec(const ExperimentSpec& spec) {
            CheckReal("weight_decay", spec.weight_decay, 0, false, 1, false),
            CheckRange("lr_step_size", spec.lr_step_size, 0, kMaxEpochs),
            CheckReal("lr_gamma", spec.lr_gamma, 0, true, 1, false),
+           CheckOneOf("lr_milestone_unit", spec.lr_milestone_unit, LrMilestoneUnitNames()),
+           CheckRange("warmup_iterations", spec.warmup_iterations, 0, kMaxWarmupIterations),
+           CheckReal("warmup_learning_rate", spec.warmup_learning_rate.value_or(1), 0, true, 10,
+                     false),
            CheckRange<int64_t>("max_train_samples", spec.max_train_samples, 0, kMaxSamples),
            CheckRange<int64_t>("max_test_samples", spec.max_test_samples, 0, kMaxSamples),
            CheckRange("gradient_every_n_steps", spec.gradient_every_n_steps, 0, 1'000'000),
@@ -172,10 +219,17 @@ absl::StatusOr<ExperimentSpec> ResolveSpec(const ExperimentSpec& spec) {
   }
   resolved.batch_norm = spec.batch_norm.value_or(model.batch_norm_by_default);
   resolved.augment = spec.augment.value_or(spec.dataset == "cifar10");
+  resolved.warmup_learning_rate = spec.warmup_learning_rate.value_or(spec.learning_rate / 10);
+  if (!spec.preset.empty()) {
+    if (absl::Status status = CheckOneOf("preset", spec.preset, PresetNames()); !status.ok()) {
+      return status;
+    }
+  }
   if (absl::Status status = CheckBatchesTrainable(resolved, ExpectedTrainSamples(resolved));
       !status.ok()) {
     return status;
   }
+  if (absl::Status status = CheckMilestones(resolved); !status.ok()) return status;
   return resolved;
 }
 
@@ -185,6 +239,14 @@ int64_t ExpectedTrainSamples(const ExperimentSpec& spec) {
 
 int64_t ExpectedTestSamples(const ExperimentSpec& spec) {
   return ExpectedSamples(spec, spec.max_test_samples, FindDataset(spec.dataset)->test_size);
+}
+
+int64_t IterationsPerEpoch(const ExperimentSpec& spec) {
+  return (ExpectedTrainSamples(spec) + spec.batch_size - 1) / spec.batch_size;
+}
+
+int64_t TotalIterations(const ExperimentSpec& spec) {
+  return IterationsPerEpoch(spec) * spec.epochs;
 }
 
 absl::Status CheckBatchesTrainable(const ExperimentSpec& spec, int64_t train_samples) {

@@ -57,6 +57,17 @@ struct ExperimentSpec {
   // stage that doubles the channels (ShortcutNames(), default "zero_pad").
   std::optional<int> depth;
   std::string shortcut;
+  // MultiStepLR: times lr_gamma at each milestone, counted in lr_milestone_unit
+  // (LrMilestoneUnitNames(): epochs or iterations). Not with lr_step_size.
+  std::vector<int> lr_milestones;
+  std::string lr_milestone_unit = "epochs";
+  // The first warmup_iterations optimizer steps train at warmup_learning_rate (default
+  // learning_rate / 10).
+  int warmup_iterations = 0;
+  std::optional<double> warmup_learning_rate;
+  // The named recipe (PresetNames()) the spec was filled in from; SpecFromProto applies
+  // it, ResolveSpec checks the name.
+  std::string preset;
 };
 
 // The names a spec may use, in the order they are listed to users.
@@ -65,6 +76,8 @@ const std::vector<std::string>& DatasetNames();
 const std::vector<std::string>& InitNames();
 const std::vector<std::string>& PrecisionNames();
 const std::vector<std::string>& ShortcutNames();
+const std::vector<std::string>& LrMilestoneUnitNames();
+const std::vector<std::string>& PresetNames();
 
 // Checks every field and returns the spec with every default filled in (augment,
 // batch_norm, skip_connections; depth and shortcut for cifar_resnet), so that a run can be
@@ -77,6 +90,10 @@ absl::StatusOr<ExperimentSpec> ResolveSpec(const ExperimentSpec& spec);
 // user's folder may hold fewer).
 int64_t ExpectedTrainSamples(const ExperimentSpec& spec);
 int64_t ExpectedTestSamples(const ExperimentSpec& spec);
+
+// Optimizer steps per epoch (the last partial batch counts) and in the whole run.
+int64_t IterationsPerEpoch(const ExperimentSpec& spec);
+int64_t TotalIterations(const ExperimentSpec& spec);
 
 // Whether every batch of an epoch of `train_samples` samples, split over world_size ranks,
 // can be trained on: each rank needs at least one sample of every batch (the last,

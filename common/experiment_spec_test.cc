@@ -129,6 +129,38 @@ INSTANTIATE_TEST_SUITE_P(
                     "spec.lr_step_size: -1 is out of range [0, 1000]"},
         InvalidCase{"gamma", [](ExperimentSpec& s) { s.lr_gamma = 0; },
                     "spec.lr_gamma: 0 is out of range (0, 1]"},
+        InvalidCase{"milestone_unit", [](ExperimentSpec& s) { s.lr_milestone_unit = "steps"; },
+                    "spec.lr_milestone_unit: unknown value \"steps\"; valid values: epochs, "
+                    "iterations"},
+        InvalidCase{"milestone_past_end",
+                    [](ExperimentSpec& s) {
+                      s.lr_milestones = {5, 21};
+                    },
+                    "spec.lr_milestones: 21 is out of range [1, 20]: the run has 20 epochs "
+                    "(lr_milestone_unit \"epochs\")"},
+        InvalidCase{"milestone_iterations",
+                    [](ExperimentSpec& s) {
+                      s.epochs = 2;
+                      s.lr_milestone_unit = "iterations";
+                      s.lr_milestones = {783};
+                    },
+                    "spec.lr_milestones: 783 is out of range [1, 782]: the run has 782 "
+                    "iterations"},
+        InvalidCase{"milestones_order",
+                    [](ExperimentSpec& s) {
+                      s.lr_milestones = {5, 5};
+                    },
+                    "spec.lr_milestones: 5 follows 5; milestones must be strictly increasing"},
+        InvalidCase{"milestones_and_step",
+                    [](ExperimentSpec& s) {
+                      s.lr_milestones = {5};
+                      s.lr_step_size = 2;
+                    },
+                    "spec.lr_milestones: not allowed with lr_step_size"},
+        InvalidCase{"warmup", [](ExperimentSpec& s) { s.warmup_iterations = -1; },
+                    "spec.warmup_iterations: -1 is out of range [0, 10000000]"},
+        InvalidCase{"warmup_rate", [](ExperimentSpec& s) { s.warmup_learning_rate = 0; },
+                    "spec.warmup_learning_rate: 0 is out of range (0, 10]"},
         InvalidCase{"train", [](ExperimentSpec& s) { s.max_train_samples = -5; },
                     "spec.max_train_samples: -5 is out of range [0, 100000000]"},
         InvalidCase{"test", [](ExperimentSpec& s) { s.max_test_samples = -1; },

@@ -1,6 +1,55 @@
 #include "common/spec_proto.h"
 
+#include <algorithm>
+#include <cmath>
+
+#include "common/dataset_table.h"
+
 namespace gradlab {
+namespace {
+
+// He et al. 2016, Section 4.2: the CIFAR-10 recipe, for the fields `proto` leaves unset.
+void ApplyHe2016(const v1::ExperimentSpec& proto, ExperimentSpec& spec) {
+  constexpr int64_t kPaperIterations = 64'000;
+  constexpr int kMaxEpochs = 1000;  // ResolveSpec's limit
+  if (!proto.has_learning_rate()) spec.learning_rate = 0.1;
+  if (!proto.has_momentum()) spec.momentum = 0.9;
+  if (!proto.has_weight_decay()) spec.weight_decay = 1e-4;
+  if (!proto.has_batch_size()) spec.batch_size = 128;
+  if (!proto.has_lr_gamma()) spec.lr_gamma = 0.1;
+  if (proto.init().empty()) spec.init = "kaiming_normal_fan_in";
+  if (!proto.has_augment()) spec.augment = true;
+  if (!proto.has_warmup_iterations() && spec.model == "cifar_resnet" &&
+      spec.depth.value_or(0) >= 110) {
+    spec.warmup_iterations = 400;
+    if (!proto.has_warmup_learning_rate()) spec.warmup_learning_rate = 0.01;
+  }
+  // The budget and the milestones need the epoch's size; ResolveSpec refuses what it
+  // cannot be computed from.
+  if (FindDataset(spec.dataset) == nullptr || spec.batch_size < 1 ||
+      ExpectedTrainSamples(spec) < 1) {
+    return;
+  }
+  if (!proto.has_epochs()) {
+    const int64_t per_epoch = IterationsPerEpoch(spec);
+    spec.epochs = static_cast<int>(
+        std::min<int64_t>((kPaperIterations + per_epoch - 1) / per_epoch, kMaxEpochs));
+  }
+  if (proto.lr_milestones().empty() && proto.lr_step_size() == 0 && spec.epochs >= 1) {
+    // The paper's 32k and 48k of 64k: half and three quarters of the run.
+    const int64_t total = TotalIterations(spec);
+    spec.lr_milestone_unit = "iterations";
+    spec.lr_milestones.clear();
+    for (const double fraction : {0.5, 0.75}) {
+      const int milestone = static_cast<int>(std::max<int64_t>(1, std::llround(total * fraction)));
+      if (spec.lr_milestones.empty() || milestone > spec.lr_milestones.back()) {
+        spec.lr_milestones.push_back(milestone);
+      }
+    }
+  }
+}
+
+}  // namespace
 
 ExperimentSpec SpecFromProto(const v1::ExperimentSpec& proto) {
   ExperimentSpec spec;
@@ -31,6 +80,12 @@ ExperimentSpec SpecFromProto(const v1::ExperimentSpec& proto) {
   if (proto.has_world_size()) spec.world_size = proto.world_size();
   if (proto.has_depth()) spec.depth = proto.depth();
   spec.shortcut = proto.shortcut();
+  spec.lr_milestones.assign(proto.lr_milestones().begin(), proto.lr_milestones().end());
+  if (!proto.lr_milestone_unit().empty()) spec.lr_milestone_unit = proto.lr_milestone_unit();
+  if (proto.has_warmup_iterations()) spec.warmup_iterations = proto.warmup_iterations();
+  if (proto.has_warmup_learning_rate()) spec.warmup_learning_rate = proto.warmup_learning_rate();
+  spec.preset = proto.preset();
+  if (spec.preset == "he2016") ApplyHe2016(proto, spec);
   return spec;
 }
 
@@ -61,6 +116,13 @@ v1::ExperimentSpec SpecToProto(const ExperimentSpec& spec) {
   proto.set_world_size(spec.world_size);
   if (spec.depth.has_value()) proto.set_depth(*spec.depth);
   proto.set_shortcut(spec.shortcut);
+  proto.mutable_lr_milestones()->Add(spec.lr_milestones.begin(), spec.lr_milestones.end());
+  proto.set_lr_milestone_unit(spec.lr_milestone_unit);
+  proto.set_warmup_iterations(spec.warmup_iterations);
+  if (spec.warmup_learning_rate.has_value()) {
+    proto.set_warmup_learning_rate(*spec.warmup_learning_rate);
+  }
+  proto.set_preset(spec.preset);
   return proto;
 }
 

@@ -9,6 +9,8 @@
 
 namespace gradlab {
 
+// A preset ("he2016") fills in the fields the message leaves unset; ResolveSpec checks
+// its name.
 ExperimentSpec SpecFromProto(const v1::ExperimentSpec& proto);
 
 // Every field of a resolved spec is set in the message.

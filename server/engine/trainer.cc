@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "common/learning_rate_schedule.h"
 #include "common/model_table.h"
 #include "common/usable_cpus.h"
 #include "server/engine/batch_prefetcher.h"
@@ -153,8 +154,6 @@ class TrainingRun {
       metrics.learning_rate = learning_rate_;
       metrics.epoch_seconds = absl::ToDoubleSeconds(control_.clock() - epoch_start);
       metrics.images_per_second = PerSecond(train.samples, train_time);
-      // StepLR, stepped after each epoch's evaluation as the reference does.
-      SetLearningRate(LearningRateAfter(epoch, learning_rate_));
       if (rank_ != 0) continue;
       if (control_.save_checkpoint) {
         if (absl::Status status = control_.save_checkpoint(Capture(metrics)); !status.ok()) {
@@ -172,11 +171,10 @@ class TrainingRun {
     return seconds > 0 ? static_cast<double>(count) / seconds : 0;
   }
 
-  double LearningRateAfter(int epoch, double rate) const {
-    return spec_.lr_step_size > 0 && epoch % spec_.lr_step_size == 0 ? rate * spec_.lr_gamma : rate;
-  }
-
-  void SetLearningRate(double rate) {
+  // The schedule's rate for this step, set on the optimizer when it changes.
+  void SetLearningRate(int epoch) {
+    const double rate = LearningRateAt(spec_, epoch, step_);
+    if (rate == learning_rate_) return;
     learning_rate_ = rate;
     for (auto& group : optimizer_.param_groups()) {
       static_cast<torch::optim::SGDOptions&>(group.options()).lr(rate);
@@ -232,7 +230,8 @@ class TrainingRun {
     first_epoch_ = static_cast<int>(progress[0].item<int64_t>()) + 1;
     step_ = progress[1].item<int64_t>();
     best_test_accuracy_ = metrics.best_test_accuracy;
-    SetLearningRate(LearningRateAfter(metrics.epoch, metrics.learning_rate));
+    learning_rate_ =
+        static_cast<torch::optim::SGDOptions&>(optimizer_.param_groups().front().options()).lr();
   }
 
   // The model's fp32 logits for `images`, computed in the run's layout and precision.
@@ -327,6 +326,7 @@ class TrainingRun {
       }
       // Snapshots show the gradients the optimizer steps with: averaged over the ranks.
       if (snapshot) sink_.OnGradientSnapshot(Snapshot(epoch, b + 1, recorder));
+      SetLearningRate(epoch);
       optimizer_.step();
 
       const absl::Time now = control_.clock();
@@ -408,7 +408,7 @@ class TrainingRun {
   int first_epoch_ = 1;
   int64_t step_ = 0;
   double best_test_accuracy_ = 0;
-  double learning_rate_ = spec_.learning_rate;
+  double learning_rate_ = spec_.learning_rate;  // as the optimizer has it
 };
 
 absl::Status CheckTrainable(const ExperimentSpec& spec, const Dataset& dataset) {

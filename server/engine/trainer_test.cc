@@ -175,6 +175,28 @@ TEST(TrainerTest, StepLrMultipliesTheRateAfterEachStep) {
   EXPECT_DOUBLE_EQ(sink.epochs[2].learning_rate, 0.0025);
 }
 
+TEST(TrainerTest, WarmUpAndIterationMilestonesChangeTheRateWithinEpochs) {
+  const Dataset data = Synthetic(96, 32, 8);  // 3 steps per epoch
+  ExperimentSpec spec = Spec("mlp", 3);
+  spec.warmup_iterations = 4;
+  spec.warmup_learning_rate = 0.001;
+  spec.lr_milestones = {8};
+  spec.lr_milestone_unit = "iterations";
+  spec.lr_gamma = 0.5;
+  RecordingSink sink;
+  ASSERT_TRUE(Train(spec, data, {}, sink).ok());
+  ASSERT_EQ(sink.epochs.size(), 3u);
+  EXPECT_EQ(sink.epochs[0].learning_rate, 0.001);  // step 3: warming up
+  EXPECT_EQ(sink.epochs[1].learning_rate, 0.01);   // step 6
+  EXPECT_EQ(sink.epochs[2].learning_rate, 0.005);  // step 9, after the milestone at 8
+
+  // The warm-up trains: the same run without it ends elsewhere.
+  spec.warmup_iterations = 0;
+  RecordingSink without;
+  ASSERT_TRUE(Train(spec, data, {}, without).ok());
+  EXPECT_NE(without.epochs[0].train_loss, sink.epochs[0].train_loss);
+}
+
 TEST(TrainerTest, MlpBatchNormWithALastBatchOfOneIsRefused) {
   const Dataset data = Synthetic(65, 32, 8);
   RecordingSink sink;
@@ -197,13 +219,17 @@ void ExpectSameEpoch(const EpochMetrics& a, const EpochMetrics& b) {
 }
 
 // Every state a checkpoint keeps matters here: momentum, augmentation and shuffling
-// from one generator, BatchNorm's running statistics, a step-LR schedule.
+// from one generator, BatchNorm's running statistics, the learning rate schedule (a
+// warm-up that outlasts epoch 1, then a milestone within epoch 4).
 TEST(TrainerTest, ResumingFromAnyEpochsCheckpointGivesTheUninterruptedRunsEpochs) {
-  const Dataset data = Synthetic(96, 32, 16);
+  const Dataset data = Synthetic(96, 32, 16);  // 3 steps per epoch
   ExperimentSpec spec = Spec("resnet", 4);
   spec.augment = true;
   spec.batch_norm = true;
-  spec.lr_step_size = 2;
+  spec.warmup_iterations = 4;
+  spec.warmup_learning_rate = 0.002;
+  spec.lr_milestones = {10};
+  spec.lr_milestone_unit = "iterations";
   spec.lr_gamma = 0.5;
   spec.gradient_every_n_steps = 3;
   std::vector<TrainingCheckpoint> checkpoints;

@@ -19,7 +19,7 @@ struct EpochMetrics {
   double test_loss = 0;
   double test_accuracy = 0;
   double best_test_accuracy = 0;
-  double learning_rate = 0;      // the rate this epoch trained with
+  double learning_rate = 0;      // the rate of the epoch's last step
   double epoch_seconds = 0;      // training and evaluation
   double images_per_second = 0;  // training images over training time
 };

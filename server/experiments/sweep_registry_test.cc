@@ -379,7 +379,9 @@ TEST_F(SweepRegistryTest, AReaderSeesEachChangeInOrderAndEndsWithTheFinishedSwee
   while (!end.has_value()) {
     SweepReader::Next next = (*reader)->Read();
     if (next.sweep.has_value()) {
-      if (!seen.empty()) EXPECT_GT(next.sweep->sequence(), seen.back().sequence());
+      if (!seen.empty()) {
+        EXPECT_GT(next.sweep->sequence(), seen.back().sequence());
+      }
       seen.push_back(*next.sweep);
     } else if (next.end.has_value()) {
       end = next.end;
