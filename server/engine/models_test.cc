@@ -1,5 +1,6 @@
 #include "server/engine/models.h"
 
+#include <ATen/Parallel.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -187,7 +188,8 @@ TEST(ModelsTest, RejectsInputsTooSmallForPooling) {
               ::testing::HasSubstr("needs inputs of at least 4x4 pixels, got 2x2"));
 }
 
-// One line of tests/reference/init_fixture.txt, written by make_fixture.py.
+// One tensor line of tests/reference/init_fixture.txt or step_fixture.txt, written by
+// make_fixture.py.
 struct FixtureTensor {
   std::string name;
   std::vector<int64_t> shape;
@@ -199,12 +201,13 @@ struct FixtureTensor {
 struct FixtureConfig {
   std::vector<FixtureTensor> tensors;
   std::vector<double> logits;
+  double loss = 0;
 };
 
 double ParseHexDouble(const std::string& text) { return std::strtod(text.c_str(), nullptr); }
 
-std::map<std::string, FixtureConfig> ReadFixture() {
-  std::ifstream in("tests/reference/init_fixture.txt");
+std::map<std::string, FixtureConfig> ReadFixture(const std::string& path) {
+  std::ifstream in(path);
   EXPECT_TRUE(in) << "run the test from the repository root";
   std::map<std::string, FixtureConfig> configs;
   std::string line;
@@ -214,6 +217,10 @@ std::map<std::string, FixtureConfig> ReadFixture() {
     FixtureConfig& config = configs[fields[0]];
     if (fields[1] == "@logits") {
       for (size_t i = 2; i < fields.size(); ++i) config.logits.push_back(ParseHexDouble(fields[i]));
+      continue;
+    }
+    if (fields[1] == "@loss") {
+      config.loss = ParseHexDouble(fields[2]);
       continue;
     }
     FixtureTensor tensor;
@@ -239,49 +246,106 @@ std::optional<bool> ParseOptionalBool(const std::string& field) {
   return value == "True";
 }
 
+// The model a fixture's configuration names, e.g.
+// "resnet/3x32x32/bn=False/skip=False/pytorch_default", and for cifar_resnet
+// "/depth=20/zero_pad" after it; its input's size in `input_size`.
+std::shared_ptr<ClassifierImpl> BuildConfig(const std::string& config_name,
+                                            std::vector<int64_t>& input_size) {
+  std::vector<std::string> parts = absl::StrSplit(config_name, '/');
+  std::vector<std::string> dims = absl::StrSplit(parts[1], 'x');
+  const int64_t c = std::stoll(dims[0]), h = std::stoll(dims[1]), w = std::stoll(dims[2]);
+  input_size = {2, c, h, w};
+  const int depth = parts.size() > 5 ? std::stoi(parts[5].substr(parts[5].find('=') + 1)) : 20;
+  auto net = Build(parts[0], c, h, w, ParseOptionalBool(parts[2]), ParseOptionalBool(parts[3]),
+                   parts[4], depth, parts.size() > 6 ? parts[6] : "zero_pad");
+  EXPECT_TRUE(net.ok()) << net.status();
+  return net.ok() ? *net : nullptr;
+}
+
+// The same fixed input as make_fixture.py: linspace(-2, 2) over a batch of 2.
+torch::Tensor FixedInput(const std::vector<int64_t>& size) {
+  int64_t count = 1;
+  for (int64_t dim : size) count *= dim;
+  return torch::linspace(-2.0, 2.0, count).reshape(size);
+}
+
+void ExpectSameTensor(const std::string& name, const torch::Tensor& value,
+                      const FixtureTensor& want) {
+  ASSERT_EQ(name, want.name);
+  EXPECT_EQ(value.sizes().vec(), want.shape) << name;
+  const torch::Tensor t = value.contiguous();
+  const uint32_t crc =
+      crc32(0L, static_cast<const Bytef*>(t.data_ptr()), static_cast<uInt>(t.nbytes()));
+  EXPECT_EQ(crc, want.crc32) << name << ": bytes differ from PyTorch's";
+  const torch::Tensor flat = t.reshape(-1).to(torch::kFloat64);
+  EXPECT_DOUBLE_EQ(flat.sum().item<double>(), want.sum) << name;
+  for (size_t k = 0; k < want.head.size(); ++k) {
+    EXPECT_EQ(flat[k].item<double>(), want.head[k]) << name << "[" << k << "]";
+  }
+}
+
 TEST(ModelsTest, DefaultInitialisationEqualsPyTorchBitForBit) {
-  const std::map<std::string, FixtureConfig> fixture = ReadFixture();
+  const std::map<std::string, FixtureConfig> fixture =
+      ReadFixture("tests/reference/init_fixture.txt");
   ASSERT_EQ(fixture.size(), 14u);
   for (const auto& [config_name, expected] : fixture) {
     SCOPED_TRACE(config_name);
-    // "resnet/3x32x32/bn=False/skip=False/pytorch_default", and for cifar_resnet
-    // "/depth=20/zero_pad" after it.
-    std::vector<std::string> parts = absl::StrSplit(config_name, '/');
-    std::vector<std::string> dims = absl::StrSplit(parts[1], 'x');
-    const int64_t c = std::stoll(dims[0]), h = std::stoll(dims[1]), w = std::stoll(dims[2]);
-    const int depth = parts.size() > 5 ? std::stoi(parts[5].substr(parts[5].find('=') + 1)) : 20;
-    auto net = Build(parts[0], c, h, w, ParseOptionalBool(parts[2]), ParseOptionalBool(parts[3]),
-                     parts[4], depth, parts.size() > 6 ? parts[6] : "zero_pad");
-    ASSERT_TRUE(net.ok()) << net.status();
-
-    const auto state = StateDict(**net);
+    std::vector<int64_t> input_size;
+    std::shared_ptr<ClassifierImpl> net = BuildConfig(config_name, input_size);
+    ASSERT_NE(net, nullptr);
+    const auto state = StateDict(*net);
     ASSERT_EQ(state.size(), expected.tensors.size());
     for (size_t i = 0; i < state.size(); ++i) {
-      const auto& [name, value] = state[i];
-      const FixtureTensor& want = expected.tensors[i];
-      ASSERT_EQ(name, want.name);
-      EXPECT_EQ(value.sizes().vec(), want.shape) << name;
-      const torch::Tensor t = value.contiguous();
-      const uint32_t crc =
-          crc32(0L, static_cast<const Bytef*>(t.data_ptr()), static_cast<uInt>(t.nbytes()));
-      EXPECT_EQ(crc, want.crc32) << name << ": bytes differ from PyTorch's";
-      const torch::Tensor flat = t.reshape(-1).to(torch::kFloat64);
-      EXPECT_DOUBLE_EQ(flat.sum().item<double>(), want.sum) << name;
-      for (size_t k = 0; k < want.head.size(); ++k) {
-        EXPECT_EQ(flat[k].item<double>(), want.head[k]) << name << "[" << k << "]";
-      }
+      ExpectSameTensor(state[i].first, state[i].second, expected.tensors[i]);
     }
 
-    (*net)->eval();
+    net->eval();
     torch::NoGradGuard no_grad;
-    // The same fixed input as make_fixture.py: linspace(-2, 2) over a batch of 2.
-    torch::Tensor input = torch::linspace(-2.0, 2.0, 2 * c * h * w).reshape({2, c, h, w});
-    torch::Tensor logits = (*net)->forward(input).reshape(-1).to(torch::kFloat64);
+    torch::Tensor logits = net->forward(FixedInput(input_size)).reshape(-1).to(torch::kFloat64);
     ASSERT_EQ(logits.numel(), static_cast<int64_t>(expected.logits.size()));
     for (size_t k = 0; k < expected.logits.size(); ++k) {
       EXPECT_NEAR(logits[k].item<double>(), expected.logits[k], 1e-5) << "logit " << k;
     }
   }
+}
+
+// One SGD step (lr 0.1, momentum 0.9, weight decay 1e-4: He et al. 2016's) in train mode
+// from the same initialisation gives PyTorch's loss, gradients, weights and BatchNorm
+// statistics bit for bit: the ResNets' forward and backward passes are PyTorch's, option
+// A shortcuts included. Both run on one thread, as make_fixture.py does.
+TEST(ModelsTest, OneTrainingStepEqualsPyTorchBitForBit) {
+  const std::map<std::string, FixtureConfig> fixture =
+      ReadFixture("tests/reference/step_fixture.txt");
+  ASSERT_EQ(fixture.size(), 3u);
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  for (const auto& [config_name, expected] : fixture) {
+    SCOPED_TRACE(config_name);
+    std::vector<int64_t> input_size;
+    std::shared_ptr<ClassifierImpl> net = BuildConfig(config_name, input_size);
+    ASSERT_NE(net, nullptr);
+    torch::optim::SGD optimizer(net->parameters(),
+                                torch::optim::SGDOptions(0.1).momentum(0.9).weight_decay(1e-4));
+    net->train();
+    optimizer.zero_grad();
+    const torch::Tensor loss = torch::nn::functional::cross_entropy(
+        net->forward(FixedInput(input_size)), torch::tensor({3, 7}, torch::kInt64));
+    loss.backward();
+    EXPECT_EQ(loss.item<double>(), expected.loss);
+
+    const auto parameters = net->named_parameters();
+    const auto state = StateDict(*net);
+    ASSERT_EQ(parameters.size() + state.size(), expected.tensors.size());
+    size_t i = 0;
+    for (const auto& parameter : parameters) {
+      ExpectSameTensor("grad:" + parameter.key(), parameter.value().grad(), expected.tensors[i++]);
+    }
+    optimizer.step();
+    for (const auto& [name, value] : StateDict(*net)) {
+      ExpectSameTensor(name, value, expected.tensors[i++]);
+    }
+  }
+  at::set_num_threads(threads);
 }
 
 }  // namespace
