@@ -205,6 +205,38 @@ test('the compare view overlays experiments', async () => {
   await context.close();
 });
 
+test('a 110-layer ResNet\'s gradient flow is labelled by stage, input to output', async () => {
+  const id = await gradlab('submit', '--model=cifar_resnet', '--depth=110', '--dataset=synthetic',
+    '--epochs=1', '--batch_size=16', '--max_train_samples=32', '--max_test_samples=16',
+    '--name=resnet-110');
+  await waitFor('SUCCEEDED', async () =>
+    (await api(`/api/v1/experiments/${id}`)).state === 'SUCCEEDED', 180000);
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await newPage(context);
+  await page.goto(`${base}/#/experiments/${id}`);
+  const heatmap = page.locator('[data-role=heatmap]');
+  await waitFor('the heatmap', async () => Number(await heatmap.getAttribute('data-columns')) > 0);
+  // 109 convs and the linear layer, labelled by stage rather than 110 names.
+  assert.equal(await heatmap.getAttribute('data-rows'), '110');
+  assert.equal(await heatmap.getAttribute('data-stages'), 'conv1,layer1,layer2,layer3,fc');
+  const box = await heatmap.boundingBox();
+  assert.ok(box.height < 520, `the heatmap is ${box.height} px tall`);
+
+  await page.locator('[data-role=step-1]').click();
+  const bars = page.locator('[data-role=bars-chart]');
+  await waitFor('the step-1 bars', async () => (await bars.getAttribute('data-step')) === '1');
+  assert.equal(await bars.getAttribute('data-stages'), 'conv1,layer1,layer2,layer3,fc');
+  assert.ok(await inkedPixels(bars.locator('canvas')) > 500, 'no bars');
+  await page.screenshot({ path: path.join(artifacts, 'dashboard-resnet110.png'), fullPage: true });
+
+  // Every parameter: BatchNorm's too, three times the rows, the same stages plus bn1.
+  await page.getByLabel('layer weights only').uncheck();
+  await waitFor('every parameter', async () => Number(await heatmap.getAttribute('data-rows')) > 300);
+  assert.equal(await heatmap.getAttribute('data-stages'), 'conv1,bn1,layer1,layer2,layer3,fc');
+  assert.deepEqual(page.errors, []);
+  await context.close();
+});
+
 test('the sweep page shows the grid, the bands and every cell\'s gradient flow, live', async () => {
   const id = await gradlab('sweep', '--nofollow', '--vary=batch_norm=false,true', '--seeds=2',
     '--model=mlp', '--dataset=synthetic', '--epochs=3', '--max_train_samples=2048',

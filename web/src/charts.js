@@ -14,6 +14,21 @@
 
   const num = (v) => (v === undefined || v === null ? 0 : Number(v));
 
+  // ", ×0.1 at iterations 782, 1173, warm-up 400 steps at 0.01, preset he2016", or ''.
+  function scheduleText(spec) {
+    const parts = [];
+    if (num(spec.lrStepSize) > 0) parts.push(`StepLR(${spec.lrStepSize}, ${spec.lrGamma})`);
+    const milestones = spec.lrMilestones || [];
+    if (milestones.length) {
+      parts.push(`×${spec.lrGamma} at ${spec.lrMilestoneUnit || 'epochs'} ${milestones.join(', ')}`);
+    }
+    if (num(spec.warmupIterations) > 0) {
+      parts.push(`warm-up ${spec.warmupIterations} steps at ${spec.warmupLearningRate}`);
+    }
+    if (spec.preset) parts.push(`preset ${spec.preset}`);
+    return parts.map((part) => `, ${part}`).join('');
+  }
+
   function el(tag, attributes, ...children) {
     const node = document.createElement(tag);
     for (const [key, value] of Object.entries(attributes || {})) {
@@ -137,7 +152,8 @@
         axes: [
           Object.assign(
               {label: o.xLabel, size: 40, values: o.xValues},
-              o.xIncrements ? {incrs: o.xIncrements, space: 110} : {}),
+              o.xIncrements ? {incrs: o.xIncrements, space: 110} : {},
+              o.xSplits ? {splits: o.xSplits} : {}),
           {label: o.yLabel, size: 56, values: o.yValues},
         ],
         series: [{label: o.xLabel, value: o.xLegend}].concat(
@@ -177,7 +193,52 @@
     return `rgb(${c[0]},${c[1]},${c[2]})`;
   }
 
-  // Layers (rows) by snapshots (columns), coloured by log10 of the value.
+  // More rows than this are labelled by stage (layer1, layer2, ...), not one by one.
+  const GROUPED_ROWS = 40;
+
+  // The stage of a parameter or layer name, its first component: "layer2" for
+  // "layer2.3.conv1.weight", "conv1" for "conv1.weight".
+  function stageOf(name) {
+    return name.split('.')[0];
+  }
+
+  // Runs of consecutive names in the same stage, input to output:
+  // [{ stage, first, last, blocks }], blocks counting the distinct second components
+  // that are numbers ("layer2.0", "layer2.1", ...).
+  function stageRuns(names) {
+    const runs = [];
+    names.forEach((name, i) => {
+      const stage = stageOf(name);
+      let run = runs[runs.length - 1];
+      if (!run || run.stage !== stage) {
+        run = { stage, first: i, last: i, blockSet: new Set() };
+        runs.push(run);
+      }
+      run.last = i;
+      const block = name.split('.')[1];
+      if (/^\d+$/.test(block || '')) run.blockSet.add(block);
+    });
+    return runs.map(({ stage, first, last, blockSet }) =>
+      ({ stage, first, last, blocks: blockSet.size }));
+  }
+
+  // Where the stages of `runs` start, as axis ticks at least a 12th of the axis apart:
+  // of two closer ones the larger stage keeps its tick (layer1's, not conv1's).
+  function stageTicks(runs, count) {
+    const kept = [];
+    for (const run of runs) {
+      const previous = kept[kept.length - 1];
+      if (previous && run.first - previous.first < count / 12) {
+        if (run.last - run.first > previous.last - previous.first) kept[kept.length - 1] = run;
+      } else {
+        kept.push(run);
+      }
+    }
+    return kept.map((run) => run.first);
+  }
+
+  // Layers (rows) by snapshots (columns), coloured by log10 of the value. Deep networks'
+  // rows are labelled by stage, with a line between stages.
   class Heatmap {
     constructor(container, onSelect) {
       this.container = container;
@@ -203,7 +264,9 @@
     geometry() {
       const rows = this.model.rows.length;
       const width = Math.max(300, this.container.clientWidth);
-      const rowHeight = Math.max(4, Math.min(14, Math.floor(230 / Math.max(1, rows))));
+      const rowHeight = rows > GROUPED_ROWS
+        ? Math.max(2, Math.floor(460 / rows))
+        : Math.max(4, Math.min(14, Math.floor(230 / Math.max(1, rows))));
       const left = 150;
       const right = 78;
       const top = 4;
@@ -263,15 +326,20 @@
         ctx.strokeRect(g.left + selected * columnWidth, g.top - 1,
           Math.max(2, columnWidth), rows.length * g.rowHeight + 2);
       }
-      // Layer names, as many as fit.
       ctx.fillStyle = '#1d2330';
       ctx.textAlign = 'right';
       ctx.textBaseline = 'middle';
-      const every = Math.ceil(11 / g.rowHeight);
-      for (let r = 0; r < rows.length; r += every) {
-        let name = rows[r];
-        if (name.length > 24) name = '…' + name.slice(-23);
-        ctx.fillText(name, g.left - 6, g.top + (r + 0.5) * g.rowHeight);
+      if (rows.length > GROUPED_ROWS) {
+        this.drawStages(ctx, g, rows);
+      } else {
+        // Layer names, as many as fit.
+        this.canvas.dataset.stages = '';
+        const every = Math.ceil(11 / g.rowHeight);
+        for (let r = 0; r < rows.length; r += every) {
+          let name = rows[r];
+          if (name.length > 24) name = '…' + name.slice(-23);
+          ctx.fillText(name, g.left - 6, g.top + (r + 0.5) * g.rowHeight);
+        }
       }
       // Steps along the bottom.
       const bottom = g.top + rows.length * g.rowHeight;
@@ -299,6 +367,26 @@
       ctx.fillText(exponential(10 ** hi), barX + 16, g.top + 5);
       ctx.fillText(exponential(10 ** lo), barX + 16, g.top + barHeight - 5);
       this.geometryCache = g;
+    }
+
+    // Each stage's name and block count beside a bracket over its rows, and a white line
+    // across the map where a stage ends.
+    drawStages(ctx, g, rows) {
+      const runs = stageRuns(rows);
+      this.canvas.dataset.stages = runs.map((run) => run.stage).join(',');
+      for (const run of runs) {
+        const y0 = g.top + run.first * g.rowHeight;
+        const y1 = g.top + (run.last + 1) * g.rowHeight;
+        ctx.fillStyle = '#9ca3af';
+        ctx.fillRect(g.left - 4, y0 + 1, 2, Math.max(1, y1 - y0 - 2));
+        ctx.fillStyle = '#1d2330';
+        const label = run.blocks > 0 ? `${run.stage} (${run.blocks} blocks)` : run.stage;
+        ctx.fillText(label, g.left - 8, (y0 + y1) / 2);
+        if (run.last < rows.length - 1) {
+          ctx.fillStyle = '#fff';
+          ctx.fillRect(g.left, y1 - 0.5, g.plotWidth, 1);
+        }
+      }
     }
 
     hit(event) {
@@ -452,12 +540,15 @@
       const epochs = this.data.epochList();
       const last = epochs[epochs.length - 1];
       const progress = this.data.progress[this.data.progress.length - 1];
+      const resnet = spec.model === 'resnet' || spec.model === 'cifar_resnet';
       const rows = [
-        ['model', `${spec.model}${spec.batchNorm ? ' + BatchNorm' : ''}` +
-          (spec.model === 'resnet' && !spec.skipConnections ? ' (no skips)' : '')],
+        ['model', `${spec.model}${spec.depth ? `-${spec.depth}` : ''}` +
+          `${spec.batchNorm ? ' + BatchNorm' : ''}` +
+          (resnet && !spec.skipConnections ? ' (no skips)' : '')],
         ['dataset', spec.dataset],
         ['epochs', `${num(e.currentEpoch)} / ${num(spec.epochs)}`],
-        ['optimizer', `SGD lr ${spec.learningRate}, momentum ${spec.momentum}`],
+        ['optimizer', `SGD lr ${spec.learningRate}, momentum ${spec.momentum}` +
+          (num(spec.weightDecay) ? `, weight decay ${spec.weightDecay}` : '') + scheduleText(spec)],
         ['batch', `${spec.batchSize}, seed ${spec.seed}, ${spec.precision || 'fp32'}`],
         ['init', spec.init || 'pytorch_default'],
         ['best test acc', last ? `${percent(num(e.bestTestAccuracy))} (epoch ${e.bestEpoch})` : '–'],
@@ -537,12 +628,20 @@
       const key = this.measure + '|' + names.join(',');
       if (!this.bars || this.barsKey !== key) {
         this.barsChart.replaceChildren();
+        // A deep network's axis marks where each stage starts, input to output.
+        const runs = names.length > GROUPED_ROWS ? stageRuns(names) : null;
+        this.barsChart.dataset.stages = runs ? runs.map((run) => run.stage).join(',') : '';
         this.bars = new LineChart(this.barsChart, {
-          xLabel: 'layer', yLabel: MEASURES[this.measure].label, yLog: true, height: 220,
+          xLabel: runs ? 'layer, input to output (ticks: where each stage starts)' : 'layer',
+          yLabel: MEASURES[this.measure].label, yLog: true, height: 220,
           xRange: [-0.5, names.length - 0.5],
           // Whole layers only, far enough apart for their names; the legend names any.
           xIncrements: [1, 2, 3, 4, 5, 10, 20, 50, 100],
-          xValues: (u, splits) => splits.map((i) => (Number.isInteger(i) && names[i] ? shortName(names[i]) : '')),
+          xSplits: runs ? () => stageTicks(runs, names.length) : undefined,
+          xValues: (u, splits) => splits.map((i) => {
+            if (!Number.isInteger(i) || !names[i]) return '';
+            return runs ? stageOf(names[i]) : shortName(names[i]);
+          }),
           xLegend: (u, i) => (i == null ? '' : names[i] || ''),
           yLegend: (u, v) => exponential(v),
           yValues: (u, splits) => splits.map((v) => (v == null ? '' : v.toExponential(0))),
