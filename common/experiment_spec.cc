@@ -13,7 +13,6 @@
 namespace gradlab {
 namespace {
 
-constexpr int kMaxEpochs = 1000;
 constexpr int kMaxBatchSize = 4096;
 constexpr int64_t kMaxSamples = 100'000'000;
 constexpr int kMaxThreads = 1024;

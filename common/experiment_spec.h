@@ -70,6 +70,9 @@ struct ExperimentSpec {
   std::string preset;
 };
 
+// The most epochs a spec may ask for.
+inline constexpr int kMaxEpochs = 1000;
+
 // The names a spec may use, in the order they are listed to users.
 const std::vector<std::string>& ModelNames();
 const std::vector<std::string>& DatasetNames();

@@ -11,7 +11,6 @@ namespace {
 // He et al. 2016, Section 4.2: the CIFAR-10 recipe, for the fields `proto` leaves unset.
 void ApplyHe2016(const v1::ExperimentSpec& proto, ExperimentSpec& spec) {
   constexpr int64_t kPaperIterations = 64'000;
-  constexpr int kMaxEpochs = 1000;  // ResolveSpec's limit
   if (!proto.has_learning_rate()) spec.learning_rate = 0.1;
   if (!proto.has_momentum()) spec.momentum = 0.9;
   if (!proto.has_weight_decay()) spec.weight_decay = 1e-4;
