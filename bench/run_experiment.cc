@@ -66,6 +66,22 @@ class ConsoleSink : public TrainingEventSink {
     images_per_second_sum += m.images_per_second;
     ++epochs;
   }
+  // The mean softmax and the predicted classes' counts, as the article reports them.
+  void OnPredictions(const Predictions& p) override {
+    std::printf("predictions epoch %d: mean softmax [", p.epoch);
+    for (size_t c = 0; c < p.mean_softmax.size(); ++c) {
+      std::printf("%s%.4f", c ? ", " : "", p.mean_softmax[c]);
+    }
+    std::printf("], predicted [");
+    const size_t classes = p.mean_softmax.size();
+    for (size_t c = 0; c < classes; ++c) {
+      int64_t count = 0;
+      for (size_t t = 0; t < classes; ++t) count += p.confusion[t * classes + c];
+      std::printf("%s%lld", c ? ", " : "", static_cast<long long>(count));
+    }
+    std::printf("]\n");
+    std::fflush(stdout);
+  }
   void OnGradientSnapshot(const GradientSnapshot& s) override {
     if (s.step != 1) return;
     std::printf("step 1 gradient norms (weights only):\n");

@@ -404,6 +404,39 @@ int Cli::Grads(const std::string& id, std::optional<int64_t> step, const std::st
   return status.ok() ? kExitOk : Fail(status);
 }
 
+int Cli::Preds(const std::string& id, std::optional<int> epoch) {
+  v1::StreamMetricsRequest request;
+  request.set_id(id);
+  request.set_follow(false);
+  grpc::ClientContext context;
+  auto reader = stub_->StreamMetrics(&context, request);
+  // An epoch evaluated again (after a restart) is told of again: the newest is its own.
+  std::map<int, v1::Predictions> by_epoch;
+  for (v1::MetricsEvent event; reader->Read(&event);) {
+    if (event.has_predictions()) by_epoch[event.predictions().epoch()] = event.predictions();
+  }
+  if (grpc::Status status = reader->Finish(); !status.ok()) return Fail(status);
+  auto found = epoch.has_value() ? by_epoch.find(*epoch)
+                                 : (by_epoch.empty() ? by_epoch.end() : std::prev(by_epoch.end()));
+  if (found == by_epoch.end()) {
+    err_ << "gradlab: experiment " << id << " has no predictions"
+         << (epoch.has_value() ? absl::StrCat(" for epoch ", *epoch) : std::string(" yet"));
+    if (!by_epoch.empty()) {
+      err_ << "; it has epochs " << by_epoch.begin()->first << " to " << by_epoch.rbegin()->first;
+    } else {
+      err_ << " (epoch 0 comes before the first step unless spec.evaluate_at_init is false)";
+    }
+    err_ << "\n";
+    return kExitRefused;
+  }
+  if (options_.json) {
+    PrintJson(found->second);
+  } else {
+    out_ << PredictionsTable(found->second);
+  }
+  return kExitOk;
+}
+
 int Cli::Compare(const std::vector<std::string>& models, const v1::StartExperimentRequest& base,
                  const std::vector<std::string>& ids) {
   std::vector<std::string> experiment_ids = ids;

@@ -60,6 +60,9 @@ class Cli {
   // `step`: the first snapshot at or after it; otherwise the latest one.
   int Grads(const std::string& id, std::optional<int64_t> step, const std::string& layers,
             bool follow);
+  // What the model predicted at `epoch` (0: initialisation), or at the latest epoch that
+  // has predictions.
+  int Preds(const std::string& id, std::optional<int> epoch);
   // Submits `base` once per model (or follows `ids`), shows their progress, then the table.
   int Compare(const std::vector<std::string>& models, const v1::StartExperimentRequest& base,
               const std::vector<std::string>& ids);

@@ -6,11 +6,13 @@
 #include <map>
 #include <set>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/byte_size.h"
 #include "common/client_text.h"
@@ -245,6 +247,68 @@ std::string GradientTable(const v1::GradientSnapshot& snapshot) {
          std::string(bar, '#')});
   }
   return out + Table(rows);
+}
+
+std::string PredictionsTable(const v1::Predictions& p) {
+  const int classes = p.class_names_size();
+  if (classes == 0 || p.confusion_size() != classes * classes ||
+      p.predicted_counts_size() != classes || p.mean_softmax_size() != classes) {
+    return absl::StrFormat("epoch %d: the predictions are malformed (%d classes)\n", p.epoch(),
+                           classes);
+  }
+  const double samples = static_cast<double>(std::max<int64_t>(1, p.samples()));
+  int64_t correct = 0;
+  int most = 0;
+  for (int c = 0; c < classes; ++c) {
+    correct += p.confusion(c * classes + c);
+    if (p.predicted_counts(c) > p.predicted_counts(most)) most = c;
+  }
+  std::string out =
+      absl::StrFormat("%s, %d test images: loss %.4f, accuracy %s\n",
+                      p.epoch() == 0 ? std::string("at initialisation (epoch 0)")
+                                     : absl::StrCat("epoch ", p.epoch()),
+                      p.samples(), p.test_loss(), Percent(static_cast<double>(correct) / samples));
+  const double top_share = static_cast<double>(p.predicted_counts(most)) / samples;
+  if (top_share > 0.9) {
+    absl::StrAppendFormat(&out, "predicts one class for %.1f%% of images: %d %s\n", 100 * top_share,
+                          most, p.class_names(most));
+  }
+
+  out +=
+      "\nconfusion matrix: % of each true class's images (rows) predicted as each class "
+      "(columns)\n";
+  std::vector<std::vector<std::string>> matrix = {{"TRUE \\ PREDICTED"}};
+  for (int c = 0; c < classes; ++c) matrix[0].push_back(absl::StrCat(c));
+  for (int t = 0; t < classes; ++t) {
+    int64_t images = 0;
+    for (int c = 0; c < classes; ++c) images += p.confusion(t * classes + c);
+    std::vector<std::string> row = {absl::StrCat(t, " ", p.class_names(t))};
+    for (int c = 0; c < classes; ++c) {
+      const int64_t count = p.confusion(t * classes + c);
+      row.push_back(count == 0 ? "."
+                               : absl::StrFormat("%.1f", 100.0 * static_cast<double>(count) /
+                                                             static_cast<double>(images)));
+    }
+    matrix.push_back(std::move(row));
+  }
+  out += Table(matrix);
+
+  out += "\npredicted classes\n";
+  std::vector<std::vector<std::string>> histogram = {
+      {"CLASS", "PREDICTED", "SHARE", "MEAN SOFTMAX", ""}};
+  for (int c = 0; c < classes; ++c) {
+    const double share = static_cast<double>(p.predicted_counts(c)) / samples;
+    const int bar = static_cast<int>(std::lround(kBarWidth * share));
+    histogram.push_back(
+        {absl::StrCat(c, " ", p.class_names(c)), absl::StrCat(p.predicted_counts(c)),
+         absl::StrFormat("%.1f%%", 100 * share), absl::StrFormat("%.4f", p.mean_softmax(c)),
+         std::string(share > 0 ? std::max(bar, 1) : 0, '#')});
+  }
+  // A class never predicted has no bar: no padding after its last number either.
+  for (absl::string_view line : absl::StrSplit(Table(histogram), '\n', absl::SkipEmpty())) {
+    absl::StrAppend(&out, absl::StripTrailingAsciiWhitespace(line), "\n");
+  }
+  return out;
 }
 
 double FirstToLastGradRatio(const v1::GradientSnapshot& snapshot) {

@@ -32,6 +32,10 @@ std::string ExperimentDetails(const v1::Experiment& experiment);
 // weight rows) and a bar whose length is the grad norm on a log scale spanning the
 // snapshot's decades, so that vanishing gradients show at a glance.
 std::string GradientTable(const v1::GradientSnapshot& snapshot);
+// What the model predicts at an epoch (0: initialisation): its confusion matrix with row
+// percentages, each class's share of the predictions with a bar and its mean softmax, and
+// in words when one class takes over 90% of the predictions.
+std::string PredictionsTable(const v1::Predictions& predictions);
 
 // One row of the comparison table.
 struct ComparisonRow {

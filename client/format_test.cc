@@ -100,6 +100,37 @@ TEST(FormatTest, GradientTableGolden) {
   EXPECT_NEAR(FirstToLastGradRatio(snapshot), 1.221e-05 / 0.01162, 1e-12);
 }
 
+// The deep plain CNN's picture (one class for every image) and a model that learned.
+TEST(FormatTest, PredictionsTableGolden) {
+  v1::Predictions collapsed;
+  collapsed.set_epoch(0);
+  collapsed.set_samples(10000);
+  collapsed.set_test_loss(2.30321);
+  for (const char* name :
+       {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}) {
+    collapsed.add_class_names(name);
+  }
+  for (int t = 0; t < 10; ++t) {
+    for (int c = 0; c < 10; ++c) collapsed.add_confusion(c == 0 ? 1000 : 0);
+  }
+  for (int c = 0; c < 10; ++c) collapsed.add_predicted_counts(c == 0 ? 10000 : 0);
+  for (double mean :
+       {0.1076, 0.0987, 0.0978, 0.1012, 0.0995, 0.0991, 0.1003, 0.0987, 0.0989, 0.0982}) {
+    collapsed.add_mean_softmax(mean);
+  }
+  auto learned = Parse<v1::Predictions>(R"pb(
+    epoch: 3
+    samples: 60
+    test_loss: 0.61
+    class_names: [ "T-shirt/top", "Trouser", "Pullover" ]
+    confusion: [ 16, 1, 3, 0, 20, 0, 5, 0, 15 ]
+    predicted_counts: [ 21, 21, 18 ]
+    mean_softmax: [ 0.35, 0.34, 0.31 ]
+  )pb");
+  ExpectGolden("predictions_table.txt",
+               PredictionsTable(collapsed) + "\n" + PredictionsTable(learned));
+}
+
 TEST(FormatTest, ComparisonTableGolden) {
   ComparisonRow shallow{
       Finished("s1s1s1s1", "simple_cnn", 0.4215), 2.2214, 0.4215, 3.26, 1740, 0.0394};

@@ -53,6 +53,8 @@ ABSL_FLAG(std::optional<int>, warmup_iterations, std::nullopt,
           "the first N steps train at --warmup_learning_rate; default 0");
 ABSL_FLAG(std::optional<double>, warmup_learning_rate, std::nullopt,
           "warm-up rate; default learning_rate / 10");
+ABSL_FLAG(std::optional<bool>, evaluate_at_init, std::nullopt,
+          "evaluate the untrained model first (epoch 0's predictions); default true");
 ABSL_FLAG(std::optional<std::string>, preset, std::nullopt,
           "he2016: He et al. 2016's CIFAR-10 recipe for the fields not given");
 ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt, "seed; default 42");
@@ -84,6 +86,9 @@ ABSL_FLAG(int, limit, 50, "list: at most this many, newest first");
 ABSL_FLAG(std::optional<int64_t>, step, std::nullopt, "grads: the snapshot at or after step N");
 ABSL_FLAG(bool, last, false, "grads: the latest snapshot (the default)");
 ABSL_FLAG(std::string, layers, "", "grads: a regular expression on layer names");
+// --init is the spec's initialisation scheme: the untrained model's predictions are --epoch=0.
+ABSL_FLAG(std::optional<int>, epoch, std::nullopt,
+          "preds: after epoch N; 0: the untrained model, before the first step");
 ABSL_FLAG(std::vector<std::string>, models,
           std::vector<std::string>({"simple_cnn", "deep_cnn", "resnet"}),
           "compare: the models to compare");
@@ -111,6 +116,10 @@ commands:
   watch ID              a progress bar while an epoch runs (on a terminal), one line per
                         epoch in the reference's format, then the final state; reconnects
                         and resumes if the connection drops
+  preds ID [--epoch=N]  what the model predicts on the test split after epoch N (default:
+                        the latest; 0: the untrained model): the confusion matrix
+                        with row percentages, each class's share of the predictions and
+                        its mean softmax output
   grads ID [--step=N | --last] [--layers=REGEX] [--follow]
                         per-layer gradient norms, weight norms, ratios and activation
                         spread, with a log-scale bar per layer
@@ -160,7 +169,7 @@ spec flags (unset ones take the server's defaults, the reference experiment's):
   --skip_connections --init --max_train_samples --max_test_samples
   --gradient_every_n_steps --threads --precision --name --labels=k=v,k2=v2
   --world_size --depth --shortcut --lr_milestones=82,123 --lr_milestone_unit
-  --warmup_iterations --warmup_learning_rate
+  --warmup_iterations --warmup_learning_rate --evaluate_at_init
   --preset=he2016       He et al. 2016's CIFAR-10 recipe (SGD 0.9, weight decay 1e-4,
                         lr 0.1 /10 at 50% and 75% of the run, He fan-in init, 64k
                         iterations unless --epochs) for the spec flags not given
@@ -204,6 +213,7 @@ const std::vector<std::string> kSpecFlags = {"model",
                                              "lr_milestone_unit",
                                              "warmup_iterations",
                                              "warmup_learning_rate",
+                                             "evaluate_at_init",
                                              "preset"};
 
 // The flags each command takes, besides the global ones.
@@ -230,6 +240,7 @@ std::map<std::string, std::set<std::string>> CommandFlags() {
           {"report", {"output"}},
           {"watch", {}},
           {"grads", {"step", "last", "layers", "follow"}},
+          {"preds", {"epoch"}},
           {"compare", compare},
           {"info", {}},
           {"health", {}}};
@@ -329,6 +340,7 @@ absl::StatusOr<gradlab::v1::StartExperimentRequest> RequestFromFlags() {
   SetIfGiven(FLAGS_lr_milestone_unit, [&](const std::string& v) { s.set_lr_milestone_unit(v); });
   SetIfGiven(FLAGS_warmup_iterations, [&](int v) { s.set_warmup_iterations(v); });
   SetIfGiven(FLAGS_warmup_learning_rate, [&](double v) { s.set_warmup_learning_rate(v); });
+  SetIfGiven(FLAGS_evaluate_at_init, [&](bool v) { s.set_evaluate_at_init(v); });
   SetIfGiven(FLAGS_preset, [&](const std::string& v) { s.set_preset(v); });
   SetIfGiven(FLAGS_seed, [&](uint64_t v) { s.set_seed(v); });
   SetIfGiven(FLAGS_augment, [&](bool v) { s.set_augment(v); });
@@ -425,8 +437,8 @@ int main(int argc, char** argv) {
       command == "sweep-get" || command == "sweep-cancel" || command == "sweep-delete";
   const bool takes_either_id = command == "export-metrics";
   const bool takes_id = command == "get" || command == "cancel" || command == "watch" ||
-                        command == "grads" || command == "delete" || command == "export" ||
-                        takes_sweep_id || takes_either_id;
+                        command == "grads" || command == "preds" || command == "delete" ||
+                        command == "export" || takes_sweep_id || takes_either_id;
   if (takes_id && positional.size() != 2) {
     return UsageError(absl::StrCat("'gradlab ", command, "' takes one ",
                                    takes_either_id  ? "experiment or sweep"
@@ -536,6 +548,7 @@ int main(int argc, char** argv) {
     return cli.Grads(positional[1], absl::GetFlag(FLAGS_step), absl::GetFlag(FLAGS_layers),
                      absl::GetFlag(FLAGS_follow));
   }
+  if (command == "preds") return cli.Preds(positional[1], absl::GetFlag(FLAGS_epoch));
   if (command == "info") return cli.Info();
   return cli.Health();
 }

@@ -19,6 +19,8 @@ struct DatasetTraits {
   int64_t side = 32;  // images are side x side pixels
   int64_t train_size = 0;
   int64_t test_size = 0;
+  // What its labels 0, 1, ... stand for, as the dataset's own documentation names them.
+  std::vector<std::string> class_names;
 };
 
 // In the order ServerInfo lists them.

@@ -65,6 +65,9 @@ struct ExperimentSpec {
   // learning_rate / 10).
   int warmup_iterations = 0;
   std::optional<double> warmup_learning_rate;
+  // Evaluate the untrained model on the test split before the first step (epoch 0's
+  // predictions).
+  bool evaluate_at_init = true;
   // The named recipe (PresetNames()) the spec was filled in from; SpecFromProto applies
   // it, ResolveSpec checks the name.
   std::string preset;

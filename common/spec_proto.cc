@@ -83,6 +83,7 @@ ExperimentSpec SpecFromProto(const v1::ExperimentSpec& proto) {
   if (!proto.lr_milestone_unit().empty()) spec.lr_milestone_unit = proto.lr_milestone_unit();
   if (proto.has_warmup_iterations()) spec.warmup_iterations = proto.warmup_iterations();
   if (proto.has_warmup_learning_rate()) spec.warmup_learning_rate = proto.warmup_learning_rate();
+  if (proto.has_evaluate_at_init()) spec.evaluate_at_init = proto.evaluate_at_init();
   spec.preset = proto.preset();
   if (spec.preset == "he2016") ApplyHe2016(proto, spec);
   return spec;
@@ -121,6 +122,7 @@ v1::ExperimentSpec SpecToProto(const ExperimentSpec& spec) {
   if (spec.warmup_learning_rate.has_value()) {
     proto.set_warmup_learning_rate(*spec.warmup_learning_rate);
   }
+  proto.set_evaluate_at_init(spec.evaluate_at_init);
   proto.set_preset(spec.preset);
   return proto;
 }

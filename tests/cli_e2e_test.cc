@@ -149,6 +149,26 @@ TEST_F(CliTest, SubmitListGetWatchGradsAndTheirJson) {
   EXPECT_GT(snapshots[0].step(), 1);  // the latest, not step 1
   for (const auto& layer : snapshots[0].layers()) EXPECT_THAT(layer.name(), HasSubstr("fc3"));
 
+  // What the model predicts: at initialisation and after each of the 2 epochs, stored
+  // and replayed with the run's other events.
+  CommandResult init = Gradlab({"preds", id, "--epoch=0"});
+  EXPECT_EQ(init.exit_code, 0) << init.out;
+  EXPECT_THAT(init.out, HasSubstr("at initialisation (epoch 0), "));
+  EXPECT_THAT(init.out, HasSubstr("confusion matrix: % of each true class's images"));
+  EXPECT_TRUE(RE2::PartialMatch(init.out, R"(9 class 9\s+\d+\s+\d+\.\d%\s+0\.\d{4})")) << init.out;
+  CommandResult latest = Gradlab({"preds", id});
+  EXPECT_THAT(latest.out, HasSubstr("epoch 2, "));
+  std::vector<v1::Predictions> at_1 =
+      ParseJsonLines<v1::Predictions>(Gradlab({"--json", "preds", id, "--epoch=1"}).out);
+  ASSERT_EQ(at_1.size(), 1u);
+  int64_t counted = 0;
+  for (int64_t count : at_1[0].confusion()) counted += count;
+  EXPECT_EQ(counted, at_1[0].samples());
+  EXPECT_EQ(at_1[0].epoch(), 1);
+  CommandResult missing = Gradlab({"preds", id, "--epoch=7"});
+  EXPECT_EQ(missing.exit_code, 3);  // "... has no predictions for epoch 7; it has epochs 0 to 2"
+  EXPECT_EQ(Gradlab({"preds", id, "--epoch=one"}).exit_code, 2);
+
   const std::string report = ::testing::TempDir() + "/cli_e2e_report.html";
   CommandResult written = Gradlab({"report", id, "-o", report});
   EXPECT_EQ(written.exit_code, 0);

@@ -221,14 +221,18 @@ TEST(GradientAveragerFailureTest, SampleCountsThatDoNotAddUpToTheBatchFailEveryR
   }
 }
 
-// Each epoch's "train_loss train_accuracy test_loss test_accuracy", from rank 0's output.
-std::vector<std::vector<double>> EpochMetricsOf(const std::string& out) {
-  std::vector<std::vector<double>> epochs;
+// Rank 0's lines that start with `kind` ("epoch" or "predictions"), as numbers after
+// "kind N:": each epoch's "train_loss train_accuracy test_loss test_accuracy", or each
+// Predictions' "samples confusion... mean_softmax..." (from epoch 0).
+std::vector<std::vector<double>> LinesOf(const std::string& out, absl::string_view kind) {
+  std::vector<std::vector<double>> lines;
   for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
-    EXPECT_TRUE(absl::StartsWith(line, "epoch ")) << line;
-    epochs.push_back(Values(std::string(line)));
+    EXPECT_TRUE(absl::StartsWith(line, "epoch ") || absl::StartsWith(line, "predictions ")) << line;
+    if (absl::StartsWith(line, absl::StrCat(kind, " "))) {
+      lines.push_back(Values(std::string(line)));
+    }
   }
-  return epochs;
+  return lines;
 }
 
 // Issue #9's equivalence: simple_cnn (no BatchNorm) on Fashion-MNIST without augmentation,
@@ -248,8 +252,8 @@ TEST(DataParallelTrainingTest, TwoRanksGiveTheEpochMetricsOfOneProcess) {
   ASSERT_EQ(rank1.Wait(absl::Seconds(10)), 0) << out1;
   EXPECT_EQ(out1, "") << "only rank 0 reports";
 
-  const std::vector<std::vector<double>> one = EpochMetricsOf(single_out);
-  const std::vector<std::vector<double>> two = EpochMetricsOf(out0);
+  const std::vector<std::vector<double>> one = LinesOf(single_out, "epoch");
+  const std::vector<std::vector<double>> two = LinesOf(out0, "epoch");
   ASSERT_EQ(one.size(), 2u) << single_out;
   ASSERT_EQ(two.size(), 2u) << out0;
   double largest = 0;
@@ -263,6 +267,26 @@ TEST(DataParallelTrainingTest, TwoRanksGiveTheEpochMetricsOfOneProcess) {
     EXPECT_NEAR(two[epoch][1], one[epoch][1], 1.0 / 2000) << "train accuracy";
     EXPECT_NEAR(two[epoch][2], one[epoch][2], 1e-5) << "test loss";
     EXPECT_NEAR(two[epoch][3], one[epoch][3], 1.0 / 500) << "test accuracy";
+  }
+
+  // What the model predicts, at initialisation and after each epoch: summed over the
+  // ranks, every test image once, as one process counts them.
+  const std::vector<std::vector<double>> one_predictions = LinesOf(single_out, "predictions");
+  const std::vector<std::vector<double>> two_predictions = LinesOf(out0, "predictions");
+  ASSERT_EQ(one_predictions.size(), 3u) << single_out;
+  ASSERT_EQ(two_predictions.size(), 3u) << out0;
+  for (size_t epoch = 0; epoch < 3; ++epoch) {
+    const std::vector<double>& a = one_predictions[epoch];
+    const std::vector<double>& b = two_predictions[epoch];
+    ASSERT_EQ(a.size(), 1u + 100 + 10);
+    ASSERT_EQ(b.size(), a.size());
+    EXPECT_EQ(b[0], a[0]) << "samples, epoch " << epoch;
+    double moved = 0;  // images predicted otherwise: rounding can tip a close arg-max
+    for (size_t i = 1; i <= 100; ++i) moved += std::abs(a[i] - b[i]);
+    EXPECT_LE(moved, 4) << "confusion, epoch " << epoch;
+    for (size_t i = 101; i < a.size(); ++i) {
+      EXPECT_NEAR(b[i], a[i], 1e-5) << "mean softmax, epoch " << epoch;
+    }
   }
   std::cout << "largest difference between 1 and 2 ranks: " << largest << "\n"
             << "one process:\n"

@@ -20,6 +20,7 @@
 #include "server/engine/data_parallel.h"
 #include "server/engine/datasets.h"
 #include "server/engine/models.h"
+#include "server/engine/prediction_tally.h"
 #include "server/engine/torch_errors.h"
 
 namespace gradlab {
@@ -126,19 +127,26 @@ class TrainingRun {
   }
 
   absl::Status Run() {
-    if (control_.resume_from != nullptr) Restore(*control_.resume_from);
+    if (control_.resume_from != nullptr) {
+      Restore(*control_.resume_from);
+    } else if (spec_.evaluate_at_init) {
+      // Epoch 0: what the untrained model predicts. Evaluation draws no random numbers
+      // and eval-mode BatchNorm keeps its statistics, so training goes on as without it.
+      PredictionTally predictions(dataset_.num_classes);
+      absl::StatusOr<RunningScore> test = Evaluate(predictions);
+      if (!test.ok()) return test.status();
+      if (rank_ == 0) sink_.OnPredictions(predictions.Finish(0, class_names_, test->loss()));
+    }
     for (int epoch = first_epoch_; epoch <= spec_.epochs; ++epoch) {
       const absl::Time epoch_start = control_.clock();
       RunningScore train;
       if (absl::Status status = TrainEpoch(epoch, train); !status.ok()) return status;
       const absl::Duration train_time = control_.clock() - epoch_start;
-      absl::StatusOr<RunningScore> test = Evaluate();
+      PredictionTally predictions(dataset_.num_classes);
+      absl::StatusOr<RunningScore> test = Evaluate(predictions);
       if (!test.ok()) return test.status();
       if (control_.data_parallel != nullptr) {
         if (absl::Status summed = train.SumAcrossRanks(*control_.data_parallel); !summed.ok()) {
-          return summed;
-        }
-        if (absl::Status summed = test->SumAcrossRanks(*control_.data_parallel); !summed.ok()) {
           return summed;
         }
       }
@@ -155,6 +163,8 @@ class TrainingRun {
       metrics.epoch_seconds = absl::ToDoubleSeconds(control_.clock() - epoch_start);
       metrics.images_per_second = PerSecond(train.samples, train_time);
       if (rank_ != 0) continue;
+      // Before the checkpoint: a run resumed from it has told of this epoch in full.
+      sink_.OnPredictions(predictions.Finish(epoch, class_names_, metrics.test_loss));
       if (control_.save_checkpoint) {
         if (absl::Status status = control_.save_checkpoint(Capture(metrics)); !status.ok()) {
           return status;
@@ -363,7 +373,8 @@ class TrainingRun {
     return snapshot;
   }
 
-  absl::StatusOr<RunningScore> Evaluate() {
+  // The model's loss, accuracy and predictions over the test split, summed over the ranks.
+  absl::StatusOr<RunningScore> Evaluate(PredictionTally& predictions) {
     torch::NoGradGuard no_grad;
     model_->eval();
     RunningScore score;
@@ -386,6 +397,15 @@ class TrainingRun {
           transform_.Normalize(ShardOfBatch(split.images.narrow(0, first, n), rank_, world_size_)),
           nullptr);
       score.Add(logits, labels, torch::nn::functional::cross_entropy(logits, labels));
+      predictions.Add(logits, labels);
+    }
+    if (control_.data_parallel != nullptr) {
+      if (absl::Status summed = score.SumAcrossRanks(*control_.data_parallel); !summed.ok()) {
+        return summed;
+      }
+      if (absl::Status summed = predictions.SumAcrossRanks(*control_.data_parallel); !summed.ok()) {
+        return summed;
+      }
     }
     return score;
   }
@@ -405,6 +425,7 @@ class TrainingRun {
   const int batches_per_epoch_;
   const bool channels_last_;
   const bool bf16_;
+  const std::vector<std::string> class_names_ = ClassNames(spec_.dataset, dataset_.num_classes);
   int first_epoch_ = 1;
   int64_t step_ = 0;
   double best_test_accuracy_ = 0;

@@ -197,6 +197,40 @@ TEST(TrainerTest, WarmUpAndIterationMilestonesChangeTheRateWithinEpochs) {
   EXPECT_NE(without.epochs[0].train_loss, sink.epochs[0].train_loss);
 }
 
+// Epoch 0 before the first step, then each epoch's from its own evaluation; the extra
+// pass at initialisation changes nothing of the training.
+TEST(TrainerTest, PredictionsAtInitialisationAndAfterEveryEpochChangeNothingOfTheTraining) {
+  const Dataset data = Synthetic(96, 40, 8);
+  ExperimentSpec spec = Spec("resnet", 2);
+  spec.augment = true;
+  RecordingSink sink;
+  ASSERT_TRUE(Train(spec, data, {}, sink).ok());
+  ASSERT_EQ(sink.predictions.size(), 3u);
+  for (int epoch = 0; epoch <= 2; ++epoch) {
+    const Predictions& p = sink.predictions[epoch];
+    EXPECT_EQ(p.epoch, epoch);
+    EXPECT_EQ(p.samples, 40);
+    EXPECT_EQ(p.class_names.size(), 10u);
+    int64_t correct = 0;
+    for (int c = 0; c < 10; ++c) correct += p.confusion[c * 10 + c];
+    if (epoch == 0) continue;
+    EXPECT_EQ(p.test_loss, sink.epochs[epoch - 1].test_loss);
+    EXPECT_EQ(correct / 40.0, sink.epochs[epoch - 1].test_accuracy);
+  }
+  EXPECT_NEAR(sink.predictions[0].test_loss, std::log(10.0), 0.5) << "an untrained model";
+
+  spec.evaluate_at_init = false;
+  RecordingSink without;
+  ASSERT_TRUE(Train(spec, data, {}, without).ok());
+  ASSERT_EQ(without.predictions.size(), 2u);
+  EXPECT_EQ(without.predictions[0].epoch, 1);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(without.epochs[i].train_loss, sink.epochs[i].train_loss);
+    EXPECT_EQ(without.epochs[i].test_loss, sink.epochs[i].test_loss);
+    EXPECT_EQ(without.predictions[i].confusion, sink.predictions[i + 1].confusion);
+  }
+}
+
 TEST(TrainerTest, MlpBatchNormWithALastBatchOfOneIsRefused) {
   const Dataset data = Synthetic(65, 32, 8);
   RecordingSink sink;
@@ -257,6 +291,14 @@ TEST(TrainerTest, ResumingFromAnyEpochsCheckpointGivesTheUninterruptedRunsEpochs
     ASSERT_EQ(resumed.epochs.size(), static_cast<size_t>(4 - resume_after));
     for (size_t i = 0; i < resumed.epochs.size(); ++i) {
       ExpectSameEpoch(resumed.epochs[i], whole.epochs[resume_after + i]);
+    }
+    // So are their predictions; epoch 0 is not told of again.
+    ASSERT_EQ(resumed.predictions.size(), resumed.epochs.size());
+    for (size_t i = 0; i < resumed.predictions.size(); ++i) {
+      const Predictions& want = whole.predictions[resume_after + 1 + i];
+      EXPECT_EQ(resumed.predictions[i].epoch, want.epoch);
+      EXPECT_EQ(resumed.predictions[i].confusion, want.confusion);
+      EXPECT_EQ(resumed.predictions[i].mean_softmax, want.mean_softmax);
     }
     // The snapshots of the resumed epochs, step numbers included, are the same too.
     ASSERT_FALSE(resumed.snapshots.empty());
@@ -329,7 +371,8 @@ TEST(TrainerTest, ChannelsLastAgreesWithNchwWithinFloatRounding) {
     // After an epoch of updates.
     EXPECT_NEAR(nhwc.epochs[0].train_loss, nchw.epochs[0].train_loss,
                 1e-2 * nchw.epochs[0].train_loss);
-    EXPECT_NEAR(nhwc.epochs[0].test_loss, nchw.epochs[0].test_loss, 1e-2 * nchw.epochs[0].test_loss);
+    EXPECT_NEAR(nhwc.epochs[0].test_loss, nchw.epochs[0].test_loss,
+                1e-2 * nchw.epochs[0].test_loss);
   }
 }
 

@@ -24,6 +24,20 @@ struct EpochMetrics {
   double images_per_second = 0;  // training images over training time
 };
 
+// What the model predicts on the test split, in eval mode: at initialisation (epoch 0,
+// before the first step) and at each epoch's evaluation. Summed over a data-parallel
+// run's ranks.
+struct Predictions {
+  int epoch = 0;  // 0: the untrained model
+  std::vector<std::string> class_names;
+  int64_t samples = 0;
+  std::vector<int64_t> confusion;   // classes x classes, [true * classes + predicted]
+  std::vector<double> mean_softmax;  // per class, over every test image
+  // classes x classes, [true * classes + class]: over each true class's images.
+  std::vector<double> mean_softmax_by_class;
+  double test_loss = 0;
+};
+
 // Progress inside an epoch, at most about twice a second and after its last batch.
 struct BatchProgress {
   int epoch = 0;
@@ -63,6 +77,7 @@ class TrainingEventSink {
   virtual void OnBatchProgress(const BatchProgress& progress) = 0;
   virtual void OnEpochMetrics(const EpochMetrics& metrics) = 0;
   virtual void OnGradientSnapshot(const GradientSnapshot& snapshot) = 0;
+  virtual void OnPredictions(const Predictions& predictions) = 0;
 };
 
 // For runs whose events no one reads (the ranks other than 0 of a data-parallel run,
@@ -72,6 +87,7 @@ class IgnoringSink final : public TrainingEventSink {
   void OnBatchProgress(const BatchProgress&) override {}
   void OnEpochMetrics(const EpochMetrics&) override {}
   void OnGradientSnapshot(const GradientSnapshot&) override {}
+  void OnPredictions(const Predictions&) override {}
 };
 
 }  // namespace gradlab

@@ -56,6 +56,26 @@ v1::GradientSnapshot ToProto(const GradientSnapshot& s) {
   return proto;
 }
 
+v1::Predictions ToProto(const Predictions& p) {
+  v1::Predictions proto;
+  proto.set_epoch(p.epoch);
+  proto.mutable_class_names()->Add(p.class_names.begin(), p.class_names.end());
+  proto.set_samples(p.samples);
+  proto.mutable_confusion()->Add(p.confusion.begin(), p.confusion.end());
+  const size_t classes = p.mean_softmax.size();
+  for (size_t predicted = 0; predicted < classes; ++predicted) {
+    int64_t count = 0;
+    for (size_t truth = 0; truth < classes; ++truth)
+      count += p.confusion[truth * classes + predicted];
+    proto.add_predicted_counts(count);
+  }
+  proto.mutable_mean_softmax()->Add(p.mean_softmax.begin(), p.mean_softmax.end());
+  proto.mutable_mean_softmax_by_class()->Add(p.mean_softmax_by_class.begin(),
+                                             p.mean_softmax_by_class.end());
+  proto.set_test_loss(p.test_loss);
+  return proto;
+}
+
 void RecordEpoch(const v1::EpochMetrics& metrics, v1::Experiment& record) {
   record.set_current_epoch(metrics.epoch());
   *record.mutable_last_metrics() = metrics;
@@ -67,7 +87,8 @@ void RecordEpoch(const v1::EpochMetrics& metrics, v1::Experiment& record) {
 
 bool AfterEpoch(const v1::MetricsEvent& event, int epoch) {
   return (event.has_batch_progress() && event.batch_progress().epoch() > epoch) ||
-         (event.has_epoch_metrics() && event.epoch_metrics().epoch() > epoch);
+         (event.has_epoch_metrics() && event.epoch_metrics().epoch() > epoch) ||
+         (event.has_predictions() && event.predictions().epoch() > epoch);
 }
 
 void ResetEpochFields(const std::vector<v1::MetricsEvent>& events, v1::Experiment& record) {

@@ -16,6 +16,8 @@ google::protobuf::Timestamp ToTimestamp(absl::Time time);
 v1::EpochMetrics ToProto(const EpochMetrics& metrics);
 v1::BatchProgress ToProto(const BatchProgress& progress);
 v1::GradientSnapshot ToProto(const GradientSnapshot& snapshot);
+// With each class's predicted count (the confusion matrix's column sums).
+v1::Predictions ToProto(const Predictions& predictions);
 
 // Takes an epoch's metrics into the record: current epoch, last metrics, best.
 void RecordEpoch(const v1::EpochMetrics& metrics, v1::Experiment& record);

@@ -57,6 +57,12 @@ class JobSink : public TrainingEventSink {
     Check(record_epoch_(job_, std::move(event)));
   }
 
+  void OnPredictions(const Predictions& predictions) override {
+    v1::MetricsEvent event = NewEvent();
+    *event.mutable_predictions() = ToProto(predictions);
+    Check(job_.log->Append(std::move(event)).status());
+  }
+
   void OnGradientSnapshot(const GradientSnapshot& snapshot) override {
     v1::GradientSnapshot proto = ToProto(snapshot);
     *proto.mutable_time() = ToTimestamp(options_.clock());

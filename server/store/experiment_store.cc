@@ -122,6 +122,7 @@ std::string RecoveryAdvice(const std::string& state_dir) {
 
 EventKind KindOf(const v1::MetricsEvent& event) {
   if (event.has_batch_progress()) return EventKind::kProgress;
+  if (event.has_predictions()) return EventKind::kPredictions;
   return event.has_epoch_metrics() ? EventKind::kEpochMetrics : EventKind::kStateChange;
 }
 
@@ -288,6 +289,8 @@ class StoreJournal : public EventJournal {
       return Add(std::move(row), /*commit=*/false);
     }
     if (event.has_epoch_metrics()) row.epoch = event.epoch_metrics().epoch();
+    // Committed at once: a run's checkpoint, written next, must not outlive it.
+    if (event.has_predictions()) row.epoch = event.predictions().epoch();
     return Add(std::move(row), /*commit=*/true);
   }
 

@@ -142,6 +142,7 @@ class ExperimentStore {
     kSnapshot = 2,       // gradient snapshots
     kFirstSnapshot = 3,  // the step-1 gradient snapshot: never pruned
     kEpochMetrics = 4,   // never pruned
+    kPredictions = 5,    // never pruned
   };
   struct EventRow {
     int64_t sequence = 0;

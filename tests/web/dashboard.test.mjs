@@ -176,6 +176,19 @@ test('the experiment page and the list update live while an experiment trains', 
   assert.ok(await inkedPixels(page.locator('[data-role=bars-chart] canvas')) > 500, 'no bars');
   await page.screenshot({ path: path.join(artifacts, 'dashboard-experiment.png') });
 
+  // What it predicts: the latest epoch's confusion matrix, and the untrained model's at
+  // the slider's start (epoch 0), every cell of each counted once.
+  const confusion = page.locator('[data-role=confusion]');
+  await waitFor('a confusion matrix', async () => (await confusion.getAttribute('data-epoch')) >= '1');
+  await page.locator('[data-role=predictions-slider]').fill('0');
+  await waitFor('epoch 0', async () => (await confusion.getAttribute('data-epoch')) === '0');
+  assert.ok(Number(await confusion.getAttribute('data-cells')) >= 1);
+  assert.ok(await inkedPixels(confusion) > 1000, 'the confusion matrix is blank');
+  const bars = page.locator('[data-role=predicted-classes]');
+  assert.equal(await bars.getAttribute('data-epoch'), '0');
+  assert.match(await bars.innerText(), /T-shirt\/top/);
+  await page.screenshot({ path: path.join(artifacts, 'dashboard-predictions.png'), fullPage: true });
+
   // The list: this experiment running, with its batch progress.
   const list = await newPage(context);
   await list.goto(`${base}/#/`);

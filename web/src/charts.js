@@ -61,6 +61,7 @@
       this.epochs = new Map();  // epoch -> EpochMetrics
       this.progress = [];       // BatchProgress, along the run
       this.snapshots = [];      // GradientSnapshot, by step
+      this.predictions = new Map();  // epoch (0: initialisation) -> its newest Predictions
       this.version = 0;         // changes with every event, for redraws
     }
 
@@ -72,6 +73,8 @@
     addMetrics(event) {
       if (event.epochMetrics) {
         this.epochs.set(num(event.epochMetrics.epoch), event.epochMetrics);
+      } else if (event.predictions) {
+        this.predictions.set(num(event.predictions.epoch), event.predictions);
       } else if (event.batchProgress) {
         const p = event.batchProgress;
         const x = progressX(p);
@@ -95,6 +98,10 @@
 
     epochList() {
       return [...this.epochs.values()].sort((a, b) => num(a.epoch) - num(b.epoch));
+    }
+
+    predictionList() {
+      return [...this.predictions.values()].sort((a, b) => num(a.epoch) - num(b.epoch));
     }
 
     label() {
@@ -235,6 +242,134 @@
       }
     }
     return kept.map((run) => run.first);
+  }
+
+  // Each class's share of the predictions as a bar, with its mean softmax output.
+  function predictedClassBars(p) {
+    const names = p.classNames || [];
+    const counts = (p.predictedCounts || []).map(num);
+    const samples = Math.max(1, num(p.samples));
+    return el('div', { class: 'class-bars', 'data-role': 'predicted-classes',
+      'data-epoch': String(num(p.epoch)) },
+    ...names.map((name, c) => el('div', { class: 'class-bar' },
+      el('span', { class: 'class-name' }, `${c} ${name}`),
+      el('span', { class: 'bar' }, el('div', { style: `width:${(100 * counts[c] / samples).toFixed(1)}%` })),
+      el('span', { class: 'num' }, `${(100 * counts[c] / samples).toFixed(1)}%`),
+      el('span', { class: 'num muted' }, num((p.meanSoftmax || [])[c]).toFixed(4)))));
+  }
+
+  // The confusion matrix: true classes (rows) by predicted classes (columns), each cell
+  // coloured by its share of the row and labelled with it when there is room.
+  class ConfusionMatrix {
+    constructor(container) {
+      this.container = container;
+      this.canvas = el('canvas', { 'data-role': 'confusion', 'data-epoch': '', 'data-cells': '0' });
+      this.tooltip = el('div', { class: 'tooltip' });
+      container.append(this.canvas, this.tooltip);
+      this.predictions = null;
+      this.canvas.addEventListener('mousemove', (e) => this.hover(e));
+      this.canvas.addEventListener('mouseleave', () => { this.tooltip.style.display = 'none'; });
+    }
+
+    setData(predictions) {
+      this.predictions = predictions;
+      this.draw();
+    }
+
+    geometry() {
+      const classes = (this.predictions && (this.predictions.classNames || []).length) || 10;
+      const left = 110;
+      const top = 18;
+      const width = Math.max(260, this.container.clientWidth);
+      const cell = Math.max(12, Math.min(36, Math.floor((width - left - 8) / classes)));
+      return { classes, left, top, cell, width, height: top + classes * cell + 22 };
+    }
+
+    // Row percentages, [true][predicted].
+    shares() {
+      const p = this.predictions;
+      const n = (p.classNames || []).length;
+      const confusion = (p.confusion || []).map(num);
+      const rows = [];
+      for (let t = 0; t < n; t++) {
+        const row = confusion.slice(t * n, (t + 1) * n);
+        const total = row.reduce((a, b) => a + b, 0);
+        rows.push(row.map((count) => (total ? count / total : 0)));
+      }
+      return rows;
+    }
+
+    draw() {
+      const g = this.geometry();
+      const ratio = global.devicePixelRatio || 1;
+      const canvas = this.canvas;
+      canvas.width = Math.round(g.width * ratio);
+      canvas.height = Math.round(g.height * ratio);
+      canvas.style.height = g.height + 'px';
+      const ctx = canvas.getContext('2d');
+      ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+      ctx.fillStyle = '#fff';
+      ctx.fillRect(0, 0, g.width, g.height);
+      ctx.font = '11px system-ui, sans-serif';
+      const p = this.predictions;
+      if (!p) {
+        canvas.dataset.epoch = '';
+        canvas.dataset.cells = '0';
+        ctx.fillStyle = '#677084';
+        ctx.fillText('No predictions yet', g.left, g.top + 14);
+        return;
+      }
+      const names = p.classNames || [];
+      const shares = this.shares();
+      let inked = 0;
+      ctx.textAlign = 'center';
+      ctx.textBaseline = 'middle';
+      shares.forEach((row, t) => row.forEach((share, c) => {
+        const x = g.left + c * g.cell;
+        const y = g.top + t * g.cell;
+        ctx.fillStyle = share > 0 ? viridis(share) : '#f3f4f6';
+        ctx.fillRect(x, y, g.cell - 1, g.cell - 1);
+        if (share > 0) inked++;
+        if (share > 0 && g.cell >= 26) {
+          ctx.fillStyle = share > 0.6 ? '#1d2330' : '#fff';
+          ctx.fillText(Math.round(100 * share), x + g.cell / 2, y + g.cell / 2);
+        }
+      }));
+      canvas.dataset.epoch = String(num(p.epoch));
+      canvas.dataset.cells = String(inked);
+      ctx.fillStyle = '#1d2330';
+      ctx.textAlign = 'right';
+      names.forEach((name, t) => {
+        ctx.fillText(`${name.length > 14 ? name.slice(0, 13) + '…' : name} ${t}`, g.left - 6,
+          g.top + (t + 0.5) * g.cell);
+      });
+      ctx.textAlign = 'center';
+      names.forEach((_, c) => ctx.fillText(String(c), g.left + (c + 0.5) * g.cell, g.top - 8));
+      ctx.fillStyle = '#677084';
+      ctx.fillText('predicted class (columns), % of each true class (rows)',
+        g.left + (names.length * g.cell) / 2, g.top + names.length * g.cell + 11);
+      this.geometryCache = g;
+    }
+
+    hover(event) {
+      const g = this.geometryCache;
+      const p = this.predictions;
+      if (!g || !p) return;
+      const rect = this.canvas.getBoundingClientRect();
+      const c = Math.floor((event.clientX - rect.left - g.left) / g.cell);
+      const t = Math.floor((event.clientY - rect.top - g.top) / g.cell);
+      const names = p.classNames || [];
+      if (c < 0 || t < 0 || c >= names.length || t >= names.length) {
+        this.tooltip.style.display = 'none';
+        return;
+      }
+      const count = num((p.confusion || [])[t * names.length + c]);
+      this.tooltip.textContent = `true ${names[t]}, predicted ${names[c]}: ${count} images ` +
+        `(${(100 * this.shares()[t][c]).toFixed(1)}% of ${names[t]})`;
+      this.tooltip.style.display = 'block';
+      this.tooltip.style.left = Math.min(event.clientX - rect.left + 12, this.container.clientWidth - 260) + 'px';
+      this.tooltip.style.top = (event.clientY - rect.top + 12) + 'px';
+    }
   }
 
   // Layers (rows) by snapshots (columns), coloured by log10 of the value. Deep networks'
@@ -473,6 +608,13 @@
       ...Object.entries(MEASURES).map(([key, m]) => el('option', { value: key }, m.label)));
       const weightsOnly = el('input', { type: 'checkbox', checked: '',
         onchange: (e) => { this.weightsOnly = e.target.checked; this.redraw(true); } });
+      this.predictionEpoch = -1;  // -1 follows the latest
+      this.predictionSlider = el('input', { type: 'range', min: '0', max: '0', value: '0',
+        'aria-label': 'predictions epoch', 'data-role': 'predictions-slider',
+        oninput: () => { this.predictionEpoch = Number(this.predictionSlider.value); this.redraw(true); } });
+      this.predictionLabel = el('span', { class: 'snapshot-label muted' });
+      const confusionWrap = el('div', { class: 'heatmap-wrap' });
+      this.classBars = el('div', {});
       this.root = el('section', { class: 'experiment' },
         this.summary,
         el('div', { class: 'grid' },
@@ -488,9 +630,18 @@
               el('button', { 'data-role': 'step-1', onclick: () => this.select(0) }, 'Step 1'),
               el('button', { onclick: () => this.select(-1) }, 'Latest'),
               this.slider, this.snapshotLabel),
-            this.barsChart)));
+            this.barsChart),
+          el('div', { class: 'panel' },
+            el('div', { class: 'toolbar' }, el('h2', {}, 'What it predicts'),
+              this.predictionSlider, this.predictionLabel),
+            confusionWrap),
+          el('div', { class: 'panel' },
+            el('div', { class: 'toolbar' }, el('h2', {}, 'Predicted classes'),
+              el('span', { class: 'muted' }, 'share of the test images · mean softmax')),
+            this.classBars)));
       container.append(this.root);
       this.heatmap = new Heatmap(heatmapWrap, (column) => this.select(column));
+      this.confusion = new ConfusionMatrix(confusionWrap);
       this.loss = new LineChart(this.lossChart, {
         xLabel: 'epoch', yLabel: 'loss', xLegend: (u, v) => (v == null ? '' : v.toFixed(2)),
         series: [
@@ -524,6 +675,31 @@
       this.drawSummary();
       this.drawCurves();
       this.drawGradients();
+      this.drawPredictions();
+    }
+
+    // The slider runs over the epochs that have predictions (0: initialisation).
+    drawPredictions() {
+      const list = this.data.predictionList();
+      const index = this.predictionEpoch < 0 ? list.length - 1
+        : Math.min(this.predictionEpoch, list.length - 1);
+      this.predictionSlider.max = String(Math.max(0, list.length - 1));
+      this.predictionSlider.value = String(Math.max(0, index));
+      const p = list[index];
+      this.confusion.setData(p || null);
+      if (!p) {
+        this.predictionLabel.textContent = 'none yet';
+        this.classBars.replaceChildren();
+        return;
+      }
+      const counts = (p.predictedCounts || []).map(num);
+      const top = counts.indexOf(Math.max(...counts));
+      const share = counts[top] / Math.max(1, num(p.samples));
+      this.predictionLabel.textContent =
+        (num(p.epoch) === 0 ? 'at initialisation (epoch 0)' : `epoch ${num(p.epoch)}`) +
+        (this.predictionEpoch < 0 ? ' (latest)' : '') +
+        (share > 0.9 ? ` · predicts ${(p.classNames || [])[top]} for ${(100 * share).toFixed(1)}% of images` : '');
+      this.classBars.replaceChildren(predictedClassBars(p));
     }
 
     resize() {
@@ -531,6 +707,7 @@
       this.accuracy.resize();
       if (this.bars) this.bars.resize();
       this.heatmap.draw();
+      this.confusion.draw();
     }
 
     drawSummary() {

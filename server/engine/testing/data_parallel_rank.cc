@@ -138,6 +138,13 @@ class PrintingSink : public TrainingEventSink {
   explicit PrintingSink(bool print_speed) : print_speed_(print_speed) {}
   void OnBatchProgress(const BatchProgress&) override {}
   void OnGradientSnapshot(const GradientSnapshot&) override {}
+  void OnPredictions(const Predictions& p) override {
+    std::printf("predictions %d: %lld", p.epoch, static_cast<long long>(p.samples));
+    for (const int64_t count : p.confusion) std::printf(" %lld", static_cast<long long>(count));
+    for (const double mean : p.mean_softmax) std::printf(" %.9g", mean);
+    std::printf("\n");
+    std::fflush(stdout);
+  }
   void OnEpochMetrics(const EpochMetrics& m) override {
     std::printf("epoch %d: %.9g %.9g %.9g %.9g", m.epoch, m.train_loss, m.train_accuracy,
                 m.test_loss, m.test_accuracy);

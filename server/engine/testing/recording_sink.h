@@ -15,6 +15,7 @@ class RecordingSink : public TrainingEventSink {
   void OnBatchProgress(const BatchProgress& progress) override;
   void OnEpochMetrics(const EpochMetrics& metrics) override;
   void OnGradientSnapshot(const GradientSnapshot& snapshot) override;
+  void OnPredictions(const Predictions& event) override { predictions.push_back(event); }
 
   // Sets `stop` once `batches` batches have been reported by progress events.
   void StopAfterBatches(int batches, std::atomic<bool>* stop) {
@@ -25,6 +26,7 @@ class RecordingSink : public TrainingEventSink {
   std::vector<BatchProgress> progress;
   std::vector<EpochMetrics> epochs;
   std::vector<GradientSnapshot> snapshots;
+  std::vector<Predictions> predictions;
 
  private:
   int stop_after_batches_ = -1;
