@@ -735,7 +735,7 @@ grpc::Status Cli::FindSweep(const std::string& id, std::optional<v1::Sweep>* swe
   return status.error_code() == grpc::StatusCode::NOT_FOUND ? grpc::Status::OK : status;
 }
 
-int Cli::ExportMetrics(const std::string& id, const std::string& path) {
+int Cli::ExportMetrics(const std::string& id, const std::string& path, ExportTable table) {
   std::optional<v1::Sweep> sweep;
   if (grpc::Status status = FindSweep(id, &sweep); !status.ok()) return Fail(status);
   std::vector<std::string> ids;
@@ -761,12 +761,22 @@ int Cli::ExportMetrics(const std::string& id, const std::string& path) {
     request.set_follow(false);
     grpc::ClientContext context;
     auto reader = stub_->StreamMetrics(&context, request);
+    // An epoch evaluated again (after a restart) has the newest predictions.
+    std::map<int, v1::Predictions> predictions_by_epoch;
     for (v1::MetricsEvent event; reader->Read(&event);) {
       if (event.has_epoch_metrics()) run.epochs.push_back(event.epoch_metrics());
+      if (event.has_predictions()) {
+        predictions_by_epoch[event.predictions().epoch()] = event.predictions();
+      }
     }
     if (grpc::Status read = reader->Finish(); !read.ok()) return Fail(read);
+    for (auto& [epoch, predictions] : predictions_by_epoch) {
+      run.predictions.push_back(std::move(predictions));
+    }
   }
-  const std::string csv = MetricsCsv(sweep.has_value() ? &*sweep : nullptr, runs);
+  const v1::Sweep* of_sweep = sweep.has_value() ? &*sweep : nullptr;
+  const std::string csv =
+      table == ExportTable::kEpochs ? MetricsCsv(of_sweep, runs) : PredictionsCsv(of_sweep, runs);
   if (path.empty()) {
     out_ << csv;
     return kExitOk;

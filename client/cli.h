@@ -76,9 +76,11 @@ class Cli {
   int GetSweep(const std::string& id);
   int CancelSweep(const std::string& id);
   int DeleteSweep(const std::string& id);
-  // The per-epoch metrics of an experiment, or of every run of a sweep, as tidy CSV (see
-  // MetricsCsv) to `path` (through a temporary file), or to stdout when it is empty.
-  int ExportMetrics(const std::string& id, const std::string& path);
+  enum class ExportTable { kEpochs, kPredictions };
+  // The per-epoch metrics (see MetricsCsv) or the predictions (PredictionsCsv) of an
+  // experiment, or of every run of a sweep, as tidy CSV to `path` (through a temporary
+  // file), or to stdout when it is empty.
+  int ExportMetrics(const std::string& id, const std::string& path, ExportTable table);
   int Info();
   int Health();
 

@@ -263,11 +263,13 @@ std::string PredictionsTable(const v1::Predictions& p) {
     correct += p.confusion(c * classes + c);
     if (p.predicted_counts(c) > p.predicted_counts(most)) most = c;
   }
-  std::string out =
-      absl::StrFormat("%s, %d test images: loss %.4f, accuracy %s\n",
-                      p.epoch() == 0 ? std::string("at initialisation (epoch 0)")
-                                     : absl::StrCat("epoch ", p.epoch()),
-                      p.samples(), p.test_loss(), Percent(static_cast<double>(correct) / samples));
+  std::string out = absl::StrFormat(
+      "%s, %d test images: loss %.4f, accuracy %s%s\n",
+      p.epoch() == 0 ? std::string("at initialisation (epoch 0)")
+                     : absl::StrCat("epoch ", p.epoch()),
+      p.samples(), p.test_loss(), Percent(static_cast<double>(correct) / samples),
+      p.evaluation_seconds() > 0 ? absl::StrCat(", evaluated in ", Duration(p.evaluation_seconds()))
+                                 : "");
   const double top_share = static_cast<double>(p.predicted_counts(most)) / samples;
   if (top_share > 0.9) {
     absl::StrAppendFormat(&out, "predicts one class for %.1f%% of images: %d %s\n", 100 * top_share,
@@ -381,45 +383,74 @@ std::string SweepListTable(const std::vector<v1::Sweep>& sweeps) {
   return Table(rows);
 }
 
+namespace {
+
+// The columns that say which run a row of an export belongs to: experiment, name, sweep,
+// cell, each of the sweep's axes' fields (with `sweep` given), then model, dataset and seed
+// unless they are axes.
+class RunColumns {
+ public:
+  explicit RunColumns(const v1::Sweep* sweep) : sweep_(sweep) {
+    if (sweep != nullptr) {
+      for (const v1::SweepAxis& axis : sweep->spec().axes()) axes_.push_back(axis.field());
+      for (const v1::SweepCell& cell : sweep->cells()) {
+        for (const std::string& id : cell.experiment_ids()) cell_of_[id] = &cell;
+      }
+    }
+    for (const char* field : {"model", "dataset", "seed"}) {
+      if (std::find(axes_.begin(), axes_.end(), field) == axes_.end()) fixed_.push_back(field);
+    }
+  }
+
+  std::vector<std::string> Header() const {
+    std::vector<std::string> header = {"experiment", "name", "sweep", "cell"};
+    header.insert(header.end(), axes_.begin(), axes_.end());
+    header.insert(header.end(), fixed_.begin(), fixed_.end());
+    return header;
+  }
+
+  std::vector<std::string> Of(const v1::Experiment& e) const {
+    auto cell = cell_of_.find(e.id());
+    std::vector<std::string> columns = {
+        CsvField(e.id()), CsvField(e.name()), sweep_ != nullptr ? CsvField(sweep_->id()) : "",
+        cell != cell_of_.end() ? absl::StrCat(cell->second->index()) : ""};
+    for (size_t a = 0; a < axes_.size(); ++a) {
+      const bool known =
+          cell != cell_of_.end() && static_cast<int>(a) < cell->second->values_size();
+      columns.push_back(known ? CsvField(SweepValueText(cell->second->values(static_cast<int>(a))))
+                              : "");
+    }
+    for (const std::string& field : fixed_) {
+      columns.push_back(field == "model"     ? CsvField(e.spec().model())
+                        : field == "dataset" ? CsvField(e.spec().dataset())
+                                             : absl::StrCat(e.spec().seed()));
+    }
+    return columns;
+  }
+
+ private:
+  const v1::Sweep* sweep_;
+  std::vector<std::string> axes_;
+  std::vector<std::string> fixed_;
+  // Each run's cell (and its values), by experiment id.
+  std::map<std::string, const v1::SweepCell*> cell_of_;
+};
+
+std::string CsvLines(const std::vector<std::string>& lines) {
+  return absl::StrCat(absl::StrJoin(lines, "\r\n"), "\r\n");
+}
+
+}  // namespace
+
 std::string MetricsCsv(const v1::Sweep* sweep, const std::vector<RunEpochs>& runs) {
-  std::vector<std::string> axes;
-  if (sweep != nullptr) {
-    for (const v1::SweepAxis& axis : sweep->spec().axes()) axes.push_back(axis.field());
-  }
-  std::vector<std::string> fixed;
-  for (const char* field : {"model", "dataset", "seed"}) {
-    if (std::find(axes.begin(), axes.end(), field) == axes.end()) fixed.push_back(field);
-  }
-  std::vector<std::string> header = {"experiment", "name", "sweep", "cell"};
-  header.insert(header.end(), axes.begin(), axes.end());
-  header.insert(header.end(), fixed.begin(), fixed.end());
+  const RunColumns run_columns(sweep);
+  std::vector<std::string> header = run_columns.Header();
   header.insert(header.end(),
                 {"epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
                  "best_test_accuracy", "learning_rate", "epoch_seconds", "images_per_second"});
   std::vector<std::string> lines = {absl::StrJoin(header, ",")};
-  // Each run's cell (and its values), by experiment id.
-  std::map<std::string, const v1::SweepCell*> cell_of;
-  if (sweep != nullptr) {
-    for (const v1::SweepCell& cell : sweep->cells()) {
-      for (const std::string& id : cell.experiment_ids()) cell_of[id] = &cell;
-    }
-  }
   for (const RunEpochs& run : runs) {
-    const v1::Experiment& e = run.experiment;
-    auto cell = cell_of.find(e.id());
-    std::vector<std::string> prefix = {
-        CsvField(e.id()), CsvField(e.name()), sweep != nullptr ? CsvField(sweep->id()) : "",
-        cell != cell_of.end() ? absl::StrCat(cell->second->index()) : ""};
-    for (size_t a = 0; a < axes.size(); ++a) {
-      const bool known = cell != cell_of.end() && static_cast<int>(a) < cell->second->values_size();
-      prefix.push_back(known ? CsvField(SweepValueText(cell->second->values(static_cast<int>(a))))
-                             : "");
-    }
-    for (const std::string& field : fixed) {
-      prefix.push_back(field == "model"     ? CsvField(e.spec().model())
-                       : field == "dataset" ? CsvField(e.spec().dataset())
-                                            : absl::StrCat(e.spec().seed()));
-    }
+    const std::vector<std::string> prefix = run_columns.Of(run.experiment);
     for (const v1::EpochMetrics& m : run.epochs) {
       std::vector<std::string> row = prefix;
       row.insert(row.end(),
@@ -430,7 +461,37 @@ std::string MetricsCsv(const v1::Sweep* sweep, const std::vector<RunEpochs>& run
       lines.push_back(absl::StrJoin(row, ","));
     }
   }
-  return absl::StrCat(absl::StrJoin(lines, "\r\n"), "\r\n");
+  return CsvLines(lines);
+}
+
+std::string PredictionsCsv(const v1::Sweep* sweep, const std::vector<RunEpochs>& runs) {
+  const RunColumns run_columns(sweep);
+  std::vector<std::string> header = run_columns.Header();
+  header.insert(header.end(), {"epoch", "true_class", "true_label", "predicted_class",
+                               "predicted_label", "count", "mean_softmax"});
+  std::vector<std::string> lines = {absl::StrJoin(header, ",")};
+  for (const RunEpochs& run : runs) {
+    const std::vector<std::string> prefix = run_columns.Of(run.experiment);
+    for (const v1::Predictions& p : run.predictions) {
+      const int classes = p.class_names_size();
+      if (p.confusion_size() != classes * classes ||
+          p.mean_softmax_by_class_size() != classes * classes) {
+        continue;  // Not written by a server of this version; nothing sensible to export.
+      }
+      for (int t = 0; t < classes; ++t) {
+        for (int c = 0; c < classes; ++c) {
+          std::vector<std::string> row = prefix;
+          row.insert(row.end(),
+                     {absl::StrCat(p.epoch()), absl::StrCat(t), CsvField(p.class_names(t)),
+                      absl::StrCat(c), CsvField(p.class_names(c)),
+                      absl::StrCat(p.confusion(t * classes + c)),
+                      CsvNumber(p.mean_softmax_by_class(t * classes + c))});
+          lines.push_back(absl::StrJoin(row, ","));
+        }
+      }
+    }
+  }
+  return CsvLines(lines);
 }
 
 std::string ServerInfoText(const v1::ServerInfo& info) {

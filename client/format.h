@@ -61,16 +61,27 @@ std::string SweepTable(const v1::Sweep& sweep);
 // ID, NAME, STATE, RUNS (done/total), CELLS, SEEDS, CREATED (UTC).
 std::string SweepListTable(const std::vector<v1::Sweep>& sweeps);
 
-// One run's finished epochs, for MetricsCsv.
+// One run's finished epochs and their predictions (one per epoch, epoch 0 first when
+// the run evaluated its untrained model), for MetricsCsv and PredictionsCsv.
 struct RunEpochs {
   v1::Experiment experiment;
   std::vector<v1::EpochMetrics> epochs;
+  std::vector<v1::Predictions> predictions;
 };
 
 // Tidy CSV (RFC 4180): a header, then one row per run and epoch: experiment, name, sweep,
 // cell, each of the sweep's axes' fields (with `sweep` given), model, dataset and seed
 // (unless they are axes), epoch and its metrics. `sweep` null: runs of no sweep.
 std::string MetricsCsv(const v1::Sweep* sweep, const std::vector<RunEpochs>& runs);
+
+// Tidy CSV of the runs' predictions: the same run columns as MetricsCsv, then one row per
+// run, epoch (0: the untrained model), true class and predicted class: epoch, true_class,
+// true_label, predicted_class, predicted_label, count (the confusion matrix's cell) and
+// mean_softmax (the softmax output for predicted_class averaged over true_class's images).
+// A true class's counts sum to its test images; the predicted-class histogram is the sum of
+// count over true classes, and the mean softmax over the test split is mean_softmax
+// weighted by each true class's images.
+std::string PredictionsCsv(const v1::Sweep* sweep, const std::vector<RunEpochs>& runs);
 
 std::string ServerInfoText(const v1::ServerInfo& info);
 

@@ -106,6 +106,7 @@ TEST(FormatTest, PredictionsTableGolden) {
   collapsed.set_epoch(0);
   collapsed.set_samples(10000);
   collapsed.set_test_loss(2.30321);
+  collapsed.set_evaluation_seconds(4.25);
   for (const char* name :
        {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}) {
     collapsed.add_class_names(name);
@@ -253,6 +254,30 @@ TEST(FormatTest, MetricsCsvHasARowPerRunAndEpochWithItsCellAndQuotesWhatItMust) 
   EXPECT_NE(alone.find("aaaa1111,\"bn, run 1\",,,deep_cnn,synthetic,42,2,0.1,0,0,0.3,"),
             std::string::npos)
       << alone;
+}
+
+TEST(FormatTest, PredictionsCsvHasARowPerEpochTrueAndPredictedClass) {
+  const v1::Sweep sweep = TwoCellSweep();
+  std::vector<RunEpochs> runs(1);
+  runs[0].experiment =
+      Parse<v1::Experiment>(R"pb(id: "aaaa1111"
+                                 name: "bn, run 1"
+                                 spec { model: "deep_cnn" dataset: "synthetic" seed: 42 })pb");
+  runs[0].predictions = {Parse<v1::Predictions>(R"pb(
+                           epoch: 0
+                           class_names: [ "cat", "dog, big" ]
+                           samples: 5
+                           confusion: [ 3, 0, 2, 0 ]
+                           mean_softmax_by_class: [ 0.75, 0.25, 0.625, 0.375 ]
+                         )pb"),
+                         Parse<v1::Predictions>(R"pb(
+                           epoch: 1
+                           class_names: [ "cat", "dog, big" ]
+                           samples: 5
+                           confusion: [ 2, 1, 0, 2 ]
+                           mean_softmax_by_class: [ 0.5, 0.5, 0.125, 0.875 ]
+                         )pb")};
+  ExpectGolden("sweep_predictions.csv", PredictionsCsv(&sweep, runs));
 }
 
 }  // namespace

@@ -96,6 +96,9 @@ ABSL_FLAG(std::vector<std::string>, ids, {}, "compare: existing experiments inst
 ABSL_FLAG(std::string, output, "", "export, report: the file to write (-o)");
 ABSL_FLAG(std::string, which, "best", "export: best or last");
 ABSL_FLAG(std::string, format, "csv", "export-metrics: csv (the only format)");
+ABSL_FLAG(std::string, table, "epochs",
+          "export-metrics: epochs (a row per epoch) or predictions (a row per epoch, true "
+          "and predicted class)");
 ABSL_FLAG(std::string, vary, "", "sweep: an axis, FIELD=V1,V2,... (repeat for more axes)");
 ABSL_FLAG(std::optional<int>, seeds, std::nullopt, "sweep: N seeds, --seed (default 42) to +N-1");
 ABSL_FLAG(std::vector<std::string>, seed_list, {}, "sweep: these seeds, e.g. 1,7,42");
@@ -139,10 +142,12 @@ commands:
                         axis) and seed, queued together; shows each run's epochs, then
                         the table of each cell's mean +- std over its seeds. --name and
                         --labels are the sweep's; --nofollow prints its id
-  export-metrics ID [-o FILE] [--format=csv]
+  export-metrics ID [-o FILE] [--format=csv] [--table=epochs|predictions]
                         the epochs' metrics of an experiment, or of every run of a sweep
                         (ID a sweep's), as tidy CSV: one row per run and epoch, with its
-                        sweep, cell, axes' values and seed; to stdout without -o
+                        sweep, cell, axes' values and seed; to stdout without -o.
+                        --table=predictions: one row per run, epoch (0: untrained), true
+                        and predicted class, with the count and the mean softmax
   sweeps [--limit=N]    sweeps, newest first
   sweep-get ID          a sweep's table
   sweep-cancel ID       cancel a sweep's queued and running runs
@@ -228,7 +233,7 @@ std::map<std::string, std::set<std::string>> CommandFlags() {
   return {{"submit", submit},
           {"sweep", sweep},
           {"sweeps", {"limit"}},
-          {"export-metrics", {"output", "format"}},
+          {"export-metrics", {"output", "format", "table"}},
           {"sweep-get", {}},
           {"sweep-cancel", {}},
           {"sweep-delete", {}},
@@ -503,7 +508,13 @@ int main(int argc, char** argv) {
     if (absl::GetFlag(FLAGS_format) != "csv") {
       return UsageError(absl::StrCat("--format: \"", absl::GetFlag(FLAGS_format), "\" is not csv"));
     }
-    return cli.ExportMetrics(positional[1], absl::GetFlag(FLAGS_output));
+    const std::string table = absl::GetFlag(FLAGS_table);
+    if (table != "epochs" && table != "predictions") {
+      return UsageError(absl::StrCat("--table: \"", table, "\" is neither epochs nor predictions"));
+    }
+    return cli.ExportMetrics(positional[1], absl::GetFlag(FLAGS_output),
+                             table == "epochs" ? gradlab::Cli::ExportTable::kEpochs
+                                               : gradlab::Cli::ExportTable::kPredictions);
   }
   if (command == "sweep-get") return cli.GetSweep(positional[1]);
   if (command == "sweep-cancel") return cli.CancelSweep(positional[1]);

@@ -21,7 +21,9 @@
 namespace gradlab {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Pair;
 
 // One gradlabd for the whole suite; each test submits its own experiments.
 class CliTest : public ::testing::Test {
@@ -169,6 +171,32 @@ TEST_F(CliTest, SubmitListGetWatchGradsAndTheirJson) {
   EXPECT_EQ(missing.exit_code, 3);  // "... has no predictions for epoch 7; it has epochs 0 to 2"
   EXPECT_EQ(Gradlab({"preds", id, "--epoch=one"}).exit_code, 2);
 
+  // The predictions as tidy CSV: a row per epoch, true and predicted class, whose counts
+  // are the confusion matrices the stream holds.
+  CommandResult csv = Gradlab({"export-metrics", id, "--table=predictions"});
+  ASSERT_EQ(csv.exit_code, 0);
+  std::vector<std::string> lines = absl::StrSplit(csv.out, "\r\n", absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 1u + 3 * 10 * 10) << csv.out;  // epochs 0 to 2, 10 x 10 classes
+  EXPECT_EQ(lines[0],
+            "experiment,name,sweep,cell,model,dataset,seed,epoch,true_class,true_label,"
+            "predicted_class,predicted_label,count,mean_softmax");
+  std::map<int, int64_t> counted_by_epoch;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    std::vector<std::string> fields = absl::StrSplit(lines[i], ',');
+    ASSERT_EQ(fields.size(), 14u) << lines[i];
+    EXPECT_EQ(fields[0], id);
+    const int epoch = std::stoi(fields[7]);
+    counted_by_epoch[epoch] += std::stoll(fields[12]);
+    if (epoch == 1) {
+      const int t = std::stoi(fields[8]), p = std::stoi(fields[10]);
+      EXPECT_EQ(fields[9], "class " + fields[8]);
+      EXPECT_EQ(std::stoll(fields[12]), at_1[0].confusion(t * 10 + p)) << lines[i];
+    }
+  }
+  EXPECT_THAT(counted_by_epoch, ElementsAre(Pair(0, at_1[0].samples()), Pair(1, at_1[0].samples()),
+                                            Pair(2, at_1[0].samples())));
+  EXPECT_EQ(Gradlab({"export-metrics", id, "--table=confusion"}).exit_code, 2);
+
   const std::string report = ::testing::TempDir() + "/cli_e2e_report.html";
   CommandResult written = Gradlab({"report", id, "-o", report});
   EXPECT_EQ(written.exit_code, 0);
@@ -176,6 +204,7 @@ TEST_F(CliTest, SubmitListGetWatchGradsAndTheirJson) {
   std::ifstream html_file(report);
   const std::string html((std::istreambuf_iterator<char>(html_file)), {});
   EXPECT_THAT(html, HasSubstr("\"id\":\"" + id + "\""));
+  EXPECT_THAT(html, HasSubstr("\"predictions\":{\"epoch\":0,"));  // initialisation's, too
   std::vector<google::protobuf::Struct> summary =
       ParseJsonLines<google::protobuf::Struct>(Gradlab({"--json", "report", id, "-o", report}).out);
   ASSERT_EQ(summary.size(), 1u);

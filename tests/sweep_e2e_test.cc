@@ -160,6 +160,43 @@ print(repr(statistics.mean(last)))
   EXPECT_EQ(lines[0], "16 True");
   EXPECT_EQ(lines[1], "[('false', '42'), ('false', '43'), ('true', '42'), ('true', '43')]");
   EXPECT_DOUBLE_EQ(std::stod(lines[2]), uninterrupted.cells(1).final_test_accuracy().mean());
+  // What each cell's runs predicted at initialisation and after the last epoch, as shares
+  // of the test images; the predictions' CSV gives the same shares again.
+  for (const v1::SweepCell& cell : uninterrupted.cells()) {
+    EXPECT_EQ(cell.initial_predicted_classes().epoch(), 0);
+    EXPECT_EQ(cell.final_predicted_classes().epoch(), 4);
+    ASSERT_EQ(cell.final_predicted_classes().share_size(), 10);
+    double shares = 0;
+    for (const v1::Spread& share : cell.final_predicted_classes().share()) {
+      EXPECT_EQ(share.count(), 2);
+      shares += share.mean();
+    }
+    EXPECT_NEAR(shares, 1.0, 1e-12);
+    EXPECT_EQ(cell.initial_predicted_classes().top_share().count(), 2);
+  }
+  const std::string predictions_csv = (root_ / "sweep_predictions.csv").string();
+  ASSERT_EQ(Gradlab({"export-metrics", summary.id(), "--table=predictions", "-o", predictions_csv})
+                .exit_code,
+            0);
+  CommandResult shares = RunCommand({"/usr/bin/python3", "-c", R"(
+import collections, csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1], newline="")))
+print(len(rows))
+# Cell 1's runs at epoch 4: each run's share of images predicted as class 3, averaged.
+by_run = collections.defaultdict(lambda: [0, 0])
+for r in rows:
+    if r["cell"] == "1" and r["epoch"] == "4":
+        by_run[r["experiment"]][0] += int(r["count"]) if r["predicted_class"] == "3" else 0
+        by_run[r["experiment"]][1] += int(r["count"])
+print(repr(statistics.mean(a / n for a, n in by_run.values())))
+)",
+                                     predictions_csv});
+  ASSERT_EQ(shares.exit_code, 0) << shares.out;
+  std::vector<std::string> share_lines = absl::StrSplit(shares.out, '\n');
+  ASSERT_GE(share_lines.size(), 2u) << shares.out;
+  EXPECT_EQ(share_lines[0], "2000");  // 4 runs x epochs 0 to 4 x 10 x 10 classes
+  EXPECT_NEAR(std::stod(share_lines[1]),
+              uninterrupted.cells(1).final_predicted_classes().share(3).mean(), 1e-15);
 
   server_->process.Signal(SIGTERM);
   EXPECT_EQ(server_->process.Wait(absl::Seconds(30)), 0);

@@ -132,10 +132,14 @@ class TrainingRun {
     } else if (spec_.evaluate_at_init) {
       // Epoch 0: what the untrained model predicts. Evaluation draws no random numbers
       // and eval-mode BatchNorm keeps its statistics, so training goes on as without it.
+      const absl::Time evaluation_start = control_.clock();
       PredictionTally predictions(dataset_.num_classes);
       absl::StatusOr<RunningScore> test = Evaluate(predictions);
       if (!test.ok()) return test.status();
-      if (rank_ == 0) sink_.OnPredictions(predictions.Finish(0, class_names_, test->loss()));
+      if (rank_ == 0) {
+        sink_.OnPredictions(
+            Told(predictions, 0, test->loss(), control_.clock() - evaluation_start));
+      }
     }
     for (int epoch = first_epoch_; epoch <= spec_.epochs; ++epoch) {
       const absl::Time epoch_start = control_.clock();
@@ -145,6 +149,7 @@ class TrainingRun {
       PredictionTally predictions(dataset_.num_classes);
       absl::StatusOr<RunningScore> test = Evaluate(predictions);
       if (!test.ok()) return test.status();
+      const absl::Duration evaluation_time = control_.clock() - epoch_start - train_time;
       if (control_.data_parallel != nullptr) {
         if (absl::Status summed = train.SumAcrossRanks(*control_.data_parallel); !summed.ok()) {
           return summed;
@@ -164,7 +169,7 @@ class TrainingRun {
       metrics.images_per_second = PerSecond(train.samples, train_time);
       if (rank_ != 0) continue;
       // Before the checkpoint: a run resumed from it has told of this epoch in full.
-      sink_.OnPredictions(predictions.Finish(epoch, class_names_, metrics.test_loss));
+      sink_.OnPredictions(Told(predictions, epoch, metrics.test_loss, evaluation_time));
       if (control_.save_checkpoint) {
         if (absl::Status status = control_.save_checkpoint(Capture(metrics)); !status.ok()) {
           return status;
@@ -179,6 +184,14 @@ class TrainingRun {
   static double PerSecond(int64_t count, absl::Duration elapsed) {
     const double seconds = absl::ToDoubleSeconds(elapsed);
     return seconds > 0 ? static_cast<double>(count) / seconds : 0;
+  }
+
+  // The predictions of an evaluation that took `time`, as the sink is told them.
+  Predictions Told(const PredictionTally& tally, int epoch, double test_loss,
+                   absl::Duration time) const {
+    Predictions predictions = tally.Finish(epoch, class_names_, test_loss);
+    predictions.evaluation_seconds = absl::ToDoubleSeconds(time);
+    return predictions;
   }
 
   // The schedule's rate for this step, set on the optimizer when it changes.

@@ -160,6 +160,10 @@ TEST(TrainerTest, BatchProgressIsPacedByTheClock) {
   EXPECT_EQ(sink.progress.back().batch, 10);
   EXPECT_EQ(sink.progress.back().batches, 10);
   EXPECT_GT(sink.progress.back().images_per_second, 0);
+  // The evaluations' times, on the same clock: one reading before and one after each.
+  ASSERT_EQ(sink.predictions.size(), 2u);
+  EXPECT_DOUBLE_EQ(sink.predictions[0].evaluation_seconds, 0.1);
+  EXPECT_DOUBLE_EQ(sink.predictions[1].evaluation_seconds, 0.1);
 }
 
 TEST(TrainerTest, StepLrMultipliesTheRateAfterEachStep) {

@@ -36,6 +36,7 @@ struct Predictions {
   // classes x classes, [true * classes + class]: over each true class's images.
   std::vector<double> mean_softmax_by_class;
   double test_loss = 0;
+  double evaluation_seconds = 0;  // the pass over the test split
 };
 
 // Progress inside an epoch, at most about twice a second and after its last batch.

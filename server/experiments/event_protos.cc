@@ -72,6 +72,7 @@ v1::Predictions ToProto(const Predictions& p) {
   proto.mutable_mean_softmax()->Add(p.mean_softmax.begin(), p.mean_softmax.end());
   proto.mutable_mean_softmax_by_class()->Add(p.mean_softmax_by_class.begin(),
                                              p.mean_softmax_by_class.end());
+  proto.set_evaluation_seconds(p.evaluation_seconds);
   proto.set_test_loss(p.test_loss);
   return proto;
 }

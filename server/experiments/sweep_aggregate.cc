@@ -37,6 +37,34 @@ int WeightIndex(const v1::GradientSnapshot& snapshot, bool last) {
   return found;
 }
 
+// The share of the test images predicted as each class, over `predictions` (one per run,
+// all of the same classes; runs of another class count are left out).
+v1::SweepPredictedClasses PredictedClassesOf(
+    const std::vector<const v1::Predictions*>& predictions) {
+  v1::SweepPredictedClasses classes;
+  if (predictions.empty()) return classes;
+  const v1::Predictions& first = *predictions.front();
+  classes.set_epoch(first.epoch());
+  *classes.mutable_class_names() = first.class_names();
+  const int count = first.class_names_size();
+  std::vector<std::vector<double>> shares(count);
+  std::vector<double> top_shares;
+  for (const v1::Predictions* p : predictions) {
+    if (p->predicted_counts_size() != count || p->samples() <= 0) continue;
+    double top = 0;
+    for (int c = 0; c < count; ++c) {
+      const double share =
+          static_cast<double>(p->predicted_counts(c)) / static_cast<double>(p->samples());
+      shares[c].push_back(share);
+      top = std::max(top, share);
+    }
+    top_shares.push_back(top);
+  }
+  for (const std::vector<double>& values : shares) *classes.add_share() = SpreadOf(values);
+  *classes.mutable_top_share() = SpreadOf(top_shares);
+  return classes;
+}
+
 }  // namespace
 
 v1::Spread SpreadOf(const std::vector<double>& values) {
@@ -61,7 +89,13 @@ void AggregateCell(const std::vector<SweepRunResults>& runs, v1::SweepCell& cell
   std::vector<double> final_test, best_test, final_loss, final_train;
   std::vector<double> first_norms, last_norms;
   size_t most_epochs = 0;
+  std::vector<const v1::Predictions*> initial_predictions, final_predictions;
   for (const SweepRunResults& run : runs) {
+    if (run.initial_predictions.has_value())
+      initial_predictions.push_back(&*run.initial_predictions);
+    if (run.state == v1::SUCCEEDED && run.latest_predictions.has_value()) {
+      final_predictions.push_back(&*run.latest_predictions);
+    }
     succeeded += run.state == v1::SUCCEEDED;
     failed += run.state == v1::FAILED;
     cancelled += run.state == v1::CANCELLED;
@@ -91,6 +125,8 @@ void AggregateCell(const std::vector<SweepRunResults>& runs, v1::SweepCell& cell
   *cell.mutable_final_train_accuracy() = SpreadOf(final_train);
   *cell.mutable_first_layer_step1_grad_norm() = SpreadOf(first_norms);
   *cell.mutable_last_layer_step1_grad_norm() = SpreadOf(last_norms);
+  *cell.mutable_initial_predicted_classes() = PredictedClassesOf(initial_predictions);
+  *cell.mutable_final_predicted_classes() = PredictedClassesOf(final_predictions);
 
   // Every parameter's step-1 norm, by name, in the order of the first run that has them
   // (every run of a cell has the same model).
@@ -156,6 +192,8 @@ v1::Sweep SweepSummary(const v1::Sweep& sweep) {
   for (v1::SweepCell& cell : *summary.mutable_cells()) {
     cell.clear_step1_gradients();
     cell.clear_epochs();
+    cell.clear_initial_predicted_classes();
+    cell.clear_final_predicted_classes();
   }
   return summary;
 }

@@ -6,6 +6,7 @@
 #define GRADLAB_SERVER_EXPERIMENTS_SWEEP_AGGREGATE_H_
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "gradlab/v1/experiment_service.pb.h"
@@ -17,6 +18,10 @@ struct SweepRunResults {
   v1::ExperimentState state = v1::QUEUED;
   // Every finished epoch's metrics, in order.
   std::vector<v1::EpochMetrics> epochs;
+  // What it predicted at initialisation (epoch 0) and after its newest evaluated epoch;
+  // unset when it has not.
+  std::optional<v1::Predictions> initial_predictions;
+  std::optional<v1::Predictions> latest_predictions;
   // The step-1 gradient snapshot; null before step 1.
   std::shared_ptr<const v1::GradientSnapshot> step1;
   // When it finished; unset before.
@@ -34,7 +39,8 @@ void AggregateCell(const std::vector<SweepRunResults>& runs, v1::SweepCell& cell
 // up to date (see AggregateCell). `any_started`: some run has left the queue.
 void SummarizeSweep(bool any_started, v1::Sweep& sweep);
 
-// A copy without what ListSweeps leaves out (each cell's epochs and step-1 gradients).
+// A copy without what ListSweeps leaves out (each cell's epochs, step-1 gradients and
+// predicted classes).
 v1::Sweep SweepSummary(const v1::Sweep& sweep);
 
 }  // namespace gradlab

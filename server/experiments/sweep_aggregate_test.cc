@@ -35,6 +35,16 @@ std::shared_ptr<const v1::GradientSnapshot> Step1(double first, double bias, dou
   return snapshot;
 }
 
+// Three classes over 10 test images.
+v1::Predictions Predicted(int epoch, std::vector<int64_t> counts) {
+  v1::Predictions predictions;
+  predictions.set_epoch(epoch);
+  for (const char* name : {"cat", "dog", "fish"}) predictions.add_class_names(name);
+  predictions.set_samples(10);
+  for (int64_t count : counts) predictions.add_predicted_counts(count);
+  return predictions;
+}
+
 TEST(SpreadOfTest, GivesTheSampleStandardDeviation) {
   const v1::Spread spread = SpreadOf({2, 4, 4, 4, 5, 5, 7, 9});
   EXPECT_EQ(spread.count(), 8);
@@ -174,7 +184,42 @@ TEST(SweepSummaryTest, LeavesOutTheCurvesAndLayers) {
   const v1::Sweep summary = SweepSummary(sweep);
   EXPECT_EQ(summary.cells(0).epochs_size(), 0);
   EXPECT_EQ(summary.cells(0).step1_gradients_size(), 0);
+  EXPECT_FALSE(summary.cells(0).has_initial_predicted_classes());
   EXPECT_EQ(summary.cells(0).final_test_accuracy().count(), 1);
+}
+
+TEST(AggregateCellTest, PredictedClassesAreSharesAtInitialisationAndOverSucceededRunsAtTheEnd) {
+  std::vector<SweepRunResults> runs(3);
+  runs[0].state = v1::SUCCEEDED;
+  runs[0].initial_predictions = Predicted(0, {10, 0, 0});
+  runs[0].latest_predictions = Predicted(2, {4, 3, 3});
+  runs[1].state = v1::SUCCEEDED;
+  runs[1].initial_predictions = Predicted(0, {0, 8, 2});
+  runs[1].latest_predictions = Predicted(2, {2, 5, 3});
+  runs[2].state = v1::RUNNING;  // counted at initialisation, not at the end
+  runs[2].initial_predictions = Predicted(0, {10, 0, 0});
+  runs[2].latest_predictions = Predicted(1, {0, 0, 10});
+  v1::SweepCell cell;
+  AggregateCell(runs, cell);
+
+  const v1::SweepPredictedClasses& initial = cell.initial_predicted_classes();
+  EXPECT_EQ(initial.epoch(), 0);
+  EXPECT_THAT(initial.class_names(), ::testing::ElementsAre("cat", "dog", "fish"));
+  ASSERT_EQ(initial.share_size(), 3);
+  EXPECT_EQ(initial.share(0).count(), 3);
+  EXPECT_DOUBLE_EQ(initial.share(0).mean(), 2.0 / 3);
+  EXPECT_DOUBLE_EQ(initial.share(1).max(), 0.8);
+  EXPECT_DOUBLE_EQ(initial.top_share().min(), 0.8);
+  EXPECT_DOUBLE_EQ(initial.top_share().max(), 1.0);
+
+  const v1::SweepPredictedClasses& last = cell.final_predicted_classes();
+  EXPECT_EQ(last.epoch(), 2);
+  ASSERT_EQ(last.share_size(), 3);
+  EXPECT_EQ(last.share(2).count(), 2);
+  EXPECT_DOUBLE_EQ(last.share(0).mean(), 0.3);
+  EXPECT_DOUBLE_EQ(last.share(1).mean(), 0.4);
+  EXPECT_DOUBLE_EQ(last.share(2).mean(), 0.3);
+  EXPECT_DOUBLE_EQ(last.top_share().mean(), 0.45);
 }
 
 }  // namespace

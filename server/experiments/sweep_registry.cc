@@ -190,6 +190,16 @@ std::optional<SweepRunResults> SweepRegistry::ReadRun(const std::string& id, Ent
     ExperimentLog::Next<v1::MetricsEvent> next = (*log)->NextMetrics(from);
     if (next.event == nullptr) break;
     from = next.event->sequence() + 1;
+    if (next.event->has_predictions()) {
+      // An epoch evaluated again after a restart: the newest event is its own.
+      const v1::Predictions& predictions = next.event->predictions();
+      if (predictions.epoch() == 0) {
+        results.initial_predictions = predictions;
+      } else if (!results.latest_predictions.has_value() ||
+                 predictions.epoch() >= results.latest_predictions->epoch()) {
+        results.latest_predictions = predictions;
+      }
+    }
     if (!next.event->has_epoch_metrics()) continue;
     const v1::EpochMetrics& epoch = next.event->epoch_metrics();
     if (epoch.epoch() < 1) continue;

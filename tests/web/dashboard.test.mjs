@@ -213,7 +213,21 @@ test('the compare view overlays experiments', async () => {
   await waitFor('both step-1 gradient series', async () => (await flow.getAttribute('data-series')) === '2');
   assert.ok(await inkedPixels(flow.locator('canvas')) > 500, 'the overlay is blank');
   assert.ok(await inkedPixels(page.locator('[data-role=compare-accuracy] canvas')) > 500);
-  await page.screenshot({ path: path.join(artifacts, 'dashboard-compare.png') });
+  // What each predicts, untrained and after its last epoch: shares of the test images.
+  const predicted = page.locator('[data-role=compare-predicted]');
+  const histogram = (id, which) => predicted.locator(`tr[data-key="${id}"] [data-role=predicted-${which}]`);
+  await waitFor('the deep run\'s final histogram', async () =>
+    (await histogram(submitted.deep, 'final').getAttribute('data-epoch')) === '1');
+  assert.equal(await histogram(submitted.shallow, 'final').getAttribute('data-epoch'), '6');
+  for (const id of [submitted.shallow, submitted.deep]) {
+    for (const which of ['initial', 'final']) {
+      const shares = (await histogram(id, which).getAttribute('data-shares')).split(',').map(Number);
+      assert.equal(shares.length, 10);
+      assert.ok(Math.abs(shares.reduce((a, b) => a + b, 0) - 1) < 0.002, `${id} ${which}: ${shares}`);
+    }
+  }
+  assert.equal(await histogram(submitted.shallow, 'initial').getAttribute('data-epoch'), '0');
+  await page.screenshot({ path: path.join(artifacts, 'dashboard-compare.png'), fullPage: true });
   assert.deepEqual(page.errors, []);
   await context.close();
 });
@@ -281,6 +295,14 @@ test('the sweep page shows the grid, the bands and every cell\'s gradient flow, 
   for (const role of ['sweep-accuracy', 'sweep-loss', 'sweep-flow']) {
     assert.ok(await inkedPixels(page.locator(`[data-role=${role}] canvas`)) > 500, `${role} is blank`);
   }
+  // Each cell's predicted classes, untrained and after epoch 3: the mean over its seeds.
+  const finalShares = await page.locator(
+    '[data-role=sweep-predicted] tr[data-key="1"] [data-role=predicted-final]');
+  assert.equal(await finalShares.getAttribute('data-epoch'), '3');
+  assert.deepEqual((await finalShares.getAttribute('data-shares')).split(','),
+    sweep.cells[1].finalPredictedClasses.share.map((s) => (s.mean || 0).toFixed(4)));
+  assert.equal(await page.locator(
+    '[data-role=sweep-predicted] tr[data-key="0"] [data-role=predicted-initial]').getAttribute('data-epoch'), '0');
   await page.screenshot({ path: path.join(artifacts, 'dashboard-sweep.png'), fullPage: true });
 
   // The list links to it.
@@ -331,6 +353,12 @@ test('a report opens from its file with no network and shows its charts', async 
     assert.ok(Number(await heatmaps.nth(i).getAttribute('data-columns')) > 0);
     assert.ok(await inkedPixels(heatmaps.nth(i)) > 1000, `heatmap ${i} is blank`);
   }
+  // Each experiment's confusion matrix after its last epoch.
+  const confusions = page.locator('[data-role=confusion]');
+  assert.equal(await confusions.count(), 2);
+  assert.deepEqual([await confusions.nth(0).getAttribute('data-epoch'),
+    await confusions.nth(1).getAttribute('data-epoch')], ['6', '1']);
+  for (let i = 0; i < 2; i++) assert.ok(await inkedPixels(confusions.nth(i)) > 1000, `confusion ${i} is blank`);
   // Two experiments' loss, accuracy and bars, plus the three overlays.
   const charts = page.locator('.uplot canvas');
   assert.equal(await charts.count(), 9);

@@ -258,6 +258,33 @@
       el('span', { class: 'num muted' }, num((p.meanSoftmax || [])[c]).toFixed(4)))));
   }
 
+  // A small histogram of the share of the test images predicted as each class, one bar per
+  // class (its name and share in the tooltip), captioned with its epoch and, when one class
+  // takes over 90%, with that class. `shares` are fractions; null draws "none".
+  function classHistogram(names, shares, epoch, role, colour) {
+    if (!shares || !shares.length) {
+      return el(
+          'div', {class: 'class-histogram muted', 'data-role': role, 'data-epoch': ''}, 'none');
+    }
+    const top = shares.indexOf(Math.max(...shares));
+    return el(
+        'div', {
+          class: 'class-histogram',
+          'data-role': role,
+          'data-epoch': String(epoch),
+          'data-shares': shares.map((s) => s.toFixed(4)).join(',')
+        },
+        el('div', {class: 'histogram-bars'},
+           ...shares.map(
+               (share, c) =>
+                   el('span', {title: `${c} ${names[c] || ''}: ${percent(share)}`},
+                      el('div',
+                         {style: `height:${(100 * share).toFixed(1)}%;background:${colour}`})))),
+        el('div', {class: 'muted'},
+           (epoch === 0 ? 'epoch 0 (untrained)' : `epoch ${epoch}`) +
+               (shares[top] > 0.9 ? ` · ${percent(shares[top])} ${names[top] || top}` : '')));
+  }
+
   // The confusion matrix: true classes (rows) by predicted classes (columns), each cell
   // coloured by its share of the row and labelled with it when there is room.
   class ConfusionMatrix {
@@ -836,6 +863,24 @@
     return name.replace(/\.(weight|bias)$/, '');
   }
 
+  // A row per run or cell: its label, then its predicted-class histograms at
+  // initialisation and after the last epoch, side by side.
+  function predictedClassesTable(rows) {
+    return el(
+        'table', {class: 'experiments predicted'},
+        el('tr', {}, el('th', {}, ''), el('th', {}, 'untrained (epoch 0)'),
+           el('th', {}, 'after the last epoch')),
+        ...rows.map(
+            (r) =>
+                el('tr', {'data-key': r.key},
+                   el('td', {}, el('span', {style: `color:${r.colour}`}, '\u25A0 '), r.label),
+                   el('td', {},
+                      classHistogram(
+                          r.names, r.initial, r.initialEpoch, 'predicted-initial', r.colour)),
+                   el('td', {},
+                      classHistogram(r.names, r.last, r.lastEpoch, 'predicted-final', r.colour)))));
+  }
+
   // Several experiments overlaid: the reference experiment's picture.
   class CompareView {
     constructor(container, datas) {
@@ -845,13 +890,23 @@
       this.accuracyChart = el('div', { class: 'chart', 'data-role': 'compare-accuracy' });
       this.lossChart = el('div', { class: 'chart', 'data-role': 'compare-loss' });
       this.flowChart = el('div', { class: 'chart', 'data-role': 'compare-flow' });
-      container.append(el('section', { class: 'compare' }, this.table,
-        el('div', { class: 'grid' },
-          el('div', { class: 'panel' }, el('h2', {}, 'Test accuracy per epoch'), this.accuracyChart),
-          el('div', { class: 'panel' }, el('h2', {}, 'Training loss per epoch'), this.lossChart),
-          el('div', { class: 'panel', style: 'grid-column: 1 / span 2' },
-            el('h2', {}, 'Gradient norm of each layer\'s weights at step 1, input to output ' +
-              '(the untrained network: where the gradient vanishes)'), this.flowChart))));
+      this.predictedTable = el('div', {'data-role': 'compare-predicted'});
+      container.append(el(
+          'section', {class: 'compare'}, this.table,
+          el('div', {class: 'grid'},
+             el('div', {class: 'panel'}, el('h2', {}, 'Test accuracy per epoch'),
+                this.accuracyChart),
+             el('div', {class: 'panel'}, el('h2', {}, 'Training loss per epoch'), this.lossChart),
+             el('div', {class: 'panel', style: 'grid-column: 1 / span 2'},
+                el('h2', {},
+                   'Gradient norm of each layer\'s weights at step 1, input to output ' +
+                       '(the untrained network: where the gradient vanishes)'),
+                this.flowChart),
+             el('div', {class: 'panel', style: 'grid-column: 1 / span 2'},
+                el('h2', {},
+                   'Predicted classes: share of the test images, untrained and after ' +
+                       'the last epoch'),
+                this.predictedTable))));
       const series = (datas) => datas.map((d, i) => ({ label: d.label(), color: PALETTE[i % PALETTE.length] }));
       const epochLegend = (u, v) => (v == null ? '' : String(v));
       this.accuracy = new LineChart(this.accuracyChart, { xLabel: 'epoch', yLabel: 'test accuracy (%)',
@@ -895,6 +950,25 @@
         d.epochList().map((m) => [num(m.epoch), num(m.trainLoss)]))));
       this.flow.setData(align(this.datas.map(stepOneFlow)));
       this.flowChart.dataset.series = String(this.datas.filter((d) => stepOneFlow(d).length).length);
+      this.predictedTable.replaceChildren(predictedClassesTable(this.datas.map((d, i) => {
+        const list = d.predictionList();
+        const initial = list.find((p) => num(p.epoch) === 0);
+        const last =
+            list.length && num(list[list.length - 1].epoch) > 0 ? list[list.length - 1] : null;
+        const shares = (p) =>
+            p && (p.predictedCounts || []).map((c) => num(c) / Math.max(1, num(p.samples)));
+        const e = d.experiment || {};
+        return {
+          label: d.label(),
+          colour: PALETTE[i % PALETTE.length],
+          names: ((initial || last || {}).classNames) || [],
+          initial: shares(initial),
+          initialEpoch: 0,
+          last: shares(last),
+          lastEpoch: last ? num(last.epoch) : 0,
+          key: e.id
+        };
+      })));
     }
 
     resize() {
@@ -938,6 +1012,7 @@
       this.accuracyChart = el('div', {class: 'chart', 'data-role': 'sweep-accuracy'});
       this.lossChart = el('div', {class: 'chart', 'data-role': 'sweep-loss'});
       this.flowChart = el('div', {class: 'chart', 'data-role': 'sweep-flow'});
+      this.predictedTable = el('div', {'data-role': 'sweep-predicted'});
       container.append(el(
           'section', {class: 'compare'}, this.header, this.table,
           el('div', {class: 'grid'},
@@ -949,7 +1024,12 @@
                 el('h2', {},
                    'Mean gradient norm of each layer\'s weights at step 1, input to output, ' +
                        'per cell'),
-                this.flowChart))));
+                this.flowChart),
+             el('div', {class: 'panel', style: 'grid-column: 1 / span 2'},
+                el('h2', {},
+                   'Predicted classes: share of the test images, untrained and after the ' +
+                       'last epoch (mean over seeds)'),
+                this.predictedTable))));
       this.charts = [];
     }
 
@@ -1063,6 +1143,22 @@
       this.flowChart.dataset.series = String(flows.filter((f) => f.length).length);
       this.accuracyChart.dataset.epochs =
           String(Math.max(0, ...cells.map((c) => (c.epochs || []).length)));
+      const meanShares = (classes) =>
+          classes && (classes.share || []).length ? classes.share.map((s) => num(s.mean)) : null;
+      this.predictedTable.replaceChildren(predictedClassesTable(cells.map((c, i) => {
+        const initial = c.initialPredictedClasses || {};
+        const last = c.finalPredictedClasses || {};
+        return {
+          label: c.description,
+          colour: PALETTE[i % PALETTE.length],
+          names: initial.classNames || last.classNames || [],
+          initial: meanShares(initial),
+          initialEpoch: 0,
+          last: meanShares(last),
+          lastEpoch: num(last.epoch),
+          key: String(i)
+        };
+      })));
     }
 
     resize() {
