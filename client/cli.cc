@@ -410,7 +410,8 @@ int Cli::Preds(const std::string& id, std::optional<int> epoch) {
   request.set_follow(false);
   grpc::ClientContext context;
   auto reader = stub_->StreamMetrics(&context, request);
-  // An epoch evaluated again (after a restart) is told of again: the newest is its own.
+  // An epoch evaluated again (after a restart or a requeue) is told of again: the newest
+  // is its own.
   std::map<int, v1::Predictions> by_epoch;
   for (v1::MetricsEvent event; reader->Read(&event);) {
     if (event.has_predictions()) by_epoch[event.predictions().epoch()] = event.predictions();

@@ -110,23 +110,44 @@ class CrashRecoveryTest : public ::testing::Test {
  protected:
   void SetUp() override { state_dir_ = FreshTestDir("crash_recovery"); }
 
-  // The epochs of Spec() run without interruption: computed once, on a server of its own.
-  static const std::vector<v1::EpochMetrics>& Uninterrupted() {
-    static const auto* epochs = [] {
+  // The events of Spec() run without interruption: computed once, on a server of its own.
+  static const std::vector<v1::MetricsEvent>& Uninterrupted() {
+    static const auto* events = [] {
       // Of this process: ctest runs the tests of this file as processes side by side.
       const fs::path dir = FreshSuiteDir("crash_recovery_uninterrupted");
       Server server(dir);
-      std::vector<v1::MetricsEvent> events;
-      EXPECT_TRUE(server.Follow(server.Start(Spec()).id(), 0, events).ok());
-      return new std::vector<v1::EpochMetrics>(Epochs(events));
+      auto* events = new std::vector<v1::MetricsEvent>;
+      EXPECT_TRUE(server.Follow(server.Start(Spec()).id(), 0, *events).ok());
+      return events;
     }();
-    return *epochs;
+    return *events;
   }
 
-  // Every epoch once, in order, with exactly the uninterrupted run's numbers.
+  // Every epoch once, in order, with exactly the uninterrupted run's numbers; so are the
+  // predictions at initialisation and after each epoch, the newest of each epoch (an
+  // epoch whose checkpoint could not be saved is evaluated again: the stream says so).
   static void ExpectUninterruptedEpochs(const std::vector<v1::MetricsEvent>& events) {
+    std::vector<v1::Predictions> predicted;
+    for (v1::Predictions& p : PredictionsOf(events)) {
+      ASSERT_LE(p.epoch(), static_cast<int>(predicted.size())) << "an epoch was skipped";
+      if (p.epoch() < static_cast<int>(predicted.size())) predicted.resize(p.epoch());
+      predicted.push_back(std::move(p));
+    }
+    const std::vector<v1::Predictions> expected_predictions = PredictionsOf(Uninterrupted());
+    ASSERT_EQ(expected_predictions.size(), 4u);
+    ASSERT_EQ(predicted.size(), expected_predictions.size());
+    for (size_t i = 0; i < predicted.size(); ++i) {
+      EXPECT_EQ(predicted[i].epoch(), static_cast<int>(i));
+      EXPECT_THAT(predicted[i].confusion(),
+                  ::testing::ElementsAreArray(expected_predictions[i].confusion()))
+          << "epoch " << i;
+      EXPECT_THAT(predicted[i].mean_softmax(),
+                  ::testing::ElementsAreArray(expected_predictions[i].mean_softmax()))
+          << "epoch " << i;
+      EXPECT_EQ(predicted[i].test_loss(), expected_predictions[i].test_loss()) << "epoch " << i;
+    }
     const std::vector<v1::EpochMetrics> got = Epochs(events);
-    const std::vector<v1::EpochMetrics>& expected = Uninterrupted();
+    const std::vector<v1::EpochMetrics> expected = Epochs(Uninterrupted());
     ASSERT_EQ(expected.size(), 3u);
     ASSERT_EQ(got.size(), expected.size()) << StateChanges(events);
     for (size_t i = 0; i < got.size(); ++i) {

@@ -37,6 +37,14 @@ v1::MetricsEvent Epoch(int64_t sequence, int epoch) {
   return event;
 }
 
+v1::MetricsEvent Predicted(int64_t sequence, int epoch) {
+  v1::MetricsEvent event;
+  event.set_sequence(sequence);
+  event.mutable_predictions()->set_epoch(epoch);
+  event.mutable_predictions()->add_confusion(epoch);
+  return event;
+}
+
 v1::MetricsEvent Progress(int64_t sequence, int epoch) {
   v1::MetricsEvent event;
   event.set_sequence(sequence);
@@ -164,6 +172,10 @@ TEST_F(ExperimentStoreTest, EpochsAreDurableAtOnceProgressInBatches) {
   EXPECT_EQ(CommittedLastSequence(), kMaxUncommittedEvents);
   ASSERT_TRUE(journal->Record(Epoch(++sequence, 1)).ok());  // commits the batch with it
   EXPECT_EQ(CommittedLastSequence(), sequence);
+  // Predictions are as durable as the epoch they come just before.
+  ASSERT_TRUE(journal->Record(Progress(++sequence, 2)).ok());
+  ASSERT_TRUE(journal->Record(Predicted(++sequence, 2)).ok());
+  EXPECT_EQ(CommittedLastSequence(), sequence);
 }
 
 TEST_F(ExperimentStoreTest, DropsThePartialEpochAndDeletesExperiments) {
@@ -175,20 +187,24 @@ TEST_F(ExperimentStoreTest, DropsThePartialEpochAndDeletesExperiments) {
   running.set_sequence(1);
   running.mutable_state_change()->set_state(v1::RUNNING);
   ASSERT_TRUE(journal->Record(running).ok());
-  ASSERT_TRUE(journal->Record(Snapshot(2, 1, 1)).ok());
-  ASSERT_TRUE(journal->Record(Epoch(3, 1)).ok());
-  ASSERT_TRUE(journal->Record(Snapshot(4, 5, 2)).ok());
-  ASSERT_TRUE(journal->Record(Progress(5, 2)).ok());
-  ASSERT_TRUE(journal->Record(Epoch(6, 2)).ok());
-  ASSERT_TRUE(journal->Record(Progress(7, 3)).ok());
+  ASSERT_TRUE(journal->Record(Predicted(2, 0)).ok());
+  ASSERT_TRUE(journal->Record(Snapshot(3, 1, 1)).ok());
+  ASSERT_TRUE(journal->Record(Predicted(4, 1)).ok());
+  ASSERT_TRUE(journal->Record(Epoch(5, 1)).ok());
+  ASSERT_TRUE(journal->Record(Snapshot(6, 5, 2)).ok());
+  ASSERT_TRUE(journal->Record(Progress(7, 2)).ok());
+  ASSERT_TRUE(journal->Record(Predicted(8, 2)).ok());
+  ASSERT_TRUE(journal->Record(Epoch(9, 2)).ok());
+  ASSERT_TRUE(journal->Record(Progress(10, 3)).ok());
   ASSERT_TRUE(journal->Flush().ok());
   ASSERT_TRUE(store->Journal("bbbb")->Record(Epoch(1, 1)).ok());
 
+  // Resuming from epoch 1's checkpoint: epoch 2's predictions go with its metrics.
   ASSERT_TRUE(store->DropEventsAfterEpoch("aaaa", 1).ok());
   std::vector<Loaded> all = LoadAll(*store);
   std::vector<int64_t> sequences;
   for (const auto& event : all[0].events.metrics) sequences.push_back(event.sequence());
-  EXPECT_EQ(sequences, (std::vector<int64_t>{1, 3}));
+  EXPECT_EQ(sequences, (std::vector<int64_t>{1, 2, 4, 5}));
   ASSERT_EQ(all[0].events.gradients.size(), 1u);
   EXPECT_EQ(all[0].events.gradients[0].step(), 1);
 
@@ -434,6 +450,7 @@ TEST_F(ExperimentStoreTest, KeepsOfTheBoundedKindsWhatTheLogKeeps) {
   std::unique_ptr<EventJournal> journal =
       store->Journal("aaaa", LogRetention{/*batch_progress=*/3, /*gradient_snapshots=*/2});
   int64_t sequence = 0;
+  ASSERT_TRUE(journal->Record(Predicted(++sequence, 0)).ok());  // kept: never pruned
   for (int step = 1; step <= 10; ++step) {
     ASSERT_TRUE(journal->Record(Snapshot(++sequence, step, 1)).ok());
     ASSERT_TRUE(journal->Record(Progress(++sequence, 1)).ok());
@@ -445,7 +462,8 @@ TEST_F(ExperimentStoreTest, KeepsOfTheBoundedKindsWhatTheLogKeeps) {
   EXPECT_EQ(steps, (std::vector<int64_t>{1, 9, 10}));  // step 1 always, then the newest 2
   std::vector<int64_t> sequences;
   for (const auto& event : events.metrics) sequences.push_back(event.sequence());
-  EXPECT_EQ(sequences, (std::vector<int64_t>{16, 18, 20, 21}));  // the newest 3, the epoch
+  // The predictions, the newest 3 progress events, the epoch.
+  EXPECT_EQ(sequences, (std::vector<int64_t>{1, 17, 19, 21, 22}));
 }
 
 // A state folder written by gradlab before schema version 2 (tests/fixtures/state-v1: a

@@ -1,5 +1,5 @@
-// Reading a stream's MetricsEvents in end-to-end tests: the epochs it reported and its
-// state changes in words.
+// Reading a stream's MetricsEvents in end-to-end tests: the epochs and predictions it
+// reported and its state changes in words.
 #ifndef GRADLAB_TESTS_TESTING_METRICS_EVENTS_H_
 #define GRADLAB_TESTS_TESTING_METRICS_EVENTS_H_
 
@@ -17,6 +17,14 @@ inline std::vector<v1::EpochMetrics> Epochs(const std::vector<v1::MetricsEvent>&
     if (event.has_epoch_metrics()) epochs.push_back(event.epoch_metrics());
   }
   return epochs;
+}
+
+inline std::vector<v1::Predictions> PredictionsOf(const std::vector<v1::MetricsEvent>& events) {
+  std::vector<v1::Predictions> predictions;
+  for (const v1::MetricsEvent& event : events) {
+    if (event.has_predictions()) predictions.push_back(event.predictions());
+  }
+  return predictions;
 }
 
 // "STATE: reason" per state change, one per line.
