@@ -79,7 +79,7 @@ class ConsoleSink : public TrainingEventSink {
       for (size_t t = 0; t < classes; ++t) count += p.confusion[t * classes + c];
       std::printf("%s%lld", c ? ", " : "", static_cast<long long>(count));
     }
-    std::printf("]\n");
+    std::printf("], evaluated in %.2f s\n", p.evaluation_seconds);
     std::fflush(stdout);
   }
   void OnGradientSnapshot(const GradientSnapshot& s) override {
