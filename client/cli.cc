@@ -25,6 +25,16 @@
 namespace gradlab {
 namespace {
 
+// Each epoch's predictions (0: the untrained model's). An epoch evaluated again (after a
+// restart or a requeue) is told of again: the newest is its own.
+std::map<int, v1::Predictions> NewestPredictions(const std::vector<v1::MetricsEvent>& events) {
+  std::map<int, v1::Predictions> by_epoch;
+  for (const v1::MetricsEvent& event : events) {
+    if (event.has_predictions()) by_epoch[event.predictions().epoch()] = event.predictions();
+  }
+  return by_epoch;
+}
+
 // Adds the token to every call's metadata, whichever command makes it.
 class TokenInterceptor : public grpc::experimental::Interceptor {
  public:
@@ -405,18 +415,9 @@ int Cli::Grads(const std::string& id, std::optional<int64_t> step, const std::st
 }
 
 int Cli::Preds(const std::string& id, std::optional<int> epoch) {
-  v1::StreamMetricsRequest request;
-  request.set_id(id);
-  request.set_follow(false);
-  grpc::ClientContext context;
-  auto reader = stub_->StreamMetrics(&context, request);
-  // An epoch evaluated again (after a restart or a requeue) is told of again: the newest
-  // is its own.
-  std::map<int, v1::Predictions> by_epoch;
-  for (v1::MetricsEvent event; reader->Read(&event);) {
-    if (event.has_predictions()) by_epoch[event.predictions().epoch()] = event.predictions();
-  }
-  if (grpc::Status status = reader->Finish(); !status.ok()) return Fail(status);
+  std::vector<v1::MetricsEvent> events;
+  if (grpc::Status status = ReadMetrics(id, &events); !status.ok()) return Fail(status);
+  std::map<int, v1::Predictions> by_epoch = NewestPredictions(events);
   auto found = epoch.has_value() ? by_epoch.find(*epoch)
                                  : (by_epoch.empty() ? by_epoch.end() : std::prev(by_epoch.end()));
   if (found == by_epoch.end()) {
@@ -520,17 +521,19 @@ int Cli::Compare(const std::vector<std::string>& models, const v1::StartExperime
   return all_succeeded ? kExitOk : kExitRunNotSucceeded;
 }
 
+grpc::Status Cli::ReadMetrics(const std::string& id, std::vector<v1::MetricsEvent>* metrics) {
+  v1::StreamMetricsRequest request;
+  request.set_id(id);
+  request.set_follow(false);
+  grpc::ClientContext context;
+  auto reader = stub_->StreamMetrics(&context, request);
+  for (v1::MetricsEvent event; reader->Read(&event);) metrics->push_back(std::move(event));
+  return reader->Finish();
+}
+
 grpc::Status Cli::ReadEvents(const std::string& id, std::vector<v1::MetricsEvent>* metrics,
                              std::vector<v1::GradientSnapshot>* gradients) {
-  {
-    v1::StreamMetricsRequest request;
-    request.set_id(id);
-    request.set_follow(false);
-    grpc::ClientContext context;
-    auto reader = stub_->StreamMetrics(&context, request);
-    for (v1::MetricsEvent event; reader->Read(&event);) metrics->push_back(event);
-    if (grpc::Status status = reader->Finish(); !status.ok()) return status;
-  }
+  if (grpc::Status status = ReadMetrics(id, metrics); !status.ok()) return status;
   v1::StreamGradientsRequest request;
   request.set_id(id);
   request.set_follow(false);
@@ -757,21 +760,12 @@ int Cli::ExportMetrics(const std::string& id, const std::string& path, ExportTab
       continue;
     }
     if (!status.ok()) return Fail(status);
-    v1::StreamMetricsRequest request;
-    request.set_id(run_id);
-    request.set_follow(false);
-    grpc::ClientContext context;
-    auto reader = stub_->StreamMetrics(&context, request);
-    // An epoch evaluated again (after a restart) has the newest predictions.
-    std::map<int, v1::Predictions> predictions_by_epoch;
-    for (v1::MetricsEvent event; reader->Read(&event);) {
+    std::vector<v1::MetricsEvent> events;
+    if (grpc::Status read = ReadMetrics(run_id, &events); !read.ok()) return Fail(read);
+    for (const v1::MetricsEvent& event : events) {
       if (event.has_epoch_metrics()) run.epochs.push_back(event.epoch_metrics());
-      if (event.has_predictions()) {
-        predictions_by_epoch[event.predictions().epoch()] = event.predictions();
-      }
     }
-    if (grpc::Status read = reader->Finish(); !read.ok()) return Fail(read);
-    for (auto& [epoch, predictions] : predictions_by_epoch) {
+    for (auto& [epoch, predictions] : NewestPredictions(events)) {
       run.predictions.push_back(std::move(predictions));
     }
   }

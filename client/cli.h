@@ -102,7 +102,9 @@ class Cli {
   int FollowSweep(const v1::Sweep& sweep);
   // Renames a fully written `partial` file to `path`; on failure says why and removes it.
   bool MoveIntoPlace(const std::string& partial, const std::string& path);
-  // Everything the server keeps of an experiment's events, without following.
+  // Everything the server keeps of an experiment's metrics events, without following.
+  grpc::Status ReadMetrics(const std::string& id, std::vector<v1::MetricsEvent>* metrics);
+  // Its metrics events and its gradient snapshots.
   grpc::Status ReadEvents(const std::string& id, std::vector<v1::MetricsEvent>* metrics,
                           std::vector<v1::GradientSnapshot>* gradients);
 
