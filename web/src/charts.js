@@ -811,9 +811,11 @@
       const rows = measureRows(last, this.measure, this.weightsOnly);
       const values = snapshots.map((s) => measureValues(s, this.measure));
       const index = this.selected < 0 ? snapshots.length - 1 : Math.min(this.selected, snapshots.length - 1);
+      // A copy: the live list grows as snapshots arrive, and the heatmap may draw again
+      // (a resize, a hover) before this does, with `values` of the snapshots seen here.
       this.heatmap.setData({
         rows,
-        columns: snapshots,
+        columns: snapshots.slice(),
         value: (r, c) => (values[c].has(rows[r]) ? values[c].get(rows[r]) : null),
         selected: index,
       });
