@@ -12,6 +12,7 @@
 //            [--max_streams_per_client=32] [--max_starts_per_minute=60]
 //   gradlabd --check_state=DIR                     (a full offline check of a state folder)
 //   gradlabd --state_dir=DIR --backup_state=COPY   (a backup, while a server uses DIR)
+//   gradlabd --check_model=FILE                    (UploadModel's helper process)
 //
 // Then, e.g.: gradlab submit --model=resnet --dataset=fashion_mnist --follow
 //             grpcurl -plaintext 127.0.0.1:50051 list
@@ -44,6 +45,7 @@
 #include "common/version.h"
 #include "server/daemon/options.h"
 #include "server/daemon/server.h"
+#include "server/models/model_checker.h"
 #include "server/store/state_maintenance.h"
 #include "server/worker/worker_agent.h"
 
@@ -151,6 +153,16 @@ ABSL_FLAG(std::string, backup_state, "",
           "it: the database as one consistent snapshot (SQLite's backup API), then the "
           "checkpoints it refers to. To restore, stop gradlabd and start it with "
           "--state_dir=DIR (or move DIR into place)");
+
+ABSL_FLAG(std::string, check_model, "",
+          "internal, the helper process of UploadModel: check the TorchScript file FILE "
+          "within --check_model_memory_bytes of address space and --check_model_cpu_seconds "
+          "of CPU time, write the result to stdout and exit");
+ABSL_FLAG(int64_t, check_model_memory_bytes, gradlab::ModelCheckLimits().memory_bytes,
+          "--check_model: the address space it may use");
+ABSL_FLAG(int, check_model_cpu_seconds,
+          static_cast<int>(absl::ToInt64Seconds(gradlab::ModelCheckLimits().cpu_time)),
+          "--check_model: the CPU time it may use");
 
 ABSL_FLAG(bool, worker, false,
           "run as a worker of the gradlabd at --coordinator: train ranks of its data-parallel "
@@ -323,6 +335,12 @@ int main(int argc, char** argv) {
                    ": trains CNNs on CPU and streams their metrics and gradients over gRPC; with "
                    "--worker, trains ranks of another gradlabd's data-parallel experiments."));
   absl::ParseCommandLine(argc, argv);
+  // Before anything else: the helper limits itself first, and must not start threads.
+  if (!absl::GetFlag(FLAGS_check_model).empty()) {
+    return gradlab::RunModelCheckHelper(absl::GetFlag(FLAGS_check_model),
+                                        absl::GetFlag(FLAGS_check_model_memory_bytes),
+                                        absl::GetFlag(FLAGS_check_model_cpu_seconds));
+  }
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
   // A client that hangs up mid-write must not stop the server (TLS writes would raise it).

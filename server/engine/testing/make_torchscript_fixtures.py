@@ -1,0 +1,109 @@
+#!/usr/bin/python3
+"""Writes the TorchScript files that torchscript_check_test checks, into the folder given.
+
+Run by the test with Debian's python3-torch (1.13, the server's LibTorch):
+  good.pt       a small residual CNN with BatchNorm and dropout for 3-channel images
+  wide.pt       the same, but 100 outputs: fits no 10-class dataset
+  from_file.pt  reads a file with torch.from_file inside forward
+  print.pt      prints inside forward
+  loop.pt       loops for ever inside forward
+  hog.pt        asks for 2 GiB inside forward
+  no_params.pt  no parameters at all
+  state_dict.pt good.pt's weights saved by torch.save: a pickle, not TorchScript
+"""
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+
+class Block(torch.nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn = torch.nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        return F.relu(x + self.bn(self.conv(x)))
+
+
+class Net(torch.nn.Module):
+    def __init__(self, outputs: int = 10):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.blocks = torch.nn.Sequential(Block(8), Block(8))
+        self.pool = torch.nn.MaxPool2d(2)
+        self.dropout = torch.nn.Dropout(0.1)
+        self.fc = torch.nn.Linear(8, outputs)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.stem(x)))
+        x = self.blocks(x)
+        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return self.fc(self.dropout(x))
+
+
+class ReadsAFile(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = Net()
+
+    def forward(self, x):
+        stolen = torch.from_file("/etc/hostname", False, 1, dtype=torch.uint8)
+        return self.net(x) + stolen.float().sum()
+
+
+class Prints(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = Net()
+
+    def forward(self, x):
+        print("hello from forward")
+        return self.net(x)
+
+
+class Loops(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = Net()
+
+    def forward(self, x):
+        i = 0
+        while i >= 0:
+            i = i + 1
+        return self.net(x)
+
+
+class Hogs(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = Net()
+
+    def forward(self, x):
+        hog = torch.ones(1 << 29)  # 2 GiB
+        return self.net(x) + hog[0]
+
+
+class NoParameters(torch.nn.Module):
+    def forward(self, x):
+        return x.flatten(1)[:, :10]
+
+
+def main(folder):
+    torch.manual_seed(42)
+    os.makedirs(folder, exist_ok=True)
+    save = lambda module, name: torch.jit.script(module).save(os.path.join(folder, name))
+    save(Net(), "good.pt")
+    save(Net(100), "wide.pt")
+    save(ReadsAFile(), "from_file.pt")
+    save(Prints(), "print.pt")
+    save(Loops(), "loop.pt")
+    save(Hogs(), "hog.pt")
+    save(NoParameters(), "no_params.pt")
+    torch.save(Net().state_dict(), os.path.join(folder, "state_dict.pt"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
