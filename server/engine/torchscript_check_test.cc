@@ -6,31 +6,18 @@
 #include <filesystem>
 #include <fstream>
 
-#include "tests/testing/child_process.h"
-#include "tests/testing/test_dir.h"
+#include "server/engine/testing/torchscript_fixtures.h"
 
 namespace gradlab {
 namespace {
 
 using ::testing::HasSubstr;
-namespace fs = std::filesystem;
 
-// The modules of testing/make_torchscript_fixtures.py, scripted by Debian's PyTorch once
-// for the suite.
+// The modules of testing/make_torchscript_fixtures.py.
 class TorchScriptCheckTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    folder_ = new fs::path(FreshSuiteDir("torchscript_fixtures"));
-    const CommandResult made =
-        RunCommand({"/usr/bin/python3", "server/engine/testing/make_torchscript_fixtures.py",
-                    folder_->string()});
-    ASSERT_EQ(made.exit_code, 0) << made.out;
-  }
-  static std::string Fixture(const std::string& name) { return (*folder_ / name).string(); }
-
-  static fs::path* folder_;
+  static std::string Fixture(const std::string& name) { return TorchScriptFixture(name); }
 };
-fs::path* TorchScriptCheckTest::folder_ = nullptr;
 
 const DatasetFit& FitOf(const TorchScriptReport& report, const std::string& dataset) {
   for (const DatasetFit& fit : report.datasets) {

@@ -8,8 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "tests/testing/child_process.h"
-#include "tests/testing/test_dir.h"
+#include "server/engine/testing/torchscript_fixtures.h"
 
 namespace gradlab {
 namespace {
@@ -19,25 +18,15 @@ namespace fs = std::filesystem;
 
 class ModelCheckerTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    folder_ = new fs::path(FreshSuiteDir("model_checker"));
-    const CommandResult made =
-        RunCommand({"/usr/bin/python3", "server/engine/testing/make_torchscript_fixtures.py",
-                    folder_->string()});
-    ASSERT_EQ(made.exit_code, 0) << made.out;
-  }
-  static std::string Fixture(const std::string& name) { return (*folder_ / name).string(); }
+  static std::string Fixture(const std::string& name) { return TorchScriptFixture(name); }
   // A stand-in for the helper: a shell script that does `body`.
   static std::string Script(const std::string& name, const std::string& body) {
-    const fs::path path = *folder_ / name;
+    const fs::path path = fs::path(Fixture(name));
     std::ofstream(path) << "#!/bin/sh\n" << body << "\n";
     fs::permissions(path, fs::perms::owner_all);
     return path.string();
   }
-
-  static fs::path* folder_;
 };
-fs::path* ModelCheckerTest::folder_ = nullptr;
 
 TEST_F(ModelCheckerTest, AGoodModuleComesBackAsItsParametersAndDatasets) {
   absl::StatusOr<v1::ModelArtifact> artifact =

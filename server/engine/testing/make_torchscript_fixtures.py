@@ -10,6 +10,9 @@ Run by the test with Debian's python3-torch (1.13, the server's LibTorch):
   hog.pt        asks for 2 GiB inside forward
   no_params.pt  no parameters at all
   state_dict.pt good.pt's weights saved by torch.save: a pickle, not TorchScript
+  good_step.txt good.pt's state_dict keys, then one SGD step of it in PyTorch (eval mode,
+                lr 0.1, on Input() with labels 0-3): the loss and the sum of fc.weight
+                after the step, as repr()
 """
 import os
 import sys
@@ -91,6 +94,22 @@ class NoParameters(torch.nn.Module):
         return x.flatten(1)[:, :10]
 
 
+def Input():
+    """A batch of 4 deterministic images: sin of 0, 1, 2, ..."""
+    return torch.arange(4 * 3 * 32 * 32, dtype=torch.float32).sin().reshape(4, 3, 32, 32)
+
+
+def one_step(path):
+    model = torch.jit.load(path)
+    model.eval()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss = F.cross_entropy(model(Input()), torch.arange(4))
+    loss.backward()
+    optimizer.step()
+    return [",".join(model.state_dict().keys()), repr(loss.item()),
+            repr(model.fc.weight.sum().item())]
+
+
 def main(folder):
     torch.manual_seed(42)
     os.makedirs(folder, exist_ok=True)
@@ -103,6 +122,8 @@ def main(folder):
     save(Hogs(), "hog.pt")
     save(NoParameters(), "no_params.pt")
     torch.save(Net().state_dict(), os.path.join(folder, "state_dict.pt"))
+    with open(os.path.join(folder, "good_step.txt"), "w") as out:
+        out.write("\n".join(one_step(os.path.join(folder, "good.pt"))) + "\n")
 
 
 if __name__ == "__main__":
