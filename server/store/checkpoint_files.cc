@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "server/store/crc32.h"
+#include "server/store/file_io.h"
 
 namespace gradlab {
 namespace {
@@ -59,21 +60,6 @@ absl::StatusOr<std::string> Unseal(std::string sealed, const std::string& path) 
   return sealed;
 }
 
-absl::Status Errno(absl::string_view what, const std::string& path) {
-  const std::string message = absl::StrCat("cannot ", what, " ", path, ": ", std::strerror(errno));
-  // A full disk (or quota) is a shortage that passes, not a fault of the file.
-  if (errno == ENOSPC || errno == EDQUOT) return absl::ResourceExhaustedError(message);
-  return absl::InternalError(message);
-}
-
-absl::Status SyncFolder(const std::string& dir) {
-  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Errno("open folder", dir);
-  const int result = fsync(fd);
-  close(fd);
-  return result == 0 ? absl::OkStatus() : Errno("sync folder", dir);
-}
-
 // The epoch of a checkpoint file name, or -1.
 int EpochOf(const std::string& file_name) {
   absl::string_view name = file_name;
@@ -92,23 +78,23 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
   auto step = [&](absl::string_view name) { return hook ? hook(name) : absl::OkStatus(); };
   const std::string temporary = path + kTemporarySuffix;
   const int fd = open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Errno("create", temporary);
+  if (fd < 0) return FileError("create", temporary);
   absl::Status status = step("created");
   for (size_t written = 0; status.ok() && written < contents.size();) {
     const ssize_t n = write(fd, contents.data() + written, contents.size() - written);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0)
-      status = Errno("write", temporary);
+      status = FileError("write", temporary);
     else
       written += static_cast<size_t>(n);
   }
   if (status.ok()) status = step("written");
-  if (status.ok() && fsync(fd) != 0) status = Errno("sync", temporary);
+  if (status.ok() && fsync(fd) != 0) status = FileError("sync", temporary);
   if (status.ok()) status = step("synced");
-  if (close(fd) != 0 && status.ok()) status = Errno("close", temporary);
+  if (close(fd) != 0 && status.ok()) status = FileError("close", temporary);
   if (status.ok()) status = step("closed");
   if (status.ok() && rename(temporary.c_str(), path.c_str()) != 0)
-    status = Errno("rename", temporary);
+    status = FileError("rename", temporary);
   if (!status.ok()) {
     unlink(temporary.c_str());  // the previous file, if any, is untouched
     return status;
@@ -149,7 +135,7 @@ absl::StatusOr<std::string> CheckpointFiles::Read(int epoch) const {
   if (!file) return absl::NotFoundError(absl::StrCat("no checkpoint ", path));
   std::ostringstream contents;
   contents << file.rdbuf();
-  if (file.bad()) return Errno("read", path);
+  if (file.bad()) return FileError("read", path);
   return Unseal(std::move(contents).str(), path);
 }
 
