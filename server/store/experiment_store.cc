@@ -41,6 +41,7 @@ using store_format::ReadEvent;
 using store_format::SchemaProblem;
 using store_format::StoreInfo;
 using store_format::SummaryChecksum;
+using store_format::SummaryKind;
 using store_format::SummaryProblem;
 
 // Version 2: checksummed rows, the kind of each event (for retention), the store's id and
@@ -79,11 +80,23 @@ CREATE TABLE sweeps (
 );
 )sql";
 
+// Version 4 adds the uploaded models: each row a ModelArtifact (its file is
+// models/<id>.pt), checked as a summary is; request_id is ''.
+constexpr char kModelsTable[] = R"sql(
+CREATE TABLE models (
+  id TEXT PRIMARY KEY,               -- the file's sha256 in hex
+  ordinal INTEGER NOT NULL UNIQUE,   -- upload order
+  request_id TEXT NOT NULL,
+  record BLOB NOT NULL,              -- gradlab.v1.ModelArtifact
+  checksum INTEGER NOT NULL          -- SummaryChecksum
+);
+)sql";
+
 // Version 1 (gradlab before checksums) had the same experiments table without its
 // checksum, and events with `gradients` (1 for a snapshot) in place of `kind`, without
 // checksums.
 
-// Why an existing database (version 3 or older) and the marker beside it cannot be
+// Why an existing database (version 4 or older) and the marker beside it cannot be
 // opened, or "": reads the schema, the store's id and count, and every summary row.
 std::string CheckExisting(SQLite::Database& db, const std::optional<StateMarker>& marker) {
   const int application_id = db.execAndGet("PRAGMA application_id").getInt();
@@ -107,7 +120,16 @@ std::string CheckExisting(SQLite::Database& db, const std::optional<StateMarker>
   if (version < 3) return "";
   SQLite::Statement sweeps(db, absl::StrCat("SELECT ", kSummaryColumns, " FROM sweeps"));
   while (sweeps.executeStep()) {
-    if (std::string problem = SummaryProblem(sweeps, true); !problem.empty()) return problem;
+    if (std::string problem = SummaryProblem(sweeps, SummaryKind::kSweep); !problem.empty()) {
+      return problem;
+    }
+  }
+  if (version < 4) return "";
+  SQLite::Statement models(db, absl::StrCat("SELECT ", kSummaryColumns, " FROM models"));
+  while (models.executeStep()) {
+    if (std::string problem = SummaryProblem(models, SummaryKind::kModel); !problem.empty()) {
+      return problem;
+    }
   }
   return "";
 }
@@ -168,7 +190,8 @@ void Prune(SQLite::Database& db, const std::string& experiment_id, const LogRete
   }
 }
 
-// Into the experiments table, or the sweeps table (whose rows have the same columns).
+// Into the experiments table, or the sweeps or models table (whose rows have the same
+// columns).
 void InsertSummary(SQLite::Database& db, const std::string& id, int64_t ordinal,
                    const std::string& request_id, absl::string_view record,
                    const char* table = "experiments") {
@@ -251,7 +274,8 @@ void CreateOrMigrateToVersion2(SQLite::Database& db, int version) {
 void CreateOrMigrate(SQLite::Database& db, int version) {
   SQLite::Transaction transaction(db);
   if (version < 2) CreateOrMigrateToVersion2(db, version);
-  db.exec(kSweepsTable);
+  if (version < 3) db.exec(kSweepsTable);
+  db.exec(kModelsTable);
   db.exec(absl::StrCat("PRAGMA application_id=", kApplicationId));
   db.exec(absl::StrCat("PRAGMA user_version=", ExperimentStore::kSchemaVersion));
   transaction.commit();
@@ -622,7 +646,7 @@ absl::StatusOr<std::vector<StoredSweep>> ExperimentStore::LoadSweeps() const {
     SQLite::Statement rows(
         *db_, absl::StrCat("SELECT ", kSummaryColumns, " FROM sweeps ORDER BY ordinal"));
     while (problem.empty() && rows.executeStep()) {
-      problem = SummaryProblem(rows, true);
+      problem = SummaryProblem(rows, SummaryKind::kSweep);
       StoredSweep& stored = sweeps.emplace_back();
       stored.ordinal = rows.getColumn(1).getInt64();
       stored.request_id = rows.getColumn(2).getString();
@@ -657,6 +681,48 @@ absl::Status ExperimentStore::DeleteSweep(const std::string& sweep_id) {
     mu_.AssertHeld();  // the lambda runs under the lock its caller took
     SQLite::Statement record(*db_, "DELETE FROM sweeps WHERE id = ?");
     record.bind(1, sweep_id);
+    record.exec();
+  });
+}
+
+absl::StatusOr<std::vector<StoredModel>> ExperimentStore::LoadModels() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<StoredModel> models;
+  std::string problem;
+  absl::Status status = Guard("loading models", [&] {
+    mu_.AssertHeld();  // the lambda runs under the lock its caller took
+    SQLite::Statement rows(
+        *db_, absl::StrCat("SELECT ", kSummaryColumns, " FROM models ORDER BY ordinal"));
+    while (problem.empty() && rows.executeStep()) {
+      problem = SummaryProblem(rows, SummaryKind::kModel);
+      StoredModel& stored = models.emplace_back();
+      stored.ordinal = rows.getColumn(1).getInt64();
+      const absl::string_view record = BlobOf(rows.getColumn(3));
+      stored.record.ParseFromArray(record.data(), static_cast<int>(record.size()));
+    }
+  });
+  if (!status.ok()) return status;
+  if (!problem.empty()) return absl::DataLossError(absl::StrCat("state database: ", problem));
+  return models;
+}
+
+absl::Status ExperimentStore::SaveModel(const StoredModel& model) {
+  absl::MutexLock lock(&mu_);
+  BeforeWrite("record");
+  return WriteEssential(absl::StrCat("saving model ", model.record.id()), [&] {
+    mu_.AssertHeld();  // the lambda runs under the lock its caller took
+    InsertSummary(*db_, model.record.id(), model.ordinal, "", model.record.SerializeAsString(),
+                  "models");
+  });
+}
+
+absl::Status ExperimentStore::DeleteModel(const std::string& model_id) {
+  absl::MutexLock lock(&mu_);
+  BeforeWrite("delete");
+  return WriteEssential(absl::StrCat("deleting model ", model_id), [&] {
+    mu_.AssertHeld();  // the lambda runs under the lock its caller took
+    SQLite::Statement record(*db_, "DELETE FROM models WHERE id = ?");
+    record.bind(1, model_id);
     record.exec();
   });
 }

@@ -66,11 +66,17 @@ struct StoredSweep {
   v1::Sweep record;
 };
 
+// One uploaded model as stored (its file: ModelFiles).
+struct StoredModel {
+  int64_t ordinal = 0;  // upload order
+  v1::ModelArtifact record;
+};
+
 // Thread-safe: one connection, used under a mutex.
 class ExperimentStore {
  public:
   // The version of the database's layout this binary writes; it migrates older ones.
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   // Opens `state_dir`/gradlab.db, creating the folder and the database if they do not
   // exist, and holds the folder's lock (StateDirLock) until the store is destroyed: a
@@ -119,6 +125,12 @@ class ExperimentStore {
       ABSL_LOCKS_EXCLUDED(mu_);
   // Removes a sweep's record (not its experiments).
   absl::Status DeleteSweep(const std::string& sweep_id) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Every uploaded model's record, oldest first.
+  absl::StatusOr<std::vector<StoredModel>> LoadModels() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Inserts or replaces a model's record; committed and synced on return. Essential.
+  absl::Status SaveModel(const StoredModel& model) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status DeleteModel(const std::string& model_id) ABSL_LOCKS_EXCLUDED(mu_);
 
   // A journal that appends to `experiment_id`'s events (see EventJournal for batching),
   // and keeps of its bounded kinds what `retention` says its log keeps.

@@ -404,6 +404,20 @@ TEST_F(DamagedStoreTest, AFlippedBitInASweepIsRefusedNamingIt) {
   ExpectRefusedUntouched(dir_, "gradlab.db", "the summary of sweep swp1 fails its checksum");
 }
 
+TEST_F(DamagedStoreTest, AFlippedBitInAModelIsRefusedNamingIt) {
+  const std::string id(64, 'c');
+  {
+    auto store = Open();
+    StoredModel model;
+    model.ordinal = 1;
+    model.record.set_id(id);
+    model.record.set_name("a network with a name long enough to flip a byte of");
+    ASSERT_TRUE(store->SaveModel(model).ok());
+  }
+  FlipByte("id = '" + id + "'", "models", "record");
+  ExpectRefusedUntouched(dir_, "gradlab.db", "the summary of model " + id + " fails its checksum");
+}
+
 TEST_F(DamagedStoreTest, AFlippedBitInAnEventEndsThatExperimentsEventsBeforeIt) {
   { Fill(*Open()); }
   FlipByte("experiment_id = 'aaaa' AND sequence = 5", "events", "body");
@@ -547,7 +561,7 @@ TEST_F(ExperimentStoreTest, AFullDiskStoresNeitherTheSweepNorAnyOfItsRuns) {
   EXPECT_TRUE(store->LoadExperiments()->empty());
 }
 
-// A version 2 database (before sweeps) gains the sweeps table and keeps every row.
+// A version 2 database (before sweeps and models) gains their tables and keeps every row.
 TEST_F(ExperimentStoreTest, AVersion2DatabaseMigrates) {
   {
     auto store = Open();
@@ -556,6 +570,7 @@ TEST_F(ExperimentStoreTest, AVersion2DatabaseMigrates) {
   {
     SQLite::Database db((fs::path(dir_) / "gradlab.db").string(), SQLite::OPEN_READWRITE);
     db.exec("DROP TABLE sweeps");
+    db.exec("DROP TABLE models");
     db.exec("PRAGMA user_version=2");
   }
   auto store = Open();
@@ -564,8 +579,54 @@ TEST_F(ExperimentStoreTest, AVersion2DatabaseMigrates) {
   sweep.ordinal = 1;
   sweep.record.set_id("swp1");
   EXPECT_TRUE(store->SaveSweep(sweep).ok());
+  StoredModel model;
+  model.ordinal = 1;
+  model.record.set_id(std::string(64, 'a'));
+  EXPECT_TRUE(store->SaveModel(model).ok());
   SQLite::Database db(store->database_path(), SQLite::OPEN_READONLY);
-  EXPECT_EQ(db.execAndGet("PRAGMA user_version").getInt(), 3);
+  EXPECT_EQ(db.execAndGet("PRAGMA user_version").getInt(), 4);
+}
+
+// A version 3 database (before models) gains their table and keeps its sweeps.
+TEST_F(ExperimentStoreTest, AVersion3DatabaseMigrates) {
+  {
+    auto store = Open();
+    StoredSweep sweep;
+    sweep.ordinal = 1;
+    sweep.record.set_id("swp1");
+    ASSERT_TRUE(store->SaveSweep(sweep).ok());
+  }
+  {
+    SQLite::Database db((fs::path(dir_) / "gradlab.db").string(), SQLite::OPEN_READWRITE);
+    db.exec("DROP TABLE models");
+    db.exec("PRAGMA user_version=3");
+  }
+  auto store = Open();
+  ASSERT_EQ(store->LoadSweeps()->size(), 1u);
+  EXPECT_TRUE(store->LoadModels()->empty());
+}
+
+TEST_F(ExperimentStoreTest, ModelsAreStoredInUploadOrderAndDeleted) {
+  {
+    auto store = Open();
+    for (int i = 1; i <= 2; ++i) {
+      StoredModel model;
+      model.ordinal = i;
+      model.record.set_id(std::string(64, i == 1 ? 'b' : 'a'));
+      model.record.set_name(absl::StrCat("net", i));
+      model.record.set_parameter_count(1000 * i);
+      ASSERT_TRUE(store->SaveModel(model).ok());
+    }
+  }
+  auto store = Open();
+  absl::StatusOr<std::vector<StoredModel>> models = store->LoadModels();
+  ASSERT_TRUE(models.ok()) << models.status();
+  ASSERT_EQ(models->size(), 2u);
+  EXPECT_EQ((*models)[0].record.name(), "net1");
+  EXPECT_EQ((*models)[1].record.parameter_count(), 2000);
+  ASSERT_TRUE(store->DeleteModel(std::string(64, 'b')).ok());
+  ASSERT_EQ(store->LoadModels()->size(), 1u);
+  EXPECT_EQ(store->LoadModels()->front().record.name(), "net2");
 }
 
 TEST_F(DamagedStoreTest, TheFullCheckReportsAHealthyFolderAndEachDamageWithoutWriting) {

@@ -88,11 +88,27 @@ void VerifyDatabase(SQLite::Database& db, const std::optional<StateMarker>& mark
     int64_t sweep_count = 0;
     while (sweeps.executeStep()) {
       ++sweep_count;
-      if (std::string problem = store_format::SummaryProblem(sweeps, true); !problem.empty()) {
+      if (std::string problem =
+              store_format::SummaryProblem(sweeps, store_format::SummaryKind::kSweep);
+          !problem.empty()) {
         findings.Problem(problem);
       }
     }
     findings.Checked(absl::StrCat(sweep_count, " sweep summaries"));
+  }
+  if (version >= 4) {
+    SQLite::Statement models(
+        db, absl::StrCat("SELECT ", store_format::kSummaryColumns, " FROM models"));
+    int64_t model_count = 0;
+    while (models.executeStep()) {
+      ++model_count;
+      if (std::string problem =
+              store_format::SummaryProblem(models, store_format::SummaryKind::kModel);
+          !problem.empty()) {
+        findings.Problem(problem);
+      }
+    }
+    findings.Checked(absl::StrCat(model_count, " uploaded models"));
   }
   SQLite::Statement events(db, absl::StrCat("SELECT ", store_format::kEventColumns,
                                             ", experiment_id FROM events "

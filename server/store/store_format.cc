@@ -90,18 +90,23 @@ std::optional<StateMarker> StoreInfo(SQLite::Database& db) {
 }
 
 // What a check found wrong with one summary row, or "".
-std::string SummaryProblem(const SQLite::Statement& row, bool sweep) {
+std::string SummaryProblem(const SQLite::Statement& row, SummaryKind kind) {
   const std::string id = row.getColumn(0).getString();
   const absl::string_view record = BlobOf(row.getColumn(3));
-  const char* const what = sweep ? "sweep" : "experiment";
+  const char* const what = kind == SummaryKind::kSweep   ? "sweep"
+                           : kind == SummaryKind::kModel ? "model"
+                                                         : "experiment";
   if (SummaryChecksum(id, row.getColumn(1).getInt64(), row.getColumn(2).getString(), record) !=
       static_cast<uint32_t>(row.getColumn(4).getInt64())) {
     return absl::StrCat("the summary of ", what, " ", id, " fails its checksum");
   }
   v1::Experiment experiment;
-  v1::Sweep parsed_sweep;
+  v1::Sweep sweep;
+  v1::ModelArtifact model;
   google::protobuf::Message& parsed =
-      sweep ? static_cast<google::protobuf::Message&>(parsed_sweep) : experiment;
+      kind == SummaryKind::kSweep   ? static_cast<google::protobuf::Message&>(sweep)
+      : kind == SummaryKind::kModel ? static_cast<google::protobuf::Message&>(model)
+                                    : experiment;
   if (!parsed.ParseFromArray(record.data(), static_cast<int>(record.size()))) {
     return absl::StrCat("the summary of ", what, " ", id, " does not parse");
   }

@@ -74,9 +74,13 @@ std::string MarkerMismatch(const std::optional<StateMarker>& info,
 // newer schema than this binary's.
 std::string SchemaProblem(SQLite::Database& db);
 
-// What is wrong with a summary row (columns kSummaryColumns) of the experiments table, or
-// with `sweep` set of the sweeps table (whose rows have the same columns), or "".
-std::string SummaryProblem(const SQLite::Statement& row, bool sweep = false);
+// The tables whose rows are summaries (columns kSummaryColumns): an id, a creation
+// ordinal, a request id, the record and its checksum.
+enum class SummaryKind { kExperiment, kSweep, kModel };
+
+// What is wrong with a summary row of the table of `kind`, or "".
+std::string SummaryProblem(const SQLite::Statement& row,
+                           SummaryKind kind = SummaryKind::kExperiment);
 
 // Checks an event row (columns kEventColumns) and appends it, parsed, to `events`; or
 // returns what is wrong with it and appends nothing.
