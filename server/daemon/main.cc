@@ -86,6 +86,12 @@ ABSL_FLAG(std::string, state_reserve, kDefaults.state_reserve,
           "full disk experiments' state changes are still stored: a run stopped by the full "
           "disk goes back to the queue, and runs wait until there is room for the reserve "
           "again, then go on from their last checkpoint; \"0\": no reserve");
+ABSL_FLAG(std::string, max_model_bytes, kDefaults.max_model_bytes,
+          "the largest TorchScript file UploadModel takes (e.g. 200MB); larger uploads are "
+          "refused with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, model_check_seconds, kDefaults.model_check_seconds,
+          "the CPU time an uploaded model's check (one forward and backward per dataset, in a "
+          "helper process) may take, and half the wall-clock time the server waits for it");
 ABSL_FLAG(std::string, keep_checkpoints, kDefaults.keep_checkpoints,
           "which checkpoints of a finished experiment stay on disk, for ExportModel: "
           "\"last,best\", \"last\", \"best\" or \"none\"");
@@ -232,6 +238,8 @@ gradlab::GradlabdFlags FlagValues() {
   flags.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
   flags.state_dir = absl::GetFlag(FLAGS_state_dir);
   flags.state_reserve = absl::GetFlag(FLAGS_state_reserve);
+  flags.max_model_bytes = absl::GetFlag(FLAGS_max_model_bytes);
+  flags.model_check_seconds = absl::GetFlag(FLAGS_model_check_seconds);
   flags.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
   flags.training_niceness = absl::GetFlag(FLAGS_training_niceness);
   flags.http_listen = absl::GetFlag(FLAGS_http_listen);

@@ -79,6 +79,19 @@ absl::StatusOr<ServerOptions> ServerOptionsFrom(const GradlabdFlags& flags, int 
   absl::StatusOr<int64_t> reserve = ParseBytes(flags.state_reserve, "--state_reserve");
   if (!reserve.ok()) return reserve.status();
   options.store.reserve_bytes = *reserve;
+  absl::StatusOr<int64_t> max_model = ParseBytes(flags.max_model_bytes, "--max_model_bytes");
+  if (!max_model.ok()) return max_model.status();
+  if (*max_model < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_model_bytes: ", flags.max_model_bytes, " must be at least 1 byte"));
+  }
+  options.max_model_bytes = *max_model;
+  if (flags.model_check_seconds < 1 || flags.model_check_seconds > 3600) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--model_check_seconds: ", flags.model_check_seconds, " is out of range [1, 3600]"));
+  }
+  options.model_check.cpu_time = absl::Seconds(flags.model_check_seconds);
+  options.model_check.wall_time = absl::Seconds(2 * flags.model_check_seconds);
   absl::StatusOr<KeepCheckpoints> keep = ParseKeepCheckpoints(flags.keep_checkpoints);
   if (!keep.ok()) return keep.status();
   registry.keep_checkpoints = *keep;

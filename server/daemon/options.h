@@ -27,6 +27,8 @@ struct GradlabdFlags {
   std::string data_dir = "data";
   std::string allowed_data_dirs;  // comma-separated; empty: data_dir and /usr/share/datasets
   int max_request_bytes = 256 * 1024;
+  std::string max_model_bytes = "200MB";  // a size
+  int model_check_seconds = 60;           // of CPU time; twice that of wall-clock time
   std::string state_dir = "gradlab-state";
   std::string state_reserve = "8MiB";  // a size; "0": none
   std::string keep_checkpoints = "last,best";

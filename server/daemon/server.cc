@@ -3,6 +3,10 @@
 #include <glog/logging.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <filesystem>
+#include <string>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "common/byte_size.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -13,6 +17,37 @@ namespace gradlab {
 
 constexpr char kServiceName[] = "gradlab.v1.ExperimentService";
 constexpr char kWorkerServiceName[] = "gradlab.v1.WorkerService";
+
+namespace {
+
+// This process's binary: gradlabd, run again as the model check's helper.
+std::string OwnBinary() {
+  std::error_code error;
+  const std::filesystem::path path = std::filesystem::read_symlink("/proc/self/exe", error);
+  return error ? std::string("/proc/self/exe") : path.string();
+}
+
+// The experiments, finished ones included, whose spec trains the uploaded model `model_id`.
+std::vector<std::string> ExperimentsTraining(const ExperimentRegistry& experiments,
+                                             const std::string& model_id) {
+  std::vector<std::string> ids;
+  v1::ListExperimentsRequest request;
+  request.set_page_size(1000);
+  while (true) {
+    absl::StatusOr<v1::ListExperimentsResponse> page = experiments.ListExperiments(request);
+    if (!page.ok()) break;
+    for (const v1::Experiment& experiment : page->experiments()) {
+      if (experiment.spec().model() == absl::StrCat("uploaded:", model_id)) {
+        ids.push_back(experiment.id());
+      }
+    }
+    if (page->next_page_token().empty()) break;
+    request.set_page_token(page->next_page_token());
+  }
+  return ids;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOptions options) {
   // The health service is gRPC's own; its messages are also compiled into this binary
@@ -57,10 +92,25 @@ absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOption
       SweepRegistry::Open(*server->registry_, sweep_options);
   if (!sweeps.ok()) return sweeps.status();
   server->sweeps_ = *std::move(sweeps);
+  if (sweep_options.store != nullptr) {
+    ModelRegistryOptions model_options;
+    model_options.helper = OwnBinary();
+    model_options.limits = options.model_check;
+    model_options.max_model_bytes = options.max_model_bytes;
+    ExperimentRegistry* experiments = server->registry_.get();
+    model_options.experiments_using = [experiments](const std::string& model_id) {
+      return ExperimentsTraining(*experiments, model_id);
+    };
+    absl::StatusOr<std::unique_ptr<ModelRegistry>> models =
+        ModelRegistry::Open(*sweep_options.store, std::move(model_options));
+    if (!models.ok()) return models.status();
+    server->models_ = *std::move(models);
+  }
   server->authorizer_ = std::move(authorizer);
   server->limits_ = std::make_unique<ClientLimits>(options.limits);
   server->service_ = std::make_unique<ExperimentServiceImpl>(
-      *server->registry_, *server->sweeps_, server->authorizer_.get(), *server->limits_);
+      *server->registry_, *server->sweeps_, server->models_.get(), server->authorizer_.get(),
+      *server->limits_);
   server->worker_service_ = std::make_unique<WorkerServiceImpl>(server->registry_->worker_pool(),
                                                                 server->authorizer_.get());
   options.http.authorizer = server->authorizer_.get();

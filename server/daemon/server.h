@@ -44,6 +44,9 @@ struct ServerOptions {
   RegistryOptions registry;
   // The most runs one sweep may have (--max_sweep_runs).
   int64_t max_sweep_runs = 100;
+  // Uploaded models (with a state_dir): the largest file taken, and the check's limits.
+  int64_t max_model_bytes = int64_t{200} * 1000 * 1000;
+  ModelCheckLimits model_check;
   // http.listen empty: no HTTP listener.
   HttpOptions http;
   // Whether Start lets the queue train once the server serves; false leaves that to
@@ -80,6 +83,7 @@ class GradlabServer {
   std::unique_ptr<ExperimentRegistry> registry_;
   // Follows the registry's changes: destroyed before it.
   std::unique_ptr<SweepRegistry> sweeps_;
+  std::unique_ptr<ModelRegistry> models_;  // null without a state folder
   std::unique_ptr<ExperimentServiceImpl> service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::unique_ptr<ReflectionService> reflection_;  // grpc.reflection.v1alpha, read tokens

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <thread>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -475,6 +476,125 @@ grpc::ServerWriteReactor<v1::Sweep>* ExperimentServiceImpl::StreamSweep(
   auto* stream = new SweepStream(*std::move(slot));
   stream->Open(context, sweeps_, *request);
   return stream;
+}
+
+absl::Status ExperimentServiceImpl::AllowModels(grpc::CallbackServerContext* context,
+                                                Role needed) const {
+  if (absl::Status allowed = Authorize(context, needed); !allowed.ok()) return allowed;
+  if (models_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "this gradlabd keeps no state (--state_dir is empty): it cannot keep uploaded models");
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// UploadModel: the header, then the file's chunks, each appended to the upload as it
+// arrives (one read in flight). The check, seconds in a helper process, runs on a thread
+// of its own, never on gRPC's.
+class UploadModelReactor : public grpc::ServerReadReactor<v1::UploadModelRequest> {
+ public:
+  UploadModelReactor(grpc::CallbackServerContext* context, ModelRegistry* models,
+                     v1::ModelArtifact* response, const absl::Status& allowed)
+      : context_(context), models_(models), response_(response) {
+    if (!allowed.ok()) {
+      Answer(allowed);
+      return;
+    }
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client has sent everything (or gone)
+      if (session_ == nullptr) {
+        Answer(absl::InvalidArgumentError("the upload sent no header and no bytes"));
+        return;
+      }
+      std::thread([this] {
+        absl::StatusOr<v1::ModelArtifact> artifact = session_->Finish();
+        if (artifact.ok()) *response_ = *std::move(artifact);
+        Answer(artifact.status());
+      }).detach();
+      return;
+    }
+    if (session_ == nullptr) {
+      if (!request_.has_header()) {
+        Answer(absl::InvalidArgumentError(
+            "the first message of an upload is its header (name, sha256), then the chunks"));
+        return;
+      }
+      absl::StatusOr<std::unique_ptr<ModelUploadSession>> session =
+          models_->BeginUpload(request_.header());
+      if (!session.ok()) {
+        Answer(session.status());
+        return;
+      }
+      session_ = *std::move(session);
+    } else {
+      if (!request_.has_chunk()) {
+        Answer(absl::InvalidArgumentError(
+            "after the header, every message of an upload is a chunk of the file"));
+        return;
+      }
+      if (absl::Status appended = session_->Append(request_.chunk()); !appended.ok()) {
+        Answer(appended);
+        return;
+      }
+    }
+    StartRead(&request_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  // Finishes the call with `status` (OK too), logged.
+  void Answer(const absl::Status& status) {
+    const grpc::Status reply = ToGrpcStatus(status);
+    LogFailure("UploadModel", context_, reply);
+    Finish(reply);
+  }
+
+  grpc::CallbackServerContext* const context_;
+  ModelRegistry* const models_;
+  v1::ModelArtifact* const response_;
+  v1::UploadModelRequest request_;
+  std::unique_ptr<ModelUploadSession> session_;
+};
+
+}  // namespace
+
+grpc::ServerReadReactor<v1::UploadModelRequest>* ExperimentServiceImpl::UploadModel(
+    grpc::CallbackServerContext* context, v1::ModelArtifact* response) {
+  return new UploadModelReactor(context, models_, response, AllowModels(context, Role::kWrite));
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::GetModel(grpc::CallbackServerContext* context,
+                                                          const v1::GetModelRequest* request,
+                                                          v1::ModelArtifact* response) {
+  if (absl::Status allowed = AllowModels(context, Role::kRead); !allowed.ok()) {
+    return Reply("GetModel", context, allowed);
+  }
+  return Reply("GetModel", context, models_->Get(request->id()), response);
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::ListModels(grpc::CallbackServerContext* context,
+                                                            const v1::ListModelsRequest*,
+                                                            v1::ListModelsResponse* response) {
+  if (absl::Status allowed = AllowModels(context, Role::kRead); !allowed.ok()) {
+    return Reply("ListModels", context, allowed);
+  }
+  for (v1::ModelArtifact& model : models_->List()) *response->add_models() = std::move(model);
+  return Reply("ListModels", context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::DeleteModel(grpc::CallbackServerContext* context,
+                                                             const v1::DeleteModelRequest* request,
+                                                             v1::DeleteModelResponse*) {
+  if (absl::Status allowed = AllowModels(context, Role::kWrite); !allowed.ok()) {
+    return Reply("DeleteModel", context, allowed);
+  }
+  return Reply("DeleteModel", context, models_->Delete(request->id()));
 }
 
 }  // namespace gradlab

@@ -11,6 +11,7 @@
 #include "server/auth/token_authorizer.h"
 #include "server/experiments/experiment_registry.h"
 #include "server/experiments/sweep_registry.h"
+#include "server/models/model_registry.h"
 
 namespace gradlab {
 
@@ -19,12 +20,18 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
  public:
   // `authorizer` null: every call is allowed; otherwise each needs a token of the role
   // its method requires (read, or write for StartExperiment, CancelExperiment,
-  // DeleteExperiment, ExportModel and the sweeps' Start, Cancel and Delete). All must
+  // DeleteExperiment, ExportModel, UploadModel, DeleteModel and the sweeps' Start, Cancel
+  // and Delete). All must
   // outlive it. `limits` bounds each client's open streams and each caller's rate of
   // StartExperiment and StartSweep calls.
-  ExperimentServiceImpl(ExperimentRegistry& registry, SweepRegistry& sweeps,
+  // `models` null: the server keeps no state, and the model RPCs are FAILED_PRECONDITION.
+  ExperimentServiceImpl(ExperimentRegistry& registry, SweepRegistry& sweeps, ModelRegistry* models,
                         const TokenAuthorizer* authorizer, ClientLimits& limits)
-      : registry_(registry), sweeps_(sweeps), authorizer_(authorizer), limits_(limits) {}
+      : registry_(registry),
+        sweeps_(sweeps),
+        models_(models),
+        authorizer_(authorizer),
+        limits_(limits) {}
 
   grpc::ServerUnaryReactor* StartExperiment(grpc::CallbackServerContext* context,
                                             const v1::StartExperimentRequest* request,
@@ -69,6 +76,17 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
                                         v1::DeleteSweepResponse* response) override;
   grpc::ServerWriteReactor<v1::Sweep>* StreamSweep(grpc::CallbackServerContext* context,
                                                    const v1::StreamSweepRequest* request) override;
+  grpc::ServerReadReactor<v1::UploadModelRequest>* UploadModel(
+      grpc::CallbackServerContext* context, v1::ModelArtifact* response) override;
+  grpc::ServerUnaryReactor* GetModel(grpc::CallbackServerContext* context,
+                                     const v1::GetModelRequest* request,
+                                     v1::ModelArtifact* response) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
+                                       const v1::ListModelsRequest* request,
+                                       v1::ListModelsResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteModel(grpc::CallbackServerContext* context,
+                                        const v1::DeleteModelRequest* request,
+                                        v1::DeleteModelResponse* response) override;
 
  private:
   // OK when the caller may start another experiment or sweep now, or RESOURCE_EXHAUSTED.
@@ -81,8 +99,12 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
   absl::StatusOr<std::unique_ptr<ClientLimits::StreamSlot>> OpenStream(
       grpc::CallbackServerContext* context);
 
+  // OK when `needed` is allowed and the server keeps models.
+  absl::Status AllowModels(grpc::CallbackServerContext* context, Role needed) const;
+
   ExperimentRegistry& registry_;
   SweepRegistry& sweeps_;
+  ModelRegistry* const models_;
   const TokenAuthorizer* const authorizer_;
   ClientLimits& limits_;
 };

@@ -1,0 +1,166 @@
+// Uploading TorchScript models to the real gradlabd over a real gRPC channel: checked in
+// its helper process, kept across a restart, and bad uploads refused while the server
+// keeps serving.
+#include <grpcpp/grpcpp.h>
+#include <openssl/evp.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/escaping.h"
+#include "gmock/gmock.h"
+#include "gradlab/v1/experiment_service.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "server/engine/testing/torchscript_fixtures.h"
+#include "tests/testing/gradlabd_process.h"
+#include "tests/testing/test_dir.h"
+
+namespace gradlab {
+namespace {
+
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(file), {});
+}
+
+std::string Sha256Hex(const std::string& bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(digest), length));
+}
+
+class ModelUploadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    state_dir_ = FreshTestDir("model_upload");
+    Start();
+  }
+  void Start() {
+    server_.reset();
+    absl::StatusOr<GradlabdProcess> server = StartGradlabd(
+        GRADLABD_PATH,
+        {"--state_dir=" + state_dir_.string(), "--max_model_bytes=1MB", "--model_check_seconds=3"});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::make_unique<GradlabdProcess>(*std::move(server));
+    stub_ = v1::ExperimentService::NewStub(
+        grpc::CreateChannel(server_->grpc_address, grpc::InsecureChannelCredentials()));
+  }
+  // Sends `messages` as one UploadModel call.
+  grpc::Status Send(const std::vector<v1::UploadModelRequest>& messages,
+                    v1::ModelArtifact* artifact) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    std::unique_ptr<grpc::ClientWriter<v1::UploadModelRequest>> writer =
+        stub_->UploadModel(&context, artifact);
+    for (const v1::UploadModelRequest& message : messages) {
+      if (!writer->Write(message)) break;  // the server has answered already
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+  // The header, then `bytes` in chunks of 64 KiB.
+  grpc::Status Upload(const std::string& bytes, const std::string& name, const std::string& sha256,
+                      v1::ModelArtifact* artifact) {
+    std::vector<v1::UploadModelRequest> messages(1);
+    messages[0].mutable_header()->set_name(name);
+    messages[0].mutable_header()->set_sha256(sha256);
+    for (size_t at = 0; at < bytes.size(); at += 64 << 10) {
+      messages.emplace_back().set_chunk(bytes.substr(at, 64 << 10));
+    }
+    return Send(messages, artifact);
+  }
+  grpc::Status UploadFixture(const std::string& fixture, const std::string& name,
+                             v1::ModelArtifact* artifact) {
+    const std::string bytes = ReadFile(TorchScriptFixture(fixture));
+    return Upload(bytes, name, Sha256Hex(bytes), artifact);
+  }
+  void ExpectServing() {
+    grpc::ClientContext context;
+    v1::ServerInfo info;
+    EXPECT_TRUE(stub_->GetServerInfo(&context, {}, &info).ok());
+  }
+
+  fs::path state_dir_;
+  std::unique_ptr<GradlabdProcess> server_;
+  std::unique_ptr<v1::ExperimentService::Stub> stub_;
+};
+
+TEST_F(ModelUploadTest, AnUploadIsListedKeptAcrossARestartAndDeleted) {
+  v1::ModelArtifact artifact;
+  grpc::Status uploaded = UploadFixture("good.pt", "mynet", &artifact);
+  ASSERT_TRUE(uploaded.ok()) << uploaded.error_message();
+  EXPECT_EQ(artifact.name(), "mynet");
+  EXPECT_EQ(artifact.parameter_count(), 1498);
+  EXPECT_EQ(artifact.id(), Sha256Hex(ReadFile(TorchScriptFixture("good.pt"))));
+  EXPECT_TRUE(fs::exists(state_dir_ / "models" / (artifact.id() + ".pt")));
+
+  Start();  // a restart
+  grpc::ClientContext list_context;
+  v1::ListModelsResponse listed;
+  ASSERT_TRUE(stub_->ListModels(&list_context, {}, &listed).ok());
+  ASSERT_EQ(listed.models_size(), 1);
+  EXPECT_EQ(listed.models(0).SerializeAsString(), artifact.SerializeAsString());
+  grpc::ClientContext get_context;
+  v1::GetModelRequest get;
+  get.set_id("mynet");
+  v1::ModelArtifact got;
+  ASSERT_TRUE(stub_->GetModel(&get_context, get, &got).ok());
+  EXPECT_EQ(got.id(), artifact.id());
+
+  grpc::ClientContext delete_context;
+  v1::DeleteModelRequest remove;
+  remove.set_id(artifact.id());
+  v1::DeleteModelResponse removed;
+  ASSERT_TRUE(stub_->DeleteModel(&delete_context, remove, &removed).ok());
+  grpc::ClientContext gone_context;
+  EXPECT_EQ(stub_->GetModel(&gone_context, get, &got).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_FALSE(fs::exists(state_dir_ / "models" / (artifact.id() + ".pt")));
+}
+
+TEST_F(ModelUploadTest, BadUploadsGetTheirErrorAndTheServerKeepsServing) {
+  const std::string good = ReadFile(TorchScriptFixture("good.pt"));
+  v1::ModelArtifact artifact;
+  grpc::Status status = Upload(good, "net", std::string(64, '0'), &artifact);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("bytes received have sha256"));
+
+  status = Upload(good.substr(0, good.size() / 2), "net", Sha256Hex(good), &artifact);
+  EXPECT_THAT(status.error_message(), HasSubstr("the upload was cut short"));
+
+  status = UploadFixture("from_file.pt", "thief", &artifact);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("operator aten::from_file"));
+
+  status = UploadFixture("loop.pt", "spinner", &artifact);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("more than 3s of CPU time"));
+
+  status = UploadFixture("state_dict.pt", "pickle", &artifact);
+  EXPECT_THAT(status.error_message(), HasSubstr("not a TorchScript module"));
+
+  const std::string big(2 << 20, 'x');
+  status = Upload(big, "big", Sha256Hex(big), &artifact);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("--max_model_bytes"));
+
+  std::vector<v1::UploadModelRequest> headless(1);
+  headless[0].set_chunk("abc");
+  status = Send(headless, &artifact);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("the first message of an upload is its header"));
+
+  ExpectServing();
+  grpc::ClientContext list_context;
+  v1::ListModelsResponse listed;
+  ASSERT_TRUE(stub_->ListModels(&list_context, {}, &listed).ok());
+  EXPECT_EQ(listed.models_size(), 0);
+  std::error_code error;
+  EXPECT_TRUE(fs::is_empty(state_dir_ / "models", error)) << "a refused upload left a file";
+}
+
+}  // namespace
+}  // namespace gradlab
