@@ -1,6 +1,7 @@
 #include "client/cli.h"
 
 #include <google/protobuf/struct.pb.h>
+#include <openssl/evp.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -11,6 +12,7 @@
 #include <ostream>
 #include <set>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -788,6 +790,97 @@ int Cli::ExportMetrics(const std::string& id, const std::string& path, ExportTab
     }
   }
   return MoveIntoPlace(partial, path) ? kExitOk : kExitError;
+}
+
+namespace {
+
+// The file's bytes and their sha256 in hex.
+absl::StatusOr<std::pair<std::string, std::string>> ReadAndHash(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file)
+    return absl::NotFoundError(absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
+  std::string bytes((std::istreambuf_iterator<char>(file)), {});
+  if (file.bad()) return absl::InternalError(absl::StrCat("cannot read ", path));
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr);
+  std::string hex =
+      absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), length));
+  return std::make_pair(std::move(bytes), std::move(hex));
+}
+
+// Below the server's default --max_request_bytes (256 KiB) with room for the framing.
+constexpr size_t kUploadChunkBytes = 128 << 10;
+
+}  // namespace
+
+int Cli::UploadModel(const std::string& path, const std::string& name) {
+  absl::StatusOr<std::pair<std::string, std::string>> file = ReadAndHash(path);
+  if (!file.ok()) {
+    err_ << "gradlab: " << file.status().message() << "\n";
+    return kExitError;
+  }
+  const auto& [bytes, sha256] = *file;
+  v1::ModelArtifact artifact;
+  // The server checks the model in a helper process before it answers: up to two minutes.
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout + absl::Minutes(3)));
+  std::unique_ptr<grpc::ClientWriter<v1::UploadModelRequest>> writer =
+      stub_->UploadModel(context.get(), &artifact);
+  v1::UploadModelRequest header;
+  header.mutable_header()->set_name(name);
+  header.mutable_header()->set_sha256(sha256);
+  bool open = writer->Write(header);
+  for (size_t at = 0; open && at < bytes.size(); at += kUploadChunkBytes) {
+    v1::UploadModelRequest chunk;
+    chunk.set_chunk(bytes.substr(at, kUploadChunkBytes));
+    open = writer->Write(chunk);  // false: the server has answered already
+  }
+  writer->WritesDone();
+  grpc::Status status = writer->Finish();
+  if (!status.ok()) return Fail(status);
+  if (options_.json) {
+    PrintJson(artifact);
+  } else {
+    out_ << ModelText(artifact);
+  }
+  return kExitOk;
+}
+
+int Cli::ListModels() {
+  v1::ListModelsResponse response;
+  grpc::Status status = stub_->ListModels(UnaryContext().get(), {}, &response);
+  if (!status.ok()) return Fail(status);
+  if (options_.json) {
+    for (const v1::ModelArtifact& model : response.models()) PrintJson(model);
+  } else {
+    out_ << ModelListTable({response.models().begin(), response.models().end()});
+  }
+  return kExitOk;
+}
+
+int Cli::GetModel(const std::string& id) {
+  v1::GetModelRequest request;
+  request.set_id(id);
+  v1::ModelArtifact model;
+  grpc::Status status = stub_->GetModel(UnaryContext().get(), request, &model);
+  if (!status.ok()) return Fail(status);
+  if (options_.json) {
+    PrintJson(model);
+  } else {
+    out_ << ModelText(model);
+  }
+  return kExitOk;
+}
+
+int Cli::DeleteModel(const std::string& id) {
+  v1::DeleteModelRequest request;
+  request.set_id(id);
+  v1::DeleteModelResponse response;
+  grpc::Status status = stub_->DeleteModel(UnaryContext().get(), request, &response);
+  if (!status.ok()) return Fail(status);
+  if (!options_.json) out_ << "deleted model " << id << "\n";
+  return kExitOk;
 }
 
 int Cli::Info() {

@@ -81,6 +81,11 @@ class Cli {
   // experiment, or of every run of a sweep, as tidy CSV to `path` (through a temporary
   // file), or to stdout when it is empty.
   int ExportMetrics(const std::string& id, const std::string& path, ExportTable table);
+  // Uploads the TorchScript file at `path` under `name`, in chunks, with its sha256.
+  int UploadModel(const std::string& path, const std::string& name);
+  int ListModels();
+  int GetModel(const std::string& id);
+  int DeleteModel(const std::string& id);
   int Info();
   int Health();
 

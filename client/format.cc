@@ -494,6 +494,33 @@ std::string PredictionsCsv(const v1::Sweep* sweep, const std::vector<RunEpochs>&
   return CsvLines(lines);
 }
 
+std::string ModelText(const v1::ModelArtifact& model) {
+  std::string out = absl::StrFormat("model %s (%s): %s, %d parameters in %d tensors\n",
+                                    model.name(), model.id(), FormatBytes(model.size_bytes()),
+                                    model.parameter_count(), model.parameters_size());
+  for (const v1::DatasetFit& fit : model.datasets()) {
+    absl::StrAppend(&out, "  ", fit.fits() ? "trains on " : "not on ", fit.dataset(),
+                    fit.fits() ? "" : absl::StrCat(": ", fit.reason()), "\n");
+  }
+  return out;
+}
+
+std::string ModelListTable(const std::vector<v1::ModelArtifact>& models) {
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "NAME", "SIZE", "PARAMETERS", "DATASETS", "UPLOADED (UTC)"}};
+  for (const v1::ModelArtifact& model : models) {
+    std::vector<std::string> fits;
+    for (const v1::DatasetFit& fit : model.datasets()) {
+      if (fit.fits()) fits.push_back(fit.dataset());
+    }
+    rows.push_back({model.id().substr(0, 12), model.name(), FormatBytes(model.size_bytes()),
+                    absl::StrCat(model.parameter_count()),
+                    fits.empty() ? "none" : absl::StrJoin(fits, ","),
+                    TimeText(model.created_time())});
+  }
+  return Table(rows);
+}
+
 std::string ServerInfoText(const v1::ServerInfo& info) {
   std::string out = absl::StrFormat(
       "gradlabd %s: %d training%s at once, %d thread%s per job, queue %d of %d, %s per run\n\n",

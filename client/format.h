@@ -85,6 +85,14 @@ std::string PredictionsCsv(const v1::Sweep* sweep, const std::vector<RunEpochs>&
 
 std::string ServerInfoText(const v1::ServerInfo& info);
 
+// An uploaded model: its id, name, size and parameters, then each dataset it fits, and
+// each it does not with why.
+std::string ModelText(const v1::ModelArtifact& model);
+
+// ID (the sha256's first 12 characters), NAME, SIZE, PARAMETERS, DATASETS (those it fits),
+// UPLOADED (UTC).
+std::string ModelListTable(const std::vector<v1::ModelArtifact>& models);
+
 // "1h02m03s", "4m05s", "12.3s".
 std::string Duration(double seconds);
 

@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -142,6 +143,11 @@ commands:
                         axis) and seed, queued together; shows each run's epochs, then
                         the table of each cell's mean +- std over its seeds. --name and
                         --labels are the sweep's; --nofollow prints its id
+  models upload FILE [--name=NAME]
+                        stores a TorchScript module (torch.jit.script(model).save(FILE))
+                        on the server, which checks it first: what it fits and why not
+  models [list] | models get ID | models delete ID
+                        the uploaded models; ID is a model's id or name
   export-metrics ID [-o FILE] [--format=csv] [--table=epochs|predictions]
                         the epochs' metrics of an experiment, or of every run of a sweep
                         (ID a sweep's), as tidy CSV: one row per run and epoch, with its
@@ -246,6 +252,7 @@ std::map<std::string, std::set<std::string>> CommandFlags() {
           {"watch", {}},
           {"grads", {"step", "last", "layers", "follow"}},
           {"preds", {"epoch"}},
+          {"models", {"name"}},
           {"compare", compare},
           {"info", {}},
           {"health", {}}};
@@ -451,11 +458,21 @@ int main(int argc, char** argv) {
                                                     : "experiment",
                                    " id"));
   }
+  if (command == "models") {
+    const std::string sub = positional.size() > 1 ? positional[1] : "list";
+    const bool known = sub == "list" || sub == "upload" || sub == "get" || sub == "delete";
+    // "models" and "models list" alone; the others with one argument.
+    const size_t expected = sub != "list" ? 3 : positional.size() == 1 ? 1 : 2;
+    if (!known || positional.size() != expected || (given.count("name") > 0 && sub != "upload")) {
+      return UsageError(
+          "'gradlab models' takes: upload FILE [--name=NAME] | list | get ID | delete ID");
+    }
+  }
   const bool takes_ids = command == "report";
   if (takes_ids && positional.size() < 2) {
     return UsageError("'gradlab report' takes one or more experiment or sweep ids");
   }
-  if (!takes_id && !takes_ids && positional.size() != 1) {
+  if (!takes_id && !takes_ids && command != "models" && positional.size() != 1) {
     return UsageError(absl::StrCat("unexpected argument \"", positional[1], "\""));
   }
 
@@ -515,6 +532,17 @@ int main(int argc, char** argv) {
     return cli.ExportMetrics(positional[1], absl::GetFlag(FLAGS_output),
                              table == "epochs" ? gradlab::Cli::ExportTable::kEpochs
                                                : gradlab::Cli::ExportTable::kPredictions);
+  }
+  if (command == "models") {
+    const std::string sub = positional.size() > 1 ? positional[1] : "list";
+    if (sub == "list") return cli.ListModels();
+    if (sub == "get") return cli.GetModel(positional[2]);
+    if (sub == "delete") return cli.DeleteModel(positional[2]);
+    // Named after the file ("net.pt": "net") unless --name says otherwise.
+    const std::optional<std::string> name = absl::GetFlag(FLAGS_name);
+    return cli.UploadModel(
+        positional[2],
+        name.has_value() ? *name : std::filesystem::path(positional[2]).stem().string());
   }
   if (command == "sweep-get") return cli.GetSweep(positional[1]);
   if (command == "sweep-cancel") return cli.CancelSweep(positional[1]);

@@ -162,5 +162,30 @@ TEST_F(ModelUploadTest, BadUploadsGetTheirErrorAndTheServerKeepsServing) {
   EXPECT_TRUE(fs::is_empty(state_dir_ / "models", error)) << "a refused upload left a file";
 }
 
+// The CLI: `gradlab models upload FILE` names the model after the file and says what it
+// fits; list, get and delete by name.
+TEST_F(ModelUploadTest, TheCliUploadsListsAndDeletes) {
+  const fs::path file = state_dir_.parent_path() / "mynet.pt";
+  fs::copy_file(TorchScriptFixture("good.pt"), file, fs::copy_options::overwrite_existing);
+  auto gradlab = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {GRADLAB_PATH, "--server=" + server_->grpc_address});
+    return RunCommand(args);
+  };
+  CommandResult uploaded = gradlab({"models", "upload", file.string()});
+  ASSERT_EQ(uploaded.exit_code, 0) << uploaded.out;
+  EXPECT_THAT(uploaded.out, HasSubstr("model mynet ("));
+  EXPECT_THAT(uploaded.out, HasSubstr("1498 parameters in 10 tensors"));
+  EXPECT_THAT(uploaded.out, HasSubstr("  trains on cifar10\n"));
+  EXPECT_THAT(uploaded.out, HasSubstr("  not on fashion_mnist: forward or backward failed"));
+  CommandResult listed = gradlab({"models", "list"});
+  EXPECT_THAT(listed.out, HasSubstr("mynet"));
+  EXPECT_THAT(listed.out, HasSubstr("cifar10,synthetic"));
+  EXPECT_EQ(gradlab({"models", "upload", TorchScriptFixture("from_file.pt")}).exit_code, 3);
+  EXPECT_EQ(gradlab({"models", "upload", "/nonexistent/net.pt"}).exit_code, 5);
+  EXPECT_EQ(gradlab({"models", "remove", "mynet"}).exit_code, 2);
+  EXPECT_EQ(gradlab({"models", "delete", "mynet"}).exit_code, 0);
+  EXPECT_EQ(gradlab({"models", "get", "mynet"}).exit_code, 3);
+}
+
 }  // namespace
 }  // namespace gradlab
