@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/store/checkpoint_files.h"
+#include "server/store/model_files.h"
 #include "server/store/state_maintenance.h"
 #include "server/store/state_marker.h"
 #include "tests/testing/small_disk.h"
@@ -659,6 +660,47 @@ TEST_F(DamagedStoreTest, TheFullCheckReportsAHealthyFolderAndEachDamageWithoutWr
                   "the summary of experiment bbbb fails its checksum",
                   HasSubstr("epoch-0003.ckpt is damaged: its checksum does not match")));
   EXPECT_TRUE(FolderContents(dir_) == before) << "the check changed the folder";
+}
+
+// An uploaded model: its record and its file, checked by hashing it again, and copied by
+// a backup.
+TEST_F(DamagedStoreTest, UploadedModelsAreCheckedAndBackedUpWithTheirFiles) {
+  const ModelFiles files((fs::path(dir_) / "models").string());
+  std::string id;
+  {
+    auto store = Open();
+    absl::StatusOr<std::unique_ptr<ModelUpload>> upload = files.BeginUpload();
+    ASSERT_TRUE(upload.ok());
+    ASSERT_TRUE((*upload)->Append("torchscript bytes").ok());
+    id = *(*upload)->Finish();
+    ASSERT_TRUE((*upload)->Keep().ok());
+    StoredModel model;
+    model.ordinal = 1;
+    model.record.set_id(id);
+    model.record.set_name("net");
+    ASSERT_TRUE(store->SaveModel(model).ok());
+  }
+  absl::StatusOr<StateReport> healthy = VerifyStateDir(dir_);
+  ASSERT_TRUE(healthy.ok()) << healthy.status();
+  EXPECT_TRUE(healthy->problems.empty()) << healthy->problems[0];
+  EXPECT_THAT(healthy->checked, ::testing::Contains("1 uploaded models"));
+  EXPECT_THAT(healthy->checked, ::testing::Contains("1 model files"));
+
+  const std::string backup = dir_ + "-backup";
+  fs::remove_all(backup);
+  ASSERT_TRUE(BackUpStateDir(dir_, backup).ok());
+  EXPECT_TRUE(fs::exists(fs::path(backup) / "models" / (id + ".pt")));
+  absl::StatusOr<StateReport> copied = VerifyStateDir(backup);
+  ASSERT_TRUE(copied.ok()) << copied.status();
+  EXPECT_TRUE(copied->problems.empty()) << copied->problems[0];
+
+  std::ofstream(*files.PathOf(id), std::ios::binary | std::ios::trunc) << "torchscript bytez";
+  absl::StatusOr<StateReport> damaged = VerifyStateDir(dir_);
+  ASSERT_TRUE(damaged.ok()) << damaged.status();
+  EXPECT_THAT(damaged->problems,
+              ::testing::ElementsAre(HasSubstr("uploaded model " + id + ": model file ")));
+  fs::remove(*files.PathOf(id));
+  EXPECT_THAT(VerifyStateDir(dir_)->problems, ::testing::ElementsAre(HasSubstr("no model file")));
 }
 
 TEST_F(DamagedStoreTest, TheFullCheckWaitsForNoServerAndSaysTheFolderIsInUse) {

@@ -6,10 +6,13 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <string>
 #include <system_error>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "server/store/checkpoint_files.h"
+#include "server/store/model_files.h"
 #include "server/store/state_dir_lock.h"
 #include "server/store/store_format.h"
 
@@ -46,7 +49,8 @@ class Findings {
 
 // The database's own checks and every row's checksum.
 void VerifyDatabase(SQLite::Database& db, const std::optional<StateMarker>& marker,
-                    Findings& findings, std::map<std::string, int>& experiments) {
+                    Findings& findings, std::map<std::string, int>& experiments,
+                    std::vector<std::string>& model_ids) {
   SQLite::Statement integrity(db, "PRAGMA integrity_check(100)");
   while (integrity.executeStep()) {
     const std::string line = integrity.getColumn(0).getString();
@@ -107,6 +111,7 @@ void VerifyDatabase(SQLite::Database& db, const std::optional<StateMarker>& mark
           !problem.empty()) {
         findings.Problem(problem);
       }
+      model_ids.push_back(models.getColumn(0).getString());
     }
     findings.Checked(absl::StrCat(model_count, " uploaded models"));
   }
@@ -153,6 +158,18 @@ void VerifyCheckpoints(const std::string& state_dir, const std::map<std::string,
   findings.Checked(absl::StrCat(files, " checkpoint files"));
 }
 
+// Each uploaded model's file hashed again: missing or not its digest is a problem.
+void VerifyModelFiles(const std::string& state_dir, const std::vector<std::string>& model_ids,
+                      Findings& findings) {
+  const ModelFiles files((fs::path(state_dir) / store_format::kModelsFolder).string());
+  for (const std::string& id : model_ids) {
+    if (absl::Status verified = files.Verify(id); !verified.ok()) {
+      findings.Problem(absl::StrCat("uploaded model ", id, ": ", verified.message()));
+    }
+  }
+  findings.Checked(absl::StrCat(model_ids.size(), " model files"));
+}
+
 absl::StatusOr<std::string> ReadWhole(const fs::path& path) {
   std::ifstream file(path, std::ios::binary);
   if (!file) return absl::NotFoundError(absl::StrCat("cannot read ", path.string()));
@@ -184,12 +201,14 @@ void Verify(const std::string& state_dir, Findings& findings) {
     return;
   }
   std::map<std::string, int> experiments;  // id -> newest epoch with events
+  std::vector<std::string> model_ids;
   absl::Status status = Guard(absl::StrCat("checking ", path), [&] {
     std::unique_ptr<SQLite::Database> db = store_format::OpenReadOnly(path);
-    VerifyDatabase(*db, *marker, findings, experiments);
+    VerifyDatabase(*db, *marker, findings, experiments, model_ids);
   });
   if (!status.ok()) findings.Problem(std::string(status.message()));
   VerifyCheckpoints(state_dir, experiments, findings);
+  VerifyModelFiles(state_dir, model_ids, findings);
 }
 
 }  // namespace
@@ -228,6 +247,7 @@ absl::Status BackUpStateDir(const std::string& state_dir, const std::string& des
   }
   std::optional<StateMarker> info;
   std::map<std::string, int> newest_epoch;  // of each experiment's stored events
+  std::vector<std::string> model_ids;
   absl::Status status = Guard(absl::StrCat("backing up ", source_path.string()), [&] {
     // A reader beside the server; one step copies every page in one read transaction.
     SQLite::Database copy(target_path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
@@ -244,8 +264,27 @@ absl::Status BackUpStateDir(const std::string& state_dir, const std::string& des
     while (epochs.executeStep()) {
       newest_epoch[epochs.getColumn(0).getString()] = epochs.getColumn(1).getInt();
     }
+    if (copy.execAndGet("PRAGMA user_version").getInt() >= 4) {
+      SQLite::Statement models(copy, "SELECT id FROM models");
+      while (models.executeStep()) model_ids.push_back(models.getColumn(0).getString());
+    }
   });
   if (!status.ok()) return status;
+  // The uploaded models the copy has records of (a file is written before its record).
+  const ModelFiles source_models((fs::path(state_dir) / store_format::kModelsFolder).string());
+  for (const std::string& id : model_ids) {
+    absl::StatusOr<std::string> path = source_models.PathOf(id);
+    if (!path.ok()) continue;  // a damaged record: --check_state reports it
+    absl::StatusOr<std::string> bytes = ReadWhole(*path);
+    if (!bytes.ok()) return bytes.status();
+    const fs::path target = fs::path(destination) / store_format::kModelsFolder;
+    fs::create_directories(target, error);
+    if (absl::Status written =
+            WriteFileAtomically((target / fs::path(*path).filename()).string(), *bytes);
+        !written.ok()) {
+      return written;
+    }
+  }
   // The checkpoints of the copied experiments, up to the epoch the copy has events of: a
   // newer one (written after the snapshot) would resume past history the copy lacks.
   for (const auto& [id, epoch_limit] : newest_epoch) {

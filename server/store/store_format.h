@@ -23,6 +23,7 @@ namespace gradlab::store_format {
 inline constexpr char kDatabaseFile[] = "gradlab.db";
 inline constexpr char kReserveFile[] = "gradlab.reserve";
 inline constexpr char kCheckpointsFolder[] = "checkpoints";
+inline constexpr char kModelsFolder[] = "models";
 inline constexpr int kApplicationId = 0x67726164;  // "grad"
 
 // The columns SummaryProblem and ReadEvent take, in this order.
