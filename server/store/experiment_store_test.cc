@@ -368,7 +368,9 @@ TEST_F(DamagedStoreTest, AnEmptiedOrMissingDatabaseNextToItsMarkerIsRefused) {
 TEST_F(DamagedStoreTest, AnotherStoresDatabaseIsRefusedAsReplaced) {
   { Fill(*Open()); }
   const std::string mine = dir_;
-  dir_ += "-other";
+  // Fresh, as dir_ is: one left by an earlier run (of another schema version) is not this
+  // test's other store.
+  dir_ = FreshTestDir("gradlab_store_other").string();
   { Fill(*Open()); }
   fs::copy_file(fs::path(dir_) / "gradlab.db", fs::path(mine) / "gradlab.db",
                 fs::copy_options::overwrite_existing);
