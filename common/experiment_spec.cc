@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "common/client_text.h"
 #include "common/dataset_table.h"
@@ -25,6 +26,8 @@ constexpr int kMaxWarmupIterations = 10'000'000;
 constexpr size_t kMaxNameLength = 200;
 constexpr size_t kMaxLabels = 64;
 constexpr size_t kMaxLabelLength = 200;
+// An uploaded model's id, a sha256 in hex, and its name are at most 64 characters.
+constexpr size_t kMaxUploadedReferenceLength = 64;
 
 absl::Status OutOfRange(const std::string& field, const std::string& value,
                         const std::string& allowed) {
@@ -99,7 +102,84 @@ absl::Status CheckMilestones(const ExperimentSpec& spec) {
   return absl::OkStatus();
 }
 
+absl::Status CheckModelName(const std::string& model) {
+  if (IsUploadedModel(model)) return absl::OkStatus();  // ResolveUploadedModel checks it
+  absl::Status status = CheckOneOf("model", model, ModelNames());
+  if (status.ok()) return status;
+  return absl::InvalidArgumentError(absl::StrCat(
+      status.message(), "; or \"", kUploadedModelPrefix, "\" and an uploaded model's id or name"));
+}
+
+// The checks of ResolveSpec that differ for an uploaded model: its reference's form, and
+// none of the knobs that build a built-in model. Fills in batch_norm and skip_connections
+// (false: its own code decides what it has).
+absl::Status ResolveUploadedModel(const ExperimentSpec& spec, ExperimentSpec& resolved) {
+  const absl::string_view reference = UploadedModelReference(spec.model);
+  if (reference.empty() || reference.size() > kMaxUploadedReferenceLength) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.model: ", QuoteClientText(spec.model), " names no uploaded model; write \"",
+        kUploadedModelPrefix, "\" and the model's id or name (1 to ",
+        kMaxUploadedReferenceLength, " characters), as `gradlab models list` shows them"));
+  }
+  const auto refuse = [&](absl::string_view field) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.", field, ": not allowed for an uploaded model (",
+                     QuoteClientText(spec.model),
+                     "); its own code decides its layers, and it starts from the weights "
+                     "it was saved with"));
+  };
+  if (spec.batch_norm.has_value()) return refuse("batch_norm");
+  if (spec.skip_connections.has_value()) return refuse("skip_connections");
+  if (spec.depth.has_value()) return refuse("depth");
+  if (!spec.shortcut.empty()) return refuse("shortcut");
+  if (spec.init != InitNames().front()) return refuse("init");
+  resolved.batch_norm = false;
+  resolved.skip_connections = false;
+  return absl::OkStatus();
+}
+
+// Fills in the architecture knobs of a built-in model, refusing those it does not have.
+absl::Status ResolveBuiltInModel(const ExperimentSpec& spec, ExperimentSpec& resolved) {
+  const ModelTraits& model = *FindModel(spec.model);  // checked by the caller
+  if (spec.skip_connections.value_or(false) && !model.has_skip_connections) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.skip_connections: true is not allowed for model \"", spec.model,
+                     "\"; only resnet and cifar_resnet have skip connections"));
+  }
+  resolved.skip_connections = spec.skip_connections.value_or(model.has_skip_connections);
+  if (model.default_depth == 0) {
+    if (spec.depth.has_value() || !spec.shortcut.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "spec.", spec.depth.has_value() ? "depth" : "shortcut", ": not allowed for model \"",
+          spec.model, "\"; only cifar_resnet has a depth and a shortcut choice"));
+    }
+  } else {
+    resolved.depth = spec.depth.value_or(model.default_depth);
+    if (*resolved.depth < kMinDepth || *resolved.depth > kMaxDepth ||
+        (*resolved.depth - 2) % 6 != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.depth: ", *resolved.depth, " is not 6n+2 for n blocks per stage in [",
+                       kMinDepth, ", ", kMaxDepth, "] (20, 32, 44, 56, 110, ...)"));
+    }
+    resolved.shortcut = spec.shortcut.empty() ? ShortcutNames().front() : spec.shortcut;
+    if (absl::Status status = CheckOneOf("shortcut", resolved.shortcut, ShortcutNames());
+        !status.ok()) {
+      return status;
+    }
+  }
+  resolved.batch_norm = spec.batch_norm.value_or(model.batch_norm_by_default);
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+bool IsUploadedModel(absl::string_view model) {
+  return absl::StartsWith(model, kUploadedModelPrefix);
+}
+
+absl::string_view UploadedModelReference(absl::string_view model) {
+  return model.substr(kUploadedModelPrefix.size());
+}
 
 const std::vector<std::string>& ModelNames() {
   static const auto* const kNames = [] {
@@ -148,7 +228,7 @@ const std::vector<std::string>& PrecisionNames() {
 absl::StatusOr<ExperimentSpec> ResolveSpec(const ExperimentSpec& spec) {
   ExperimentSpec resolved = spec;
   for (absl::Status status : {
-           CheckOneOf("model", spec.model, ModelNames()),
+           CheckModelName(spec.model),
            CheckOneOf("dataset", spec.dataset, DatasetNames()),
            CheckOneOf("init", spec.init, InitNames()),
            CheckOneOf("precision", spec.precision, PrecisionNames()),
@@ -189,34 +269,11 @@ absl::StatusOr<ExperimentSpec> ResolveSpec(const ExperimentSpec& spec) {
     }
   }
 
-  const ModelTraits& model = *FindModel(spec.model);  // checked above
-  if (spec.skip_connections.value_or(false) && !model.has_skip_connections) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("spec.skip_connections: true is not allowed for model \"", spec.model,
-                     "\"; only resnet and cifar_resnet have skip connections"));
+  if (absl::Status status = IsUploadedModel(spec.model) ? ResolveUploadedModel(spec, resolved)
+                                                       : ResolveBuiltInModel(spec, resolved);
+      !status.ok()) {
+    return status;
   }
-  resolved.skip_connections = spec.skip_connections.value_or(model.has_skip_connections);
-  if (model.default_depth == 0) {
-    if (spec.depth.has_value() || !spec.shortcut.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "spec.", spec.depth.has_value() ? "depth" : "shortcut", ": not allowed for model \"",
-          spec.model, "\"; only cifar_resnet has a depth and a shortcut choice"));
-    }
-  } else {
-    resolved.depth = spec.depth.value_or(model.default_depth);
-    if (*resolved.depth < kMinDepth || *resolved.depth > kMaxDepth ||
-        (*resolved.depth - 2) % 6 != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("spec.depth: ", *resolved.depth, " is not 6n+2 for n blocks per stage in [",
-                       kMinDepth, ", ", kMaxDepth, "] (20, 32, 44, 56, 110, ...)"));
-    }
-    resolved.shortcut = spec.shortcut.empty() ? ShortcutNames().front() : spec.shortcut;
-    if (absl::Status status = CheckOneOf("shortcut", resolved.shortcut, ShortcutNames());
-        !status.ok()) {
-      return status;
-    }
-  }
-  resolved.batch_norm = spec.batch_norm.value_or(model.batch_norm_by_default);
   resolved.augment = spec.augment.value_or(spec.dataset == "cifar10");
   resolved.warmup_learning_rate = spec.warmup_learning_rate.value_or(spec.learning_rate / 10);
   if (!spec.preset.empty()) {
@@ -249,8 +306,9 @@ int64_t TotalIterations(const ExperimentSpec& spec) {
 }
 
 absl::Status CheckBatchesTrainable(const ExperimentSpec& spec, int64_t train_samples) {
+  const ModelTraits* model = FindModel(spec.model);  // null for an uploaded model
   const bool batch_norm_1d =
-      !FindModel(spec.model)->convolutional && spec.batch_norm.value_or(false);
+      model != nullptr && !model->convolutional && spec.batch_norm.value_or(false);
   const int64_t min_per_rank = batch_norm_1d ? 2 : 1;
   const int64_t needed = min_per_rank * spec.world_size;
   const std::string rule = absl::StrCat(

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace gradlab {
 
@@ -19,6 +20,7 @@ namespace gradlab {
 // those values; fields whose default depends on the model or the dataset are optional
 // until ResolveSpec fills them in.
 struct ExperimentSpec {
+  // One of ModelNames(), or a model a user uploaded (IsUploadedModel).
   std::string model = "simple_cnn";
   std::string dataset = "cifar10";
   // Where the dataset's files are; empty means the dataset's default location.
@@ -73,6 +75,14 @@ struct ExperimentSpec {
   std::string preset;
 };
 
+// spec.model for a TorchScript module a user uploaded (UploadModel): this prefix and the
+// model's id (its sha256) or name. The server pins a name to its id when it accepts the
+// spec, since a name can be uploaded again.
+inline constexpr absl::string_view kUploadedModelPrefix = "uploaded:";
+bool IsUploadedModel(absl::string_view model);
+// What follows the prefix; `model` must be an uploaded one.
+absl::string_view UploadedModelReference(absl::string_view model);
+
 // The most epochs a spec may ask for.
 inline constexpr int kMaxEpochs = 1000;
 
@@ -89,7 +99,10 @@ const std::vector<std::string>& PresetNames();
 // batch_norm, skip_connections; depth and shortcut for cifar_resnet), so that a run can be
 // repeated from its record. Errors are INVALID_ARGUMENT and name the field, the value and
 // what is allowed, e.g. "spec.epochs: 0 is out of range [1, 1000]". A spec that cannot
-// train on its dataset's standard split (see CheckBatchesTrainable) is refused too.
+// train on its dataset's standard split (see CheckBatchesTrainable) is refused too. An
+// uploaded model's reference is only checked for its form here (the server looks it up),
+// and the knobs of the built-in models (batch_norm, skip_connections, depth, shortcut,
+// an init other than the weights it was saved with) are refused for it.
 absl::StatusOr<ExperimentSpec> ResolveSpec(const ExperimentSpec& spec);
 
 // The training and test samples a resolved spec uses of its dataset's standard files (a

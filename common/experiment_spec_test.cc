@@ -199,8 +199,58 @@ INSTANTIATE_TEST_SUITE_P(
         InvalidCase{"name", [](ExperimentSpec& s) { s.name = std::string(201, 'x'); },
                     "spec.name: 201 characters is longer than the limit of 200"},
         InvalidCase{"label", [](ExperimentSpec& s) { s.labels[""] = "x"; },
-                    "spec.labels: key \"\" must be 1 to 200 characters"}),
+                    "spec.labels: key \"\" must be 1 to 200 characters"},
+        InvalidCase{"uploaded_empty", [](ExperimentSpec& s) { s.model = "uploaded:"; },
+                    "spec.model: \"uploaded:\" names no uploaded model; write \"uploaded:\" "
+                    "and the model's id or name (1 to 64 characters)"},
+        InvalidCase{"uploaded_long",
+                    [](ExperimentSpec& s) { s.model = "uploaded:" + std::string(65, 'a'); },
+                    "names no uploaded model"},
+        InvalidCase{"uploaded_batch_norm",
+                    [](ExperimentSpec& s) {
+                      s.model = "uploaded:mynet";
+                      s.batch_norm = false;
+                    },
+                    "spec.batch_norm: not allowed for an uploaded model (\"uploaded:mynet\"); "
+                    "its own code decides its layers"},
+        InvalidCase{"uploaded_skip",
+                    [](ExperimentSpec& s) {
+                      s.model = "uploaded:mynet";
+                      s.skip_connections = true;
+                    },
+                    "spec.skip_connections: not allowed for an uploaded model"},
+        InvalidCase{"uploaded_depth",
+                    [](ExperimentSpec& s) {
+                      s.model = "uploaded:mynet";
+                      s.depth = 20;
+                    },
+                    "spec.depth: not allowed for an uploaded model"},
+        InvalidCase{"uploaded_init",
+                    [](ExperimentSpec& s) {
+                      s.model = "uploaded:mynet";
+                      s.init = "kaiming_normal";
+                    },
+                    "spec.init: not allowed for an uploaded model (\"uploaded:mynet\"); its "
+                    "own code decides its layers, and it starts from the weights it was saved "
+                    "with"}),
     [](const ::testing::TestParamInfo<InvalidCase>& info) { return info.param.label; });
+
+TEST(ResolveSpecTest, AnUploadedModelKeepsItsReferenceAndHasNoBuiltInKnobs) {
+  ExperimentSpec spec;
+  spec.model = "uploaded:mynet";
+  spec.dataset = "fashion_mnist";
+  absl::StatusOr<ExperimentSpec> resolved = ResolveSpec(spec);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(resolved->model, "uploaded:mynet");
+  EXPECT_EQ(resolved->batch_norm, false);
+  EXPECT_EQ(resolved->skip_connections, false);
+  EXPECT_FALSE(resolved->depth.has_value());
+  EXPECT_EQ(resolved->shortcut, "");
+  EXPECT_EQ(resolved->augment, false);
+  EXPECT_TRUE(IsUploadedModel(resolved->model));
+  EXPECT_EQ(UploadedModelReference(resolved->model), "mynet");
+  EXPECT_FALSE(IsUploadedModel("simple_cnn"));
+}
 
 // Limits on what people write count characters, not bytes; values quoted in errors are cut.
 TEST(ResolveSpecTest, NamesCountCharactersAndErrorsQuoteAtMostAHundred) {

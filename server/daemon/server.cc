@@ -81,31 +81,38 @@ absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOption
     if (!store.ok()) return store.status();
     options.registry.store = *std::move(store);
   }
+  // Before the experiments, which may train uploaded models; it asks them in turn which
+  // experiments train a model it is to delete.
+  std::unique_ptr<ModelRegistry> models;
+  auto experiments = std::make_shared<const ExperimentRegistry*>(nullptr);
+  if (options.registry.store != nullptr) {
+    ModelRegistryOptions model_options;
+    model_options.helper = OwnBinary();
+    model_options.limits = options.model_check;
+    model_options.max_model_bytes = options.max_model_bytes;
+    model_options.experiments_using = [experiments](const std::string& model_id) {
+      return *experiments == nullptr ? std::vector<std::string>()
+                                     : ExperimentsTraining(**experiments, model_id);
+    };
+    absl::StatusOr<std::unique_ptr<ModelRegistry>> opened =
+        ModelRegistry::Open(*options.registry.store, std::move(model_options));
+    if (!opened.ok()) return opened.status();
+    models = *std::move(opened);
+    options.registry.models = models.get();
+  }
   const SweepOptions sweep_options{options.max_sweep_runs, options.registry.store,
                                    options.registry.clock};
   absl::StatusOr<std::unique_ptr<ExperimentRegistry>> registry =
       ExperimentRegistry::Open(std::move(options.registry));
   if (!registry.ok()) return registry.status();
   std::unique_ptr<GradlabServer> server(new GradlabServer());
+  server->models_ = std::move(models);
   server->registry_ = *std::move(registry);
+  *experiments = server->registry_.get();
   absl::StatusOr<std::unique_ptr<SweepRegistry>> sweeps =
       SweepRegistry::Open(*server->registry_, sweep_options);
   if (!sweeps.ok()) return sweeps.status();
   server->sweeps_ = *std::move(sweeps);
-  if (sweep_options.store != nullptr) {
-    ModelRegistryOptions model_options;
-    model_options.helper = OwnBinary();
-    model_options.limits = options.model_check;
-    model_options.max_model_bytes = options.max_model_bytes;
-    ExperimentRegistry* experiments = server->registry_.get();
-    model_options.experiments_using = [experiments](const std::string& model_id) {
-      return ExperimentsTraining(*experiments, model_id);
-    };
-    absl::StatusOr<std::unique_ptr<ModelRegistry>> models =
-        ModelRegistry::Open(*sweep_options.store, std::move(model_options));
-    if (!models.ok()) return models.status();
-    server->models_ = *std::move(models);
-  }
   server->authorizer_ = std::move(authorizer);
   server->limits_ = std::make_unique<ClientLimits>(options.limits);
   server->service_ = std::make_unique<ExperimentServiceImpl>(

@@ -80,10 +80,11 @@ class GradlabServer {
   ServerMetrics metrics_;
   std::unique_ptr<TokenAuthorizer> authorizer_;  // null without --auth_tokens_file
   std::unique_ptr<ClientLimits> limits_;
+  // Null without a state folder. The registry's runs read its files: destroyed after it.
+  std::unique_ptr<ModelRegistry> models_;
   std::unique_ptr<ExperimentRegistry> registry_;
   // Follows the registry's changes: destroyed before it.
   std::unique_ptr<SweepRegistry> sweeps_;
-  std::unique_ptr<ModelRegistry> models_;  // null without a state folder
   std::unique_ptr<ExperimentServiceImpl> service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::unique_ptr<ReflectionService> reflection_;  // grpc.reflection.v1alpha, read tokens

@@ -1,5 +1,9 @@
 #include "server/engine/checkpoint.h"
 
+#include <torch/script.h>
+
+#include <sstream>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/engine/checkpoint_dict.h"
@@ -76,6 +80,28 @@ absl::StatusOr<std::string> ExportStateDict(absl::string_view state) {
       }
     }
     return PickleCheckpoint(model);
+  });
+}
+
+absl::StatusOr<std::string> ExportTorchScript(const std::string& script_file,
+                                              absl::string_view state) {
+  return CatchTorchErrors([&]() -> absl::StatusOr<std::string> {
+    const CheckpointDict checkpoint = UnpickleCheckpoint(state);
+    torch::jit::Module module = torch::jit::load(script_file);
+    torch::NoGradGuard no_grad;
+    const auto restore = [&](const std::string& name, at::Tensor tensor) {
+      const std::string key = kModelPrefix + name;
+      TORCH_CHECK(checkpoint.contains(key), "the checkpoint has no \"", name,
+                  "\" for the uploaded module");
+      tensor.copy_(checkpoint.at(key));
+    };
+    for (const auto& parameter : module.named_parameters()) {
+      restore(parameter.name, parameter.value);
+    }
+    for (const auto& buffer : module.named_buffers()) restore(buffer.name, buffer.value);
+    std::ostringstream out;
+    module.save(out);
+    return std::move(out).str();
   });
 }
 

@@ -26,6 +26,12 @@ absl::StatusOr<EpochMetrics> CheckpointMetrics(absl::string_view state);
 // the equivalent PyTorch module's load_state_dict accepts.
 absl::StatusOr<std::string> ExportStateDict(absl::string_view state);
 
+// An uploaded model as trained: its TorchScript file `script_file`, as uploaded, with the
+// parameters and buffers of the checkpoint `state`, saved as torch.jit.save saves it, so
+// that Python's torch.jit.load returns the trained module.
+absl::StatusOr<std::string> ExportTorchScript(const std::string& script_file,
+                                              absl::string_view state);
+
 }  // namespace gradlab
 
 #endif  // GRADLAB_SERVER_ENGINE_CHECKPOINT_H_

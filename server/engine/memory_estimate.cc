@@ -103,8 +103,8 @@ DatasetSplit RandomSplit(const DatasetTraits& shape, int64_t size) {
 // line on this thread, as the run trains it except for prefetching and checkpoints. Two
 // steps, because the second is a run's steady state: its backward pass allocates beside
 // the optimizer's momentum, which the first step creates.
-absl::StatusOr<int64_t> ProbeTraining(const ExperimentSpec& spec, const DatasetTraits& shape,
-                                      int64_t batch) {
+absl::StatusOr<int64_t> ProbeTraining(const ExperimentSpec& spec, const std::string& model_file,
+                                      const DatasetTraits& shape, int64_t batch) {
   ExperimentSpec probe = spec;
   probe.epochs = 1;
   probe.batch_size = static_cast<int>(batch);
@@ -118,6 +118,7 @@ absl::StatusOr<int64_t> ProbeTraining(const ExperimentSpec& spec, const DatasetT
   data.std.assign(shape.channels, 0.25);
   TrainingControl control;
   control.prefetch_batches = false;
+  control.model_file = model_file;
   control.progress_interval = absl::InfiniteDuration();
   IgnoringSink sink;
   return PeakAllocation([&] { return Train(probe, data, control, sink); });
@@ -130,14 +131,16 @@ struct ModelCost {
   int64_t parameters = 0;
 };
 
-absl::StatusOr<ModelCost> MeasureModel(const ExperimentSpec& spec, const DatasetTraits& shape) {
-  const ModelOptions options =
+absl::StatusOr<ModelCost> MeasureModel(const ExperimentSpec& spec, const std::string& model_file,
+                                       const DatasetTraits& shape) {
+  ModelOptions options =
       ModelOptionsFor(spec, shape.channels, shape.side, shape.side, /*num_classes=*/10);
+  options.script_file = model_file;
   absl::StatusOr<int64_t> parameters = CountParameters(options);
   if (!parameters.ok()) return parameters.status();
-  absl::StatusOr<int64_t> small = ProbeTraining(spec, shape, kProbeSmallBatch);
+  absl::StatusOr<int64_t> small = ProbeTraining(spec, model_file, shape, kProbeSmallBatch);
   if (!small.ok()) return small.status();
-  absl::StatusOr<int64_t> large = ProbeTraining(spec, shape, kProbeLargeBatch);
+  absl::StatusOr<int64_t> large = ProbeTraining(spec, model_file, shape, kProbeLargeBatch);
   if (!large.ok()) return large.status();
   return ModelCost{Through(kProbeSmallBatch, *small, kProbeLargeBatch, *large), *parameters};
 }
@@ -167,7 +170,9 @@ absl::StatusOr<LinearCost> MeasureSyntheticGeneration(uint64_t seed) {
 // synthetic dataset's generation.
 class ProbeCache {
  public:
-  absl::StatusOr<ModelCost> Model(const ExperimentSpec& spec, const DatasetTraits& shape) {
+  // An uploaded model's spec.model holds its id: the file is the same for the same key.
+  absl::StatusOr<ModelCost> Model(const ExperimentSpec& spec, const std::string& model_file,
+                                  const DatasetTraits& shape) {
     const Key key =
         std::make_tuple(spec.model, shape.channels, shape.side, spec.batch_norm.value_or(false),
                         spec.skip_connections.value_or(false), spec.precision,
@@ -177,7 +182,7 @@ class ProbeCache {
       absl::MutexLock lock(&mu_);
       slot = &models_[key];  // a map's values stay where they are
     }
-    return Cached(*slot, [&] { return MeasureModel(spec, shape); });
+    return Cached(*slot, [&] { return MeasureModel(spec, model_file, shape); });
   }
 
   absl::StatusOr<LinearCost> Synthetic() {
@@ -231,10 +236,11 @@ int64_t FileLoadingBytes(const DatasetTraits& dataset) {
 
 }  // namespace
 
-absl::StatusOr<MemoryEstimate> EstimateRunMemory(const ExperimentSpec& spec) {
+absl::StatusOr<MemoryEstimate> EstimateRunMemory(const ExperimentSpec& spec,
+                                                 const std::string& model_file) {
   return CatchTorchErrors([&]() -> absl::StatusOr<MemoryEstimate> {
     const DatasetTraits& dataset = *FindDataset(spec.dataset);
-    absl::StatusOr<ModelCost> model = Probes().Model(spec, dataset);
+    absl::StatusOr<ModelCost> model = Probes().Model(spec, model_file, dataset);
     if (!model.ok()) return model.status();
 
     const int64_t image_bytes = dataset.channels * dataset.side * dataset.side;

@@ -14,6 +14,7 @@
 #define GRADLAB_SERVER_ENGINE_MEMORY_ESTIMATE_H_
 
 #include <cstdint>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "common/experiment_spec.h"
@@ -35,7 +36,10 @@ struct MemoryEstimate {
 // For a spec as ResolveSpec returns it. Thread-safe; the probe's result is cached per
 // model shape, so that only the first spec of a kind pays for it (a fraction of a second
 // for the largest model). INVALID_ARGUMENT when the model cannot be built for the input.
-absl::StatusOr<MemoryEstimate> EstimateRunMemory(const ExperimentSpec& spec);
+// `model_file`: an uploaded model's TorchScript file (spec.model "uploaded:<id>"), whose
+// probe runs its code in this process like its training will.
+absl::StatusOr<MemoryEstimate> EstimateRunMemory(const ExperimentSpec& spec,
+                                                 const std::string& model_file = "");
 
 }  // namespace gradlab
 

@@ -13,7 +13,7 @@
 namespace gradlab {
 
 struct ModelOptions {
-  std::string model = "simple_cnn";  // one of ModelNames()
+  std::string model = "simple_cnn";  // one of ModelNames(), or an uploaded model
   int64_t in_channels = 3;
   int64_t height = 32;
   int64_t width = 32;
@@ -23,6 +23,9 @@ struct ModelOptions {
   std::string init = "pytorch_default";  // one of InitNames()
   int depth = 20;                        // cifar_resnet only: 6n+2 weighted layers
   std::string shortcut = "zero_pad";     // cifar_resnet only: one of ShortcutNames()
+  // An uploaded model (IsUploadedModel): its TorchScript file, which the server keeps
+  // (ModelRegistry::FileOf). Its own code decides the rest; the knobs above do not apply.
+  std::string script_file;
 };
 
 // The model a resolved spec trains, for inputs of that shape and classes.

@@ -6,6 +6,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/model_table.h"
 #include "server/engine/torch_errors.h"
+#include "server/engine/torchscript_model.h"
 
 namespace gradlab {
 namespace {
@@ -337,12 +338,24 @@ std::vector<std::pair<std::string, torch::Tensor>> StateDict(const torch::nn::Mo
   return out;
 }
 
+void SeedDefaultGenerator(uint64_t seed) {
+  absl::MutexLock lock(&default_generator_mutex);
+  torch::manual_seed(seed);
+}
+
 absl::StatusOr<std::shared_ptr<ClassifierImpl>> BuildModel(const ModelOptions& options,
                                                            uint64_t seed) {
   if (options.in_channels < 1 || options.num_classes < 2) {
     return absl::InvalidArgumentError(
         absl::StrCat("model needs at least 1 input channel and 2 classes, got ",
                      options.in_channels, " and ", options.num_classes));
+  }
+  if (IsUploadedModel(options.model)) {
+    if (options.script_file.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("no TorchScript file given for model \"", options.model, "\""));
+    }
+    return LoadTorchScriptModel(options.script_file);
   }
   const ModelTraits* traits = FindModel(options.model);
   if (traits == nullptr) {

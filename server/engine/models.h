@@ -48,6 +48,10 @@ class ClassifierImpl : public torch::nn::Module {
 absl::StatusOr<std::shared_ptr<ClassifierImpl>> BuildModel(const ModelOptions& options,
                                                            uint64_t seed);
 
+// Seeds LibTorch's process-wide default generator, from which the default initialisation
+// and an uploaded module's random operators (dropout) draw. Thread-safe with BuildModel.
+void SeedDefaultGenerator(uint64_t seed);
+
 // Every parameter and buffer under the keys and in the order of PyTorch's state_dict():
 // a module's own parameters, then its own buffers, then each child's, depth first.
 std::vector<std::pair<std::string, torch::Tensor>> StateDict(const torch::nn::Module& module);

@@ -24,7 +24,7 @@ namespace {
 // Tensor operations, arithmetic on scalars and lists, and control flow: what the convolutional
 // networks of torchvision (ResNet, VGG, DenseNet, MobileNet, EfficientNet, ConvNeXt, ...)
 // and hand-written CNNs call once scripted, and nothing that reads or writes files, prints,
-// sleeps, forks or reaches another process. Sorted (std::string's order), for a binary search.
+// sleeps, forks or reaches another process; traced modules' operators too. Sorted (std::string's order), for a binary search.
 constexpr std::array kAllowedOperators = {
     "aten::Bool",
     "aten::Float",
@@ -41,6 +41,7 @@ constexpr std::array kAllowedOperators = {
     "aten::__not__",
     "aten::__or__",
     "aten::__range_length",
+    "aten::_convolution",  // what a traced (torch.jit.trace) convolution calls
     "aten::_set_item",
     "aten::abs",
     "aten::adaptive_avg_pool1d",

@@ -32,6 +32,13 @@ ModelOptions ModelOptionsFor(const ExperimentSpec& spec, const Dataset& dataset)
 
 namespace {
 
+// The built-in conv models. Not an uploaded one: a script's x.view(n, -1) fails on a
+// channels-last tensor, and the check at upload does not try that layout.
+bool ChannelsLastHelps(const std::string& model) {
+  const ModelTraits* traits = FindModel(model);
+  return traits != nullptr && traits->convolutional;
+}
+
 // Runs the forward pass in bfloat16 where CPU autocast does (convolutions, linear
 // layers), as torch.autocast("cpu", dtype=torch.bfloat16) does in Python.
 class Bf16Autocast {
@@ -113,7 +120,7 @@ class TrainingRun {
         world_size_(control.data_parallel != nullptr ? control.data_parallel->world_size() : 1),
         batches_per_epoch_(
             static_cast<int>((dataset.train.size() + spec.batch_size - 1) / spec.batch_size)),
-        channels_last_(control.channels_last && FindModel(spec.model)->convolutional),
+        channels_last_(control.channels_last && ChannelsLastHelps(spec.model)),
         bf16_(spec.precision == "bf16") {
     if (channels_last_) {
       // The optimizer holds these same tensors; set_data changes their layout in place.
@@ -278,6 +285,12 @@ class TrainingRun {
         absl::StrCat(votes, votes == 1 ? " rank" : " ranks", " of the group stopped ", where));
   }
 
+  // The seed of this step's random operators on this rank: every step and rank its own.
+  uint64_t StepSeed() const {
+    return spec_.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(step_) * 1'000'003ULL +
+           static_cast<uint64_t>(rank_);
+  }
+
   bool IsSnapshotStep(int batch_index) const {
     const int every = spec_.gradient_every_n_steps;
     return step_ == 1 || (every > 0 && step_ % every == 0) || batch_index == batches_per_epoch_ - 1;
@@ -326,6 +339,9 @@ class TrainingRun {
       }
       const auto [input, labels] = prefetcher ? prefetcher->Next() : MakeTrainingBatch(order, b);
       ++step_;
+      // A script's dropout draws from the process-wide generator, which no checkpoint keeps:
+      // seeded from the step, its masks repeat when the run resumes.
+      if (uploaded_) SeedDefaultGenerator(StepSeed());
       const bool snapshot = rank_ == 0 && IsSnapshotStep(b);
       ActivationRecorder recorder;
       optimizer_.zero_grad();
@@ -438,6 +454,7 @@ class TrainingRun {
   const int batches_per_epoch_;
   const bool channels_last_;
   const bool bf16_;
+  const bool uploaded_ = IsUploadedModel(spec_.model);
   const std::vector<std::string> class_names_ = ClassNames(spec_.dataset, dataset_.num_classes);
   int first_epoch_ = 1;
   int64_t step_ = 0;
@@ -469,8 +486,9 @@ absl::Status Train(const ExperimentSpec& spec, const Dataset& dataset,
     // must ask for the same count (the server gives every job --threads_per_job).
     at::init_num_threads();
     at::set_num_threads(spec.threads > 0 ? spec.threads : UsableCpus());
-    absl::StatusOr<std::shared_ptr<ClassifierImpl>> model =
-        BuildModel(ModelOptionsFor(spec, dataset), spec.seed);
+    ModelOptions options = ModelOptionsFor(spec, dataset);
+    options.script_file = control.model_file;
+    absl::StatusOr<std::shared_ptr<ClassifierImpl>> model = BuildModel(options, spec.seed);
     if (!model.ok()) return model.status();
     return TrainingRun(spec, dataset, control, sink, *std::move(model)).Run();
   });

@@ -61,10 +61,14 @@ struct TrainingControl {
   // and augment is off (each rank draws its own crops and flips). A failed collective ends
   // the run with UNAVAILABLE.
   GradientAverager* data_parallel = nullptr;
+  // An uploaded model's TorchScript file (spec.model "uploaded:<id>"); each run loads its
+  // own copy of the module from it, starting from the weights it was saved with.
+  std::string model_file;
 };
 
 // The model `spec` (as returned by ResolveSpec) trains on `dataset`: its shape, its number
-// of classes and the spec's architecture knobs.
+// of classes and the spec's architecture knobs (an uploaded model's file is not in the spec:
+// see TrainingControl::model_file).
 ModelOptions ModelOptionsFor(const ExperimentSpec& spec, const Dataset& dataset);
 
 // Runs `spec` (as returned by ResolveSpec) on `dataset` on the calling thread, with

@@ -7,6 +7,7 @@
 #include "gtest/gtest.h"
 #include "server/engine/datasets.h"
 #include "server/engine/testing/recording_sink.h"
+#include "server/engine/testing/torchscript_fixtures.h"
 
 namespace gradlab {
 namespace {
@@ -400,6 +401,86 @@ TEST(TrainerTest, Bf16LearnsLikeFp32AndItsRunsAreExactlyRepeatable) {
     EXPECT_EQ(low.epochs[i].train_loss, low_again.epochs[i].train_loss);
     EXPECT_EQ(low.epochs[i].test_accuracy, low_again.epochs[i].test_accuracy);
   }
+}
+
+// An uploaded copy of simple_cnn (tests/reference/models.py's, traced after
+// torch.manual_seed(42), the spec's seed) trains as the built-in one does, bit for bit:
+// the same initial weights, data order and augmentation, and the same operators in the
+// same order (the built-in in NCHW here; an uploaded model always is). The JIT's graph
+// optimisations, on as LibTorch has them by default, change no rounding. Its gradient
+// snapshots name the same parameters; it records no activations (a script has no hooks).
+TEST(TrainerTest, AnUploadedSimpleCnnTrainsAsTheBuiltInOneDoes) {
+  const Dataset data = Synthetic(200, 64, 32);
+  ExperimentSpec built_in = Spec("simple_cnn", 2);
+  built_in.augment = true;
+  built_in.gradient_every_n_steps = 3;
+  ExperimentSpec uploaded = built_in;
+  uploaded.model = "uploaded:simple_cnn";
+  uploaded.batch_norm.reset();
+  uploaded.skip_connections.reset();
+  ASSERT_TRUE(ResolveSpec(uploaded).ok());
+  TrainingControl nchw;
+  nchw.channels_last = false;
+  TrainingControl from_file;
+  from_file.model_file = TorchScriptFixture("simple_cnn.pt");
+  RecordingSink expected, actual;
+  ASSERT_TRUE(Train(built_in, data, nchw, expected).ok());
+  absl::Status trained = Train(uploaded, data, from_file, actual);
+  ASSERT_TRUE(trained.ok()) << trained;
+  ASSERT_EQ(actual.epochs.size(), 2u);
+  for (size_t i = 0; i < actual.epochs.size(); ++i) {
+    ExpectSameEpoch(actual.epochs[i], expected.epochs[i]);
+  }
+  ASSERT_EQ(actual.snapshots.size(), expected.snapshots.size());
+  for (size_t i = 0; i < actual.snapshots.size(); ++i) {
+    ASSERT_EQ(actual.snapshots[i].gradients.size(), expected.snapshots[i].gradients.size());
+    for (size_t k = 0; k < actual.snapshots[i].gradients.size(); ++k) {
+      EXPECT_EQ(actual.snapshots[i].gradients[k].name, expected.snapshots[i].gradients[k].name);
+      EXPECT_EQ(actual.snapshots[i].gradients[k].grad_norm,
+                expected.snapshots[i].gradients[k].grad_norm);
+    }
+    EXPECT_TRUE(actual.snapshots[i].activations.empty());
+  }
+  EXPECT_EQ(actual.predictions.back().confusion, expected.predictions.back().confusion);
+}
+
+// Checkpoints and resume, and bf16 autocast, reach an uploaded module's code as they reach
+// a built-in model's. good.pt has dropout, whose masks come from the process-wide
+// generator: the trainer seeds it from the step, so a resumed run draws the same masks.
+TEST(TrainerTest, AnUploadedModelResumesExactlyAndTrainsInBf16) {
+  const Dataset data = Synthetic(96, 32, 32);
+  ExperimentSpec spec = Spec("uploaded:good", 2);
+  spec.augment = true;
+  TrainingControl control;
+  control.model_file = TorchScriptFixture("good.pt");
+  std::vector<TrainingCheckpoint> checkpoints;
+  control.save_checkpoint = [&](const TrainingCheckpoint& checkpoint) {
+    checkpoints.push_back(checkpoint);
+    return absl::OkStatus();
+  };
+  RecordingSink whole;
+  ASSERT_TRUE(Train(spec, data, control, whole).ok());
+  ASSERT_EQ(checkpoints.size(), 2u);
+  TrainingControl resumed_control;
+  resumed_control.model_file = control.model_file;
+  resumed_control.resume_from = &checkpoints[0].state;
+  RecordingSink resumed;
+  ASSERT_TRUE(Train(spec, data, resumed_control, resumed).ok());
+  ASSERT_EQ(resumed.epochs.size(), 1u);
+  ExpectSameEpoch(resumed.epochs[0], whole.epochs[1]);
+
+  spec.precision = "bf16";
+  RecordingSink low;
+  TrainingControl bf16_control;
+  bf16_control.model_file = control.model_file;
+  ASSERT_TRUE(Train(spec, data, bf16_control, low).ok());
+  EXPECT_NE(low.epochs[0].train_loss, whole.epochs[0].train_loss);
+  EXPECT_NEAR(low.epochs[0].train_loss, whole.epochs[0].train_loss,
+              0.05 * whole.epochs[0].train_loss);
+
+  TrainingControl missing;
+  missing.model_file = "/nonexistent/model.pt";
+  EXPECT_EQ(Train(spec, data, missing, low).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(TrainerTest, ACheckpointThatFailsToSaveEndsTheRunWithItsError) {

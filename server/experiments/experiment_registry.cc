@@ -136,6 +136,7 @@ absl::Status ExperimentRegistry::Restore() {
   if (!stored.ok()) return stored.status();
   const JobFactory make_job = [this](const std::string& id, int64_t ordinal, RunPlan plan,
                                      const std::string& request_id) {
+    plan.model_file = ModelFileOf(plan.spec, options_.models);
     return NewJob(id, ordinal, std::move(plan), request_id);
   };
   std::vector<RestoredJob> interrupted;
@@ -265,11 +266,11 @@ absl::StatusOr<v1::Experiment> ExperimentRegistry::StartExperiment(
 absl::StatusOr<ExperimentRegistry::AdmittedRun> ExperimentRegistry::Admit(
     const v1::ExperimentSpec& requested) const {
   absl::StatusOr<RunPlan> plan =
-      PlanRun(requested,
-              PlanLimits{options_.threads_per_job, options_.data_dir, options_.allowed_data_dirs});
+      PlanRun(requested, PlanLimits{options_.threads_per_job, options_.data_dir,
+                                    options_.allowed_data_dirs, options_.models});
   if (!plan.ok()) return plan.status();
   // Before anything is allocated for it (the first spec of a model shape runs a probe).
-  absl::StatusOr<MemoryEstimate> memory = EstimateRunMemory(plan->spec);
+  absl::StatusOr<MemoryEstimate> memory = EstimateRunMemory(plan->spec, plan->model_file);
   if (!memory.ok()) return memory.status();
   if (absl::Status fits = CheckRunMemory(*memory, plan->spec, options_.max_run_memory);
       !fits.ok()) {
@@ -494,10 +495,22 @@ absl::Status ExperimentRegistry::DeleteExperiment(absl::string_view id) {
 }
 
 absl::StatusOr<ExportedModel> ExperimentRegistry::ExportModel(
-    absl::string_view id, v1::ExportModelRequest::Which which) const {
+    absl::string_view id, v1::ExportModelRequest::Which which,
+    v1::ExportModelRequest::Format format) const {
   absl::StatusOr<std::shared_ptr<Job>> found = FindJob(id);
   if (!found.ok()) return found.status();
   const Job& job = **found;
+  if (!v1::ExportModelRequest::Format_IsValid(format)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "format: unknown value ", format, "; valid values: STATE_DICT, TORCHSCRIPT"));
+  }
+  const bool torchscript = format == v1::ExportModelRequest::TORCHSCRIPT;
+  if (torchscript && job.plan.model_file.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "experiment ", id, " trains the built-in model ", job.plan.spec.model,
+        ", which exports its state_dict only (format STATE_DICT; tests/reference/models.py "
+        "has its PyTorch module); TORCHSCRIPT is for uploaded models"));
+  }
   int epoch = 0;
   {
     absl::ReaderMutexLock lock(&job.mu);
@@ -521,9 +534,11 @@ absl::StatusOr<ExportedModel> ExperimentRegistry::ExportModel(
                      absl::StrJoin(job.checkpoints->Epochs(), ", ")));
   }
   if (!state.ok()) return state.status();
-  absl::StatusOr<std::string> state_dict = ExportStateDict(*state);
-  if (!state_dict.ok()) return state_dict.status();
-  return ExportedModel{epoch, *std::move(state_dict)};
+  absl::StatusOr<std::string> bytes = torchscript
+                                          ? ExportTorchScript(job.plan.model_file, *state)
+                                          : ExportStateDict(*state);
+  if (!bytes.ok()) return bytes.status();
+  return ExportedModel{epoch, *std::move(bytes)};
 }
 
 absl::StatusOr<std::shared_ptr<ExperimentLog>> ExperimentRegistry::EventLog(
@@ -633,7 +648,8 @@ void ExperimentRegistry::RunJob(const std::shared_ptr<Job>& job) {
     if (shutting_down()) return;
     // Again before it starts: the server may allow less than the one it was submitted to.
     if (status.ok()) {
-      absl::StatusOr<MemoryEstimate> memory = EstimateRunMemory(job->plan.spec);
+      absl::StatusOr<MemoryEstimate> memory =
+          EstimateRunMemory(job->plan.spec, job->plan.model_file);
       status = memory.ok() ? CheckRunMemory(*memory, job->plan.spec, options_.max_run_memory)
                            : memory.status();
     }

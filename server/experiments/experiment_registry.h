@@ -82,12 +82,15 @@ struct RegistryOptions {
   // WorkerPool) the others.
   WorkerPoolOptions worker_pool;
   RendezvousOptions rendezvous;
+  // The uploaded models specs may train (spec.model "uploaded:..."); null: none. Outlives
+  // the registry.
+  const ModelRegistry* models = nullptr;
 };
 
-// A model exported from a checkpoint: a file for torch.load.
+// A model exported from a checkpoint: a file for torch.load (or torch.jit.load).
 struct ExportedModel {
   int epoch = 0;
-  std::string state_dict;
+  std::string bytes;
 };
 
 // Thread-safe. Training slots start in the constructor and stop in Shutdown (or the
@@ -138,7 +141,9 @@ class ExperimentRegistry {
   // Removes a finished experiment, its events and its checkpoints.
   absl::Status DeleteExperiment(absl::string_view id) ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<ExportedModel> ExportModel(absl::string_view id,
-                                            v1::ExportModelRequest::Which which) const
+                                            v1::ExportModelRequest::Which which,
+                                            v1::ExportModelRequest::Format format =
+                                                v1::ExportModelRequest::STATE_DICT) const
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<std::shared_ptr<ExperimentLog>> EventLog(absl::string_view id) const
       ABSL_LOCKS_EXCLUDED(mu_);

@@ -422,7 +422,7 @@ TEST_F(RegistryPersistenceTest, ExportsTheBestOrTheLastEpochsModel) {
   absl::StatusOr<ExportedModel> last = registry->ExportModel(id, v1::ExportModelRequest::LAST);
   ASSERT_TRUE(last.ok()) << last.status();
   EXPECT_EQ(last->epoch, 3);
-  EXPECT_GT(last->state_dict.size(), 175'178u * 4);  // simple_cnn's parameters, as floats
+  EXPECT_GT(last->bytes.size(), 175'178u * 4);  // simple_cnn's parameters, as floats
   absl::StatusOr<ExportedModel> best = registry->ExportModel(id, v1::ExportModelRequest::BEST);
   if (done.best_epoch() == 3) {
     EXPECT_EQ(best->epoch, 3);

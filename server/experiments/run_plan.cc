@@ -41,7 +41,43 @@ absl::Status CheckAllowed(const std::string& dir, const std::vector<std::string>
                    absl::StrJoin(allowed, ", "), "; gradlabd --allowed_data_dirs sets them)"));
 }
 
+// The file of the uploaded model `spec` names, pinning a name to its id in spec.model.
+absl::StatusOr<std::string> PinUploadedModel(ExperimentSpec& spec, const ModelRegistry* models) {
+  if (models == nullptr) {
+    return absl::FailedPreconditionError(
+        "spec.model: this server keeps no uploaded models (gradlabd runs without --state_dir)");
+  }
+  const std::string reference(UploadedModelReference(spec.model));
+  absl::StatusOr<v1::ModelArtifact> artifact = models->Get(reference);
+  if (absl::IsNotFound(artifact.status())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("spec.model: no uploaded model has the id or name ",
+                     QuoteClientText(reference), " (`gradlab models list` lists them)"));
+  }
+  if (!artifact.ok()) return artifact.status();
+  std::vector<std::string> fitting;
+  const v1::DatasetFit* fit = nullptr;
+  for (const v1::DatasetFit& dataset : artifact->datasets()) {
+    if (dataset.fits()) fitting.push_back(dataset.dataset());
+    if (dataset.dataset() == spec.dataset) fit = &dataset;
+  }
+  if (fit == nullptr || !fit->fits()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.model: the uploaded model ", QuoteClientText(reference), " does not train on ",
+        spec.dataset, fit == nullptr ? " (it was not checked on it)" : ": ",
+        fit == nullptr ? "" : fit->reason(), "; it trains on ",
+        fitting.empty() ? "none of this server's datasets" : absl::StrJoin(fitting, ", ")));
+  }
+  spec.model = absl::StrCat(kUploadedModelPrefix, artifact->id());
+  return models->FileOf(artifact->id());
+}
+
 }  // namespace
+
+std::string ModelFileOf(const ExperimentSpec& spec, const ModelRegistry* models) {
+  if (!IsUploadedModel(spec.model) || models == nullptr) return "";
+  return models->FileOf(std::string(UploadedModelReference(spec.model))).value_or("");
+}
 
 absl::StatusOr<RunPlan> PlanRun(const v1::ExperimentSpec& requested, const PlanLimits& limits) {
   absl::StatusOr<ExperimentSpec> spec = ResolveSpec(SpecFromProto(requested));
@@ -68,7 +104,13 @@ absl::StatusOr<RunPlan> PlanRun(const v1::ExperimentSpec& requested, const PlanL
     // A subfolder it found the files in (cifar-10-batches-bin) may be a symlink too.
     if (absl::Status status = CheckAllowed(*location, allowed); !status.ok()) return status;
   }
-  return RunPlan{*std::move(spec), *std::move(location)};
+  std::string model_file;
+  if (IsUploadedModel(spec->model)) {
+    absl::StatusOr<std::string> file = PinUploadedModel(*spec, limits.models);
+    if (!file.ok()) return file.status();
+    model_file = *std::move(file);
+  }
+  return RunPlan{*std::move(spec), *std::move(location), std::move(model_file)};
 }
 
 RunPlan StoredPlan(const v1::Experiment& record) {

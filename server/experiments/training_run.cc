@@ -161,6 +161,7 @@ absl::Status Run(Job& job, const TrainingRunOptions& options, const EpochRecorde
   control.stop_requested = &job.stop;
   control.clock = options.clock;
   control.progress_interval = options.progress_interval;
+  control.model_file = job.plan.model_file;
   if (job.checkpoints != nullptr) {
     control.save_checkpoint = [&job](const TrainingCheckpoint& checkpoint) {
       return SaveCheckpoint(job, checkpoint);

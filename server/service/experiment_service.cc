@@ -198,7 +198,7 @@ class ChunkStream : public ServerStream<v1::ModelChunk> {
 
  private:
   Step Next() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const std::string& bytes = model_.state_dict;
+    const std::string& bytes = model_.bytes;
     if (sent_all_) return End(grpc::Status::OK);
     chunk_.Clear();
     if (offset_ == 0) {
@@ -374,7 +374,7 @@ grpc::ServerWriteReactor<v1::ModelChunk>* ExperimentServiceImpl::ExportModel(
   }
   absl::StatusOr<std::unique_ptr<ClientLimits::StreamSlot>> slot = OpenStream(context);
   if (!slot.ok()) return new FailedStream<v1::ModelChunk>("ExportModel", context, slot.status());
-  absl::StatusOr<ExportedModel> model = registry_.ExportModel(request->id(), request->which());
+  absl::StatusOr<ExportedModel> model = registry_.ExportModel(request->id(), request->which(), request->format());
   if (!model.ok()) return new FailedStream<v1::ModelChunk>("ExportModel", context, model.status());
   return new ChunkStream(*std::move(model), *std::move(slot));
 }

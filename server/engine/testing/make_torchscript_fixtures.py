@@ -10,6 +10,10 @@ Run by the test with Debian's python3-torch (1.13, the server's LibTorch):
   hog.pt        asks for 2 GiB inside forward
   no_params.pt  no parameters at all
   state_dict.pt good.pt's weights saved by torch.save: a pickle, not TorchScript
+  simple_cnn.pt          tests/reference/models.py's simple_cnn, traced, built after
+                         torch.manual_seed(42) for 3x32x32 images: the built-in simple_cnn's
+                         initial weights for seed 42
+  simple_cnn_fashion.pt  the same for Fashion-MNIST's 1x28x28 images
   good_step.txt good.pt's state_dict keys, then one SGD step of it in PyTorch (eval mode,
                 lr 0.1, on Input() with labels 0-3): the loss and the sum of fc.weight
                 after the step, as repr()
@@ -19,6 +23,10 @@ import sys
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "../../../tests/reference"))
+import models  # noqa: E402
 
 
 class Block(torch.nn.Module):
@@ -122,6 +130,11 @@ def main(folder):
     save(Hogs(), "hog.pt")
     save(NoParameters(), "no_params.pt")
     torch.save(Net().state_dict(), os.path.join(folder, "state_dict.pt"))
+    for name, channels, side in (("simple_cnn.pt", 3, 32), ("simple_cnn_fashion.pt", 1, 28)):
+        torch.manual_seed(42)
+        net = models.build("simple_cnn", in_channels=channels, height=side, width=side)
+        torch.jit.trace(net, torch.zeros(1, channels, side, side)).save(
+            os.path.join(folder, name))
     with open(os.path.join(folder, "good_step.txt"), "w") as out:
         out.write("\n".join(one_step(os.path.join(folder, "good.pt"))) + "\n")
 
