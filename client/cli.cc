@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <ostream>
@@ -20,6 +21,7 @@
 #include "client/format.h"
 #include "client/report.h"
 #include "common/byte_size.h"
+#include "common/experiment_spec.h"
 #include "common/experiment_state.h"
 #include "common/proto_json.h"
 #include "common/request_limits.h"
@@ -260,10 +262,11 @@ int Cli::Delete(const std::string& id) {
 }
 
 int Cli::Export(const std::string& id, v1::ExportModelRequest::Which which,
-                const std::string& path) {
+                v1::ExportModelRequest::Format format, const std::string& path) {
   v1::ExportModelRequest request;
   request.set_id(id);
   request.set_which(which);
+  request.set_format(format);
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout + absl::Seconds(60)));
   std::unique_ptr<grpc::ClientReader<v1::ModelChunk>> reader =
@@ -814,19 +817,13 @@ constexpr size_t kUploadChunkBytes = 128 << 10;
 
 }  // namespace
 
-int Cli::UploadModel(const std::string& path, const std::string& name) {
-  absl::StatusOr<std::pair<std::string, std::string>> file = ReadAndHash(path);
-  if (!file.ok()) {
-    err_ << "gradlab: " << file.status().message() << "\n";
-    return kExitError;
-  }
-  const auto& [bytes, sha256] = *file;
-  v1::ModelArtifact artifact;
+grpc::Status Cli::Upload(const std::string& bytes, const std::string& sha256,
+                         const std::string& name, v1::ModelArtifact* artifact) {
   // The server checks the model in a helper process before it answers: up to two minutes.
   auto context = std::make_unique<grpc::ClientContext>();
   context->set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout + absl::Minutes(3)));
   std::unique_ptr<grpc::ClientWriter<v1::UploadModelRequest>> writer =
-      stub_->UploadModel(context.get(), &artifact);
+      stub_->UploadModel(context.get(), artifact);
   v1::UploadModelRequest header;
   header.mutable_header()->set_name(name);
   header.mutable_header()->set_sha256(sha256);
@@ -837,13 +834,46 @@ int Cli::UploadModel(const std::string& path, const std::string& name) {
     open = writer->Write(chunk);  // false: the server has answered already
   }
   writer->WritesDone();
-  grpc::Status status = writer->Finish();
+  return writer->Finish();
+}
+
+int Cli::UploadModel(const std::string& path, const std::string& name) {
+  absl::StatusOr<std::pair<std::string, std::string>> file = ReadAndHash(path);
+  if (!file.ok()) {
+    err_ << "gradlab: " << file.status().message() << "\n";
+    return kExitError;
+  }
+  const auto& [bytes, sha256] = *file;
+  v1::ModelArtifact artifact;
+  grpc::Status status = Upload(bytes, sha256, name, &artifact);
   if (!status.ok()) return Fail(status);
   if (options_.json) {
     PrintJson(artifact);
   } else {
     out_ << ModelText(artifact);
   }
+  return kExitOk;
+}
+
+int Cli::UseModelFile(const std::string& path, v1::ExperimentSpec& spec) {
+  absl::StatusOr<std::pair<std::string, std::string>> file = ReadAndHash(path);
+  if (!file.ok()) {
+    err_ << "gradlab: " << file.status().message() << "\n";
+    return kExitError;
+  }
+  const auto& [bytes, sha256] = *file;
+  v1::GetModelRequest request;
+  request.set_id(sha256);
+  v1::ModelArtifact artifact;
+  grpc::Status status = stub_->GetModel(UnaryContext().get(), request, &artifact);
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+    status = Upload(bytes, sha256, std::filesystem::path(path).stem().string(), &artifact);
+    if (status.ok()) err_ << "uploaded " << path << " as model " << artifact.name() << "\n";
+  } else if (status.ok()) {
+    err_ << path << " is model " << artifact.name() << " on the server already\n";
+  }
+  if (!status.ok()) return Fail(status);
+  spec.set_model(absl::StrCat(kUploadedModelPrefix, sha256));
   return kExitOk;
 }
 

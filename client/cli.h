@@ -55,7 +55,8 @@ class Cli {
   int Delete(const std::string& id);
   // Writes the exported model to `path` (through a temporary file, so that a failed
   // export leaves no partial file behind).
-  int Export(const std::string& id, v1::ExportModelRequest::Which which, const std::string& path);
+  int Export(const std::string& id, v1::ExportModelRequest::Which which,
+             v1::ExportModelRequest::Format format, const std::string& path);
   int Watch(const std::string& id);
   // `step`: the first snapshot at or after it; otherwise the latest one.
   int Grads(const std::string& id, std::optional<int64_t> step, const std::string& layers,
@@ -83,6 +84,10 @@ class Cli {
   int ExportMetrics(const std::string& id, const std::string& path, ExportTable table);
   // Uploads the TorchScript file at `path` under `name`, in chunks, with its sha256.
   int UploadModel(const std::string& path, const std::string& name);
+  // Sets spec.model to the TorchScript file at `path`, "uploaded:<its sha256>", uploading
+  // it first (named after the file) when the server does not have it; says which on
+  // stderr. An exit code: 0 when the spec may be sent.
+  int UseModelFile(const std::string& path, v1::ExperimentSpec& spec);
   int ListModels();
   int GetModel(const std::string& id);
   int DeleteModel(const std::string& id);
@@ -91,6 +96,9 @@ class Cli {
 
  private:
   std::unique_ptr<grpc::ClientContext> UnaryContext() const;
+  // One UploadModel call: the header, then `bytes` in chunks.
+  grpc::Status Upload(const std::string& bytes, const std::string& sha256, const std::string& name,
+                      v1::ModelArtifact* artifact);
   // For StartExperiment and StartSweep: --timeout, but at least two minutes.
   std::unique_ptr<grpc::ClientContext> StartContext() const;
   // The sweep with that id into *sweep, or nothing when there is none (OK either way).

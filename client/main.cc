@@ -34,7 +34,9 @@ ABSL_FLAG(int, reconnect_timeout, 60, "seconds watch keeps reconnecting a droppe
 
 // ExperimentSpec fields, for submit and compare; unset ones take the server's defaults.
 ABSL_FLAG(std::optional<std::string>, model, std::nullopt,
-          "simple_cnn, deep_cnn, resnet, cifar_resnet or mlp");
+          "simple_cnn, deep_cnn, resnet, cifar_resnet, mlp, or uploaded:ID_OR_NAME");
+ABSL_FLAG(std::string, model_file, "",
+          "submit, sweep: train this TorchScript file (uploaded first if the server lacks it)");
 ABSL_FLAG(std::optional<std::string>, dataset, std::nullopt,
           "cifar10, fashion_mnist, mnist or synthetic");
 ABSL_FLAG(std::optional<std::string>, data_dir, std::nullopt, "dataset folder on the server");
@@ -96,7 +98,8 @@ ABSL_FLAG(std::vector<std::string>, models,
 ABSL_FLAG(std::vector<std::string>, ids, {}, "compare: existing experiments instead of new ones");
 ABSL_FLAG(std::string, output, "", "export, report: the file to write (-o)");
 ABSL_FLAG(std::string, which, "best", "export: best or last");
-ABSL_FLAG(std::string, format, "csv", "export-metrics: csv (the only format)");
+ABSL_FLAG(std::string, format, "",
+          "export: state_dict (default) or torchscript; export-metrics: csv (the only one)");
 ABSL_FLAG(std::string, table, "epochs",
           "export-metrics: epochs (a row per epoch) or predictions (a row per epoch, true "
           "and predicted class)");
@@ -111,8 +114,10 @@ constexpr char kUsage[] = R"(gradlab: submit and watch CNN trainings on a gradla
 usage: gradlab [global flags] COMMAND [ARGS] [flags]
 
 commands:
-  submit [spec flags] [--follow] [--request_id=ID]
-                        queue an experiment; print its id, or follow it like watch
+  submit [spec flags] [--model_file=FILE] [--follow] [--request_id=ID]
+                        queue an experiment; print its id, or follow it like watch.
+                        --model_file trains a TorchScript file, uploading it first
+                        when the server does not have it (see models upload)
   list [--state=S] [--limit=N]
                         experiments, newest first
   get ID                one experiment, every field
@@ -130,15 +135,16 @@ commands:
   compare [--models=a,b,c | --ids=x,y] [spec flags]
                         one experiment per model with the same settings, live progress,
                         then the side-by-side table of the reference experiment
-  export ID -o FILE [--which=best|last]
+  export ID -o FILE [--which=best|last] [--format=state_dict|torchscript]
                         the model of the best (default) or the last finished epoch, as a
-                        PyTorch state_dict file: torch.load(FILE) in Python
+                        PyTorch state_dict file: torch.load(FILE) in Python; an uploaded
+                        model also as its trained TorchScript module (torch.jit.load)
   report ID... -o FILE  the experiments' curves and gradient flow, or a sweep's grid and
                         bands, as one self-contained HTML file (opens offline; several
                         experiment ids add a comparison)
   delete ID             remove a finished experiment, its history and its checkpoints
   sweep --vary FIELD=V1,V2 [--vary ...] [--seeds=N | --seed_list=A,B] [spec flags]
-        [--nofollow] [--request_id=ID]
+        [--model_file=FILE] [--nofollow] [--request_id=ID]
                         one experiment per cell of the grid (every value of each --vary
                         axis) and seed, queued together; shows each run's epochs, then
                         the table of each cell's mean +- std over its seeds. --name and
@@ -231,11 +237,11 @@ const std::vector<std::string> kSpecFlags = {"model",
 std::map<std::string, std::set<std::string>> CommandFlags() {
   std::set<std::string> spec(kSpecFlags.begin(), kSpecFlags.end());
   std::set<std::string> submit = spec;
-  submit.insert({"follow", "request_id"});
+  submit.insert({"follow", "request_id", "model_file"});
   std::set<std::string> compare = spec;
   compare.insert({"models", "ids", "request_id"});
   std::set<std::string> sweep = spec;
-  sweep.insert({"vary", "seeds", "seed_list", "follow", "request_id"});
+  sweep.insert({"vary", "seeds", "seed_list", "follow", "request_id", "model_file"});
   return {{"submit", submit},
           {"sweep", sweep},
           {"sweeps", {"limit"}},
@@ -247,7 +253,7 @@ std::map<std::string, std::set<std::string>> CommandFlags() {
           {"get", {}},
           {"cancel", {}},
           {"delete", {}},
-          {"export", {"output", "which"}},
+          {"export", {"output", "which", "format"}},
           {"report", {"output"}},
           {"watch", {}},
           {"grads", {"step", "last", "layers", "follow"}},
@@ -504,16 +510,33 @@ int main(int argc, char** argv) {
   options.interactive = isatty(STDOUT_FILENO) && !options.json;
   gradlab::Cli cli(options, std::cout, std::cerr);
 
+  const std::string model_file = absl::GetFlag(FLAGS_model_file);
+  if (!model_file.empty() && given.count("model")) {
+    return UsageError("--model_file and --model exclude each other");
+  }
   if (command == "submit" || command == "compare") {
     absl::StatusOr<gradlab::v1::StartExperimentRequest> request = RequestFromFlags();
     if (!request.ok()) return UsageError(std::string(request.status().message()));
-    if (command == "submit") return cli.Submit(*request, absl::GetFlag(FLAGS_follow));
+    if (command == "submit") {
+      if (!model_file.empty()) {
+        if (int code = cli.UseModelFile(model_file, *request->mutable_spec()); code != 0) {
+          return code;
+        }
+      }
+      return cli.Submit(*request, absl::GetFlag(FLAGS_follow));
+    }
     if (given.count("model")) return UsageError("compare takes --models, not --model");
     return cli.Compare(absl::GetFlag(FLAGS_models), *request, absl::GetFlag(FLAGS_ids));
   }
   if (command == "sweep") {
     absl::StatusOr<gradlab::v1::StartSweepRequest> request = SweepRequestFromFlags(axes);
     if (!request.ok()) return UsageError(std::string(request.status().message()));
+    if (!model_file.empty()) {
+      if (int code = cli.UseModelFile(model_file, *request->mutable_sweep()->mutable_base());
+          code != 0) {
+        return code;
+      }
+    }
     const bool follow = given.count("follow") == 0 || absl::GetFlag(FLAGS_follow);
     return cli.StartSweep(*request, follow);
   }
@@ -522,7 +545,7 @@ int main(int argc, char** argv) {
     return cli.ListSweeps(absl::GetFlag(FLAGS_limit));
   }
   if (command == "export-metrics") {
-    if (absl::GetFlag(FLAGS_format) != "csv") {
+    if (given.count("format") && absl::GetFlag(FLAGS_format) != "csv") {
       return UsageError(absl::StrCat("--format: \"", absl::GetFlag(FLAGS_format), "\" is not csv"));
     }
     const std::string table = absl::GetFlag(FLAGS_table);
@@ -573,7 +596,15 @@ int main(int argc, char** argv) {
       return UsageError(absl::StrCat("--which: \"", which_name, "\" is not one of best, last"));
     }
     if (absl::GetFlag(FLAGS_output).empty()) return UsageError("export needs -o FILE");
-    return cli.Export(positional[1], which, absl::GetFlag(FLAGS_output));
+    const std::string format_name = absl::GetFlag(FLAGS_format);
+    gradlab::v1::ExportModelRequest::Format format = gradlab::v1::ExportModelRequest::STATE_DICT;
+    if (format_name == "torchscript") {
+      format = gradlab::v1::ExportModelRequest::TORCHSCRIPT;
+    } else if (!format_name.empty() && format_name != "state_dict") {
+      return UsageError(
+          absl::StrCat("--format: \"", format_name, "\" is not one of state_dict, torchscript"));
+    }
+    return cli.Export(positional[1], which, format, absl::GetFlag(FLAGS_output));
   }
   if (command == "report") {
     if (absl::GetFlag(FLAGS_output).empty()) return UsageError("report needs -o FILE");

@@ -183,6 +183,29 @@ TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
          auto context = Context(a);
          return ReadStream(stub.ExportModel(context.get(), request));
        }},
+      {"UploadModel", kWrite,
+       [&](const std::string& a) {
+         auto context = Context(a);
+         v1::ModelArtifact response;
+         auto writer = stub.UploadModel(context.get(), &response);
+         v1::UploadModelRequest headless;  // no header: refused after authorization
+         headless.set_chunk("abc");
+         writer->Write(headless);
+         writer->WritesDone();
+         return writer->Finish().error_code();
+       }},
+      {"DeleteModel", kWrite,
+       [&](const std::string& a) {
+         v1::DeleteModelRequest request;
+         request.set_id("nosuchmodel");
+         v1::DeleteModelResponse response;
+         return stub.DeleteModel(Context(a).get(), request, &response).error_code();
+       }},
+      {"ListModels", kRead,
+       [&](const std::string& a) {
+         v1::ListModelsResponse response;
+         return stub.ListModels(Context(a).get(), v1::ListModelsRequest(), &response).error_code();
+       }},
       {"StartSweep", kWrite,
        [&](const std::string& a) {
          v1::StartSweepRequest request;  // no axis field: refused after authorization

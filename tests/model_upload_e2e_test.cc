@@ -1,6 +1,8 @@
 // Uploading TorchScript models to the real gradlabd over a real gRPC channel: checked in
 // its helper process, kept across a restart, and bad uploads refused while the server
 // keeps serving.
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <openssl/evp.h>
 
@@ -8,6 +10,7 @@
 #include <fstream>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "gradlab/v1/experiment_service.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -77,6 +80,25 @@ class ModelUploadTest : public ::testing::Test {
                              v1::ModelArtifact* artifact) {
     const std::string bytes = ReadFile(TorchScriptFixture(fixture));
     return Upload(bytes, name, Sha256Hex(bytes), artifact);
+  }
+  // The CLI against this server: its exit code and stdout, and its stderr into `err`.
+  CommandResult Gradlab(std::vector<std::string> args, std::string* err = nullptr) {
+    args.insert(args.begin(), {GRADLAB_PATH, "--server=" + server_->grpc_address});
+    const std::string err_file = (state_dir_.parent_path() / "gradlab.err").string();
+    if (err != nullptr) {
+      args.insert(args.begin(), {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>" + err_file});
+    }
+    CommandResult result = RunCommand(args, {}, absl::Seconds(300));
+    if (err != nullptr) *err = ReadFile(err_file);
+    return result;
+  }
+  // The experiment `gradlab --json get` prints.
+  v1::Experiment GetExperiment(const std::string& id) {
+    CommandResult got = Gradlab({"--json", "get", id});
+    EXPECT_EQ(got.exit_code, 0) << got.out;
+    v1::Experiment experiment;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(got.out, &experiment).ok()) << got.out;
+    return experiment;
   }
   void ExpectServing() {
     grpc::ClientContext context;
@@ -167,10 +189,7 @@ TEST_F(ModelUploadTest, BadUploadsGetTheirErrorAndTheServerKeepsServing) {
 TEST_F(ModelUploadTest, TheCliUploadsListsAndDeletes) {
   const fs::path file = state_dir_.parent_path() / "mynet.pt";
   fs::copy_file(TorchScriptFixture("good.pt"), file, fs::copy_options::overwrite_existing);
-  auto gradlab = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), {GRADLAB_PATH, "--server=" + server_->grpc_address});
-    return RunCommand(args);
-  };
+  auto gradlab = [&](std::vector<std::string> args) { return Gradlab(std::move(args)); };
   CommandResult uploaded = gradlab({"models", "upload", file.string()});
   ASSERT_EQ(uploaded.exit_code, 0) << uploaded.out;
   EXPECT_THAT(uploaded.out, HasSubstr("model mynet ("));
@@ -185,6 +204,83 @@ TEST_F(ModelUploadTest, TheCliUploadsListsAndDeletes) {
   EXPECT_EQ(gradlab({"models", "remove", "mynet"}).exit_code, 2);
   EXPECT_EQ(gradlab({"models", "delete", "mynet"}).exit_code, 0);
   EXPECT_EQ(gradlab({"models", "get", "mynet"}).exit_code, 3);
+}
+
+// The round trip a user makes, through the real server, CLI and PyTorch: a copy of
+// simple_cnn for Fashion-MNIST, traced in PyTorch after torch.manual_seed(42), submitted
+// with --model_file (uploaded on the way) and trained for an epoch beside the built-in
+// simple_cnn of seed 42; exported as TorchScript and evaluated by PyTorch, which gets the
+// server's own test loss (to the last bit) and accuracy. The two runs differ only by the built-in
+// model's channels-last layout (an uploaded one trains in NCHW): float rounding (engine_test's
+// AnUploadedSimpleCnnTrainsAsTheBuiltInOneDoes has them equal bit for bit in NCHW).
+TEST_F(ModelUploadTest, AnUploadedModelTrainsIsExportedAndReloadsInPyTorch) {
+  const fs::path file = state_dir_.parent_path() / "fashion_cnn.pt";
+  fs::copy_file(TorchScriptFixture("simple_cnn_fashion.pt"), file,
+                fs::copy_options::overwrite_existing);
+  const std::string sha256 = Sha256Hex(ReadFile(file.string()));
+  const std::vector<std::string> spec = {"--dataset=fashion_mnist", "--epochs=1",
+                                         "--max_train_samples=512", "--max_test_samples=256",
+                                         "--batch_size=64",         "--learning_rate=0.01"};
+  std::string err;
+  // Its id, which submit prints.
+  auto submit = [&](std::vector<std::string> flags) {
+    flags.insert(flags.begin(), "submit");
+    flags.insert(flags.end(), spec.begin(), spec.end());
+    CommandResult submitted = Gradlab(flags, &err);
+    EXPECT_EQ(submitted.exit_code, 0) << submitted.out << err;
+    return std::string(absl::StripAsciiWhitespace(submitted.out));
+  };
+  const std::string id = submit({"--model_file=" + file.string()});
+  EXPECT_THAT(err, HasSubstr("uploaded " + file.string() + " as model fashion_cnn\n"));
+  submit({"--model_file=" + file.string()});
+  EXPECT_THAT(err, HasSubstr(" is model fashion_cnn on the server already\n"));
+  const std::string built_in_id = submit({"--model=simple_cnn"});
+  for (const std::string& each : {id, built_in_id}) {
+    CommandResult watched = Gradlab({"watch", each}, &err);
+    ASSERT_EQ(watched.exit_code, 0) << watched.out << err;
+  }
+
+  // The record pins the id; the model cannot go while an experiment refers to it.
+  const v1::Experiment experiment = GetExperiment(id);
+  EXPECT_EQ(experiment.spec().model(), "uploaded:" + sha256);
+  const v1::Experiment reference = GetExperiment(built_in_id);
+  const v1::EpochMetrics& trained = experiment.last_metrics();
+  EXPECT_EQ(trained.epoch(), 1);
+  EXPECT_NEAR(trained.train_loss(), reference.last_metrics().train_loss(), 1e-3);
+  EXPECT_NEAR(trained.test_loss(), reference.last_metrics().test_loss(), 1e-3);
+  EXPECT_NEAR(trained.test_accuracy(), reference.last_metrics().test_accuracy(), 0.02);
+  EXPECT_LT(trained.test_loss(), 2.25) << "it learned (chance: ln 10 = 2.3026)";
+  CommandResult kept = Gradlab({"models", "delete", "fashion_cnn"});
+  EXPECT_EQ(kept.exit_code, 3);
+
+  // Exported as TorchScript, it is the server's trained model to PyTorch.
+  const std::string exported = (state_dir_.parent_path() / "fashion_cnn_trained.pt").string();
+  CommandResult export_result =
+      Gradlab({"export", id, "-o", exported, "--which=last", "--format=torchscript"});
+  ASSERT_EQ(export_result.exit_code, 0) << export_result.out;
+  CommandResult evaluated =
+      RunCommand({"/usr/bin/python3", "tests/reference/evaluate_export.py", exported,
+                  "/usr/share/datasets/fashion-mnist", "256", "64"});
+  ASSERT_EQ(evaluated.exit_code, 0) << evaluated.out;
+  google::protobuf::Struct python;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(evaluated.out, &python).ok())
+      << evaluated.out;
+  EXPECT_DOUBLE_EQ(python.fields().at("accuracy").number_value(), trained.test_accuracy());
+  EXPECT_EQ(python.fields().at("loss").number_value(), trained.test_loss());
+  EXPECT_EQ(Gradlab({"export", built_in_id, "-o", exported, "--format=torchscript"}).exit_code, 3);
+  EXPECT_EQ(Gradlab({"export", id, "-o", exported, "--format=onnx"}).exit_code, 2);
+
+  // Specs that name no model it has, or one that does not fit the dataset.
+  CommandResult unknown = Gradlab({"submit", "--model=uploaded:nosuch", "--dataset=synthetic"});
+  EXPECT_EQ(unknown.exit_code, 3);
+  CommandResult misfit =
+      Gradlab({"submit", "--model=uploaded:fashion_cnn", "--dataset=cifar10"}, &err);
+  // Said before whether cifar10 is on this server: the spec is wrong either way.
+  EXPECT_EQ(misfit.exit_code, 3);
+  EXPECT_THAT(err, HasSubstr("the uploaded model \"fashion_cnn\" does not train on "
+                             "cifar10: forward or backward failed"));
+  EXPECT_THAT(err, HasSubstr("it trains on fashion_mnist, mnist"));
+  ExpectServing();
 }
 
 }  // namespace

@@ -88,6 +88,12 @@ absl::StatusOr<RunPlan> PlanRun(const v1::ExperimentSpec& requested, const PlanL
         limits.threads_per_job, "); allowed: 0 to ", limits.threads_per_job));
   }
   if (spec->threads == 0) spec->threads = limits.threads_per_job;
+  std::string model_file;
+  if (IsUploadedModel(spec->model)) {
+    absl::StatusOr<std::string> file = PinUploadedModel(*spec, limits.models);
+    if (!file.ok()) return file.status();
+    model_file = *std::move(file);
+  }
   std::vector<std::string> allowed = limits.allowed_data_dirs;
   if (allowed.empty()) {
     if (!limits.server_data_dir.empty()) allowed.push_back(limits.server_data_dir);
@@ -103,12 +109,6 @@ absl::StatusOr<RunPlan> PlanRun(const v1::ExperimentSpec& requested, const PlanL
   if (!spec->data_dir.empty() && !location->empty()) {
     // A subfolder it found the files in (cifar-10-batches-bin) may be a symlink too.
     if (absl::Status status = CheckAllowed(*location, allowed); !status.ok()) return status;
-  }
-  std::string model_file;
-  if (IsUploadedModel(spec->model)) {
-    absl::StatusOr<std::string> file = PinUploadedModel(*spec, limits.models);
-    if (!file.ok()) return file.status();
-    model_file = *std::move(file);
   }
   return RunPlan{*std::move(spec), *std::move(location), std::move(model_file)};
 }
