@@ -1,7 +1,6 @@
 #include "client/cli.h"
 
 #include <google/protobuf/struct.pb.h>
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -13,7 +12,6 @@
 #include <ostream>
 #include <set>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -25,6 +23,7 @@
 #include "common/experiment_state.h"
 #include "common/proto_json.h"
 #include "common/request_limits.h"
+#include "common/sha256.h"
 
 namespace gradlab {
 namespace {
@@ -804,11 +803,7 @@ absl::StatusOr<std::pair<std::string, std::string>> ReadAndHash(const std::strin
     return absl::NotFoundError(absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
   std::string bytes((std::istreambuf_iterator<char>(file)), {});
   if (file.bad()) return absl::InternalError(absl::StrCat("cannot read ", path));
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr);
-  std::string hex =
-      absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), length));
+  std::string hex = Sha256Hex(bytes);
   return std::make_pair(std::move(bytes), std::move(hex));
 }
 

@@ -128,8 +128,9 @@ absl::Status ResolveUploadedModel(const ExperimentSpec& spec, ExperimentSpec& re
                      "); its own code decides its layers, and it starts from the weights "
                      "it was saved with"));
   };
-  if (spec.batch_norm.has_value()) return refuse("batch_norm");
-  if (spec.skip_connections.has_value()) return refuse("skip_connections");
+  // false is what a resolved spec holds: a record's spec resolves again as it is.
+  if (spec.batch_norm.value_or(false)) return refuse("batch_norm");
+  if (spec.skip_connections.value_or(false)) return refuse("skip_connections");
   if (spec.depth.has_value()) return refuse("depth");
   if (!spec.shortcut.empty()) return refuse("shortcut");
   if (spec.init != InitNames().front()) return refuse("init");

@@ -209,7 +209,7 @@ INSTANTIATE_TEST_SUITE_P(
         InvalidCase{"uploaded_batch_norm",
                     [](ExperimentSpec& s) {
                       s.model = "uploaded:mynet";
-                      s.batch_norm = false;
+                      s.batch_norm = true;
                     },
                     "spec.batch_norm: not allowed for an uploaded model (\"uploaded:mynet\"); "
                     "its own code decides its layers"},
@@ -250,6 +250,10 @@ TEST(ResolveSpecTest, AnUploadedModelKeepsItsReferenceAndHasNoBuiltInKnobs) {
   EXPECT_TRUE(IsUploadedModel(resolved->model));
   EXPECT_EQ(UploadedModelReference(resolved->model), "mynet");
   EXPECT_FALSE(IsUploadedModel("simple_cnn"));
+  // A record's spec (what a worker is given, what a restart reads) resolves as it is.
+  absl::StatusOr<ExperimentSpec> again = ResolveSpec(*resolved);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->batch_norm, false);
 }
 
 // Limits on what people write count characters, not bytes; values quoted in errors are cut.

@@ -318,6 +318,13 @@ TEST_F(AuthTest, EveryRpcAgainstEveryKindOfCaller) {
              ->Rendezvous(Context(a).get(), request, &response)
              .error_code();
        }},
+      {"FetchModel", kWorker,
+       [&](const std::string& a) {
+         v1::FetchModelRequest request;  // no worker: refused after authorization
+         auto context = Context(a);
+         return ReadStream(
+             v1::WorkerService::NewStub(channel_)->FetchModel(context.get(), request));
+       }},
       {"ServerReflectionInfo", kRead,
        [&](const std::string& a) {
          auto reflection = grpc::reflection::v1alpha::ServerReflection::NewStub(channel_);

@@ -4,17 +4,17 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
-#include <openssl/evp.h>
 
 #include <filesystem>
 #include <fstream>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/strip.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gradlab/v1/experiment_service.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "server/engine/testing/torchscript_fixtures.h"
+#include "tests/testing/file_bytes.h"
 #include "tests/testing/gradlabd_process.h"
 #include "tests/testing/test_dir.h"
 
@@ -23,18 +23,6 @@ namespace {
 
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(file), {});
-}
-
-std::string Sha256Hex(const std::string& bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr);
-  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(digest), length));
-}
 
 class ModelUploadTest : public ::testing::Test {
  protected:
@@ -78,7 +66,7 @@ class ModelUploadTest : public ::testing::Test {
   }
   grpc::Status UploadFixture(const std::string& fixture, const std::string& name,
                              v1::ModelArtifact* artifact) {
-    const std::string bytes = ReadFile(TorchScriptFixture(fixture));
+    const std::string bytes = ReadFileBytes(TorchScriptFixture(fixture));
     return Upload(bytes, name, Sha256Hex(bytes), artifact);
   }
   // The CLI against this server: its exit code and stdout, and its stderr into `err`.
@@ -89,7 +77,7 @@ class ModelUploadTest : public ::testing::Test {
       args.insert(args.begin(), {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>" + err_file});
     }
     CommandResult result = RunCommand(args, {}, absl::Seconds(300));
-    if (err != nullptr) *err = ReadFile(err_file);
+    if (err != nullptr) *err = ReadFileBytes(err_file);
     return result;
   }
   // The experiment `gradlab --json get` prints.
@@ -117,7 +105,7 @@ TEST_F(ModelUploadTest, AnUploadIsListedKeptAcrossARestartAndDeleted) {
   ASSERT_TRUE(uploaded.ok()) << uploaded.error_message();
   EXPECT_EQ(artifact.name(), "mynet");
   EXPECT_EQ(artifact.parameter_count(), 1498);
-  EXPECT_EQ(artifact.id(), Sha256Hex(ReadFile(TorchScriptFixture("good.pt"))));
+  EXPECT_EQ(artifact.id(), Sha256Hex(ReadFileBytes(TorchScriptFixture("good.pt"))));
   EXPECT_TRUE(fs::exists(state_dir_ / "models" / (artifact.id() + ".pt")));
 
   Start();  // a restart
@@ -144,7 +132,7 @@ TEST_F(ModelUploadTest, AnUploadIsListedKeptAcrossARestartAndDeleted) {
 }
 
 TEST_F(ModelUploadTest, BadUploadsGetTheirErrorAndTheServerKeepsServing) {
-  const std::string good = ReadFile(TorchScriptFixture("good.pt"));
+  const std::string good = ReadFileBytes(TorchScriptFixture("good.pt"));
   v1::ModelArtifact artifact;
   grpc::Status status = Upload(good, "net", std::string(64, '0'), &artifact);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
@@ -217,7 +205,7 @@ TEST_F(ModelUploadTest, AnUploadedModelTrainsIsExportedAndReloadsInPyTorch) {
   const fs::path file = state_dir_.parent_path() / "fashion_cnn.pt";
   fs::copy_file(TorchScriptFixture("simple_cnn_fashion.pt"), file,
                 fs::copy_options::overwrite_existing);
-  const std::string sha256 = Sha256Hex(ReadFile(file.string()));
+  const std::string sha256 = Sha256Hex(ReadFileBytes(file.string()));
   const std::vector<std::string> spec = {"--dataset=fashion_mnist", "--epochs=1",
                                          "--max_train_samples=512", "--max_test_samples=256",
                                          "--batch_size=64",         "--learning_rate=0.01"};

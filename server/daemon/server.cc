@@ -118,8 +118,8 @@ absl::StatusOr<std::unique_ptr<GradlabServer>> GradlabServer::Start(ServerOption
   server->service_ = std::make_unique<ExperimentServiceImpl>(
       *server->registry_, *server->sweeps_, server->models_.get(), server->authorizer_.get(),
       *server->limits_);
-  server->worker_service_ = std::make_unique<WorkerServiceImpl>(server->registry_->worker_pool(),
-                                                                server->authorizer_.get());
+  server->worker_service_ = std::make_unique<WorkerServiceImpl>(
+      server->registry_->worker_pool(), server->models_.get(), server->authorizer_.get());
   options.http.authorizer = server->authorizer_.get();
   options.http.limits = server->limits_.get();
 

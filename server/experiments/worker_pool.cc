@@ -311,23 +311,44 @@ absl::StatusOr<v1::RendezvousResponse> WorkerPool::Rendezvous(const v1::Rendezvo
   std::shared_ptr<RendezvousStore> store;
   {
     absl::MutexLock lock(&mu_);
-    auto worker = workers_.find(request.worker_id());
-    const bool holds_rank =
-        worker != workers_.end() && worker->second.owner == owner &&
-        worker->second.assignment.has_value() && worker->second.handed_out &&
-        !worker->second.released &&
-        Matches(*worker->second.assignment, request.experiment_id(), request.attempt());
-    auto attempt = attempts_.find({request.experiment_id(), request.attempt()});
-    if (!holds_rank || attempt == attempts_.end()) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "worker ", QuoteClientText(request.worker_id()), " holds no rank of attempt ",
-          request.attempt(), " of experiment ", QuoteClientText(request.experiment_id()),
-          ": only the ranks of a running attempt may use its rendezvous"));
-    }
-    store = attempt->second.store;
+    absl::StatusOr<const Worker*> holder =
+        RankHolderLocked(request.worker_id(), owner, request.experiment_id(), request.attempt());
+    if (!holder.ok()) return holder.status();
+    store = attempts_.at({request.experiment_id(), request.attempt()}).store;
   }
   // The store has its own lock: the pool's is not held while it works.
   return ApplyRendezvous(*store, request);
+}
+
+absl::StatusOr<v1::ExperimentSpec> WorkerPool::AssignedSpec(const v1::FetchModelRequest& request,
+                                                            absl::string_view owner) const {
+  if (request.worker_id().empty() || request.experiment_id().empty() || request.attempt() < 1) {
+    return absl::InvalidArgumentError(
+        "FetchModel needs the worker's id, and the experiment and attempt it holds a rank of");
+  }
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<const Worker*> holder =
+      RankHolderLocked(request.worker_id(), owner, request.experiment_id(), request.attempt());
+  if (!holder.ok()) return holder.status();
+  return (*holder)->assignment->spec();
+}
+
+absl::StatusOr<const WorkerPool::Worker*> WorkerPool::RankHolderLocked(
+    const std::string& worker_id, absl::string_view owner, const std::string& experiment_id,
+    int attempt) const {
+  auto worker = workers_.find(worker_id);
+  const bool holds_rank = worker != workers_.end() && worker->second.owner == owner &&
+                          worker->second.assignment.has_value() && worker->second.handed_out &&
+                          !worker->second.released &&
+                          Matches(*worker->second.assignment, experiment_id, attempt) &&
+                          attempts_.count({experiment_id, attempt}) > 0;
+  if (!holds_rank) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("worker ", QuoteClientText(worker_id), " holds no rank of attempt ", attempt,
+                     " of experiment ", QuoteClientText(experiment_id),
+                     ": only the ranks of a running attempt may use its rendezvous and model"));
+  }
+  return &worker->second;
 }
 
 std::vector<absl::Status> WorkerPool::Release(const std::string& experiment_id, int attempt) {

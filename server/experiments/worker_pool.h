@@ -90,6 +90,11 @@ class WorkerPool {
   // released: INVALID_ARGUMENT for a malformed operation (checked first), PERMISSION_DENIED
   // for any other caller, and the store's own errors (NOT_FOUND for a key not there yet,
   // its limits).
+  // The spec of the attempt, for a worker that `owner` registered and that holds a rank of
+  // it (as Rendezvous): INVALID_ARGUMENT for a request without them, PERMISSION_DENIED for
+  // any other caller.
+  absl::StatusOr<v1::ExperimentSpec> AssignedSpec(const v1::FetchModelRequest& request,
+                                                  absl::string_view owner) const;
   absl::StatusOr<v1::RendezvousResponse> Rendezvous(const v1::RendezvousRequest& request,
                                                     absl::string_view owner);
   // Ends an attempt: workers that have not picked up their rank are idle again at once;
@@ -120,6 +125,12 @@ class WorkerPool {
 
   // Drops the workers not heard from within the timeout; returns whether any was.
   bool DropSilentWorkers() ABSL_LOCKS_EXCLUDED(mu_);
+  // The worker `worker_id`, registered by `owner`, when it has been handed a rank of the
+  // attempt and not released it; else PERMISSION_DENIED.
+  absl::StatusOr<const Worker*> RankHolderLocked(const std::string& worker_id,
+                                                 absl::string_view owner,
+                                                 const std::string& experiment_id,
+                                                 int attempt) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void Note(const AttemptKey& key, absl::Status what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static bool Matches(const v1::RankAssignment& a, const std::string& id, int attempt) {
     return a.experiment_id() == id && a.attempt() == attempt;

@@ -223,7 +223,23 @@ TEST_F(WorkerPoolTest, OnlyTheRanksOfARunningAttemptMeetInItsRendezvous) {
     absl::Status status = pool->Rendezvous(denied, owner).status();
     EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << what;
     EXPECT_THAT(status.message(), HasSubstr("only the ranks of a running attempt")) << what;
+    // The same holds for the spec (and so the uploaded model) of the attempt.
+    v1::FetchModelRequest fetch;
+    fetch.set_worker_id(denied.worker_id());
+    fetch.set_experiment_id(denied.experiment_id());
+    fetch.set_attempt(denied.attempt());
+    EXPECT_EQ(pool->AssignedSpec(fetch, owner).status().code(), absl::StatusCode::kPermissionDenied)
+        << what;
   }
+  v1::FetchModelRequest fetch;
+  fetch.set_worker_id(a);
+  fetch.set_experiment_id("exp1");
+  fetch.set_attempt(1);
+  absl::StatusOr<v1::ExperimentSpec> spec = pool->AssignedSpec(fetch, "token on line 1");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->model(), "simple_cnn");
+  EXPECT_EQ(pool->AssignedSpec(v1::FetchModelRequest(), "token on line 1").status().code(),
+            absl::StatusCode::kInvalidArgument);
   v1::RendezvousRequest bad = request(a, "exp1", 1);
   bad.set_operation(v1::RendezvousRequest::OPERATION_UNSPECIFIED);
   EXPECT_EQ(pool->Rendezvous(bad, "token on line 1").status().code(),

@@ -3,31 +3,19 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
 
 #include <filesystem>
 #include <fstream>
 
-#include "absl/strings/escaping.h"
+#include "common/sha256.h"
 #include "server/engine/testing/torchscript_fixtures.h"
+#include "tests/testing/file_bytes.h"
 
 namespace gradlab {
 namespace {
 
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(file), {});
-}
-
-std::string Sha256Hex(const std::string& bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr);
-  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(digest), length));
-}
 
 class ModelRegistryTest : public ::testing::Test {
  protected:
@@ -67,7 +55,7 @@ class ModelRegistryTest : public ::testing::Test {
     return (*session)->Finish();
   }
   absl::StatusOr<v1::ModelArtifact> Upload(const std::string& fixture, const std::string& name) {
-    const std::string bytes = ReadFile(TorchScriptFixture(fixture));
+    const std::string bytes = ReadFileBytes(TorchScriptFixture(fixture));
     return Upload(bytes, name, Sha256Hex(bytes));
   }
   std::vector<std::string> ModelFilesThere() const {
@@ -86,7 +74,7 @@ class ModelRegistryTest : public ::testing::Test {
 };
 
 TEST_F(ModelRegistryTest, AnUploadIsCheckedKeptUnderItsDigestAndSurvivesARestart) {
-  const std::string bytes = ReadFile(TorchScriptFixture("good.pt"));
+  const std::string bytes = ReadFileBytes(TorchScriptFixture("good.pt"));
   absl::StatusOr<v1::ModelArtifact> artifact = Upload("good.pt", "mynet");
   ASSERT_TRUE(artifact.ok()) << artifact.status();
   EXPECT_EQ(artifact->id(), Sha256Hex(bytes));
@@ -94,7 +82,7 @@ TEST_F(ModelRegistryTest, AnUploadIsCheckedKeptUnderItsDigestAndSurvivesARestart
   EXPECT_EQ(artifact->size_bytes(), static_cast<int64_t>(bytes.size()));
   EXPECT_EQ(artifact->parameter_count(), 1498);
   EXPECT_TRUE(artifact->has_created_time());
-  EXPECT_EQ(ReadFile(*registry_->FileOf(artifact->id())), bytes);
+  EXPECT_EQ(ReadFileBytes(*registry_->FileOf(artifact->id())), bytes);
 
   Reopen();
   absl::StatusOr<v1::ModelArtifact> by_name = registry_->Get("mynet");
@@ -112,7 +100,7 @@ TEST_F(ModelRegistryTest, AnUploadIsCheckedKeptUnderItsDigestAndSurvivesARestart
 }
 
 TEST_F(ModelRegistryTest, BadUploadsAreRefusedAndKeepNothing) {
-  const std::string bytes = ReadFile(TorchScriptFixture("good.pt"));
+  const std::string bytes = ReadFileBytes(TorchScriptFixture("good.pt"));
   EXPECT_THAT(Upload(bytes, "net", std::string(64, '0')).status().message(),
               HasSubstr("bytes received have sha256 " + Sha256Hex(bytes) + ", not the 000"));
   EXPECT_THAT(Upload(bytes.substr(0, bytes.size() / 2), "net", Sha256Hex(bytes)).status().message(),

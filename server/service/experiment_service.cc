@@ -18,27 +18,12 @@
 #include "common/grpc_status.h"
 #include "common/request_limits.h"
 #include "server/service/call_authorization.h"
+#include "server/service/chunk_stream.h"
 #include "server/service/rpc_replies.h"
 #include "server/service/server_stream.h"
 
 namespace gradlab {
 namespace {
-
-// A stream that ends at once with an error (bad request, unknown id).
-template <typename Event>
-class FailedStream : public ServerStream<Event> {
- public:
-  FailedStream(const char* method, grpc::CallbackServerContext* context, absl::Status status)
-      : status_(ToGrpcStatus(status)) {
-    LogFailure(method, context, status_);
-    this->Advance();
-  }
-
- private:
-  typename ServerStream<Event>::Step Next() override { return this->End(status_); }
-
-  const grpc::Status status_;
-};
 
 // Writes one experiment's events to one client: replays the log from a cursor, then
 // follows it. The log's listener (on its notifier's thread) only calls Advance, so a
@@ -183,40 +168,6 @@ class SweepStream : public ServerStream<v1::Sweep> {
   v1::Sweep in_flight_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<SweepReader> reader_ ABSL_GUARDED_BY(mu_);
   std::optional<grpc::Status> failed_ ABSL_GUARDED_BY(mu_);
-};
-
-// ExportModel: the exported file in chunks, one write in flight.
-class ChunkStream : public ServerStream<v1::ModelChunk> {
- public:
-  // Well under gRPC's default 4 MiB message limit.
-  static constexpr size_t kChunkBytes = 1 << 20;
-
-  ChunkStream(ExportedModel model, std::unique_ptr<ClientLimits::StreamSlot> slot)
-      : model_(std::move(model)), slot_(std::move(slot)) {
-    Advance();
-  }
-
- private:
-  Step Next() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const std::string& bytes = model_.bytes;
-    if (sent_all_) return End(grpc::Status::OK);
-    chunk_.Clear();
-    if (offset_ == 0) {
-      chunk_.set_epoch(model_.epoch);
-      chunk_.set_total_bytes(static_cast<int64_t>(bytes.size()));
-    }
-    const size_t n = std::min(kChunkBytes, bytes.size() - offset_);
-    chunk_.set_data(bytes.substr(offset_, n));
-    offset_ += n;
-    sent_all_ = offset_ == bytes.size();  // an empty file is one empty chunk
-    return Send(&chunk_);
-  }
-
-  const ExportedModel model_;
-  const std::unique_ptr<ClientLimits::StreamSlot> slot_;  // counts this stream for its client
-  size_t offset_ ABSL_GUARDED_BY(mu_) = 0;
-  bool sent_all_ ABSL_GUARDED_BY(mu_) = false;
-  v1::ModelChunk chunk_ ABSL_GUARDED_BY(mu_);
 };
 
 // Keeps only the layers and activations whose names `pattern` finds.
@@ -376,7 +327,7 @@ grpc::ServerWriteReactor<v1::ModelChunk>* ExperimentServiceImpl::ExportModel(
   if (!slot.ok()) return new FailedStream<v1::ModelChunk>("ExportModel", context, slot.status());
   absl::StatusOr<ExportedModel> model = registry_.ExportModel(request->id(), request->which(), request->format());
   if (!model.ok()) return new FailedStream<v1::ModelChunk>("ExportModel", context, model.status());
-  return new ChunkStream(*std::move(model), *std::move(slot));
+  return new ChunkStream(model->epoch, std::move(model->bytes), *std::move(slot));
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetServerInfo(grpc::CallbackServerContext* context,

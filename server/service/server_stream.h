@@ -16,7 +16,10 @@
 #include <optional>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "common/grpc_status.h"
+#include "server/service/rpc_replies.h"
 
 namespace gradlab {
 
@@ -97,6 +100,22 @@ class ServerStream : public grpc::ServerWriteReactor<Message> {
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// A stream that ends at once with an error (bad request, unknown id).
+template <typename Event>
+class FailedStream : public ServerStream<Event> {
+ public:
+  FailedStream(const char* method, grpc::CallbackServerContext* context, absl::Status status)
+      : status_(ToGrpcStatus(status)) {
+    LogFailure(method, context, status_);
+    this->Advance();
+  }
+
+ private:
+  typename ServerStream<Event>::Step Next() override { return this->End(status_); }
+
+  const grpc::Status status_;
 };
 
 }  // namespace gradlab

@@ -8,6 +8,7 @@
 #include "gradlab/v1/worker_service.grpc.pb.h"
 #include "server/auth/token_authorizer.h"
 #include "server/experiments/worker_pool.h"
+#include "server/models/model_registry.h"
 
 namespace gradlab {
 
@@ -16,8 +17,10 @@ namespace gradlab {
 // Both must outlive it.
 class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
  public:
-  WorkerServiceImpl(WorkerPool& pool, const TokenAuthorizer* authorizer)
-      : pool_(pool), authorizer_(authorizer) {}
+  // `models`: the uploaded models the workers fetch; null without a state folder.
+  WorkerServiceImpl(WorkerPool& pool, const ModelRegistry* models,
+                    const TokenAuthorizer* authorizer)
+      : pool_(pool), models_(models), authorizer_(authorizer) {}
 
   grpc::ServerUnaryReactor* RegisterWorker(grpc::CallbackServerContext* context,
                                            const v1::RegisterWorkerRequest* request,
@@ -28,12 +31,19 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
   grpc::ServerUnaryReactor* Rendezvous(grpc::CallbackServerContext* context,
                                        const v1::RendezvousRequest* request,
                                        v1::RendezvousResponse* response) override;
+  grpc::ServerWriteReactor<v1::ModelChunk>* FetchModel(
+      grpc::CallbackServerContext* context, const v1::FetchModelRequest* request) override;
 
  private:
   // Who the call's worker token is (empty without tokens), or why it may not call.
   absl::StatusOr<std::string> Owner(grpc::CallbackServerContext* context) const;
 
+  // The file of the uploaded model an attempt the worker holds a rank of trains.
+  absl::StatusOr<std::string> ModelBytes(const v1::FetchModelRequest& request,
+                                         const std::string& owner) const;
+
   WorkerPool& pool_;
+  const ModelRegistry* const models_;
   const TokenAuthorizer* const authorizer_;
 };
 

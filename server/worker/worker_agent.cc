@@ -1,8 +1,12 @@
 #include "server/worker/worker_agent.h"
 
 #include <glog/logging.h>
+#include <stdlib.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -16,23 +20,41 @@
 #include "common/version.h"
 #include "server/engine/dataset_request.h"
 #include "server/engine/trainer.h"
+#include "server/store/model_files.h"
 #include "server/worker/remote_rendezvous_store.h"
 
 namespace gradlab {
 namespace {
 
 constexpr absl::Duration kCallDeadline = absl::Seconds(10);
+// A model of --max_model_bytes (200 MB by default) over a slow link.
+constexpr absl::Duration kModelFetchDeadline = absl::Minutes(10);
 
 }  // namespace
 
 WorkerAgent::WorkerAgent(WorkerAgentOptions options)
     : options_(std::move(options)),
+      model_dir_(options_.model_dir),
       stub_(v1::WorkerService::NewStub(
-          grpc::CreateChannel(options_.coordinator, options_.credentials))) {}
+          grpc::CreateChannel(options_.coordinator, options_.credentials))) {
+  if (model_dir_.empty()) {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "gradlab-worker-models-XXXXXX").string();
+    if (mkdtemp(pattern.data()) != nullptr) {
+      model_dir_ = pattern;
+      owns_model_dir_ = true;
+    } else {
+      LOG(WARNING) << "cannot make a folder for uploaded models in " << pattern << ": "
+                   << std::strerror(errno) << "; runs of uploaded models will fail here";
+    }
+  }
+}
 
 WorkerAgent::~WorkerAgent() {
   Shutdown();
   if (rank_thread_.joinable()) rank_thread_.join();
+  std::error_code error;
+  if (owns_model_dir_) std::filesystem::remove_all(model_dir_, error);
 }
 
 std::unique_ptr<grpc::ClientContext> WorkerAgent::NewContext() const {
@@ -210,8 +232,54 @@ absl::Status WorkerAgent::TrainAssignedRank(const v1::RankAssignment& assignment
   group.timeout = absl::Milliseconds(assignment.timeout_ms());
   TrainingControl control;
   control.stop_requested = &rank_stop_;
+  if (IsUploadedModel(spec.model)) {
+    absl::StatusOr<std::string> model_file = ModelFile(assignment, worker_id);
+    if (!model_file.ok()) {
+      return absl::Status(
+          model_file.status().code(),
+          absl::StrCat("on worker ", options_.name, ": ", model_file.status().message()));
+    }
+    control.model_file = *std::move(model_file);
+  }
   IgnoringSink sink;  // rank 0, on the coordinator, reports
   return TrainRank(spec, **dataset, group, control, sink);
+}
+
+absl::StatusOr<std::string> WorkerAgent::ModelFile(const v1::RankAssignment& assignment,
+                                                   const std::string& worker_id) {
+  const std::string id(UploadedModelReference(assignment.spec().model()));
+  const ModelFiles files(model_dir_);
+  absl::StatusOr<std::string> kept = files.PathOf(id);
+  if (!kept.ok()) return kept.status();
+  if (files.Verify(id).ok()) return kept;
+  absl::StatusOr<std::unique_ptr<ModelUpload>> upload = files.BeginUpload();
+  if (!upload.ok()) return upload.status();
+  v1::FetchModelRequest request;
+  request.set_worker_id(worker_id);
+  request.set_experiment_id(assignment.experiment_id());
+  request.set_attempt(assignment.attempt());
+  std::unique_ptr<grpc::ClientContext> context = NewContext();
+  context->set_deadline(std::chrono::system_clock::now() +
+                        absl::ToChronoMilliseconds(kModelFetchDeadline));
+  std::unique_ptr<grpc::ClientReader<v1::ModelChunk>> reader =
+      stub_->FetchModel(context.get(), request);
+  v1::ModelChunk chunk;
+  absl::Status written;
+  while (written.ok() && reader->Read(&chunk)) written = (*upload)->Append(chunk.data());
+  if (!written.ok()) context->TryCancel();
+  const absl::Status fetched = FromGrpcStatus(reader->Finish());
+  if (!written.ok()) return written;
+  if (!fetched.ok()) {
+    return absl::Status(fetched.code(), absl::StrCat("cannot fetch model ", id,
+                                                     " from the coordinator: ", fetched.message()));
+  }
+  absl::StatusOr<std::string> digest = (*upload)->Finish();
+  if (!digest.ok()) return digest.status();
+  if (*digest != id) {
+    return absl::DataLossError(absl::StrCat("the model fetched from the coordinator has sha256 ",
+                                            *digest, ", not its id ", id));
+  }
+  return (*upload)->Keep();
 }
 
 }  // namespace gradlab

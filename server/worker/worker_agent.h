@@ -15,6 +15,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "gradlab/v1/worker_service.grpc.pb.h"
@@ -45,6 +46,10 @@ struct WorkerAgentOptions {
   int training_niceness = 0;
   // How long to wait between attempts to reach the coordinator.
   absl::Duration retry_interval = absl::Seconds(1);
+  // Where the uploaded models it trains are kept, fetched from the coordinator once and
+  // checked against their id (their sha256); empty: a folder of its own in the system's
+  // temporary folder, removed when the agent is.
+  std::string model_dir;
 };
 
 // Run() on one thread, Shutdown() from any other.
@@ -68,10 +73,17 @@ class WorkerAgent {
   // Trains `assignment` on rank_thread_; its outcome goes in the next heartbeat.
   void StartRank(const v1::RankAssignment& assignment) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status TrainAssignedRank(const v1::RankAssignment& assignment);
+  // The file of the uploaded model `assignment` trains: the one kept from an earlier
+  // attempt while its bytes still give its id, else fetched from the coordinator.
+  absl::StatusOr<std::string> ModelFile(const v1::RankAssignment& assignment,
+                                        const std::string& worker_id);
   // Waits `duration`, or less if Shutdown comes or a rank ends.
   void Pause(absl::Duration duration) ABSL_LOCKS_EXCLUDED(mu_);
 
   const WorkerAgentOptions options_;
+  // options_.model_dir, or the temporary folder made for it (removed with the agent).
+  std::string model_dir_;
+  bool owns_model_dir_ = false;
   std::unique_ptr<v1::WorkerService::Stub> stub_;
   std::atomic<bool> rank_stop_{false};  // read by the training run
 
