@@ -271,5 +271,31 @@ TEST_F(ModelUploadTest, AnUploadedModelTrainsIsExportedAndReloadsInPyTorch) {
   ExpectServing();
 }
 
+// A sweep of an uploaded model: `gradlab sweep --model_file` uploads it and every cell's run
+// trains it, its record pinning the id.
+TEST_F(ModelUploadTest, ASweepTrainsAnUploadedModelInEveryCell) {
+  const fs::path file = state_dir_.parent_path() / "sweep_cnn.pt";
+  fs::copy_file(TorchScriptFixture("simple_cnn_fashion.pt"), file,
+                fs::copy_options::overwrite_existing);
+  std::string err;
+  CommandResult swept = Gradlab({"--json", "sweep", "--model_file=" + file.string(),
+                                 "--vary=learning_rate=0.01,0.02", "--dataset=fashion_mnist",
+                                 "--epochs=1", "--max_train_samples=256", "--max_test_samples=128",
+                                 "--batch_size=64", "--nofollow"},
+                                &err);
+  ASSERT_EQ(swept.exit_code, 0) << swept.out << err;
+  EXPECT_THAT(err, HasSubstr("uploaded " + file.string() + " as model sweep_cnn\n"));
+  v1::Sweep sweep;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(swept.out, &sweep).ok()) << swept.out;
+  ASSERT_EQ(sweep.cells_size(), 2);
+  for (const v1::SweepCell& cell : sweep.cells()) {
+    ASSERT_EQ(cell.experiment_ids_size(), 1);
+    CommandResult watched = Gradlab({"watch", cell.experiment_ids(0)}, &err);
+    EXPECT_EQ(watched.exit_code, 0) << watched.out << err;
+    EXPECT_EQ(GetExperiment(cell.experiment_ids(0)).spec().model(),
+              "uploaded:" + Sha256Hex(ReadFileBytes(file.string())));
+  }
+}
+
 }  // namespace
 }  // namespace gradlab
