@@ -69,6 +69,8 @@ TEST_F(TorchScriptCheckTest, WhatIsNotATrainableTorchScriptModuleIsRefused) {
   absl::StatusOr<TorchScriptReport> pickle = CheckTorchScript(Fixture("state_dict.pt"));
   EXPECT_EQ(pickle.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(pickle.status().message(), HasSubstr("not a TorchScript module"));
+  EXPECT_THAT(CheckTorchScript(Fixture("archive.pt")).status().message(),
+              HasSubstr("not a TorchScript module"));
 
   // The first half of a good file, and bytes that are no zip at all.
   std::ifstream good(Fixture("good.pt"), std::ios::binary);
@@ -90,7 +92,8 @@ TEST_F(TorchScriptCheckTest, WhatIsNotATrainableTorchScriptModuleIsRefused) {
 
 TEST(AllowedOperatorsTest, TensorOperationsYesFilesThreadsAndPrintingNo) {
   for (const char* op : {"aten::conv2d", "aten::batch_norm", "aten::relu_", "prim::If",
-                         "prim::CallMethod", "aten::adaptive_avg_pool2d", "aten::linear"}) {
+                         "prim::CallMethod", "aten::adaptive_avg_pool2d", "aten::linear",
+                         "aten::_convolution"}) {
     EXPECT_TRUE(IsAllowedOperator(op)) << op;
   }
   for (const char* op : {"aten::from_file", "aten::save", "prim::Print", "aten::wait", "prim::fork",

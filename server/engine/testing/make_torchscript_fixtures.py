@@ -10,6 +10,7 @@ Run by the test with Debian's python3-torch (1.13, the server's LibTorch):
   hog.pt        asks for 2 GiB inside forward
   no_params.pt  no parameters at all
   state_dict.pt good.pt's weights saved by torch.save: a pickle, not TorchScript
+  archive.pt    a zip of a text file: a zip, but not of a module
   simple_cnn.pt          tests/reference/models.py's simple_cnn, traced, built after
                          torch.manual_seed(42) for 3x32x32 images: the built-in simple_cnn's
                          initial weights for seed 42
@@ -20,6 +21,7 @@ Run by the test with Debian's python3-torch (1.13, the server's LibTorch):
 """
 import os
 import sys
+import zipfile
 
 import torch
 import torch.nn.functional as F
@@ -130,6 +132,8 @@ def main(folder):
     save(Hogs(), "hog.pt")
     save(NoParameters(), "no_params.pt")
     torch.save(Net().state_dict(), os.path.join(folder, "state_dict.pt"))
+    with zipfile.ZipFile(os.path.join(folder, "archive.pt"), "w") as archive:
+        archive.writestr("archive/notes.txt", "not a model\n")
     for name, channels, side in (("simple_cnn.pt", 3, 32), ("simple_cnn_fashion.pt", 1, 28)):
         torch.manual_seed(42)
         net = models.build("simple_cnn", in_channels=channels, height=side, width=side)
