@@ -16,10 +16,18 @@
 #include "absl/time/time.h"
 #include "common/byte_size.h"
 #include "common/client_text.h"
+#include "common/experiment_spec.h"
 #include "common/sweep_grid.h"
 
 namespace gradlab {
 namespace {
+
+// spec.model for a table: an uploaded model's id (a sha256) cut to its first 12 digits.
+std::string ModelLabel(const std::string& model) {
+  constexpr size_t kShown = kUploadedModelPrefix.size() + 12;
+  if (!IsUploadedModel(model) || model.size() <= kShown) return model;
+  return model.substr(0, kShown) + "...";
+}
 
 constexpr int kBarWidth = 24;
 
@@ -156,8 +164,9 @@ std::string ExperimentTable(const std::vector<v1::Experiment>& experiments) {
     if (e.state() == v1::QUEUED && e.queue_position() > 0) {
       absl::StrAppend(&state, " #", e.queue_position());
     }
-    rows.push_back({e.id(), e.name().empty() ? "-" : e.name(), e.spec().model(), e.spec().dataset(),
-                    state, absl::StrCat(e.current_epoch(), "/", e.spec().epochs()),
+    rows.push_back({e.id(), e.name().empty() ? "-" : e.name(), ModelLabel(e.spec().model()),
+                    e.spec().dataset(), state,
+                    absl::StrCat(e.current_epoch(), "/", e.spec().epochs()),
                     e.last_metrics().epoch() > 0 ? Percent(e.best_test_accuracy()) : "-",
                     TimeText(e.created_time())});
   }
@@ -337,8 +346,8 @@ std::string ComparisonTable(const std::vector<ComparisonRow>& rows) {
     const bool trained = r.experiment.last_metrics().epoch() > 0;
     auto if_trained = [trained](std::string text) { return trained ? text : "-"; };
     table.push_back(
-        {r.experiment.spec().model(), r.experiment.id(), StateName(r.experiment.state()),
-         if_trained(Percent(r.experiment.best_test_accuracy())),
+        {ModelLabel(r.experiment.spec().model()), r.experiment.id(),
+         StateName(r.experiment.state()), if_trained(Percent(r.experiment.best_test_accuracy())),
          if_trained(Percent(r.final_test_accuracy)),
          if_trained(absl::StrFormat("%.4f", r.final_train_loss)), if_trained(Duration(r.seconds)),
          if_trained(absl::StrFormat("%.1f", r.images_per_second)),

@@ -14,6 +14,15 @@
 
   const num = (v) => (v === undefined || v === null ? 0 : Number(v));
 
+  // spec.model for people: an uploaded model's id (a sha256) cut to its first 12 digits.
+  const UPLOADED = 'uploaded:';
+  function modelLabel(model) {
+    if (!model || !model.startsWith(UPLOADED) || model.length <= UPLOADED.length + 12) {
+      return model || '';
+    }
+    return `${model.slice(0, UPLOADED.length + 12)}…`;
+  }
+
   // ", ×0.1 at iterations 782, 1173, warm-up 400 steps at 0.01, preset he2016", or ''.
   function scheduleText(spec) {
     const parts = [];
@@ -108,7 +117,8 @@
       const e = this.experiment;
       if (!e) return '';
       const spec = e.spec || {};
-      return e.name ? `${e.name} (${e.id})` : `${spec.model} · ${spec.dataset} (${e.id})`;
+      return e.name ? `${e.name} (${e.id})` :
+                      `${modelLabel(spec.model)} · ${spec.dataset} (${e.id})`;
     }
   }
 
@@ -759,11 +769,11 @@
         ['last train loss', last ? num(last.trainLoss).toFixed(4) : '–'],
         ['speed', last ? `${num(last.imagesPerSecond).toFixed(0)} images/s` : '–'],
       ];
-      const title = el('div', {},
-        el('h1', {}, e.name || `${spec.model} on ${spec.dataset}`),
-        el('div', {}, el('span', { class: `state ${e.state}` }, e.state), ' ',
-          el('span', { class: 'muted' }, e.id)),
-        e.error ? el('div', { class: 'error-box' }, e.error) : null);
+      const title =
+          el('div', {}, el('h1', {}, e.name || `${modelLabel(spec.model)} on ${spec.dataset}`),
+             el('div', {}, el('span', {class: `state ${e.state}`}, e.state), ' ',
+                el('span', {class: 'muted'}, e.id)),
+             e.error ? el('div', {class: 'error-box'}, e.error) : null);
       const bars = [];
       if (this.live && e.state === 'RUNNING') {
         const done = Math.max(0, num(e.currentEpoch) - 1) / Math.max(1, num(spec.epochs));
@@ -933,16 +943,19 @@
         const epochs = d.epochList();
         const last = epochs[epochs.length - 1];
         const flow = stepOneFlow(d);
-        return el('tr', {},
-          el('td', {}, el('span', { style: `color:${PALETTE[i % PALETTE.length]}` }, '\u25A0 '),
-            el('a', { href: `#/experiments/${e.id}` }, e.name || e.id)),
-          el('td', {}, e.spec.model), el('td', {}, e.spec.dataset),
-          el('td', {}, el('span', { class: `state ${e.state}` }, e.state)),
-          el('td', { class: 'num' }, `${num(e.currentEpoch)} / ${num(e.spec.epochs)}`),
-          el('td', { class: 'num' }, last ? percent(num(e.bestTestAccuracy)) : '–'),
-          el('td', { class: 'num' }, last ? num(last.trainLoss).toFixed(4) : '–'),
-          el('td', { class: 'num' }, flow.length
-            ? `${exponential(flow[0][1])} / ${exponential(flow[flow.length - 1][1])}` : '–'));
+        return el(
+            'tr', {},
+            el('td', {}, el('span', {style: `color:${PALETTE[i % PALETTE.length]}`}, '\u25A0 '),
+               el('a', {href: `#/experiments/${e.id}`}, e.name || e.id)),
+            el('td', {}, modelLabel(e.spec.model)), el('td', {}, e.spec.dataset),
+            el('td', {}, el('span', {class: `state ${e.state}`}, e.state)),
+            el('td', {class: 'num'}, `${num(e.currentEpoch)} / ${num(e.spec.epochs)}`),
+            el('td', {class: 'num'}, last ? percent(num(e.bestTestAccuracy)) : '–'),
+            el('td', {class: 'num'}, last ? num(last.trainLoss).toFixed(4) : '–'),
+            el('td', {class: 'num'},
+               flow.length ?
+                   `${exponential(flow[0][1])} / ${exponential(flow[flow.length - 1][1])}` :
+                   '–'));
       });
       this.table.replaceChildren(el('table', { class: 'experiments' },
         el('tr', {}, ...header.map((h) => el('th', {}, h))), ...rows));
@@ -1175,6 +1188,7 @@
     SweepView,
     el,
     percent,
-    num
+    num,
+    modelLabel
   };
 })(window);

@@ -7,7 +7,7 @@
 // after the last event it had (Last-Event-ID).
 (function () {
   'use strict';
-  const {ExperimentData, ExperimentView, CompareView, SweepView, el, percent, num} =
+  const {ExperimentData, ExperimentView, CompareView, SweepView, el, percent, num, modelLabel} =
       window.GradlabCharts;
   const main = document.getElementById('main');
   const connection = document.getElementById('connection');
@@ -179,21 +179,25 @@
         } });
       checkbox.checked = selected.has(e.id);
       const last = e.lastMetrics || {};
-      return el('tr', { 'data-id': e.id },
-        el('td', {}, checkbox),
-        el('td', {}, el('a', { href: `#/experiments/${e.id}` }, e.name || e.id),
-          e.name ? el('span', { class: 'muted' }, ' ' + e.id) : null),
-        el('td', {}, spec.model), el('td', {}, spec.dataset),
-        el('td', {}, el('span', { class: `state ${e.state}` }, e.state),
-          e.state === 'QUEUED' ? el('span', { class: 'muted' }, ` #${e.queuePosition}`) : null),
-        el('td', { class: 'progress' },
-          `epoch ${num(e.currentEpoch)} / ${num(spec.epochs)}` +
-          (p && e.state === 'RUNNING' ? ` · ${num(p.imagesPerSecond).toFixed(0)} img/s` : ''),
-          el('div', { class: 'bar' }, el('div', { style: `width:${(100 * Math.min(1, done)).toFixed(1)}%` }))),
-        el('td', { class: 'num' }, num(last.epoch) ? percent(num(e.bestTestAccuracy)) : '–'),
-        el('td', { class: 'num' }, p && e.state === 'RUNNING' ? num(p.runningLoss).toFixed(4)
-          : (num(last.epoch) ? num(last.trainLoss).toFixed(4) : '–')),
-        el('td', { class: 'muted' }, e.createdTime ? new Date(e.createdTime).toLocaleString() : ''));
+      return el(
+          'tr', {'data-id': e.id}, el('td', {}, checkbox),
+          el('td', {}, el('a', {href: `#/experiments/${e.id}`}, e.name || e.id),
+             e.name ? el('span', {class: 'muted'}, ' ' + e.id) : null),
+          el('td', {}, modelLabel(spec.model)), el('td', {}, spec.dataset),
+          el('td', {}, el('span', {class: `state ${e.state}`}, e.state),
+             e.state === 'QUEUED' ? el('span', {class: 'muted'}, ` #${e.queuePosition}`) : null),
+          el('td', {class: 'progress'},
+             `epoch ${num(e.currentEpoch)} / ${num(spec.epochs)}` +
+                 (p && e.state === 'RUNNING' ? ` · ${num(p.imagesPerSecond).toFixed(0)} img/s` :
+                                               ''),
+             el('div', {class: 'bar'},
+                el('div', {style: `width:${(100 * Math.min(1, done)).toFixed(1)}%`}))),
+          el('td', {class: 'num'}, num(last.epoch) ? percent(num(e.bestTestAccuracy)) : '–'),
+          el('td', {class: 'num'},
+             p && e.state === 'RUNNING' ? num(p.runningLoss).toFixed(4) :
+                                          (num(last.epoch) ? num(last.trainLoss).toFixed(4) : '–')),
+          el('td', {class: 'muted'},
+             e.createdTime ? new Date(e.createdTime).toLocaleString() : ''));
     }
 
     views.push({
