@@ -4,6 +4,7 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
+#include <signal.h>
 
 #include <filesystem>
 #include <fstream>
@@ -295,6 +296,44 @@ TEST_F(ModelUploadTest, ASweepTrainsAnUploadedModelInEveryCell) {
     EXPECT_EQ(GetExperiment(cell.experiment_ids(0)).spec().model(),
               "uploaded:" + Sha256Hex(ReadFileBytes(file.string())));
   }
+}
+
+// A run of an uploaded model that the server's death interrupts goes on after the restart
+// from its last checkpoint, with its model found again under the id its record pins, and
+// ends with the numbers of a run that was never interrupted.
+TEST_F(ModelUploadTest, ARunOfAnUploadedModelResumesAfterTheServerIsKilled) {
+  v1::ModelArtifact artifact;
+  grpc::Status uploaded = UploadFixture("simple_cnn_fashion.pt", "fashion_cnn", &artifact);
+  ASSERT_TRUE(uploaded.ok()) << uploaded.error_message();
+  const std::vector<std::string> submit = {
+      "submit",         "--model=uploaded:fashion_cnn", "--dataset=fashion_mnist",
+      "--epochs=3",     "--max_train_samples=1024",     "--max_test_samples=256",
+      "--batch_size=64"};
+  std::string err;
+  CommandResult whole = Gradlab(submit, &err);
+  ASSERT_EQ(whole.exit_code, 0) << whole.out << err;
+  const std::string whole_id(absl::StripAsciiWhitespace(whole.out));
+  ASSERT_EQ(Gradlab({"watch", whole_id}, &err).exit_code, 0) << err;
+
+  CommandResult cut = Gradlab(submit, &err);
+  ASSERT_EQ(cut.exit_code, 0) << cut.out << err;
+  const std::string cut_id(absl::StripAsciiWhitespace(cut.out));
+  const absl::Time deadline = absl::Now() + absl::Minutes(2);
+  while (GetExperiment(cut_id).last_metrics().epoch() < 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_LT(GetExperiment(cut_id).last_metrics().epoch(), 3) << "it finished before the kill";
+  server_->process.Signal(SIGKILL);
+  ASSERT_TRUE(server_->process.Wait(absl::Seconds(10)).has_value());
+  Start();
+  ASSERT_EQ(Gradlab({"watch", cut_id}, &err).exit_code, 0) << err;
+  const v1::Experiment resumed = GetExperiment(cut_id);
+  const v1::Experiment uninterrupted = GetExperiment(whole_id);
+  EXPECT_EQ(resumed.spec().model(), "uploaded:" + artifact.id());
+  EXPECT_EQ(resumed.last_metrics().epoch(), 3);
+  EXPECT_EQ(resumed.last_metrics().train_loss(), uninterrupted.last_metrics().train_loss());
+  EXPECT_EQ(resumed.last_metrics().test_loss(), uninterrupted.last_metrics().test_loss());
+  EXPECT_EQ(resumed.last_metrics().test_accuracy(), uninterrupted.last_metrics().test_accuracy());
 }
 
 }  // namespace
