@@ -16,8 +16,8 @@ from gradlab_client.errors import GradlabError
 DEFAULT_SERVER = "127.0.0.1:50051"
 # Under gradlabd's default --max_request_bytes (256 KiB), with room for the framing.
 UPLOAD_CHUNK_BYTES = 128 << 10
-# The states an experiment ends in.
-FINISHED_STATES = (pb.SUCCEEDED, pb.FAILED, pb.CANCELLED)
+# A sweep of many cells, with every layer's aggregate, can pass gRPC's default 4 MiB.
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20)]
 PathLike = Union[str, os.PathLike]
 
 
@@ -50,9 +50,9 @@ def connect(server: Optional[str] = None, *, token: Optional[str] = None,
         credentials = grpc.ssl_channel_credentials(
             root_certificates=_read(tls_ca), private_key=_read(tls_key),
             certificate_chain=_read(tls_cert))
-        channel = grpc.secure_channel(server, credentials)
+        channel = grpc.secure_channel(server, credentials, options=CHANNEL_OPTIONS)
     else:
-        channel = grpc.insecure_channel(server)
+        channel = grpc.insecure_channel(server, options=CHANNEL_OPTIONS)
     return Client(channel, token=token or None, timeout=timeout,
                   reconnect_timeout=reconnect_timeout)
 

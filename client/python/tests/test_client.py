@@ -2,6 +2,7 @@
 errors, tokens and TLS, models."""
 import subprocess
 import threading
+import time
 
 import grpc
 import pytest
@@ -76,20 +77,25 @@ def test_wait_times_out_and_cancel_stops_the_run(client):
 def test_following_across_a_server_restart_loses_and_repeats_nothing(gradlabd):
     client = gradlab_client.connect(gradlabd.address, reconnect_timeout=60)
     run = client.start_experiment(QUICK, epochs=6, max_train_samples=2048)
-    followed = []
+    followed, errors = [], []
 
     def follow():
-        for event in client.follow_metrics(run.id):
-            followed.append(event)
+        try:
+            for event in client.follow_metrics(run.id):
+                followed.append(event)
+        except Exception as e:  # noqa: reported below, in the test's thread
+            errors.append(e)
 
     follower = threading.Thread(target=follow)
     follower.start()
+    deadline = time.monotonic() + 120
     while not any(e.HasField("epoch_metrics") for e in followed):
+        assert follower.is_alive() and time.monotonic() < deadline, errors
         follower.join(0.05)
     gradlabd.kill()  # mid-run, while the stream is open
     gradlabd.start()
     follower.join(300)
-    assert not follower.is_alive()
+    assert not follower.is_alive() and not errors, errors
 
     sequences = [event.sequence for event in followed]
     assert sequences == sorted(set(sequences)), "an event repeated or came out of order"
