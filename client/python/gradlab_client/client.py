@@ -96,6 +96,16 @@ class Client:
         except grpc.RpcError as e:
             raise GradlabError.from_rpc_error(e, method) from None
 
+    def _pages(self, method: str, request, field: str, limit: Optional[int] = None) -> list:
+        """The items (`field`) of every page of a List call, newest first, up to `limit`."""
+        items: list = []
+        while True:
+            page = self._call(method, request)
+            items.extend(getattr(page, field))
+            if not page.next_page_token or (limit and len(items) >= limit):
+                return items[:limit] if limit else items
+            request.page_token = page.next_page_token
+
     # Experiments.
 
     def start_experiment(self, spec: Optional[Mapping[str, Any]] = None, *,
@@ -115,13 +125,7 @@ class Client:
         request = pb.ListExperimentsRequest(page_size=min(limit or 1000, 1000))
         if state is not None:
             request.state = pb.ExperimentState.Value(state)
-        experiments: List[pb.Experiment] = []
-        while True:
-            page = self._call("ListExperiments", request)
-            experiments.extend(page.experiments)
-            if not page.next_page_token or (limit and len(experiments) >= limit):
-                return experiments[:limit] if limit else experiments
-            request.page_token = page.next_page_token
+        return self._pages("ListExperiments", request, "experiments", limit)
 
     def cancel_experiment(self, experiment_id: str) -> pb.Experiment:
         """Once it has stopped (within one batch)."""
@@ -255,14 +259,7 @@ class Client:
         return self._call("GetSweep", pb.GetSweepRequest(id=sweep_id))
 
     def list_sweeps(self) -> List[pb.Sweep]:
-        request = pb.ListSweepsRequest(page_size=1000)
-        sweeps: List[pb.Sweep] = []
-        while True:
-            page = self._call("ListSweeps", request)
-            sweeps.extend(page.sweeps)
-            if not page.next_page_token:
-                return sweeps
-            request.page_token = page.next_page_token
+        return self._pages("ListSweeps", pb.ListSweepsRequest(page_size=1000), "sweeps")
 
     def cancel_sweep(self, sweep_id: str) -> pb.Sweep:
         return self._call("CancelSweep", pb.CancelSweepRequest(id=sweep_id),
